@@ -1,0 +1,2 @@
+//! The `streamfleet` command line.
+fn main() {}
