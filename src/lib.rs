@@ -1,6 +1,16 @@
 //! streamfleet: a clustered live-streaming server in one binary.
 //!
+//! - [`config`]: YAML -> validated, typed config (every default in one place).
+//! - [`runtime`]: shutdown and drain, connection limits, listeners, readiness lines, metrics.
+//! - [`cluster`]: node and stream records, the cluster store (embedded, MongoDB), heartbeats.
+//! - [`media`]: media nodes: RTMP ingest and playback, hub, HLS, HTTP API, relay.
+//! - [`node`]: binding and starting the nodes of one process.
 //! - [`proto`]: sans-IO protocol code (RTMP, FLV/AVC/AAC, MPEG-TS, HLS playlists, HTTP/1 heads).
 #![deny(unsafe_code)]
 
+pub mod cluster;
+pub mod config;
+pub mod media;
+pub mod node;
 pub mod proto;
+pub mod runtime;

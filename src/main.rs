@@ -1,2 +1,197 @@
-//! The `streamfleet` command line.
-fn main() {}
+//! The `streamfleet` command line: load the config, set up logging, start the nodes, turn
+//! signals into a graceful shutdown, and map failures to exit codes.
+//!
+//! Exit codes: 0 success (including a drained shutdown), 1 runtime failure (a bind, the store),
+//! 2 invalid config or usage, 130/143 a second SIGINT/SIGTERM during the drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use streamfleet::config::edit::{mongodb_uri, set_store, EditError};
+use streamfleet::config::{Config, ConfigErrors};
+use streamfleet::runtime::Shutdown;
+use streamfleet::runtime::shutdown::Drain;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Parser)]
+#[command(name = "streamfleet", version, about = "Clustered live-streaming server: RTMP ingest, ABR, HLS, QUIC relay, load balancer")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every node listed in the config file in this process.
+    Run {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0, or exit 2 printing every error as FILE:LINE:COLUMN: message.
+    Check {
+        /// Config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Switch the cluster store in place (keeps comments): `mode cluster HOST [USER PASSWORD]`
+    /// or `mode standalone`.
+    Mode {
+        #[command(subcommand)]
+        mode: ModeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModeCommand {
+    /// Use MongoDB at HOST[:PORT] (default port 27017), optionally with credentials.
+    Cluster {
+        /// MongoDB host, optionally with :port.
+        host: String,
+        /// User (authSource=admin).
+        user: Option<String>,
+        /// Password (never printed).
+        password: Option<String>,
+        /// Config file to edit.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Use the embedded store (every node in one process).
+    Standalone {
+        /// Config file to edit.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("{}: ok ({} nodes)", config.display(), c.nodes.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => config_errors(&errors),
+        },
+        Command::Mode { mode } => run_mode(mode),
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => return config_errors(&errors),
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("streamfleet: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(run(config)) {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("streamfleet: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn config_errors(errors: &ConfigErrors) -> ExitCode {
+    eprintln!("{errors}");
+    ExitCode::from(2)
+}
+
+fn run_mode(mode: ModeCommand) -> ExitCode {
+    let (path, value) = match &mode {
+        ModeCommand::Cluster { host, user, password, config } => {
+            let creds = match (user, password) {
+                (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
+                (None, None) => None,
+                _ => {
+                    eprintln!("streamfleet mode cluster: give both USER and PASSWORD, or neither");
+                    return ExitCode::from(2);
+                }
+            };
+            (config, mongodb_uri(host, creds))
+        }
+        ModeCommand::Standalone { config } => (config, "embedded".to_owned()),
+    };
+    match set_store(path, &value) {
+        Ok(change) if change.before == change.after => {
+            println!("{}: cluster.store already {}", path.display(), change.after);
+            ExitCode::SUCCESS
+        }
+        Ok(change) => {
+            println!("{}: cluster.store: {} -> {}", path.display(), change.before, change.after);
+            ExitCode::SUCCESS
+        }
+        Err(EditError::Invalid(errors)) => config_errors(&errors),
+        Err(e) => {
+            eprintln!("streamfleet mode: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    let shutdown = Shutdown::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let _ctx = streamfleet::node::start(&config, shutdown.clone()).await?;
+
+    let first = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        signal = first,
+        grace = %humantime::format_duration(config.shutdown_grace),
+        open = shutdown.open_connections(),
+        "draining: no new connections, open ones get the grace period"
+    );
+    tokio::select! {
+        outcome = shutdown.shutdown(config.shutdown_grace) => {
+            match outcome {
+                Drain::Clean => tracing::info!("drained; exiting"),
+                Drain::Forced(n) => tracing::info!(closed = n, "grace period over; closed remaining connections"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = term.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            Ok(ExitCode::from(143))
+        }
+        _ = int.recv() => {
+            tracing::warn!("second signal: exiting at once");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,209 @@
+//! The cluster's shared records (DESIGN.md §4): nodes and streams, as every store keeps them.
+//!
+//! Nodes write their own record every heartbeat. A stream record belongs to the origin holding
+//! its lease; the lease is renewed every heartbeat, so a crashed origin's streams stop being
+//! `broadcasting` by themselves once `lease_until` passes.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Role;
+
+/// A node's administrative state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Serving normally.
+    Active,
+    /// Shutting down: finishing open connections, taking no new work.
+    Draining,
+}
+
+/// One node, as written by itself every heartbeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    /// Unique node name (`_id`).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Host other nodes use to reach this one.
+    pub advertise: String,
+    /// `host:port` of the RTMP listener.
+    pub rtmp: Option<String>,
+    /// `host:port` of the HTTP listener.
+    pub http: Option<String>,
+    /// `host:port` of the QUIC relay listener.
+    pub relay: Option<String>,
+    /// streamfleet version.
+    pub version: String,
+    /// When the process started this node.
+    pub started_at: SystemTime,
+    /// Last heartbeat.
+    pub last_seen: SystemTime,
+    /// Machine CPU use, 0..=100 (%).
+    pub cpu: f64,
+    /// Machine memory in use, bytes.
+    pub mem_used: u64,
+    /// Machine memory, bytes.
+    pub mem_total: u64,
+    /// Streams this node ingests or serves.
+    pub streams: u64,
+    /// Viewers connected to this node.
+    pub viewers: u64,
+    /// Bytes per second sent to viewers and edges, times 8.
+    pub egress_bps: u64,
+    /// Administrative state.
+    pub state: NodeState,
+}
+
+impl NodeRecord {
+    /// A node is alive while its last heartbeat is younger than `node_timeout`.
+    pub fn alive(&self, now: SystemTime, node_timeout: Duration) -> bool {
+        now.duration_since(self.last_seen).map_or(true, |age| age < node_timeout)
+    }
+}
+
+/// `{app}/{streamId}`, the `_id` of a stream record.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    /// Application.
+    pub app: String,
+    /// Stream id within the application.
+    pub stream_id: String,
+}
+
+impl StreamKey {
+    /// Builds a key.
+    pub fn new(app: impl Into<String>, stream_id: impl Into<String>) -> Self {
+        StreamKey { app: app.into(), stream_id: stream_id.into() }
+    }
+    /// The record id.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.app, self.stream_id)
+    }
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.stream_id)
+    }
+}
+
+/// Whether a stream is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamStatus {
+    /// An origin holds a valid lease and is ingesting.
+    Broadcasting,
+    /// Unpublished, or the lease expired.
+    Finished,
+}
+
+/// One rendition of a stream (the source included).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rendition {
+    /// `source`, or `{height}p` for transcoded ones.
+    pub name: String,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// Video bits per second (measured for the source, configured for transcoded ones).
+    pub video_bitrate: u64,
+    /// Audio bits per second.
+    pub audio_bitrate: u64,
+    /// RFC 6381 video codec string (`avc1.64001f`).
+    pub video_codec: String,
+    /// RFC 6381 audio codec string (`mp4a.40.2`), empty without audio.
+    pub audio_codec: String,
+    /// Frames per second, 0 when unknown.
+    pub frame_rate: f64,
+}
+
+/// Viewers of one stream on its origin and edges, by protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewers {
+    /// HLS sessions (recent distinct clients).
+    pub hls: u64,
+    /// RTMP players.
+    pub rtmp: u64,
+    /// Edges pulling over the relay.
+    pub edges: u64,
+}
+
+/// One stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRecord {
+    /// Identity.
+    pub key: StreamKey,
+    /// Node holding the lease.
+    pub origin: String,
+    /// `host:port` of that node's relay, for edges.
+    pub origin_relay: Option<String>,
+    /// Bumped at every change of ownership (and every republish).
+    pub epoch: u64,
+    /// The lease is valid until then.
+    pub lease_until: SystemTime,
+    /// Stored status; see [`StreamRecord::effective_status`].
+    pub status: StreamStatus,
+    /// Renditions, source first.
+    pub renditions: Vec<Rendition>,
+    /// When this epoch started.
+    pub started_at: SystemTime,
+    /// Last write.
+    pub updated_at: SystemTime,
+    /// Viewers by protocol.
+    pub viewers: Viewers,
+}
+
+impl StreamRecord {
+    /// `Broadcasting` only while the lease is valid: a crashed origin cannot renew, so its
+    /// streams finish by themselves.
+    pub fn effective_status(&self, now: SystemTime) -> StreamStatus {
+        if self.status == StreamStatus::Broadcasting && self.lease_until > now {
+            StreamStatus::Broadcasting
+        } else {
+            StreamStatus::Finished
+        }
+    }
+
+    /// Whether another origin may take the stream over.
+    pub fn claimable(&self, now: SystemTime) -> bool {
+        self.effective_status(now) == StreamStatus::Finished
+    }
+}
+
+/// What an origin asks for when a publisher starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamClaim {
+    /// The stream.
+    pub key: StreamKey,
+    /// The claiming node.
+    pub origin: String,
+    /// Its relay address.
+    pub origin_relay: Option<String>,
+    /// Renditions known at publish time (often empty until the first keyframe).
+    pub renditions: Vec<Rendition>,
+}
+
+/// Proof of ownership, kept by the origin while it ingests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The stream.
+    pub key: StreamKey,
+    /// Owner.
+    pub origin: String,
+    /// Epoch the owner won.
+    pub epoch: u64,
+}
+
+/// What a lease renewal may update besides the lease itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamUpdate {
+    /// Renditions, when they changed.
+    pub renditions: Option<Vec<Rendition>>,
+    /// Current viewers.
+    pub viewers: Viewers,
+}

@@ -1,0 +1,375 @@
+//! File structs -> typed [`Config`], with every default applied here and every error collected.
+//!
+//! Parsing happens in two passes. serde (with `serde_path_to_error` for the key path) catches
+//! syntax errors, unknown keys and wrong YAML types; it stops at the first one. The conversion
+//! pass then checks every value (durations, sizes, addresses, references between items, duplicate
+//! names, listener conflicts) and reports all of its errors at once.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::file::{FileConfig, NodeFile, Raw, RoleFile};
+use super::values::{parse_addr, parse_duration};
+use super::{
+    ClusterConfig, Config, ConfigError, ConfigErrors, DEFAULT_SHUTDOWN_GRACE, ListenerSpec,
+    NodeConfig, Secret, StoreConfig,
+};
+
+/// Default `cluster.heartbeat`.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
+/// Default `cluster.node_timeout`.
+pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Collects errors for one file.
+pub(crate) struct Diag<'a> {
+    file: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl<'a> Diag<'a> {
+    fn new(file: &'a Path) -> Self {
+        Diag { file, errors: Vec::new() }
+    }
+
+    /// The config file (anchors relative paths).
+    pub(crate) fn file(&self) -> &'a Path {
+        self.file
+    }
+
+    /// Records an error at a value's position.
+    pub(crate) fn at<T>(&mut self, value: &Spanned<T>, message: String) {
+        self.at_location(value.referenced, message);
+    }
+
+    fn at_location(&mut self, loc: Location, message: String) {
+        self.errors.push(ConfigError {
+            file: self.file.to_owned(),
+            line: loc.line() as usize,
+            column: loc.column() as usize,
+            message,
+        });
+    }
+
+    /// A duration value, or `default` when absent; errors are recorded.
+    pub(crate) fn duration(&mut self, key: &str, raw: Option<&Raw>, default: Duration) -> Duration {
+        match raw {
+            None => default,
+            Some(r) => parse_duration(&r.value).unwrap_or_else(|e| {
+                self.at(r, format!("{key}: {e}"));
+                default
+            }),
+        }
+    }
+
+    /// An address value; errors are recorded.
+    pub(crate) fn addr(&mut self, key: &str, raw: &Raw) -> Option<SocketAddr> {
+        parse_addr(&raw.value).map_err(|e| self.at(raw, format!("{key}: {e}"))).ok()
+    }
+}
+
+/// Parses and converts config text.
+pub fn convert(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+    let file = parse_file(text, path)?;
+    let mut d = Diag::new(path);
+    let config = convert_file(&file, path, &mut d);
+    if d.errors.is_empty() {
+        Ok(config)
+    } else {
+        d.errors.sort_by_key(|e| (e.line, e.column));
+        Err(ConfigErrors(d.errors))
+    }
+}
+
+/// The serde pass: YAML -> file structs. Errors name the key path.
+pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigErrors> {
+    let mut key_path = String::new();
+    let result = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize::<_, FileConfig>(de).map_err(|e| {
+            key_path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+        let mut message = e.without_snippet().to_string();
+        // serde-saphyr appends the position; we print it in front instead.
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        // `Spanned` wrappers show up as a `.value` segment; operators never wrote it.
+        let key_path = key_path.replace(".value", "");
+        let key_path = key_path.trim_end_matches(".?");
+        let message = if key_path.is_empty() || key_path == "." || key_path == "?" {
+            message
+        } else {
+            format!("{key_path}: {message}")
+        };
+        ConfigErrors(vec![ConfigError { file: path.to_owned(), line, column, message }])
+    })
+}
+
+fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
+    let c = f.cluster.as_ref();
+    let store = match c.and_then(|c| c.store.as_ref()) {
+        None => StoreConfig::Embedded,
+        Some(s) if s.value == "embedded" => StoreConfig::Embedded,
+        Some(s) if s.value.starts_with("mongodb://") || s.value.starts_with("mongodb+srv://") => {
+            StoreConfig::MongoDb { uri: Secret::new(s.value.clone()) }
+        }
+        Some(s) => {
+            d.at(s, "cluster.store: expected `embedded` or a mongodb:// URI".to_owned());
+            StoreConfig::Embedded
+        }
+    };
+    let heartbeat = d.duration("cluster.heartbeat", c.and_then(|c| c.heartbeat.as_ref()), DEFAULT_HEARTBEAT);
+    let node_timeout = d.duration("cluster.node_timeout", c.and_then(|c| c.node_timeout.as_ref()), DEFAULT_NODE_TIMEOUT);
+    if heartbeat.is_zero() {
+        if let Some(h) = c.and_then(|c| c.heartbeat.as_ref()) {
+            d.at(h, "cluster.heartbeat: must be more than 0".into());
+        }
+    }
+    if node_timeout <= heartbeat {
+        if let Some(t) = c.and_then(|c| c.node_timeout.as_ref()).or(c.and_then(|c| c.heartbeat.as_ref())) {
+            d.at(t, "cluster.node_timeout: must be longer than cluster.heartbeat".into());
+        }
+    }
+    let secret = match c.and_then(|c| c.secret.as_ref()) {
+        Some(s) if s.value.is_empty() => {
+            d.at(s, "cluster.secret: empty".into());
+            Secret::new("")
+        }
+        Some(s) => Secret::new(s.value.clone()),
+        None => {
+            if matches!(store, StoreConfig::MongoDb { .. }) {
+                let at = c.and_then(|c| c.store.as_ref()).map(|s| s.referenced);
+                if let Some(loc) = at {
+                    d.at_location(loc, "cluster.secret: required with a mongodb store (nodes in other processes must share it)".into());
+                }
+            }
+            // One process, embedded store: every node is in this process, so a random secret
+            // made at start authenticates them to each other.
+            Secret::new(random_secret())
+        }
+    };
+    let database = c.and_then(|c| c.database.as_ref()).map_or("streamfleet".to_owned(), |db| {
+        if db.value.is_empty() || db.value.contains(['/', '\\', '.', ' ', '"', '$']) {
+            d.at(db, format!("cluster.database: `{}` is not a valid MongoDB database name", db.value));
+        }
+        db.value.clone()
+    });
+    let cluster = ClusterConfig { store, database, secret, heartbeat, node_timeout };
+
+    let shutdown_grace = d.duration("shutdown_grace", f.shutdown_grace.as_ref(), DEFAULT_SHUTDOWN_GRACE);
+
+    let node_files = f.nodes.as_deref().unwrap_or(&[]);
+    if node_files.is_empty() {
+        d.errors.push(ConfigError {
+            file: path.to_owned(),
+            line: 1,
+            column: 1,
+            message: "nodes: the file lists no nodes".into(),
+        });
+    }
+    let mut nodes = Vec::new();
+    for (i, n) in node_files.iter().enumerate() {
+        let at = format!("nodes[{i}]");
+        check_name(d, &at, n);
+        if node_files[..i].iter().any(|o| o.name.value == n.name.value) {
+            d.at(&n.name, format!("{at}.name: duplicate node name `{}`", n.name.value));
+        }
+        let node = match n.role.value {
+            RoleFile::Lb => super::lb::convert_lb(n, &at, d).map(NodeConfig::Lb),
+            _ => super::media::convert_media(n, &at, d).map(NodeConfig::Media),
+        };
+        if let Some(node) = node {
+            nodes.push((i, node));
+        }
+    }
+    check_listener_conflicts(d, node_files, &nodes);
+    Config {
+        source: path.to_owned(),
+        cluster,
+        shutdown_grace,
+        nodes: nodes.into_iter().map(|(_, n)| n).collect(),
+    }
+}
+
+fn check_name(d: &mut Diag, at: &str, n: &NodeFile) {
+    let name = &n.name.value;
+    if name.is_empty()
+        || name.len() > 64
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        d.at(&n.name, format!("{at}.name: `{name}` is not a valid node name (1-64 of letters, digits, -, _ and .)"));
+    }
+}
+
+/// Two listeners conflict when they share a port and protocol and either IP is a wildcard or
+/// both IPs are equal. Port 0 never conflicts (the OS picks a free port).
+fn check_listener_conflicts(d: &mut Diag, files: &[NodeFile], nodes: &[(usize, NodeConfig)]) {
+    let mut seen: Vec<(usize, &str, ListenerSpec)> = Vec::new();
+    for (i, node) in nodes {
+        let listeners = match node {
+            NodeConfig::Lb(c) => c.listeners(),
+            NodeConfig::Media(c) => c.listeners(),
+        };
+        for l in listeners {
+            if l.addr.port() == 0 {
+                continue;
+            }
+            let clash = seen.iter().find(|(_, _, o)| {
+                o.udp == l.udp
+                    && o.addr.port() == l.addr.port()
+                    && (o.addr.ip() == l.addr.ip() || o.addr.ip().is_unspecified() || l.addr.ip().is_unspecified())
+            });
+            if let Some((_, other_node, other)) = clash {
+                let msg = format!(
+                    "nodes[{i}]: listener {} on {} conflicts with listener {} of node `{other_node}` on {}",
+                    l.name, l.addr, other.name, other.addr
+                );
+                d.at(&files[*i].name, msg);
+            }
+            seen.push((*i, node.name(), l));
+        }
+    }
+}
+
+/// 32 random bytes as hex, from the OS.
+fn random_secret() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    // RandomState is seeded from the OS RNG per process; four draws give 256 bits.
+    (0..4u64)
+        .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{NodeConfig, ProxyMode, Role};
+
+    fn errors(yaml: &str) -> Vec<String> {
+        match convert(yaml, Path::new("t.yaml")) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    fn one_error(yaml: &str) -> String {
+        let e = errors(yaml);
+        assert_eq!(e.len(), 1, "expected one error, got {e:?}");
+        e[0].clone()
+    }
+
+    const EDGE: &str = "nodes:\n  - role: edge\n    name: e1\n    http: \"127.0.0.1:0\"\n";
+
+    #[test]
+    fn minimal_edge_gets_every_default() {
+        let c = convert(EDGE, Path::new("t.yaml")).unwrap();
+        assert_eq!(c.cluster.heartbeat, DEFAULT_HEARTBEAT);
+        assert_eq!(c.cluster.node_timeout, DEFAULT_NODE_TIMEOUT);
+        assert_eq!(c.cluster.store, StoreConfig::Embedded);
+        assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        let NodeConfig::Media(m) = &c.nodes[0] else { panic!("media node") };
+        assert_eq!(m.role, Role::Edge);
+        assert_eq!(m.advertise, "127.0.0.1");
+        assert_eq!(m.hls.window, 6);
+        assert_eq!(m.apps.len(), 2);
+        assert!(m.rtmp.is_none() && m.relay.is_none());
+    }
+
+    #[test]
+    fn unknown_key_three_levels_deep_names_line_and_key() {
+        let yaml = "nodes:\n  - role: lb\n    name: lb1\n    stats:\n      bind: \"127.0.0.1:0\"\n      auth: {user: a, pasword: b}\n";
+        let e = one_error(yaml);
+        assert!(e.starts_with("t.yaml:6:23: nodes[0].stats.auth.pasword: unknown field `pasword`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = one_error(&format!("{EDGE}    hls: {{window: many}}\n"));
+        assert!(e.starts_with("t.yaml:5:19: nodes[0].hls.window:"), "{e}");
+        let e = one_error("nodes:\n  - role: dancer\n    name: x\n");
+        assert!(e.starts_with("t.yaml:2:11: nodes[0].role:"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_size_and_address() {
+        let yaml = "cluster: {heartbeat: 2 s}\nnodes:\n  - role: origin\n    name: o\n    rtmp: \"127.0.0.1:99999\"\n    http: \"127.0.0.1:0\"\n    relay: \"127.0.0.1:0\"\n    transcode: {ladder: [{height: 480, bitrate: 1000q}]}\n";
+        let e = errors(yaml);
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].starts_with("t.yaml:1:22: cluster.heartbeat: invalid duration `2 s`"), "{}", e[0]);
+        assert!(e[1].starts_with("t.yaml:5:11: nodes[0].rtmp: invalid address"), "{}", e[1]);
+        assert!(e[2].starts_with("t.yaml:8:49: nodes[0].transcode.ladder[0].bitrate: invalid size `1000q`"), "{}", e[2]);
+    }
+
+    #[test]
+    fn frontend_naming_a_missing_backend() {
+        let yaml = "nodes:\n  - role: lb\n    name: lb1\n    frontends:\n      - {name: f, mode: http, bind: [\"127.0.0.1:0\"], backend: ghost}\n    backends:\n      - {name: b, mode: http, servers: [{name: s, addr: \"127.0.0.1:1\"}]}\n";
+        let e = one_error(yaml);
+        assert!(e.starts_with("t.yaml:5:63: nodes[0].frontends[0].backend: no backend named `ghost`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_listener_conflicts() {
+        let yaml = "nodes:\n  - {role: edge, name: a, http: \"0.0.0.0:5080\"}\n  - {role: edge, name: a, http: \"127.0.0.1:5080\"}\n  - {role: edge, name: c, http: \"127.0.0.1:0\"}\n  - {role: edge, name: d, http: \"127.0.0.1:0\"}\n";
+        let e = errors(yaml);
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e.iter().any(|e| e.starts_with("t.yaml:3:24: nodes[1].name: duplicate node name `a`")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("listener http on 127.0.0.1:5080 conflicts with listener http of node `a` on 0.0.0.0:5080")), "{e:?}");
+        // TCP and UDP on one port do not conflict.
+        let yaml = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:1935\", http: \"127.0.0.1:5080\", relay: \"127.0.0.1:5080\"}\n";
+        assert!(errors(yaml).is_empty());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let yaml = "cluster: {heartbeat: 1x, node_timeout: 2y}\nshutdown_grace: 3z\nnodes:\n  - {role: edge, name: \"bad name\", http: nowhere}\n";
+        assert_eq!(errors(yaml).len(), 5, "{:?}", errors(yaml));
+    }
+
+    #[test]
+    fn role_specific_keys() {
+        let e = errors("nodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", transcode: {ladder: []}}\n");
+        assert!(e.iter().any(|e| e.contains("edges have no relay")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("edges never transcode")), "{e:?}");
+        let e = errors("nodes:\n  - {role: origin, name: o, http: \"127.0.0.1:0\"}\n");
+        assert!(e.iter().any(|e| e.contains("nodes[0].rtmp: missing")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("nodes[0].relay: missing")), "{e:?}");
+        let e = errors("nodes:\n  - {role: lb, name: l, http: \"127.0.0.1:0\", frontends: []}\n");
+        assert!(e.iter().any(|e| e.contains("nodes[0].http: not a key of role lb")), "{e:?}");
+    }
+
+    #[test]
+    fn lb_config_with_defaults() {
+        let yaml = "nodes:\n  - role: lb\n    name: lb1\n    timeouts: {client: 5s}\n    frontends:\n      - {name: r, mode: rtmp, bind: [\"127.0.0.1:0\"], publish_backend: o, play_backend: e}\n      - {name: h, mode: http, bind: [\"127.0.0.1:0\"], backend: web, routes: [{path_prefix: /live/, backend: web}]}\n    backends:\n      - {name: o, mode: tcp, servers: [{name: o1, addr: \"127.0.0.1:1935\"}]}\n      - {name: e, mode: tcp, balance: leastconn, servers_from: {role: edge, listener: rtmp}}\n      - {name: web, mode: http, sticky: {cookie: JSESSIONID, mode: prefix}, health: {kind: http, path: /healthz}, servers: [{name: a, addr: \"127.0.0.1:5080\", cookie: a}]}\n";
+        let c = convert(yaml, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let NodeConfig::Lb(lb) = &c.nodes[0] else { panic!("lb") };
+        assert_eq!(lb.maxconn, 2000);
+        assert_eq!(lb.timeouts.client_fin, std::time::Duration::from_secs(5));
+        assert_eq!(lb.timeouts.tunnel, std::time::Duration::from_secs(7200));
+        assert_eq!(lb.frontends[0].mode, ProxyMode::Rtmp);
+        assert_eq!((lb.frontends[0].publish_backend, lb.frontends[0].play_backend), (Some(0), Some(1)));
+        assert_eq!(lb.frontends[1].routes[0].backend, 2);
+        let web = &lb.backends[2];
+        assert_eq!(web.retries, 3);
+        assert_eq!(web.sticky_cookie.as_deref(), Some("JSESSIONID"));
+        let h = web.health.as_ref().unwrap();
+        assert_eq!((h.rise, h.fall, h.interval, h.timeout), (2, 3, std::time::Duration::from_secs(2), std::time::Duration::from_secs(2)));
+        assert!(lb.backends[1].servers_from.is_some());
+    }
+
+    #[test]
+    fn mongodb_needs_a_shared_secret_and_secrets_never_print() {
+        let yaml = format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\"}}\n{EDGE}");
+        let e = one_error(&yaml);
+        assert!(e.contains("cluster.secret: required"), "{e}");
+        let yaml = format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3}}\n{EDGE}");
+        let c = convert(&yaml, Path::new("t.yaml")).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2") && !debug.contains("s3\""), "{debug}");
+    }
+}

@@ -1,0 +1,286 @@
+//! Typed config of media nodes (`origin`, `edge`, `standalone`) and its conversion.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::convert::Diag;
+use super::file::{AppFile, NodeFile, RoleFile};
+use super::{ListenerSpec, Role, Secret};
+use super::values::parse_size;
+
+/// Default `hls.segment`.
+pub const DEFAULT_HLS_SEGMENT: Duration = Duration::from_secs(2);
+/// Default `hls.window`.
+pub const DEFAULT_HLS_WINDOW: usize = 6;
+/// Default `hls.wait`.
+pub const DEFAULT_HLS_WAIT: Duration = Duration::from_secs(10);
+/// Applications a node serves when `apps` is absent.
+pub const DEFAULT_APPS: &[&str] = &["live", "LiveApp"];
+
+/// A media node.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Node name.
+    pub name: String,
+    /// `Origin`, `Edge` or `Standalone`.
+    pub role: Role,
+    /// Host other nodes use to reach this one (IP or DNS name, no port).
+    pub advertise: String,
+    /// RTMP listener (origins and standalone always; edges serve RTMP play when set).
+    pub rtmp: Option<SocketAddr>,
+    /// HTTP listener.
+    pub http: SocketAddr,
+    /// QUIC relay listener (UDP).
+    pub relay: Option<SocketAddr>,
+    /// Applications (first URL path segment).
+    pub apps: Vec<AppConfig>,
+    /// HLS packaging.
+    pub hls: HlsConfig,
+    /// ABR ladder (origins and standalone).
+    pub transcode: Option<TranscodeConfig>,
+    /// Connection limit across the node's RTMP and HTTP listeners.
+    pub maxconn: usize,
+}
+
+impl MediaConfig {
+    /// Every listener this node binds.
+    pub fn listeners(&self) -> Vec<ListenerSpec> {
+        let mut out = Vec::new();
+        if let Some(a) = self.rtmp {
+            out.push(ListenerSpec { name: "rtmp".into(), addr: a, udp: false });
+        }
+        out.push(ListenerSpec { name: "http".into(), addr: self.http, udp: false });
+        if let Some(a) = self.relay {
+            out.push(ListenerSpec { name: "relay".into(), addr: a, udp: true });
+        }
+        out
+    }
+
+    /// The app with this name, if the node serves it.
+    pub fn app(&self, name: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.name == name)
+    }
+}
+
+/// One application.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Name.
+    pub name: String,
+    /// Publishing needs `?token=<hex HMAC-SHA256(secret, streamId)>` when set.
+    pub publish_token_secret: Option<Secret>,
+}
+
+/// HLS packaging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HlsConfig {
+    /// Target segment duration.
+    pub segment: Duration,
+    /// Segments in the live playlist.
+    pub window: usize,
+    /// How long a playlist request waits for a stream's first segment.
+    pub wait: Duration,
+}
+
+/// ABR transcoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodeConfig {
+    /// x264 preset.
+    pub preset: String,
+    /// x264 tune.
+    pub tune: Option<String>,
+    /// rayon pool size.
+    pub threads: usize,
+    /// Renditions, highest first.
+    pub ladder: Vec<Rung>,
+}
+
+/// One rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    /// Height in pixels.
+    pub height: u32,
+    /// Video bit rate in bits per second.
+    pub bitrate: u64,
+}
+
+const X264_PRESETS: &[&str] = &[
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+];
+const X264_TUNES: &[&str] = &["film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"];
+
+pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<MediaConfig> {
+    let role = match n.role.value {
+        RoleFile::Origin => Role::Origin,
+        RoleFile::Edge => Role::Edge,
+        RoleFile::Standalone => Role::Standalone,
+        RoleFile::Lb => return None,
+    };
+    for (present, key) in [
+        (n.timeouts.is_some(), "timeouts"),
+        (n.errorfiles.is_some(), "errorfiles"),
+        (n.stats.is_some(), "stats"),
+        (n.frontends.is_some(), "frontends"),
+        (n.backends.is_some(), "backends"),
+        (n.log.is_some(), "log"),
+    ] {
+        if present {
+            d.at(&n.role, format!("{at}.{key}: not a key of role {role} (lb nodes only)"));
+        }
+    }
+    if role == Role::Edge {
+        if let Some(r) = &n.relay {
+            d.at(r, format!("{at}.relay: edges have no relay listener (they pull from origins)"));
+        }
+        if n.transcode.is_some() {
+            d.at(&n.role, format!("{at}.transcode: edges never transcode"));
+        }
+    }
+    let rtmp = n.rtmp.as_ref().and_then(|r| d.addr(&format!("{at}.rtmp"), r));
+    if n.rtmp.is_none() && role != Role::Edge {
+        d.at(&n.name, format!("{at}.rtmp: missing (a {role} node ingests RTMP)"));
+    }
+    let http = match &n.http {
+        Some(h) => d.addr(&format!("{at}.http"), h),
+        None => {
+            d.at(&n.name, format!("{at}.http: missing (every media node serves HTTP)"));
+            None
+        }
+    };
+    let relay = n.relay.as_ref().filter(|_| role != Role::Edge).and_then(|r| d.addr(&format!("{at}.relay"), r));
+    if n.relay.is_none() && role == Role::Origin {
+        d.at(&n.name, format!("{at}.relay: missing (edges pull from an origin over its relay)"));
+    }
+    let advertise = match &n.advertise {
+        Some(a) => {
+            let v = a.value.trim();
+            if v.is_empty() || v.contains([' ', '/']) || (v.contains(':') && v.parse::<std::net::Ipv6Addr>().is_err()) {
+                d.at(a, format!("{at}.advertise: `{}` is not a host name or IP address (no port)", a.value));
+            }
+            v.to_owned()
+        }
+        None => default_advertise(http),
+    };
+
+    let mut apps: Vec<AppConfig> = Vec::new();
+    match &n.apps {
+        None => apps.extend(DEFAULT_APPS.iter().map(|a| AppConfig { name: (*a).into(), publish_token_secret: None })),
+        Some(list) => {
+            for (i, a) in list.iter().enumerate() {
+                let (name, secret) = match &a.value {
+                    AppFile::Name(n) => (n.clone(), None),
+                    AppFile::Full(f) => (f.name.clone(), f.publish_token_secret.clone()),
+                };
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    d.at(a, format!("{at}.apps[{i}]: `{name}` is not a valid app name (letters, digits, _ and -)"));
+                } else if name == "rest" || apps.iter().any(|o| o.name == name) {
+                    d.at(a, format!("{at}.apps[{i}]: app name `{name}` is reserved or listed twice"));
+                }
+                if secret.as_deref() == Some("") {
+                    d.at(a, format!("{at}.apps[{i}].publish_token_secret: empty"));
+                }
+                apps.push(AppConfig { name, publish_token_secret: secret.map(Secret::new) });
+            }
+            if list.is_empty() {
+                d.at(&n.name, format!("{at}.apps: empty (a media node needs at least one app)"));
+            }
+        }
+    }
+
+    let h = n.hls.as_ref();
+    let segment = d.duration(&format!("{at}.hls.segment"), h.and_then(|h| h.segment.as_ref()), DEFAULT_HLS_SEGMENT);
+    if segment < Duration::from_millis(100) {
+        if let Some(s) = h.and_then(|h| h.segment.as_ref()) {
+            d.at(s, format!("{at}.hls.segment: at least 100ms"));
+        }
+    }
+    let window = match h.and_then(|h| h.window.as_ref()) {
+        None => DEFAULT_HLS_WINDOW,
+        Some(w) if w.value < 2 || w.value > 1000 => {
+            d.at(w, format!("{at}.hls.window: between 2 and 1000 segments"));
+            DEFAULT_HLS_WINDOW
+        }
+        Some(w) => w.value as usize,
+    };
+    let wait = d.duration(&format!("{at}.hls.wait"), h.and_then(|h| h.wait.as_ref()), DEFAULT_HLS_WAIT);
+
+    let transcode = n.transcode.as_ref().filter(|_| role != Role::Edge).map(|t| {
+        let preset = t.preset.as_ref().map_or("veryfast".to_owned(), |p| {
+            if !X264_PRESETS.contains(&p.value.as_str()) {
+                d.at(p, format!("{at}.transcode.preset: `{}` is not an x264 preset ({})", p.value, X264_PRESETS.join(", ")));
+            }
+            p.value.clone()
+        });
+        let tune = t.tune.as_ref().map(|p| {
+            if !X264_TUNES.contains(&p.value.as_str()) {
+                d.at(p, format!("{at}.transcode.tune: `{}` is not an x264 tune ({})", p.value, X264_TUNES.join(", ")));
+            }
+            p.value.clone()
+        });
+        let threads = match &t.threads {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) if n.value == 0 || n.value > 256 => {
+                d.at(n, format!("{at}.transcode.threads: between 1 and 256"));
+                1
+            }
+            Some(n) => n.value as usize,
+        };
+        let mut ladder: Vec<Rung> = Vec::new();
+        for (i, r) in t.ladder.iter().flatten().enumerate() {
+            let key = format!("{at}.transcode.ladder[{i}]");
+            if r.height.value < 16 || r.height.value > 4320 || r.height.value % 2 != 0 {
+                d.at(&r.height, format!("{key}.height: an even number of pixels between 16 and 4320"));
+            }
+            let bitrate = match parse_size(&r.bitrate.value) {
+                Ok(b) if (10_000..=100_000_000).contains(&b) => b,
+                Ok(_) => {
+                    d.at(&r.bitrate, format!("{key}.bitrate: between 10k and 100M"));
+                    1
+                }
+                Err(e) => {
+                    d.at(&r.bitrate, format!("{key}.bitrate: {e}"));
+                    1
+                }
+            };
+            if ladder.iter().any(|o| o.height == r.height.value as u32) {
+                d.at(&r.height, format!("{key}.height: two rungs with height {}", r.height.value));
+            }
+            ladder.push(Rung { height: r.height.value as u32, bitrate });
+        }
+        if ladder.is_empty() {
+            d.at(&n.name, format!("{at}.transcode.ladder: at least one rung"));
+        }
+        ladder.sort_by(|a, b| b.height.cmp(&a.height));
+        TranscodeConfig { preset, tune, threads, ladder }
+    });
+
+    let maxconn = n.maxconn.as_ref().map_or(10_000, |m| {
+        if m.value == 0 {
+            d.at(m, format!("{at}.maxconn: must be at least 1"));
+        }
+        m.value
+    });
+
+    Some(MediaConfig {
+        name: n.name.value.clone(),
+        role,
+        advertise,
+        rtmp,
+        http: http?,
+        relay,
+        apps,
+        hls: HlsConfig { segment, window, wait },
+        transcode,
+        maxconn: usize::try_from(maxconn).unwrap_or(usize::MAX),
+    })
+}
+
+/// Without `advertise`, other nodes reach this one at its HTTP bind IP, or loopback when that IP
+/// is a wildcard (fine on one box; multi-machine role files set `advertise`).
+fn default_advertise(http: Option<SocketAddr>) -> String {
+    match http {
+        Some(a) if !a.ip().is_unspecified() => a.ip().to_string(),
+        Some(a) if a.is_ipv6() => "::1".into(),
+        _ => "127.0.0.1".into(),
+    }
+}

@@ -1,0 +1,133 @@
+//! The media node's HTTP listener: HLS from memory, REST (broadcasts, cluster), health, metrics
+//! and the web console, all on one port like Ant Media Server's 5080.
+//!
+//! One hyper HTTP/1.1 connection per accepted socket; on drain the connection finishes the
+//! request in flight and closes. Requests go through [`route`], a match on path segments.
+
+mod api;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::cluster::heartbeat::StoreHealth;
+use crate::cluster::store::Store;
+use crate::config::MediaConfig;
+use crate::runtime::metrics::NodeMetrics;
+use crate::runtime::{ConnPermit, Shutdown};
+
+/// Time a client has to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Everything the HTTP handlers read.
+pub struct HttpContext {
+    /// This node's config.
+    pub config: Arc<MediaConfig>,
+    /// A node silent this long is dead (for the cluster REST).
+    pub node_timeout: Duration,
+    /// The cluster store.
+    pub store: Arc<dyn Store>,
+    /// Store reachability as this node sees it.
+    pub health: Arc<StoreHealth>,
+    /// `/metrics`.
+    pub metrics: NodeMetrics,
+    /// Drain state for `/readyz`.
+    pub shutdown: Shutdown,
+}
+
+/// The response body type of every handler.
+pub type Body = Full<Bytes>;
+
+/// Serves one connection until it closes, the client idles out, or the node stops.
+pub async fn serve_connection(ctx: Arc<HttpContext>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
+    let _permit = permit;
+    let shutdown = ctx.shutdown.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.draining() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                () = shutdown.stopped() => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result
+        && !e.is_incomplete_message()
+    {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
+
+/// Dispatches a request by method and path.
+async fn route(ctx: &HttpContext, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    if req.method() == Method::OPTIONS {
+        return preflight();
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here");
+    }
+    match segments.as_slice() {
+        ["healthz"] => api::healthz(ctx),
+        ["readyz"] => api::readyz(ctx),
+        ["metrics"] => api::metrics(ctx),
+        ["rest", "v2", "cluster", "nodes", offset, size] => api::cluster_nodes(ctx, offset, size).await,
+        ["rest", "v2", "cluster", "node-count"] => api::cluster_node_count(ctx).await,
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// A JSON response with the CORS header players and dashboards need.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// A JSON error body `{"error": message}`.
+pub fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// A text response.
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn preflight() -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    r
+}

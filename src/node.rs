@@ -1,0 +1,79 @@
+//! Starting the nodes of one process: bind every listener of every node first (a failed bind
+//! stops the process before anything is served), announce them, start each node, then announce
+//! readiness.
+
+use std::sync::Arc;
+
+use crate::cluster::store::Store;
+use crate::cluster::store::embedded::EmbeddedStore;
+use crate::config::{ClusterConfig, Config, NodeConfig, StoreConfig};
+use crate::media::BoundMediaNode;
+use crate::runtime::{BindError, Shutdown, readiness};
+
+/// What every node of the process shares.
+pub struct NodeContext {
+    /// Cluster settings.
+    pub cluster: ClusterConfig,
+    /// The cluster store.
+    pub store: Arc<dyn Store>,
+    /// Process shutdown.
+    pub shutdown: Shutdown,
+}
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The cluster store could not be set up.
+    #[error("cluster store: {0}")]
+    Store(String),
+    /// A role this build cannot run.
+    #[error("node {node}: role {role} is not built yet")]
+    NotBuilt {
+        /// Node name.
+        node: String,
+        /// Role.
+        role: String,
+    },
+}
+
+enum Bound {
+    Media(BoundMediaNode),
+}
+
+/// Builds the store, binds and starts every node, prints the readiness lines.
+pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, StartError> {
+    let store: Arc<dyn Store> = match &config.cluster.store {
+        StoreConfig::Embedded => Arc::new(EmbeddedStore::new()),
+        StoreConfig::MongoDb { .. } => {
+            return Err(StartError::Store("the mongodb store is not built yet".into()));
+        }
+    };
+    let ctx = NodeContext { cluster: config.cluster.clone(), store, shutdown };
+
+    let mut bound = Vec::new();
+    for node in &config.nodes {
+        match node {
+            NodeConfig::Media(m) => bound.push(Bound::Media(BoundMediaNode::bind(m.clone()).await?)),
+            NodeConfig::Lb(l) => return Err(StartError::NotBuilt { node: l.name.clone(), role: "lb".into() }),
+        }
+    }
+    for (node, b) in config.nodes.iter().zip(&bound) {
+        match b {
+            Bound::Media(m) => {
+                for (listener, addr) in m.listeners() {
+                    readiness::listening(node.name(), listener, addr);
+                }
+            }
+        }
+    }
+    for b in bound {
+        match b {
+            Bound::Media(m) => m.start(&ctx).await,
+        }
+    }
+    readiness::ready();
+    Ok(ctx)
+}

@@ -1,0 +1,12 @@
+//! Process runtime shared by every role: shutdown and drain, connection limits, binding and
+//! accept loops, the stdout readiness contract.
+
+pub mod limit;
+pub mod metrics;
+pub mod listener;
+pub mod readiness;
+pub mod shutdown;
+
+pub use limit::{ConnLimit, ConnPermit};
+pub use listener::BindError;
+pub use shutdown::Shutdown;
