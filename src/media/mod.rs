@@ -1,7 +1,9 @@
 //! Media nodes (`origin`, `edge`, `standalone`): binding their listeners, then running the HTTP
 //! API, RTMP ingest/playback, the relay and the heartbeat.
 
+pub mod frame;
 pub mod http;
+pub mod hub;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,0 +1,120 @@
+//! What flows through a hub: frames as FLV tag bodies (RTMP play sends them untouched, the HLS
+//! packager and the relay read them), and the stream description players need first.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrackKind {
+    /// AAC.
+    Audio,
+    /// H.264.
+    Video,
+}
+
+/// One coded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Track.
+    pub kind: TrackKind,
+    /// Decode timestamp in milliseconds on the stream's timeline (RTMP's 32-bit clock,
+    /// extended so it never wraps).
+    pub dts: u64,
+    /// A video frame that starts a GOP (IDR). Always false for audio.
+    pub keyframe: bool,
+    /// The FLV tag body: AVC NALU packet (with composition time) or AAC raw packet.
+    pub body: Bytes,
+}
+
+/// The video track of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoTrack {
+    /// FLV tag body of the AVC sequence header (sent to players before any frame).
+    pub sequence_header: Bytes,
+    /// Pixels.
+    pub width: u32,
+    /// Pixels.
+    pub height: u32,
+    /// RFC 6381 codec string, `avc1.64001f`.
+    pub codec: String,
+    /// Frames per second when the SPS says it, else measured later.
+    pub frame_rate: Option<f64>,
+}
+
+/// The audio track of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioTrack {
+    /// FLV tag body of the AAC sequence header.
+    pub sequence_header: Bytes,
+    /// RFC 6381 codec string, `mp4a.40.2`.
+    pub codec: String,
+    /// Hz.
+    pub sample_rate: u32,
+    /// Channel count.
+    pub channels: u8,
+}
+
+/// Everything a new subscriber needs before frames.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamInfo {
+    /// Video track, once its sequence header arrived.
+    pub video: Option<VideoTrack>,
+    /// Audio track, once its sequence header arrived.
+    pub audio: Option<AudioTrack>,
+    /// `onMetaData` AMF0 payload for RTMP players (without `@setDataFrame`).
+    pub metadata: Option<Bytes>,
+}
+
+/// Extends RTMP's 32-bit millisecond timestamps into a timeline that never wraps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimestampExtender {
+    last: Option<u64>,
+}
+
+impl TimestampExtender {
+    /// The extended value of a 32-bit timestamp.
+    pub fn extend(&mut self, ts: u32) -> u64 {
+        let ts = u64::from(ts);
+        let extended = match self.last {
+            None => ts,
+            Some(last) => {
+                let base = last & !0xFFFF_FFFF;
+                let mut candidate = base | ts;
+                // Pick the candidate closest to the previous value: a jump back of more than
+                // half the range means the 32-bit clock wrapped forward, and the reverse.
+                if candidate + (1 << 31) < last {
+                    candidate += 1 << 32;
+                } else if candidate > last + (1 << 31) && candidate >= (1 << 32) {
+                    candidate -= 1 << 32;
+                }
+                candidate
+            }
+        };
+        self.last = Some(extended);
+        extended
+    }
+}
+
+/// Milliseconds as a [`Duration`].
+pub fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_extend_across_the_32_bit_wrap() {
+        let mut e = TimestampExtender::default();
+        assert_eq!(e.extend(1000), 1000);
+        assert_eq!(e.extend(0xFFFF_FF00), 0xFFFF_FF00);
+        assert_eq!(e.extend(0x10), (1 << 32) + 0x10, "wrapped forward");
+        assert_eq!(e.extend(0xFFFF_FFF0), 0xFFFF_FFF0, "a late frame from before the wrap");
+        assert_eq!(e.extend(0x20), (1 << 32) + 0x20);
+        // Small jitter backwards stays on the same cycle.
+        assert_eq!(e.extend(0x18), (1 << 32) + 0x18);
+    }
+}

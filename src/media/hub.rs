@@ -1,0 +1,546 @@
+//! The hub: one per stream (and per rendition). The publisher pushes frames in; every
+//! subscriber (RTMP player, edge relay, transcoder) has its own bounded queue; the GOP cache lets
+//! a new subscriber start at the latest keyframe at once.
+//!
+//! Slow subscribers: when a queue is full the subscriber skips frames until the next keyframe;
+//! if its queue still has no room at that keyframe it is disconnected. Both are counted. The
+//! publisher never waits for a subscriber.
+//!
+//! Registrations are drop guards: dropping a [`Publisher`] ends the publish session, dropping a
+//! [`Subscription`] leaves the hub.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+
+use super::frame::{Frame, StreamInfo, TrackKind};
+
+/// Events a subscriber receives.
+#[derive(Debug, Clone)]
+pub enum HubEvent {
+    /// The stream description changed (first sequence headers, a new SPS, or a new publish
+    /// session: then `generation` changed too). Always precedes frames it describes.
+    Start {
+        /// Tracks and metadata.
+        info: Arc<StreamInfo>,
+        /// Increments at every publish session.
+        generation: u64,
+    },
+    /// A frame.
+    Frame(Frame),
+    /// The publisher left; a new publish session may follow on the same subscription.
+    Stop,
+}
+
+/// Queue length of a subscriber, in events (~13 s of 30 fps video with AAC audio).
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// GOP cache bound: beyond it (a stream without keyframes) the cache is dropped until the next
+/// keyframe.
+const GOP_MAX_FRAMES: usize = 3000;
+const GOP_MAX_BYTES: usize = 64 << 20;
+/// Audio-only streams have no keyframes; keep about this many recent frames for new players.
+const AUDIO_ONLY_CACHE: usize = 50;
+
+/// Who a subscriber is, for viewer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SubscriberKind {
+    /// An RTMP player.
+    Rtmp,
+    /// An edge pulling over the relay.
+    Relay,
+    /// Internal consumer (transcoder, packager): never counted as a viewer.
+    Internal,
+}
+
+/// Counters shared by every hub of a node.
+#[derive(Debug, Clone, Default)]
+pub struct HubMetrics {
+    /// Frames skipped to the next keyframe by slow subscribers (one per skip episode).
+    pub skips: Counter,
+    /// Subscribers disconnected for staying behind.
+    pub disconnects: Counter,
+    /// Streams with an active publisher.
+    pub publishers: Gauge,
+    /// Subscribers, all hubs.
+    pub subscribers: Gauge,
+}
+
+impl HubMetrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("hub_skips", "Slow subscribers that skipped to the next keyframe", self.skips.clone());
+        registry.register("hub_disconnects", "Subscribers disconnected for staying behind", self.disconnects.clone());
+        registry.register("hub_publishers", "Streams with a publisher", self.publishers.clone());
+        registry.register("hub_subscribers", "Subscribers of all streams", self.subscribers.clone());
+    }
+}
+
+/// Name of a hub: the app and the stream (rendition names are `{streamId}_{height}p`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HubKey {
+    /// Application.
+    pub app: String,
+    /// Stream or rendition name.
+    pub name: String,
+}
+
+impl std::fmt::Display for HubKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
+#[derive(Debug)]
+enum SubState {
+    Live,
+    /// Dropping frames until the next keyframe.
+    Skipping,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    kind: SubscriberKind,
+    tx: mpsc::Sender<HubEvent>,
+    state: SubState,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    publishing: bool,
+    generation: u64,
+    info: Arc<StreamInfo>,
+    gop: Vec<Frame>,
+    gop_bytes: usize,
+    /// The cache was dropped (too big); wait for a keyframe before caching again.
+    gop_broken: bool,
+    slots: Vec<Slot>,
+    idle_since: Option<Instant>,
+}
+
+/// One stream's fan-out point.
+#[derive(Debug)]
+pub struct Hub {
+    key: HubKey,
+    inner: Mutex<Inner>,
+    metrics: HubMetrics,
+    next_id: AtomicU64,
+    /// Bumped at every publish start/stop, so waiters (edges, playlist requests) can watch.
+    live: watch::Sender<bool>,
+}
+
+/// The right to publish into a hub; dropping it ends the publish session.
+#[derive(Debug)]
+pub struct Publisher {
+    hub: Arc<Hub>,
+}
+
+/// A subscriber's queue; dropping it leaves the hub.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Arc<Hub>,
+    id: u64,
+    rx: mpsc::Receiver<HubEvent>,
+}
+
+/// A publish attempt on a stream that already has a publisher.
+#[derive(Debug, thiserror::Error)]
+#[error("stream {0} already has a publisher")]
+pub struct AlreadyPublishing(pub HubKey);
+
+impl Hub {
+    fn new(key: HubKey, metrics: HubMetrics) -> Self {
+        Hub {
+            key,
+            inner: Mutex::new(Inner { idle_since: Some(Instant::now()), ..Default::default() }),
+            metrics,
+            next_id: AtomicU64::new(1),
+            live: watch::Sender::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every mutation leaves `Inner` consistent before any call that could panic.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hub's name.
+    pub fn key(&self) -> &HubKey {
+        &self.key
+    }
+
+    /// Whether a publisher is active.
+    pub fn is_live(&self) -> bool {
+        self.lock().publishing
+    }
+
+    /// Watches the live flag (true while a publisher is active).
+    pub fn watch_live(&self) -> watch::Receiver<bool> {
+        self.live.subscribe()
+    }
+
+    /// The current stream description.
+    pub fn info(&self) -> Arc<StreamInfo> {
+        self.lock().info.clone()
+    }
+
+    /// Subscribers by kind.
+    pub fn subscriber_count(&self, kind: SubscriberKind) -> usize {
+        self.lock().slots.iter().filter(|s| s.kind == kind).count()
+    }
+
+    /// Takes the publisher role.
+    pub fn publish(self: &Arc<Self>) -> Result<Publisher, AlreadyPublishing> {
+        let mut inner = self.lock();
+        if inner.publishing {
+            return Err(AlreadyPublishing(self.key.clone()));
+        }
+        inner.publishing = true;
+        inner.generation += 1;
+        inner.info = Arc::new(StreamInfo::default());
+        inner.gop.clear();
+        inner.gop_bytes = 0;
+        inner.gop_broken = false;
+        inner.idle_since = None;
+        drop(inner);
+        self.metrics.publishers.inc();
+        self.live.send_replace(true);
+        Ok(Publisher { hub: self.clone() })
+    }
+
+    /// Joins the hub. The subscriber first receives the current description and the GOP cache
+    /// (from the latest keyframe), then live frames.
+    pub fn subscribe(self: &Arc<Self>, kind: SubscriberKind) -> Subscription {
+        self.subscribe_with_capacity(kind, SUBSCRIBER_QUEUE)
+    }
+
+    /// [`Hub::subscribe`] with a queue length.
+    pub fn subscribe_with_capacity(self: &Arc<Self>, kind: SubscriberKind, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        let mut state = SubState::Live;
+        if inner.info.video.is_some() || inner.info.audio.is_some() {
+            let start = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
+            if tx.try_send(start).is_err() {
+                state = SubState::Skipping;
+            }
+            for f in &inner.gop {
+                if tx.try_send(HubEvent::Frame(f.clone())).is_err() {
+                    state = SubState::Skipping;
+                    break;
+                }
+            }
+        }
+        inner.slots.push(Slot { id, kind, tx, state });
+        inner.idle_since = None;
+        drop(inner);
+        self.metrics.subscribers.inc();
+        Subscription { hub: self.clone(), id, rx }
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        let mut inner = self.lock();
+        let before = inner.slots.len();
+        inner.slots.retain(|s| s.id != id);
+        if inner.slots.len() < before {
+            self.metrics.subscribers.dec();
+        }
+        if inner.slots.is_empty() && !inner.publishing {
+            inner.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// When the hub became idle (no publisher, no subscriber), if it is.
+    pub fn idle_since(&self) -> Option<Instant> {
+        self.lock().idle_since
+    }
+
+    /// Sends an event to every subscriber, applying the slow-subscriber policy.
+    fn fan_out(&self, inner: &mut Inner, event: &HubEvent) {
+        let keyframe = matches!(event, HubEvent::Frame(f) if f.keyframe) || !matches!(event, HubEvent::Frame(_));
+        let metrics = &self.metrics;
+        inner.slots.retain_mut(|slot| {
+            if matches!(slot.state, SubState::Skipping) && !keyframe {
+                return true;
+            }
+            match slot.tx.try_send(event.clone()) {
+                Ok(()) => {
+                    slot.state = SubState::Live;
+                    true
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => match slot.state {
+                    SubState::Live => {
+                        slot.state = SubState::Skipping;
+                        metrics.skips.inc();
+                        true
+                    }
+                    SubState::Skipping => {
+                        metrics.disconnects.inc();
+                        metrics.subscribers.dec();
+                        false
+                    }
+                },
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    metrics.subscribers.dec();
+                    false
+                }
+            }
+        });
+    }
+}
+
+impl Publisher {
+    /// The hub published into.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Replaces the stream description (a sequence header or metadata arrived).
+    pub fn set_info(&self, info: StreamInfo) {
+        let mut inner = self.hub.lock();
+        inner.info = Arc::new(info);
+        let event = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
+        self.hub.fan_out(&mut inner, &event);
+    }
+
+    /// The current description (to update one field).
+    pub fn info(&self) -> Arc<StreamInfo> {
+        self.hub.info()
+    }
+
+    /// Pushes a frame to every subscriber and into the GOP cache.
+    pub fn send(&self, frame: Frame) {
+        let mut inner = self.hub.lock();
+        let audio_only = inner.info.video.is_none();
+        if frame.keyframe {
+            inner.gop.clear();
+            inner.gop_bytes = 0;
+            inner.gop_broken = false;
+        }
+        if !inner.gop_broken {
+            inner.gop_bytes += frame.body.len();
+            inner.gop.push(frame.clone());
+            if audio_only && frame.kind == TrackKind::Audio && inner.gop.len() > AUDIO_ONLY_CACHE {
+                let first = inner.gop.remove(0);
+                inner.gop_bytes -= first.body.len();
+            }
+            if inner.gop.len() > GOP_MAX_FRAMES || inner.gop_bytes > GOP_MAX_BYTES {
+                inner.gop.clear();
+                inner.gop_bytes = 0;
+                inner.gop_broken = true;
+            }
+        }
+        self.hub.fan_out(&mut inner, &HubEvent::Frame(frame));
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let mut inner = self.hub.lock();
+        inner.publishing = false;
+        inner.gop.clear();
+        inner.gop_bytes = 0;
+        self.hub.fan_out(&mut inner, &HubEvent::Stop);
+        if inner.slots.is_empty() {
+            inner.idle_since = Some(Instant::now());
+        }
+        drop(inner);
+        self.hub.metrics.publishers.dec();
+        self.hub.live.send_replace(false);
+    }
+}
+
+impl Subscription {
+    /// The next event; `None` when the subscriber was disconnected for staying behind.
+    pub async fn recv(&mut self) -> Option<HubEvent> {
+        self.rx.recv().await
+    }
+
+    /// The hub subscribed to.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.unsubscribe(self.id);
+    }
+}
+
+/// Every hub of a node, by name.
+#[derive(Debug, Default)]
+pub struct Hubs {
+    map: Mutex<HashMap<HubKey, Arc<Hub>>>,
+    metrics: HubMetrics,
+}
+
+impl Hubs {
+    /// An empty registry whose hubs count into `metrics`.
+    pub fn new(metrics: HubMetrics) -> Self {
+        Hubs { map: Mutex::default(), metrics }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<HubKey, Arc<Hub>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The hub with that name, if it exists.
+    pub fn get(&self, key: &HubKey) -> Option<Arc<Hub>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// The hub with that name, created if needed.
+    pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
+        self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Hub::new(key.clone(), self.metrics.clone()))).clone()
+    }
+
+    /// Every hub.
+    pub fn all(&self) -> Vec<Arc<Hub>> {
+        self.lock().values().cloned().collect()
+    }
+
+    /// Removes hubs idle for longer than `linger` that nobody else holds. Returns their names.
+    pub fn reap(&self, linger: std::time::Duration) -> Vec<HubKey> {
+        let mut map = self.lock();
+        let mut removed = Vec::new();
+        map.retain(|key, hub| {
+            let idle = hub.idle_since().is_some_and(|t| t.elapsed() >= linger);
+            // Somebody (an HTTP request, a waiter) may still hold the Arc; keep it then.
+            let unused = Arc::strong_count(hub) == 1;
+            if idle && unused {
+                removed.push(key.clone());
+                false
+            } else {
+                true
+            }
+        });
+        removed
+    }
+
+    /// A weak handle, for tasks that must not keep the registry alive.
+    pub fn downgrade(self: &Arc<Self>) -> Weak<Self> {
+        Arc::downgrade(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn key() -> HubKey {
+        HubKey { app: "live".into(), name: "s".into() }
+    }
+
+    fn video(dts: u64, keyframe: bool) -> Frame {
+        Frame { kind: TrackKind::Video, dts, keyframe, body: Bytes::from(vec![0u8; 10]) }
+    }
+
+    fn info() -> StreamInfo {
+        StreamInfo {
+            video: Some(crate::media::frame::VideoTrack {
+                sequence_header: Bytes::from_static(b"seq"),
+                width: 640,
+                height: 360,
+                codec: "avc1.64001e".into(),
+                frame_rate: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn frame_of(e: HubEvent) -> Frame {
+        match e {
+            HubEvent::Frame(f) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn new_subscriber_starts_at_the_latest_keyframe() {
+        let hubs = Hubs::default();
+        let hub = hubs.get_or_create(&key());
+        let p = hub.publish().unwrap();
+        p.set_info(info());
+        for (i, k) in [true, false, false, true, false].into_iter().enumerate() {
+            p.send(video(i as u64 * 33, k));
+        }
+        let mut s = hub.subscribe(SubscriberKind::Rtmp);
+        assert!(matches!(s.recv().await, Some(HubEvent::Start { generation: 1, .. })));
+        let first = frame_of(s.recv().await.unwrap());
+        assert!(first.keyframe && first.dts == 99, "starts on the latest keyframe");
+        assert_eq!(frame_of(s.recv().await.unwrap()).dts, 132);
+        p.send(video(165, false));
+        assert_eq!(frame_of(s.recv().await.unwrap()).dts, 165);
+    }
+
+    #[tokio::test]
+    async fn second_publisher_is_refused_and_the_first_goes_on() {
+        let hub = Hubs::default().get_or_create(&key());
+        let p = hub.publish().unwrap();
+        assert!(hub.publish().is_err());
+        let mut s = hub.subscribe(SubscriberKind::Rtmp);
+        p.send(video(0, true));
+        assert_eq!(frame_of(s.recv().await.unwrap()).dts, 0);
+        drop(p);
+        assert!(matches!(s.recv().await, Some(HubEvent::Stop)));
+        let p2 = hub.publish().unwrap();
+        p2.set_info(info());
+        assert!(matches!(s.recv().await, Some(HubEvent::Start { generation: 2, .. })), "republish is a new generation");
+    }
+
+    #[tokio::test]
+    async fn slow_subscriber_skips_to_the_next_keyframe_then_is_disconnected() {
+        let metrics = HubMetrics::default();
+        let hub = Hubs::new(metrics.clone()).get_or_create(&key());
+        let p = hub.publish().unwrap();
+        let mut slow = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 4);
+        let mut fast = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 64);
+        p.send(video(0, true));
+        for i in 1..6 {
+            p.send(video(i, false));
+        }
+        assert_eq!(metrics.skips.get(), 1, "queue full: one skip episode");
+        // The slow one drains its queue, then gets nothing until the next keyframe.
+        for dts in 0..4 {
+            assert_eq!(frame_of(slow.recv().await.unwrap()).dts, dts);
+        }
+        p.send(video(6, false));
+        p.send(video(7, true));
+        assert_eq!(frame_of(slow.recv().await.unwrap()).dts, 7, "resumes at the keyframe");
+        // Falls behind again and stays behind at the next keyframe: disconnected.
+        for i in 8..20 {
+            p.send(video(i, i == 15));
+        }
+        assert_eq!(metrics.disconnects.get(), 1);
+        let mut got = 0;
+        while slow.recv().await.is_some() {
+            got += 1;
+        }
+        assert!(got <= 4, "then the queue ends");
+        // The fast subscriber saw everything.
+        for dts in 0..20 {
+            assert_eq!(frame_of(fast.recv().await.unwrap()).dts, dts);
+        }
+    }
+
+    #[test]
+    fn idle_hubs_are_reaped() {
+        let hubs = Hubs::default();
+        let hub = hubs.get_or_create(&key());
+        let s = hub.subscribe(SubscriberKind::Rtmp);
+        drop(hub);
+        assert!(hubs.reap(std::time::Duration::ZERO).is_empty(), "subscribed");
+        drop(s);
+        assert_eq!(hubs.reap(std::time::Duration::ZERO), vec![key()]);
+        assert!(hubs.get(&key()).is_none());
+    }
+}
