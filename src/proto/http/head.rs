@@ -455,28 +455,7 @@ pub(crate) fn is_field_value_byte(b: u8) -> bool {
 
 /// Whether `b` may appear in a Host value or authority (reg-name, IP literal, port).
 pub(crate) fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'%'
-                | b'['
-                | b']'
-        )
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%[]".contains(&b)
 }
 
 /// Elements of a comma-separated list header value, trimmed, empty elements skipped.

@@ -13,7 +13,7 @@
 //! - `head`: limits, header list, shared header checks (`HeadError`).
 //! - `request_head` / `response_head`: the two parsers.
 //! - `body`: [`BodyReader`] and chunk writing helpers.
-//! - `write`: head writers.
+//! - `write`: head writers; `h2_parts`: request heads for requests from HTTP/2.
 //! - [`cookie`]: HAProxy `cookie ... prefix` sticky sessions.
 //! - [`response`]: the LB's own responses and errorfile validation.
 //! - [`auth`]: Basic authentication.
@@ -21,6 +21,7 @@
 pub mod auth;
 mod body;
 pub mod cookie;
+mod h2_parts;
 mod head;
 mod request_head;
 pub mod response;
@@ -33,6 +34,7 @@ pub use body::{
     write_chunk_head,
 };
 pub use cookie::{CookieStrip, ServerCookie, SetCookiePrefix, find_server_cookie};
+pub use h2_parts::{PartsBody, PartsError, RequestParts, write_request_from_parts};
 pub use head::{
     DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, HeadError, HeadLimits, Header, HeaderIter,
     MAX_HEAD_BYTES_CEILING, MAX_HEADERS_CEILING, Version,
@@ -40,8 +42,8 @@ pub use head::{
 pub use request_head::{RequestHead, RequestParser};
 pub use response_head::{ResponseHead, ResponseParser};
 pub use write::{
-    ForwardedProto, PartsBody, PartsError, RequestEdits, RequestParts, ResponseEdits,
-    is_hop_by_hop, write_request_from_parts, write_request_head, write_response_head,
+    ForwardedProto, RequestEdits, ResponseEdits, is_hop_by_hop, write_request_head,
+    write_response_head,
 };
 
 /// Which peer produced the bytes that failed to parse.

@@ -1,6 +1,6 @@
 //! Head writers: the request head sent upstream and the response head sent to the client,
-//! each written from a parsed head plus the proxy's edits, and a request head built from the
-//! parts of an HTTP/2 request.
+//! each written from a parsed head plus the proxy's edits (HTTP/2 requests are written by
+//! `h2_parts`, which reuses the pieces here).
 //!
 //! Data flow: parsed head + edits -> one pass that measures the output -> one `reserve` ->
 //! the same pass again with `put_slice`s into the caller's `BytesMut` (both passes run the
@@ -18,9 +18,7 @@ use std::net::IpAddr;
 use bytes::{BufMut, BytesMut};
 
 use super::cookie::{CookieStrip, SetCookiePrefix, set_cookie_value_offset};
-use super::head::{
-    Header, Version, is_field_value_byte, is_host_byte, is_token_str, list_elements,
-};
+use super::head::{Header, Version, list_elements};
 use super::request_head::RequestHead;
 use super::response_head::ResponseHead;
 
@@ -66,62 +64,6 @@ pub struct ResponseEdits<'a> {
     pub client_version: Version,
     /// Prefix the session cookie in Set-Cookie headers with the server's name.
     pub set_cookie: Option<SetCookiePrefix<'a>>,
-}
-
-/// Errors in the parts of an HTTP/2 request that cannot be written as HTTP/1.1.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PartsError {
-    /// The method is not a token.
-    #[error("invalid method")]
-    InvalidMethod,
-    /// CONNECT (including extended CONNECT) is not proxied.
-    #[error("CONNECT requests are not supported")]
-    ConnectNotSupported,
-    /// The path is not `/...` (or `*` for OPTIONS) of visible ASCII without a fragment.
-    #[error("invalid path")]
-    InvalidPath,
-    /// The authority holds bytes no host can have, or neither `:authority` nor Host was given.
-    #[error("invalid or missing authority")]
-    InvalidAuthority,
-    /// A header name that is not a token.
-    #[error("invalid name in header {index}")]
-    InvalidHeaderName {
-        /// Position of the header in the list.
-        index: usize,
-    },
-    /// A header value with control characters.
-    #[error("invalid value in header {index}")]
-    InvalidHeaderValue {
-        /// Position of the header in the list.
-        index: usize,
-    },
-}
-
-/// How the body of a request from HTTP/2 is framed towards the upstream.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PartsBody {
-    /// No body (the HEADERS frame ended the stream).
-    Empty,
-    /// A body of known length (`content-length` from the client, checked by the h2 layer).
-    ContentLength(u64),
-    /// A body of unknown length, which the caller chunk-encodes
-    /// ([`super::write_chunk_head`], [`super::LAST_CHUNK`]).
-    Chunked,
-}
-
-/// An HTTP/2 request as the h2 layer hands it over, to be sent upstream as HTTP/1.1.
-#[derive(Clone, Debug)]
-pub struct RequestParts<'a, I> {
-    /// `:method`.
-    pub method: &'a [u8],
-    /// `:path` (path and query).
-    pub path: &'a [u8],
-    /// `:authority`, which becomes Host.
-    pub authority: Option<&'a [u8]>,
-    /// Regular header fields, in order. Cookie fields are joined into one Cookie line.
-    pub headers: I,
-    /// Body framing to announce.
-    pub body: PartsBody,
 }
 
 /// Hop-by-hop headers by name (RFC 9110 section 7.6.1, plus Proxy-Connection). Not
@@ -174,49 +116,33 @@ pub fn write_response_head(head: &ResponseHead, edits: &ResponseEdits<'_>, dst: 
     write_measured(dst, |out| emit_response(head, edits, out));
 }
 
-/// Writes an HTTP/1.1 request head for a request that arrived over HTTP/2: `:authority`
-/// becomes Host, Cookie fields are joined with `; `, hop-by-hop fields are dropped and the
-/// body framing is announced as `parts.body` says.
-pub fn write_request_from_parts<'a, I>(
-    parts: &RequestParts<'a, I>,
-    edits: &RequestEdits,
-    dst: &mut BytesMut,
-) -> Result<(), PartsError>
-where
-    I: Iterator<Item = Header<'a>> + Clone,
-{
-    check_parts(parts)?;
-    write_measured(dst, |out| emit_parts(parts, edits, out));
-    Ok(())
-}
-
 /// Destination of one emitting pass: either a byte count or the buffer.
-enum Out<'a> {
+pub(crate) enum Out<'a> {
     Measure(usize),
     Write(&'a mut BytesMut),
 }
 
 impl Out<'_> {
-    fn put(&mut self, bytes: &[u8]) {
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
         match self {
             Self::Measure(len) => *len += bytes.len(),
             Self::Write(dst) => dst.put_slice(bytes),
         }
     }
 
-    fn line(&mut self, name: &[u8], value: &[u8]) {
+    pub(crate) fn line(&mut self, name: &[u8], value: &[u8]) {
         self.put(name);
         self.put(b": ");
         self.put(value);
         self.put(b"\r\n");
     }
 
-    fn header(&mut self, header: Header<'_>) {
+    pub(crate) fn header(&mut self, header: Header<'_>) {
         self.line(header.name, header.value);
     }
 }
 
-fn write_measured(dst: &mut BytesMut, mut emit: impl FnMut(&mut Out<'_>)) {
+pub(crate) fn write_measured(dst: &mut BytesMut, mut emit: impl FnMut(&mut Out<'_>)) {
     let mut measure = Out::Measure(0);
     emit(&mut measure);
     if let Out::Measure(len) = measure {
@@ -271,7 +197,11 @@ fn emit_request(head: &RequestHead, edits: &RequestEdits, out: &mut Out<'_>) {
 }
 
 /// The proxy's own trailing request headers.
-fn emit_forwarding_and_connection(edits: &RequestEdits, websocket: bool, out: &mut Out<'_>) {
+pub(crate) fn emit_forwarding_and_connection(
+    edits: &RequestEdits,
+    websocket: bool,
+    out: &mut Out<'_>,
+) {
     if let Some(ip) = edits.forwarded_for {
         let mut text = [0u8; 64];
         let len = format_ip(ip, &mut text);
@@ -348,120 +278,6 @@ fn emit_response(head: &ResponseHead, edits: &ResponseEdits<'_>, out: &mut Out<'
         (false, false, true) => b"Connection: keep-alive\r\n\r\n",
         (false, false, false) => b"\r\n",
     });
-}
-
-fn check_parts<'a, I>(parts: &RequestParts<'a, I>) -> Result<(), PartsError>
-where
-    I: Iterator<Item = Header<'a>> + Clone,
-{
-    if !is_token_str(parts.method) {
-        return Err(PartsError::InvalidMethod);
-    }
-    if parts.method == b"CONNECT" {
-        return Err(PartsError::ConnectNotSupported);
-    }
-    let path_ok = match parts.path {
-        b"*" => parts.method == b"OPTIONS",
-        [b'/', ..] => parts
-            .path
-            .iter()
-            .all(|&b| (b'!'..=b'~').contains(&b) && b != b'#'),
-        _ => false,
-    };
-    if !path_ok {
-        return Err(PartsError::InvalidPath);
-    }
-    let host = parts.authority.or_else(|| {
-        parts
-            .headers
-            .clone()
-            .find(|h| h.is(b"host"))
-            .map(|h| h.value)
-    });
-    if !host.is_some_and(|h| !h.is_empty() && h.iter().all(|&b| is_host_byte(b))) {
-        return Err(PartsError::InvalidAuthority);
-    }
-    for (index, header) in parts.headers.clone().enumerate() {
-        if !is_token_str(header.name) {
-            return Err(PartsError::InvalidHeaderName { index });
-        }
-        if !header.value.iter().all(|&b| is_field_value_byte(b)) {
-            return Err(PartsError::InvalidHeaderValue { index });
-        }
-    }
-    Ok(())
-}
-
-fn emit_parts<'a, I>(parts: &RequestParts<'a, I>, edits: &RequestEdits, out: &mut Out<'_>)
-where
-    I: Iterator<Item = Header<'a>> + Clone,
-{
-    out.put(parts.method);
-    out.put(b" ");
-    out.put(parts.path);
-    out.put(b" HTTP/1.1\r\n");
-    if let Some(authority) = parts.authority {
-        out.line(b"Host", authority);
-    }
-    let mut cookie_written = false;
-    for header in parts.headers.clone() {
-        if header.is(b"cookie") {
-            if !cookie_written {
-                emit_joined_cookies(parts.headers.clone(), edits.cookie, out);
-                cookie_written = true;
-            }
-            continue;
-        }
-        let skip = is_hop_by_hop(header.name)
-            || header.is(b"content-length")
-            || header.is(b"transfer-encoding")
-            || (parts.authority.is_some() && header.is(b"host"))
-            || (edits.forwarded_proto.is_some() && header.is(b"x-forwarded-proto"));
-        if !skip {
-            out.header(header);
-        }
-    }
-    match parts.body {
-        PartsBody::Empty => {}
-        PartsBody::ContentLength(n) => {
-            let mut digits = [0u8; 20];
-            let mut cursor = &mut digits[..];
-            // A u64 has at most 20 decimal digits.
-            let len = match write!(cursor, "{n}") {
-                Ok(()) => 20 - cursor.len(),
-                Err(_) => 0,
-            };
-            out.line(b"Content-Length", digits.get(..len).unwrap_or_default());
-        }
-        PartsBody::Chunked => out.line(b"Transfer-Encoding", b"chunked"),
-    }
-    emit_forwarding_and_connection(edits, false, out);
-}
-
-/// One `Cookie` line joining every cookie field (RFC 9113 section 8.2.3), with the sticky cut
-/// applied to the field it refers to (by index among all headers).
-fn emit_joined_cookies<'a>(
-    headers: impl Iterator<Item = Header<'a>>,
-    strip: Option<CookieStrip>,
-    out: &mut Out<'_>,
-) {
-    out.put(b"Cookie: ");
-    let mut first = true;
-    for (index, header) in headers.enumerate().filter(|(_, h)| h.is(b"cookie")) {
-        if !first {
-            out.put(b"; ");
-        }
-        first = false;
-        match strip.filter(|s| s.header == index) {
-            Some(strip) => {
-                let (before, after) = strip.split(header.value);
-                out.put(before);
-                out.put(after);
-            }
-            None => out.put(header.value),
-        }
-    }
-    out.put(b"\r\n");
 }
 
 #[cfg(test)]
@@ -739,135 +555,5 @@ mod tests {
             written_response(&odd, &edits),
             "HTTP/1.0 404 \r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n"
         );
-    }
-
-    fn h<'a>(name: &'a str, value: &'a str) -> Header<'a> {
-        Header {
-            name: name.as_bytes(),
-            value: value.as_bytes(),
-        }
-    }
-
-    #[test]
-    fn request_from_http2_parts() {
-        let headers = [
-            h("user-agent", "h2load"),
-            h("cookie", "a=1"),
-            h("te", "trailers"),
-            h("cookie", "JSESSIONID=ams2~xyz"),
-            h("content-length", "5"),
-            h("x-forwarded-proto", "spoofed"),
-        ];
-        let found = find_server_cookie(headers.iter().copied(), b"JSESSIONID").unwrap();
-        assert_eq!(found.server, b"ams2");
-        let parts = RequestParts {
-            method: b"POST",
-            path: b"/LiveApp/rest/v2/broadcasts/create",
-            authority: Some(b"example.com"),
-            headers: headers.iter().copied(),
-            body: PartsBody::ContentLength(5),
-        };
-        let edits = RequestEdits {
-            cookie: Some(found.strip),
-            ..edits()
-        };
-        let mut dst = BytesMut::new();
-        write_request_from_parts(&parts, &edits, &mut dst).unwrap();
-        assert_eq!(dst.capacity(), dst.len());
-        assert_eq!(
-            std::str::from_utf8(&dst).unwrap(),
-            concat!(
-                "POST /LiveApp/rest/v2/broadcasts/create HTTP/1.1\r\n",
-                "Host: example.com\r\n",
-                "user-agent: h2load\r\n",
-                "Cookie: a=1; JSESSIONID=xyz\r\n",
-                "Content-Length: 5\r\n",
-                "X-Forwarded-For: 203.0.113.7\r\n",
-                "X-Forwarded-Proto: https\r\n",
-                "Connection: keep-alive\r\n",
-                "\r\n"
-            )
-        );
-    }
-
-    #[test]
-    fn http2_parts_are_validated() {
-        let check = |method: &'static [u8],
-                     path: &'static [u8],
-                     authority: Option<&'static [u8]>,
-                     headers: &[Header<'static>]| {
-            let parts = RequestParts {
-                method,
-                path,
-                authority,
-                headers: headers.iter().copied(),
-                body: PartsBody::Chunked,
-            };
-            write_request_from_parts(&parts, &edits(), &mut BytesMut::new())
-        };
-        assert_eq!(check(b"GET", b"/", Some(b"h"), &[]), Ok(()));
-        assert_eq!(check(b"GET", b"/", None, &[h("host", "h")]), Ok(()));
-        assert_eq!(
-            check(b"GET", b"/", None, &[]),
-            Err(PartsError::InvalidAuthority)
-        );
-        assert_eq!(
-            check(b"GET", b"/", Some(b"a b"), &[]),
-            Err(PartsError::InvalidAuthority)
-        );
-        assert_eq!(
-            check(b"G T", b"/", Some(b"h"), &[]),
-            Err(PartsError::InvalidMethod)
-        );
-        assert_eq!(
-            check(b"CONNECT", b"/", Some(b"h"), &[]),
-            Err(PartsError::ConnectNotSupported)
-        );
-        assert_eq!(
-            check(b"GET", b"x", Some(b"h"), &[]),
-            Err(PartsError::InvalidPath)
-        );
-        assert_eq!(
-            check(b"GET", b"/a b", Some(b"h"), &[]),
-            Err(PartsError::InvalidPath)
-        );
-        assert_eq!(
-            check(b"GET", b"*", Some(b"h"), &[]),
-            Err(PartsError::InvalidPath)
-        );
-        assert_eq!(check(b"OPTIONS", b"*", Some(b"h"), &[]), Ok(()));
-        assert_eq!(
-            check(
-                b"GET",
-                b"/",
-                Some(b"h"),
-                &[h("ok", "1"), h("bad name", "1")]
-            ),
-            Err(PartsError::InvalidHeaderName { index: 1 })
-        );
-        assert_eq!(
-            check(b"GET", b"/", Some(b"h"), &[h("x", "a\r\nInjected: 1")]),
-            Err(PartsError::InvalidHeaderValue { index: 0 })
-        );
-    }
-
-    #[test]
-    fn chunked_parts_announce_transfer_encoding() {
-        let parts = RequestParts {
-            method: b"PUT",
-            path: b"/x",
-            authority: Some(b"h"),
-            headers: std::iter::empty(),
-            body: PartsBody::Chunked,
-        };
-        let edits = RequestEdits {
-            forwarded_for: None,
-            forwarded_proto: None,
-            keep_alive: false,
-            cookie: None,
-        };
-        let mut dst = BytesMut::new();
-        write_request_from_parts(&parts, &edits, &mut dst).unwrap();
-        assert_eq!(&dst[..], b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
     }
 }
