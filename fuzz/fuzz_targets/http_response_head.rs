@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.framing(false), head.framing(false));
     assert_eq!(again.framing(true), head.framing(true));
     assert_eq!(again.is_websocket_accept(), head.is_websocket_accept());
-    if close && !head.is_websocket_accept() {
+    // Interim responses carry no Connection header; the final response decides.
+    if close && !head.is_interim() {
         assert!(!again.keep_alive(false));
     }
     let set_cookies = |h: &streamfleet::proto::http::ResponseHead| {

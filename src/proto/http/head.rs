@@ -2,7 +2,7 @@
 //! end of a head, and the checks on the headers that decide framing and connection handling.
 //!
 //! Data flow: a parser ([`super::RequestParser`], [`super::ResponseParser`]) asks the
-//! [`HeadScanner`] whether the buffer holds a whole head (a cheap incremental search for the
+//! `scan::HeadScanner` whether the buffer holds a whole head (a cheap incremental search for the
 //! empty line, so a slowloris client costs one pass over its bytes, not one parse per read),
 //! then tokenises it with `httparse`, copies the head bytes once into a [`Fields`] (offsets, no
 //! per-header allocation) and runs [`analyse`] over the headers to derive the validated facts
@@ -64,6 +64,12 @@ pub enum HeadError {
     /// The head has more header fields than [`HeadLimits::max_headers`].
     #[error("message head has more than {limit} header fields")]
     TooManyHeaders {
+        /// The limit in force.
+        limit: usize,
+    },
+    /// More than [`super::MAX_LEADING_EMPTY_LINE_BYTES`] CR/LF bytes before the start line.
+    #[error("more than {limit} bytes of empty lines before the start line")]
+    LeadingEmptyLines {
         /// The limit in force.
         limit: usize,
     },
@@ -287,104 +293,6 @@ pub(crate) fn offset_in(whole: &[u8], part: &[u8]) -> Range<usize> {
     }
 }
 
-/// Incremental search for the empty line that ends a head. Remembers how far it looked, so
-/// feeding a head one byte at a time costs linear time overall.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct HeadScanner {
-    /// Offset from which the next search starts (a `\n` whose successors were not in yet is
-    /// searched again).
-    scanned: usize,
-    /// Whether the partial head was already shown to the tokeniser once, so garbage (a TLS
-    /// hello on a plain port, say) is rejected without waiting for the size limit.
-    probed: bool,
-}
-
-impl HeadScanner {
-    /// Length of the head up to and including the first empty line, if `buf` has one.
-    pub(crate) fn find_end(&mut self, buf: &[u8]) -> Option<usize> {
-        let mut pos = self.scanned.min(buf.len());
-        while let Some(found) = memchr::memchr(b'\n', buf.get(pos..).unwrap_or_default()) {
-            let nl = pos + found;
-            match (buf.get(nl + 1), buf.get(nl + 2)) {
-                (Some(b'\n'), _) => return Some(nl + 2),
-                (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
-                (None, _) | (Some(b'\r'), None) => {
-                    self.scanned = nl;
-                    return None;
-                }
-                _ => pos = nl + 1,
-            }
-        }
-        self.scanned = buf.len();
-        None
-    }
-
-    /// Continue the search after `end` (the tokeniser found only leading empty lines there).
-    pub(crate) fn skip_past(&mut self, end: usize) {
-        self.scanned = end.saturating_sub(1);
-    }
-
-    /// Whether to run the tokeniser over an incomplete head now (only once per head).
-    pub(crate) fn should_probe(&mut self) -> bool {
-        !std::mem::replace(&mut self.probed, true)
-    }
-
-    pub(crate) fn reset(&mut self) {
-        *self = Self::default();
-    }
-}
-
-/// Shared parse loop: waits for a whole head (bounded by `limits`), probes an incomplete head
-/// once for early errors, and hands complete heads to `tokenise`, which returns `Ok(None)`
-/// when the "head" was only empty lines before the start line.
-pub(crate) fn drive<T>(
-    scanner: &mut HeadScanner,
-    limits: &HeadLimits,
-    buf: &[u8],
-    mut tokenise: impl FnMut(&[u8]) -> Result<Option<T>, HeadError>,
-) -> Result<Option<T>, HeadError> {
-    let limit = limits.head_bytes();
-    loop {
-        let Some(end) = scanner.find_end(buf) else {
-            if buf.len() > limit {
-                return Err(HeadError::TooLarge { limit });
-            }
-            if !buf.is_empty() && scanner.should_probe() {
-                // Only an error matters here: a partial head cannot be complete.
-                tokenise(buf)?;
-            }
-            return Ok(None);
-        };
-        if end > limit {
-            return Err(HeadError::TooLarge { limit });
-        }
-        match tokenise(buf.get(..end).unwrap_or_default())? {
-            Some(head) => {
-                scanner.reset();
-                return Ok(Some(head));
-            }
-            None => scanner.skip_past(end),
-        }
-    }
-}
-
-/// Offset of the start line: RFC 9112 lets a recipient skip empty lines before it.
-pub(crate) fn start_line_offset(buf: &[u8]) -> usize {
-    buf.iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(buf.len())
-}
-
-/// The start line (without its line ending) beginning at `from`.
-pub(crate) fn line_at(buf: &[u8], from: usize) -> &[u8] {
-    let rest = buf.get(from..).unwrap_or_default();
-    let line = match memchr::memchr(b'\n', rest) {
-        Some(end) => rest.get(..end).unwrap_or_default(),
-        None => rest,
-    };
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
 /// Maps an `httparse` error inside the header section to a precise variant by looking at the
 /// offending line.
 pub(crate) fn classify_header_error(buf: &[u8], error: httparse::Error, limit: usize) -> HeadError {
@@ -401,7 +309,7 @@ pub(crate) fn classify_header_error(buf: &[u8], error: httparse::Error, limit: u
 
 /// Finds the first header line that `httparse` refused for its name, and says why.
 fn classify_header_name(buf: &[u8]) -> HeadError {
-    let start = start_line_offset(buf);
+    let start = super::scan::start_line_offset(buf);
     let mut lines = buf
         .get(start..)
         .unwrap_or_default()
@@ -656,30 +564,6 @@ mod tests {
 
     fn h<'a>(name: &'a str, value: &'a [u8]) -> httparse::Header<'a> {
         httparse::Header { name, value }
-    }
-
-    #[test]
-    fn scanner_finds_crlf_and_bare_lf_ends_incrementally() {
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBODY";
-        let mut scanner = HeadScanner::default();
-        // Every prefix shorter than the head: not found; the full head: found at 27.
-        for len in 0..27 {
-            assert_eq!(scanner.find_end(&head[..len]), None, "prefix {len}");
-        }
-        assert_eq!(scanner.find_end(head), Some(27));
-
-        let mut scanner = HeadScanner::default();
-        assert_eq!(scanner.find_end(b"GET / HTTP/1.0\nA: b\n\nrest"), Some(21));
-    }
-
-    #[test]
-    fn scanner_can_continue_after_leading_empty_lines() {
-        let buf = b"\r\n\r\nGET / HTTP/1.1\r\n";
-        let mut scanner = HeadScanner::default();
-        // The leading CRLF CRLF looks like an end; the parser then skips past it.
-        assert_eq!(scanner.find_end(buf), Some(4));
-        scanner.skip_past(4);
-        assert_eq!(scanner.find_end(buf), None);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! Errors map to the answer through [`error_status`]; the answers the LB makes itself are in
 //! [`response`] and Basic auth for the stats page is in [`auth`].
 //!
-//! - `head`: limits, header list, shared header checks (`HeadError`).
+//! - `head`: limits, header list, shared header checks (`HeadError`); `scan`: finding the
+//!   end of a head in linear time.
 //! - `request_head` / `response_head`: the two parsers.
 //! - `body`: [`BodyReader`] and chunk writing helpers.
 //! - `write`: head writers; `h2_parts`: request heads for requests from HTTP/2.
@@ -26,6 +27,7 @@ mod head;
 mod request_head;
 pub mod response;
 mod response_head;
+mod scan;
 mod write;
 
 pub use body::{
@@ -41,6 +43,7 @@ pub use head::{
 };
 pub use request_head::{RequestHead, RequestParser};
 pub use response_head::{ResponseHead, ResponseParser};
+pub use scan::MAX_LEADING_EMPTY_LINE_BYTES;
 pub use write::{
     ForwardedProto, RequestEdits, ResponseEdits, is_hop_by_hop, write_request_head,
     write_response_head,

@@ -13,9 +13,10 @@ use std::ops::Range;
 
 use super::body::BodyFraming;
 use super::head::{
-    self, Facts, Fields, HeadError, HeadLimits, HeadScanner, Header, HeaderIter, LengthHeader,
+    self, Facts, Fields, HeadError, HeadLimits, Header, HeaderIter, LengthHeader,
     MAX_HEADERS_CEILING, Version,
 };
+use super::scan::{self, HeadScanner};
 
 /// Incremental parser of request heads on one connection. Keep one per connection and call
 /// [`Self::parse`] after each read; it remembers how far it has looked.
@@ -62,7 +63,7 @@ impl RequestParser {
     /// next request.
     pub fn parse(&mut self, buf: &[u8]) -> Result<Option<RequestHead>, HeadError> {
         let limits = self.limits;
-        head::drive(&mut self.scanner, &limits, buf, |b| tokenise(b, &limits))
+        scan::drive(&mut self.scanner, &limits, buf, |b| tokenise(b, &limits))
     }
 }
 
@@ -101,8 +102,8 @@ fn tokenise(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>, Head
 
 /// Maps a tokeniser error to a variant, looking at the request line where needed.
 fn classify(buf: &[u8], error: httparse::Error, max_headers: usize) -> HeadError {
-    let start = head::start_line_offset(buf);
-    let line = head::line_at(buf, start);
+    let start = scan::start_line_offset(buf);
+    let line = scan::line_at(buf, start);
     let line_complete = buf.get(start..).is_some_and(|rest| rest.contains(&b'\n'));
     match error {
         httparse::Error::Token => {
@@ -398,6 +399,19 @@ mod tests {
         let head = ok(b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(head.method(), b"GET");
         assert_eq!(head.head_len(), 31);
+    }
+
+    #[test]
+    fn bounds_leading_empty_lines() {
+        let mut many = b"\r\n".repeat(9);
+        many.extend_from_slice(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert_eq!(err(&many), HeadError::LeadingEmptyLines { limit: 16 });
+        // Even before the start line arrives.
+        assert_eq!(
+            err(&b"\n".repeat(17)),
+            HeadError::LeadingEmptyLines { limit: 16 }
+        );
+        assert_eq!(parse(&b"\r\n".repeat(8)), Ok(None));
     }
 
     #[test]

@@ -15,9 +15,10 @@ use std::ops::Range;
 
 use super::body::BodyFraming;
 use super::head::{
-    self, Fields, HeadError, HeadLimits, HeadScanner, Header, HeaderIter, LengthHeader,
-    MAX_HEADERS_CEILING, Version,
+    self, Fields, HeadError, HeadLimits, Header, HeaderIter, LengthHeader, MAX_HEADERS_CEILING,
+    Version,
 };
+use super::scan::{self, HeadScanner};
 
 /// Incremental parser of response heads on one upstream connection.
 #[derive(Clone, Debug, Default)]
@@ -56,7 +57,7 @@ impl ResponseParser {
     /// Parses the response head at the start of `buf`: `Ok(None)` while it is incomplete.
     pub fn parse(&mut self, buf: &[u8]) -> Result<Option<ResponseHead>, HeadError> {
         let limits = self.limits;
-        head::drive(&mut self.scanner, &limits, buf, |b| tokenise(b, &limits))
+        scan::drive(&mut self.scanner, &limits, buf, |b| tokenise(b, &limits))
     }
 }
 
@@ -81,8 +82,8 @@ fn tokenise(buf: &[u8], limits: &HeadLimits) -> Result<Option<ResponseHead>, Hea
     let version = Version::from_minor(response.version.unwrap_or(1));
     let facts = head::analyse(version, response.headers, false)?;
     // The status line is "HTTP/1.x NNN[ reason]"; the reason starts at byte 13 of the line.
-    let line_start = head::start_line_offset(head);
-    let line = head::line_at(head, line_start);
+    let line_start = scan::start_line_offset(head);
+    let line = scan::line_at(head, line_start);
     let reason = match line.get(13..) {
         Some(reason) => head::offset_in(head, reason),
         None => 0..0,
@@ -147,7 +148,7 @@ impl ResponseHead {
 
     /// Whether the upstream connection can carry another request after this response:
     /// not after `Connection: close`, an HTTP/1.0 answer without keep-alive, or a
-    /// close-delimited body.
+    /// close-delimited body. For interim responses ask the final one instead.
     pub fn keep_alive(&self, head_request: bool) -> bool {
         !self.close
             && (self.version == Version::Http11 || self.keep_alive_token)

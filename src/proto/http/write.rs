@@ -59,6 +59,7 @@ pub struct RequestEdits {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ResponseEdits<'a> {
     /// Whether the client connection will be closed after this response (`Connection: close`).
+    /// Interim (1xx other than 101) responses get no Connection header either way.
     pub close: bool,
     /// Version the client spoke: an HTTP/1.0 client kept alive is told `Connection: keep-alive`.
     pub client_version: Version,
@@ -272,11 +273,14 @@ fn emit_response(head: &ResponseHead, edits: &ResponseEdits<'_>, out: &mut Out<'
         }
     }
     let old_client = edits.client_version == Version::Http10 || head.version() == Version::Http10;
-    out.put(match (websocket, edits.close, old_client) {
-        (true, _, _) => b"Connection: Upgrade\r\n\r\n".as_slice(),
-        (false, true, _) => b"Connection: close\r\n\r\n",
-        (false, false, true) => b"Connection: keep-alive\r\n\r\n",
-        (false, false, false) => b"\r\n",
+    // An interim response says nothing about the connection; the final one will.
+    let interim = head.is_interim() && !websocket;
+    out.put(match (websocket, interim, edits.close, old_client) {
+        (true, _, _, _) => b"Connection: Upgrade\r\n\r\n".as_slice(),
+        (false, true, _, _) => b"\r\n",
+        (false, false, true, _) => b"Connection: close\r\n\r\n",
+        (false, false, false, true) => b"Connection: keep-alive\r\n\r\n",
+        (false, false, false, false) => b"\r\n",
     });
 }
 
@@ -549,6 +553,15 @@ mod tests {
                 "Connection: Upgrade\r\n",
                 "\r\n"
             )
+        );
+        let interim = response("HTTP/1.1 100 Continue\r\n\r\n");
+        let closing = ResponseEdits {
+            close: true,
+            ..edits
+        };
+        assert_eq!(
+            written_response(&interim, &closing),
+            "HTTP/1.1 100 Continue\r\n\r\n"
         );
         let odd = response("HTTP/1.0 404 \r\nContent-Length: 0\r\n\r\n");
         assert_eq!(
