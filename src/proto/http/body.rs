@@ -419,7 +419,7 @@ pub fn write_chunk_head(len: usize, dst: &mut BytesMut) {
     let mut n = len as u64;
     loop {
         at -= 1;
-        // The nibble is below 16, so the index is in bounds.
+        // A u64 has at most 16 nibbles, so `at` stays in 0..16; a nibble indexes HEX.
         digits[at] = HEX[(n & 0xf) as usize];
         n >>= 4;
         if n == 0 {
