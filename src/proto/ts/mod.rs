@@ -7,6 +7,8 @@
 //! [`TsMuxer::write_psi`] followed by the segment's frames. The muxer keeps only the continuity
 //! counters and a pending-discontinuity flag between calls.
 
+#[cfg(test)]
+mod ffprobe;
 mod muxer;
 mod psi;
 #[cfg(test)]
