@@ -13,7 +13,8 @@ mod config;
 mod nal;
 mod sps;
 
-pub(crate) use bits::{BitReader, BitsExhausted};
+pub(crate) use bits::BitReader;
+pub use bits::BitsExhausted;
 pub use config::{
     DecoderConfig, HighProfileExt, MAX_PARAMETER_SET_LEN, MAX_PARAMETER_SETS, NalLengthSize,
 };

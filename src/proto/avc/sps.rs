@@ -150,7 +150,14 @@ impl Sps {
 
         let field_factor = if frame_mbs_only { 1 } else { 2 };
         let coded_width = width_mbs * 16;
+        // Field coding doubles the height: check the frame height against the limit too.
         let coded_height = height_units * 16 * field_factor;
+        if coded_height > MAX_DIMENSION {
+            return Err(AvcError::SpsValue {
+                field: "pic_height_in_map_units_minus1",
+                value: height_units - 1,
+            });
+        }
         let (crop_unit_x, crop_unit_y) = if separate_colour_plane || chroma_format_idc == 0 {
             (1, field_factor)
         } else {
@@ -369,6 +376,33 @@ pub(crate) mod tests {
         let sps = Sps::parse(&SPS_640X360[..12]).unwrap();
         assert_eq!((sps.width, sps.height), (640, 360));
         assert_eq!(sps.frame_rate, None);
+    }
+
+    /// Packs a string of '0'/'1' into bytes, zero-padded.
+    fn pack(bits: &str) -> Vec<u8> {
+        let bits: Vec<u8> = bits.bytes().filter(|b| *b != b' ').collect();
+        let mut out = vec![0u8; bits.len().div_ceil(8)];
+        for (i, bit) in bits.iter().enumerate() {
+            out[i / 8] |= (bit - b'0') << (7 - i % 8);
+        }
+        out
+    }
+
+    #[test]
+    fn field_coding_cannot_double_past_the_height_limit() {
+        // Baseline SPS: id 0, log2_max_frame_num 0, POC type 0, POC lsb 0, 1 ref frame, no gaps,
+        // 20 MBs wide, 1024 map units high, frame_mbs_only 0 (fields: 32768 rows), MBAFF 0,
+        // direct_8x8 1, no cropping, no VUI, stop bit.
+        let body = pack("1 1 1 1 010 0 000010100 0000000000 10000000000 0 0 1 0 0 1");
+        let sps = [&[0x67, 66, 0, 30][..], &body].concat();
+        assert!(matches!(
+            Sps::parse(&sps),
+            Err(AvcError::SpsValue { field: "pic_height_in_map_units_minus1", value: 1023 })
+        ));
+        // The same with 512 map units is 16384 rows: the largest height accepted.
+        let body = pack("1 1 1 1 010 0 000010100 000000000 1000000000 0 0 1 0 0 1");
+        let sps = Sps::parse(&[&[0x67, 66, 0, 30][..], &body].concat()).unwrap();
+        assert_eq!((sps.width, sps.height), (320, MAX_DIMENSION));
     }
 
     #[test]
