@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod http;
+pub mod hls;
 pub mod hub;
 
 use std::net::SocketAddr;

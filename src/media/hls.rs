@@ -1,0 +1,271 @@
+//! HLS packaging of one hub: frames in, MPEG-TS segments and a live playlist out, all in memory.
+//!
+//! The publisher's task pushes every frame here (after the hub's fan-out). A segment opens on a
+//! keyframe and is cut at the first keyframe after `hls.segment` (audio-only streams cut on any
+//! frame). A new publish session (republish) starts a segment marked discontinuous. HTTP
+//! handlers read the rendered playlist and segment bytes; a watch channel tells waiters when the
+//! first segment exists.
+
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::watch;
+
+use super::frame::{Frame, StreamInfo, TrackKind};
+use crate::config::HlsConfig;
+use crate::proto::aac::{AdtsHeader, AudioSpecificConfig};
+use crate::proto::avc::{DecoderConfig, write_annexb};
+use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use crate::proto::hls::{MediaPlaylist, Segment};
+use crate::proto::ts::{TsMuxer, Tracks};
+
+/// Segments kept beyond the playlist window, for players that fetched an older playlist.
+const EXTRA_SEGMENTS: usize = 3;
+/// A segment that grows past this without a keyframe is cut anyway (bounded memory).
+const MAX_SEGMENT_BYTES: usize = 64 << 20;
+/// Timestamps are shifted so that a negative composition offset cannot make a PTS negative.
+const TS_OFFSET_MS: u64 = 1_000;
+
+/// Codec state derived from the stream description.
+struct Codecs {
+    video: Option<DecoderConfig>,
+    audio: Option<AdtsHeader>,
+    tracks: Tracks,
+}
+
+struct OpenSegment {
+    seq: u64,
+    buf: BytesMut,
+    start_dts: u64,
+    last_dts: u64,
+    discontinuity: bool,
+    program_date_time: i64,
+}
+
+/// What the HTTP handlers read.
+#[derive(Debug, Clone, Default)]
+pub struct HlsView {
+    /// Rendered playlist, absent until the first segment exists.
+    pub playlist: Option<Bytes>,
+    /// `(sequence number, bytes)` of segments still served.
+    pub segments: VecDeque<(u64, Bytes)>,
+}
+
+/// The packager of one hub.
+pub struct HlsPackager {
+    /// Segment URIs are `{name}-{seq}.ts`.
+    name: String,
+    segment_target: Duration,
+    playlist: MediaPlaylist,
+    muxer: Option<TsMuxer>,
+    codecs: Option<Codecs>,
+    info: Arc<StreamInfo>,
+    generation: u64,
+    open: Option<OpenSegment>,
+    next_seq: u64,
+    /// The next segment starts after a break.
+    discontinuity: bool,
+    /// Wall clock of timeline position 0 of this generation (unix ms).
+    anchor: Option<(u64, i64)>,
+    view: watch::Sender<Arc<HlsView>>,
+    /// Typical frame interval, to give the last segment of a session a duration.
+    frame_interval: u64,
+}
+
+impl HlsPackager {
+    /// A packager for the hub named `name`.
+    pub fn new(name: &str, config: &HlsConfig) -> Self {
+        let window = NonZeroUsize::new(config.window).unwrap_or(NonZeroUsize::MIN);
+        HlsPackager {
+            name: name.to_owned(),
+            segment_target: config.segment,
+            playlist: MediaPlaylist::new(config.segment, window),
+            muxer: None,
+            codecs: None,
+            info: Arc::new(StreamInfo::default()),
+            generation: 0,
+            open: None,
+            next_seq: 0,
+            discontinuity: false,
+            anchor: None,
+            view: watch::Sender::new(Arc::new(HlsView::default())),
+            frame_interval: 33,
+        }
+    }
+
+    /// Watches what is served.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<HlsView>> {
+        self.view.subscribe()
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<HlsView> {
+        self.view.borrow().clone()
+    }
+
+    /// A new description: on a new generation (republish) the current segment closes and the
+    /// next one is marked discontinuous.
+    pub fn start(&mut self, info: Arc<StreamInfo>, generation: u64) {
+        if generation != self.generation {
+            self.close_segment();
+            if self.generation != 0 {
+                self.discontinuity = true;
+            }
+            self.generation = generation;
+            self.anchor = None;
+        }
+        let codecs = codecs(&info);
+        // A track appearing or disappearing changes the PMT: start a new segment with it.
+        if self.codecs.as_ref().map(|c| c.tracks) != Some(codecs.tracks) {
+            self.close_segment();
+            self.muxer = Some(TsMuxer::new(codecs.tracks));
+            if self.discontinuity {
+                if let Some(m) = &mut self.muxer {
+                    m.set_discontinuity();
+                }
+            }
+        }
+        self.codecs = Some(codecs);
+        self.info = info;
+    }
+
+    /// The publisher left: the open segment is finished so the tail of the stream plays.
+    pub fn stop(&mut self) {
+        self.close_segment();
+    }
+
+    /// Packages one frame.
+    pub fn push(&mut self, frame: &Frame) {
+        let Some(codecs) = &self.codecs else { return };
+        let has_video = codecs.tracks.has_video();
+        let cut_here = match frame.kind {
+            TrackKind::Video => frame.keyframe,
+            TrackKind::Audio => !has_video,
+        };
+        if cut_here {
+            let due = self.open.as_ref().is_none_or(|s| {
+                Duration::from_millis(frame.dts.saturating_sub(s.start_dts)) >= self.segment_target
+            });
+            if due {
+                self.close_segment();
+                self.open_segment(frame.dts);
+            }
+        }
+        if let Some(open) = &self.open
+            && open.buf.len() > MAX_SEGMENT_BYTES
+        {
+            self.close_segment();
+            self.open_segment(frame.dts);
+        }
+        let (Some(open), Some(muxer), Some(codecs)) = (&mut self.open, &mut self.muxer, &self.codecs) else {
+            // Nothing is written before the first keyframe: players need one to start.
+            return;
+        };
+        if frame.dts > open.last_dts {
+            let step = frame.dts - open.last_dts;
+            if frame.kind == TrackKind::Video && step < 1000 {
+                self.frame_interval = step;
+            }
+            open.last_dts = frame.dts;
+        }
+        let dts90 = (frame.dts + TS_OFFSET_MS) * 90;
+        match frame.kind {
+            TrackKind::Video => {
+                let Some(config) = &codecs.video else { return };
+                let Ok(VideoTag { body: VideoBody::Avc(AvcPacket::Nalu { composition_time, data }), .. }) = VideoTag::parse(&frame.body) else {
+                    return;
+                };
+                let mut annexb = BytesMut::with_capacity(data.len() + 64);
+                if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
+                    return;
+                }
+                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
+                if let Err(e) = muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf) {
+                    tracing::debug!(stream = %self.name, error = %e, "video frame not packaged");
+                }
+            }
+            TrackKind::Audio => {
+                let Some(adts) = &codecs.audio else { return };
+                let Ok(AudioTag { body: AudioBody::Aac(AacPacket::Raw(data)), .. }) = AudioTag::parse(&frame.body) else {
+                    return;
+                };
+                let mut pes = BytesMut::with_capacity(data.len() + 7);
+                if adts.write_frame(&data, &mut pes).is_ok()
+                    && let Err(e) = muxer.write_audio(dts90, &pes, &mut open.buf)
+                {
+                    tracing::debug!(stream = %self.name, error = %e, "audio frame not packaged");
+                }
+            }
+        }
+    }
+
+    fn open_segment(&mut self, dts: u64) {
+        let Some(muxer) = &mut self.muxer else { return };
+        let anchor = *self.anchor.get_or_insert_with(|| (dts, unix_ms_now()));
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        muxer.write_psi(&mut buf);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.open = Some(OpenSegment {
+            seq,
+            buf,
+            start_dts: dts,
+            last_dts: dts,
+            discontinuity: std::mem::take(&mut self.discontinuity),
+            program_date_time: anchor.1 + (dts as i64 - anchor.0 as i64),
+        });
+    }
+
+    fn close_segment(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        // Ended by the next keyframe: exact. Ended by a stop: up to the last frame plus one
+        // frame interval.
+        let end = open.last_dts + self.frame_interval;
+        let duration = Duration::from_millis(end.saturating_sub(open.start_dts).max(1));
+        let segment = Segment {
+            uri: format!("{}-{}.ts", self.name, open.seq),
+            duration,
+            program_date_time: Some(open.program_date_time),
+            discontinuity: open.discontinuity,
+        };
+        if let Err(e) = self.playlist.push(segment) {
+            tracing::warn!(stream = %self.name, error = %e, "segment not listed");
+            return;
+        }
+        let mut view = (*self.view.borrow().clone()).clone();
+        view.segments.push_back((open.seq, open.buf.freeze()));
+        let keep = self.playlist.segments().len() + EXTRA_SEGMENTS;
+        while view.segments.len() > keep {
+            view.segments.pop_front();
+        }
+        view.playlist = Some(Bytes::from(self.playlist.render()));
+        self.view.send_replace(Arc::new(view));
+    }
+}
+
+fn codecs(info: &StreamInfo) -> Codecs {
+    let video = info.video.as_ref().and_then(|v| match VideoTag::parse(&v.sequence_header) {
+        Ok(VideoTag { body: VideoBody::Avc(AvcPacket::SequenceHeader(record)), .. }) => DecoderConfig::parse(&record).ok(),
+        _ => None,
+    });
+    let audio = info.audio.as_ref().and_then(|a| match AudioTag::parse(&a.sequence_header) {
+        Ok(AudioTag { body: AudioBody::Aac(AacPacket::SequenceHeader(asc)), .. }) => {
+            AudioSpecificConfig::parse(&asc).ok().and_then(|c| AdtsHeader::new(&c).ok())
+        }
+        _ => None,
+    });
+    let tracks = match (video.is_some(), audio.is_some()) {
+        (true, true) => Tracks::VideoAndAudio,
+        (true, false) => Tracks::Video,
+        (false, true) => Tracks::Audio,
+        (false, false) => Tracks::Video,
+    };
+    Codecs { video, audio, tracks }
+}
+
+fn unix_ms_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
