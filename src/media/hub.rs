@@ -20,6 +20,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
 use super::frame::{Frame, StreamInfo, TrackKind};
+use super::hls::HlsPackager;
+use crate::config::HlsConfig;
 
 /// Events a subscriber receives.
 #[derive(Debug, Clone)]
@@ -133,6 +135,8 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Bumped at every publish start/stop, so waiters (edges, playlist requests) can watch.
     live: watch::Sender<bool>,
+    /// HLS packaging of this hub, fed from the publisher's task.
+    hls: Option<Mutex<HlsPackager>>,
 }
 
 /// The right to publish into a hub; dropping it ends the publish session.
@@ -155,8 +159,9 @@ pub struct Subscription {
 pub struct AlreadyPublishing(pub HubKey);
 
 impl Hub {
-    fn new(key: HubKey, metrics: HubMetrics) -> Self {
+    fn new(key: HubKey, metrics: HubMetrics, hls: Option<&HlsConfig>) -> Self {
         Hub {
+            hls: hls.map(|c| Mutex::new(HlsPackager::new(&key.name, c))),
             key,
             inner: Mutex::new(Inner { idle_since: Some(Instant::now()), ..Default::default() }),
             metrics,
@@ -183,6 +188,11 @@ impl Hub {
     /// Watches the live flag (true while a publisher is active).
     pub fn watch_live(&self) -> watch::Receiver<bool> {
         self.live.subscribe()
+    }
+
+    /// The HLS packager, when the node packages HLS.
+    pub fn hls(&self) -> Option<MutexGuard<'_, HlsPackager>> {
+        self.hls.as_ref().map(|h| h.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The current stream description.
@@ -306,8 +316,12 @@ impl Publisher {
     pub fn set_info(&self, info: StreamInfo) {
         let mut inner = self.hub.lock();
         inner.info = Arc::new(info);
-        let event = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
-        self.hub.fan_out(&mut inner, &event);
+        let (info, generation) = (inner.info.clone(), inner.generation);
+        self.hub.fan_out(&mut inner, &HubEvent::Start { info: info.clone(), generation });
+        drop(inner);
+        if let Some(mut hls) = self.hub.hls() {
+            hls.start(info, generation);
+        }
     }
 
     /// The current description (to update one field).
@@ -337,7 +351,12 @@ impl Publisher {
                 inner.gop_broken = true;
             }
         }
-        self.hub.fan_out(&mut inner, &HubEvent::Frame(frame));
+        let event = HubEvent::Frame(frame);
+        self.hub.fan_out(&mut inner, &event);
+        drop(inner);
+        if let (Some(mut hls), HubEvent::Frame(frame)) = (self.hub.hls(), &event) {
+            hls.push(frame);
+        }
     }
 }
 
@@ -352,6 +371,9 @@ impl Drop for Publisher {
             inner.idle_since = Some(Instant::now());
         }
         drop(inner);
+        if let Some(mut hls) = self.hub.hls() {
+            hls.stop();
+        }
         self.hub.metrics.publishers.dec();
         self.hub.live.send_replace(false);
     }
@@ -380,12 +402,14 @@ impl Drop for Subscription {
 pub struct Hubs {
     map: Mutex<HashMap<HubKey, Arc<Hub>>>,
     metrics: HubMetrics,
+    /// HLS packaging settings for new hubs (none: no packaging).
+    hls: Option<HlsConfig>,
 }
 
 impl Hubs {
     /// An empty registry whose hubs count into `metrics`.
-    pub fn new(metrics: HubMetrics) -> Self {
-        Hubs { map: Mutex::default(), metrics }
+    pub fn new(metrics: HubMetrics, hls: Option<HlsConfig>) -> Self {
+        Hubs { map: Mutex::default(), metrics, hls }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<HubKey, Arc<Hub>>> {
@@ -399,7 +423,7 @@ impl Hubs {
 
     /// The hub with that name, created if needed.
     pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
-        self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Hub::new(key.clone(), self.metrics.clone()))).clone()
+        self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Hub::new(key.clone(), self.metrics.clone(), self.hls.as_ref()))).clone()
     }
 
     /// Every hub.
@@ -500,7 +524,7 @@ mod tests {
     #[tokio::test]
     async fn slow_subscriber_skips_to_the_next_keyframe_then_is_disconnected() {
         let metrics = HubMetrics::default();
-        let hub = Hubs::new(metrics.clone()).get_or_create(&key());
+        let hub = Hubs::new(metrics.clone(), None).get_or_create(&key());
         let p = hub.publish().unwrap();
         let mut slow = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 4);
         let mut fast = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 64);
