@@ -20,7 +20,7 @@ use crate::proto::aac::{AdtsHeader, AudioSpecificConfig};
 use crate::proto::avc::{DecoderConfig, write_annexb};
 use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
 use crate::proto::hls::{MediaPlaylist, Segment};
-use crate::proto::ts::{TsMuxer, Tracks};
+use crate::proto::ts::{Tracks, TsMuxer};
 
 /// Segments kept beyond the playlist window, for players that fetched an older playlist.
 const EXTRA_SEGMENTS: usize = 3;
@@ -122,11 +122,12 @@ impl HlsPackager {
         if self.codecs.as_ref().map(|c| c.tracks) != Some(codecs.tracks) {
             self.close_segment();
             self.muxer = Some(TsMuxer::new(codecs.tracks));
-            if self.discontinuity {
-                if let Some(m) = &mut self.muxer {
-                    m.set_discontinuity();
-                }
-            }
+        }
+        // The first packets after a break carry discontinuity_indicator too.
+        if self.discontinuity
+            && let Some(m) = &mut self.muxer
+        {
+            m.set_discontinuity();
         }
         self.codecs = Some(codecs);
         self.info = info;
@@ -160,7 +161,9 @@ impl HlsPackager {
             self.close_segment_at(Some(frame.dts));
             self.open_segment(frame.dts);
         }
-        let (Some(open), Some(muxer), Some(codecs)) = (&mut self.open, &mut self.muxer, &self.codecs) else {
+        let (Some(open), Some(muxer), Some(codecs)) =
+            (&mut self.open, &mut self.muxer, &self.codecs)
+        else {
             // Nothing is written before the first keyframe: players need one to start.
             return;
         };
@@ -175,21 +178,37 @@ impl HlsPackager {
         match frame.kind {
             TrackKind::Video => {
                 let Some(config) = &codecs.video else { return };
-                let Ok(VideoTag { body: VideoBody::Avc(AvcPacket::Nalu { composition_time, data }), .. }) = VideoTag::parse(&frame.body) else {
+                let Ok(VideoTag {
+                    body:
+                        VideoBody::Avc(AvcPacket::Nalu {
+                            composition_time,
+                            data,
+                        }),
+                    ..
+                }) = VideoTag::parse(&frame.body)
+                else {
                     return;
                 };
                 let mut annexb = BytesMut::with_capacity(data.len() + 64);
                 if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
                     return;
                 }
-                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
-                if let Err(e) = muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf) {
+                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0)
+                    as u64
+                    * 90;
+                if let Err(e) =
+                    muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf)
+                {
                     tracing::debug!(stream = %self.name, error = %e, "video frame not packaged");
                 }
             }
             TrackKind::Audio => {
                 let Some(adts) = &codecs.audio else { return };
-                let Ok(AudioTag { body: AudioBody::Aac(AacPacket::Raw(data)), .. }) = AudioTag::parse(&frame.body) else {
+                let Ok(AudioTag {
+                    body: AudioBody::Aac(AacPacket::Raw(data)),
+                    ..
+                }) = AudioTag::parse(&frame.body)
+                else {
                     return;
                 };
                 let mut pes = BytesMut::with_capacity(data.len() + 7);
@@ -261,27 +280,45 @@ impl std::fmt::Debug for HlsPackager {
 }
 
 fn codecs(info: &StreamInfo) -> Codecs {
-    let video = info.video.as_ref().and_then(|v| match VideoTag::parse(&v.sequence_header) {
-        Ok(VideoTag { body: VideoBody::Avc(AvcPacket::SequenceHeader(record)), .. }) => DecoderConfig::parse(&record).ok(),
-        _ => None,
-    });
-    let audio = info.audio.as_ref().and_then(|a| match AudioTag::parse(&a.sequence_header) {
-        Ok(AudioTag { body: AudioBody::Aac(AacPacket::SequenceHeader(asc)), .. }) => {
-            AudioSpecificConfig::parse(&asc).ok().and_then(|c| AdtsHeader::new(&c).ok())
-        }
-        _ => None,
-    });
+    let video = info
+        .video
+        .as_ref()
+        .and_then(|v| match VideoTag::parse(&v.sequence_header) {
+            Ok(VideoTag {
+                body: VideoBody::Avc(AvcPacket::SequenceHeader(record)),
+                ..
+            }) => DecoderConfig::parse(&record).ok(),
+            _ => None,
+        });
+    let audio = info
+        .audio
+        .as_ref()
+        .and_then(|a| match AudioTag::parse(&a.sequence_header) {
+            Ok(AudioTag {
+                body: AudioBody::Aac(AacPacket::SequenceHeader(asc)),
+                ..
+            }) => AudioSpecificConfig::parse(&asc)
+                .ok()
+                .and_then(|c| AdtsHeader::new(&c).ok()),
+            _ => None,
+        });
     let tracks = match (video.is_some(), audio.is_some()) {
         (true, true) => Tracks::VideoAndAudio,
         (true, false) => Tracks::Video,
         (false, true) => Tracks::Audio,
         (false, false) => Tracks::Video,
     };
-    Codecs { video, audio, tracks }
+    Codecs {
+        video,
+        audio,
+        tracks,
+    }
 }
 
 fn unix_ms_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -297,7 +334,11 @@ mod tests {
     }
 
     fn info() -> Arc<StreamInfo> {
-        let config = DecoderConfig::from_parameter_sets(Bytes::from_static(SPS_640X360), Bytes::from_static(PPS_X264)).unwrap();
+        let config = DecoderConfig::from_parameter_sets(
+            Bytes::from_static(SPS_640X360),
+            Bytes::from_static(PPS_X264),
+        )
+        .unwrap();
         let mut record = BytesMut::new();
         config.encode(&mut record).unwrap();
         Arc::new(StreamInfo {
@@ -314,15 +355,28 @@ mod tests {
 
     /// A 30 fps frame with one slice NAL (IDR on keyframes), 4-byte length prefixes.
     fn frame(n: u64) -> Frame {
-        let keyframe = n % 30 == 0;
-        let nal: &[u8] = if keyframe { &[0x65, 0x88, 0x84, 0x00] } else { &[0x41, 0x9a, 0x02, 0x00] };
+        let keyframe = n.is_multiple_of(30);
+        let nal: &[u8] = if keyframe {
+            &[0x65, 0x88, 0x84, 0x00]
+        } else {
+            &[0x41, 0x9a, 0x02, 0x00]
+        };
         let mut au = (nal.len() as u32).to_be_bytes().to_vec();
         au.extend_from_slice(nal);
-        Frame { kind: TrackKind::Video, dts: n * 1000 / 30, keyframe, body: encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))) }
+        Frame {
+            kind: TrackKind::Video,
+            dts: n * 1000 / 30,
+            keyframe,
+            body: encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))),
+        }
     }
 
     fn config() -> HlsConfig {
-        HlsConfig { segment: Duration::from_secs(2), window: 3, wait: Duration::from_secs(1) }
+        HlsConfig {
+            segment: Duration::from_secs(2),
+            window: 3,
+            wait: Duration::from_secs(1),
+        }
     }
 
     #[test]
@@ -334,16 +388,28 @@ mod tests {
             p.push(&frame(n));
         }
         let view = p.view();
-        assert_eq!(view.segments.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            view.segments.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         for (_, ts) in &view.segments {
             assert_eq!(ts.len() % 188, 0);
-            assert!(ts.chunks(188).all(|p| p[0] == 0x47), "every packet starts with the sync byte");
+            assert!(
+                ts.chunks(188).all(|p| p[0] == 0x47),
+                "every packet starts with the sync byte"
+            );
         }
-        let text = std::str::from_utf8(view.playlist.as_ref().unwrap()).unwrap().to_owned();
+        let text = std::str::from_utf8(view.playlist.as_ref().unwrap())
+            .unwrap()
+            .to_owned();
         let playlist = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("valid playlist");
         assert_eq!(playlist.segments.len(), 3);
         for s in &playlist.segments {
-            assert!((s.duration - 2.0).abs() < 0.001, "cut at the first keyframe after 2s: {}", s.duration);
+            assert!(
+                (s.duration - 2.0).abs() < 0.001,
+                "cut at the first keyframe after 2s: {}",
+                s.duration
+            );
             assert!(s.program_date_time.is_some());
             assert!(u64::from(playlist.target_duration as u32) >= s.duration.round() as u64);
         }
@@ -365,7 +431,10 @@ mod tests {
         let uris: Vec<&str> = playlist.segments.iter().map(|s| s.uri.as_str()).collect();
         assert_eq!(uris, ["demo-2.ts", "demo-3.ts", "demo-4.ts"]);
         assert!(!playlist.segments[1].discontinuity);
-        assert!(playlist.segments[2].discontinuity, "republished segment is discontinuous:\n{text}");
+        assert!(
+            playlist.segments[2].discontinuity,
+            "republished segment is discontinuous:\n{text}"
+        );
         assert!(text.contains("#EXT-X-DISCONTINUITY\n"));
         // Segments beyond the window stay fetchable for a while.
         assert!(p.view().segments.iter().any(|(s, _)| *s == 1));
