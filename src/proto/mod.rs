@@ -1,2 +1,3 @@
 //! Sans-IO protocol code: parsers take bytes and return typed frames (`Ok(None)` while
 //! incomplete), encoders write into a `BufMut`. Nothing here touches sockets, files or clocks.
+pub mod rtmp;
