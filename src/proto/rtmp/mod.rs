@@ -11,3 +11,5 @@ pub mod amf0;
 pub mod chunk;
 pub mod handshake;
 pub mod message;
+pub mod session;
+pub mod splice;

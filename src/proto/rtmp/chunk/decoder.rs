@@ -98,6 +98,12 @@ impl ChunkDecoder {
         self.partial_count > 0
     }
 
+    /// Takes the decoder apart for the splice filter: chunk size, limits, header per csid.
+    pub(crate) fn into_parts(self) -> (u32, DecoderLimits, impl Iterator<Item = (u32, HeaderState)>) {
+        let headers = self.streams.into_iter().map(|(csid, s)| (csid, s.header));
+        (self.chunk_size, self.limits, headers)
+    }
+
     /// Consumes whole chunks from `input` until a message is complete.
     ///
     /// Returns `Ok(None)` when `input` holds no further complete chunk. A Set Chunk Size or

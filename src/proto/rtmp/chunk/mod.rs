@@ -134,8 +134,6 @@ pub(crate) struct ChunkHeader {
     pub fmt: u8,
     /// Chunk stream id.
     pub csid: u32,
-    /// Bytes taken by the basic header (1, 2 or 3).
-    pub basic_len: usize,
     /// Bytes taken by basic header plus message header (extended timestamp not included).
     pub len: usize,
     /// 3-byte timestamp (type 0) or timestamp delta (types 1, 2); 0 for type 3.
@@ -179,7 +177,6 @@ impl ChunkHeader {
         let mut parsed = ChunkHeader {
             fmt,
             csid,
-            basic_len,
             len: basic_len + message_len,
             ts_field: 0,
             length: 0,
@@ -193,8 +190,8 @@ impl ChunkHeader {
             parsed.length = be24(length);
             parsed.type_id = type_id;
         }
-        if let Some(stream_id) = header.get(7..11) {
-            parsed.stream_id = u32::from_le_bytes([stream_id[0], stream_id[1], stream_id[2], stream_id[3]]);
+        if let Some(Ok(stream_id)) = header.get(7..11).map(<[u8; 4]>::try_from) {
+            parsed.stream_id = u32::from_le_bytes(stream_id);
         }
         Some(parsed)
     }
