@@ -299,3 +299,149 @@ impl Splice {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::rtmp::chunk::{ChunkEncoder, RawMessage};
+    use bytes::Bytes;
+
+    fn msg(csid: u32, timestamp: u32, type_id: u8, stream_id: u32, len: usize) -> RawMessage {
+        RawMessage {
+            csid,
+            timestamp,
+            type_id,
+            stream_id,
+            payload: (0..len).map(|i| (i as u8) ^ (csid as u8)).collect::<Bytes>(),
+        }
+    }
+
+    fn decode_all(decoder: &mut ChunkDecoder, input: &mut BytesMut) -> Vec<RawMessage> {
+        let mut messages = Vec::new();
+        while let Some(m) = decoder.decode(input).unwrap() {
+            messages.push(m);
+        }
+        messages
+    }
+
+    /// The client's decoder after the load balancer's own answers (chunk size 4096, csids 2, 3
+    /// and 5), and the load balancer's downstream state.
+    fn client_set_up_by_lb() -> (ChunkDecoder, DownstreamState) {
+        let mut lb = ChunkEncoder::new();
+        let mut wire = BytesMut::new();
+        lb.write_set_chunk_size(4096, &mut wire).unwrap();
+        lb.write(&msg(3, 0, 20, 0, 40), &mut wire).unwrap();
+        lb.write(&msg(3, 0, 20, 0, 25), &mut wire).unwrap();
+        lb.write(&msg(5, 10, 18, 1, 12), &mut wire).unwrap();
+        let mut client = ChunkDecoder::default();
+        assert_eq!(decode_all(&mut client, &mut wire).len(), 4);
+        let mut csids: Vec<u32> = lb.used_csids().collect();
+        csids.sort_unstable();
+        (client, DownstreamState { chunk_size: lb.chunk_size(), csids })
+    }
+
+    #[test]
+    fn compressed_server_headers_reach_the_client_intact() {
+        let (mut client, downstream) = client_set_up_by_lb();
+        // What the server said before the splice point (consumed by the load balancer).
+        let mut server = ChunkEncoder::new();
+        let mut pre = BytesMut::new();
+        server.write_set_chunk_size(200, &mut pre).unwrap();
+        server.write(&msg(3, 0, 20, 0, 30), &mut pre).unwrap(); // type 0
+        server.write(&msg(3, 0, 20, 0, 45), &mut pre).unwrap(); // type 1
+        server.write(&msg(6, 0x00FF_FFF0, 9, 1, 300), &mut pre).unwrap(); // type 0, extended
+        server.write(&msg(6, 0x00FF_FFF8, 9, 1, 300), &mut pre).unwrap(); // type 2, delta 8
+        server.write(&msg(4, 5, 8, 1, 50), &mut pre).unwrap(); // type 0
+        let mut lb_view = ChunkDecoder::default();
+        assert_eq!(decode_all(&mut lb_view, &mut pre).len(), 6);
+        let mut reference = lb_view.clone();
+
+        // What the server says after it, with every kind of compressed header.
+        let mut post = BytesMut::new();
+        let later = [
+            msg(6, 0x0100_0000, 9, 1, 300), // type 3 start, abs ts now needs the extended field
+            msg(6, 0x0100_0008, 9, 1, 300), // type 3 start again
+            msg(3, 0, 20, 0, 60),           // type 1 (length changed)
+            msg(4, 28, 8, 1, 50),           // type 2 (delta 23)
+            msg(4, 51, 8, 1, 50),           // type 3 start (delta 23 again)
+        ];
+        for m in &later {
+            server.write(m, &mut post).unwrap();
+        }
+        assert_eq!(post[0] >> 6, 3, "first post-splice header is type 3");
+        server.write_set_chunk_size(100, &mut post).unwrap(); // type 2 on csid 2
+        for m in [
+            msg(6, 0x0100_0010, 9, 1, 250), // type 1, three 100-byte chunks
+            msg(4, 74, 8, 1, 120),          // type 1
+            msg(3, 5, 20, 0, 10),           // type 2
+        ] {
+            server.write(&m, &mut post).unwrap();
+        }
+        let expected = decode_all(&mut reference, &mut post.clone());
+
+        let mut splice = lb_view.into_splice(&downstream).unwrap();
+        let mut to_client = BytesMut::new();
+        let mut input = BytesMut::new();
+        for piece in post.chunks(7) {
+            input.extend_from_slice(piece);
+            splice.forward(&mut input, &mut to_client).unwrap();
+        }
+        assert!(input.is_empty());
+        let received = decode_all(&mut client, &mut to_client);
+        assert!(to_client.is_empty());
+        // First the chunk size the server uses (200), announced by the splice.
+        assert_eq!(received[0].type_id, type_id::SET_CHUNK_SIZE);
+        assert_eq!(&received[0].payload[..], &200u32.to_be_bytes());
+        assert_eq!(&received[1..], &expected[..]);
+        assert_eq!(client.chunk_size(), 100);
+    }
+
+    #[test]
+    fn becomes_a_pure_copy_once_every_csid_is_in_sync() {
+        let mut lb = ChunkEncoder::new();
+        let mut wire = BytesMut::new();
+        lb.write(&msg(3, 0, 20, 0, 40), &mut wire).unwrap();
+        let mut client = ChunkDecoder::default();
+        decode_all(&mut client, &mut wire);
+        let downstream = DownstreamState {
+            chunk_size: 128,
+            csids: vec![3],
+        };
+        let mut server = ChunkEncoder::new();
+        let mut pre = BytesMut::new();
+        server.write(&msg(3, 0, 20, 0, 10), &mut pre).unwrap();
+        let mut lb_view = ChunkDecoder::default();
+        decode_all(&mut lb_view, &mut pre);
+        let mut splice = lb_view.into_splice(&downstream).unwrap();
+        assert!(!splice.is_pure_copy());
+        let mut post = BytesMut::new();
+        server.write(&msg(3, 0, 20, 1, 10), &mut post).unwrap(); // type 0: new stream id
+        assert_eq!(post[0] >> 6, 0);
+        let mut out = BytesMut::new();
+        splice.forward(&mut post.clone(), &mut out).unwrap();
+        assert_eq!(out, post, "type-0 headers pass unchanged");
+        assert!(splice.is_pure_copy());
+        let mut garbage = BytesMut::from(&b"\xC3anything"[..]);
+        let mut out = BytesMut::new();
+        splice.forward(&mut garbage, &mut out).unwrap();
+        assert_eq!(&out[..], b"\xC3anything");
+    }
+
+    #[test]
+    fn partial_message_at_the_splice_point_is_an_error() {
+        let mut server = ChunkEncoder::new();
+        let mut pre = BytesMut::new();
+        server.write(&msg(6, 0, 9, 1, 300), &mut pre).unwrap();
+        pre.truncate(150);
+        let mut lb_view = ChunkDecoder::default();
+        assert!(decode_all(&mut lb_view, &mut pre).is_empty());
+        let downstream = DownstreamState {
+            chunk_size: 128,
+            csids: vec![],
+        };
+        assert!(matches!(
+            lb_view.into_splice(&downstream),
+            Err(SpliceError::PartialMessage)
+        ));
+    }
+}
