@@ -505,12 +505,15 @@ mod tests {
     #[test]
     fn truncated_and_unsupported_inputs_are_errors() {
         for body in [
-            &[0x00, 0x3F][..],            // number cut short
+            &[0x00, 0x3F][..],             // number cut short
             &[0x03, 0x00, 0x01, b'a'][..], // object cut after a key
-            &[0x03][..],                  // object with nothing
-            &[0x01][..],                  // boolean without its byte
+            &[0x03][..],                   // object with nothing
+            &[0x01][..],                   // boolean without its byte
         ] {
-            assert!(matches!(decode_all(body), Err(Amf0Error::Truncated)), "{body:?}");
+            assert!(
+                matches!(decode_all(body), Err(Amf0Error::Truncated)),
+                "{body:?}"
+            );
         }
         assert!(matches!(
             decode_all(&[0x07, 0, 1]),
@@ -520,7 +523,10 @@ mod tests {
             decode_all(&[0x09]),
             Err(Amf0Error::UnsupportedMarker(0x09))
         ));
-        assert!(matches!(decode_all(&[0x11, 0x01]), Err(Amf0Error::Amf3Switch)));
+        assert!(matches!(
+            decode_all(&[0x11, 0x01]),
+            Err(Amf0Error::Amf3Switch)
+        ));
         assert!(matches!(
             decode_all(&[0x02, 0, 1, 0xFF]),
             Err(Amf0Error::InvalidUtf8(_))

@@ -63,7 +63,10 @@ impl DigestScheme {
             DigestScheme::DigestFirst => 8,
             DigestScheme::KeyFirst => 772,
         };
-        let sum: usize = packet[block..block + 4].iter().map(|&b| usize::from(b)).sum();
+        let sum: usize = packet[block..block + 4]
+            .iter()
+            .map(|&b| usize::from(b))
+            .sum();
         block + 4 + sum % 728
     }
 }
@@ -88,8 +91,8 @@ pub enum HandshakeError {
 /// HMAC-SHA256 of `parts` (concatenated) under `key`.
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; DIGEST_LEN] {
     // Invariant: HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC accepts keys of any length");
     for part in parts {
         mac.update(part);
     }
@@ -178,7 +181,10 @@ fn check_version(input: &BytesMut) -> Result<(), HandshakeError> {
 #[derive(Debug)]
 enum ServerState {
     /// Waiting for C0+C1; holds the caller's randomness until S1/S2 are built.
-    AwaitC0C1 { epoch: u32, random: Box<[u8; RANDOM_LEN]> },
+    AwaitC0C1 {
+        epoch: u32,
+        random: Box<[u8; RANDOM_LEN]>,
+    },
     /// S0+S1+S2 sent; waiting for C2 (read and discarded: servers do not verify it).
     AwaitC2 { mode: HandshakeMode },
     /// C2 consumed; the chunk layer owns the rest of the input.
@@ -490,7 +496,8 @@ mod tests {
             assert_eq!(&s1[offset..offset + 32], &expected);
             // S2 digest: HMAC(HMAC(full FMS key, C1 digest), S2[..1504]).
             let c1_block = if key_first { 772 } else { 8 };
-            let c1_offset = c1_block + 4 + (200 + 150 + 100 + 50) % 728;
+            let offset_sum = 200 + 150 + 100 + 50; // the offset bytes of the fixture
+            let c1_offset = c1_block + 4 + offset_sum % 728;
             let full_key = [FMS_KEY_TEXT, &KEY_TAIL].concat();
             let key = mac(&full_key, &[&c1[c1_offset..c1_offset + 32]]);
             assert_eq!(&s2[1504..], &mac(&key, &[&s2[..1504]]));
@@ -502,7 +509,10 @@ mod tests {
         let mut c1 = [0u8; HANDSHAKE_SIZE];
         c1[0..4].copy_from_slice(&[0, 0, 0, 9]); // time
         // version bytes zero: plain handshake; random:
-        c1[8..].iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
+        c1[8..]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = i as u8);
         let (mode, output, leftover) = run_server(&c1, &[]);
         assert_eq!(mode, HandshakeMode::Plain);
         assert!(leftover.is_empty());

@@ -170,7 +170,9 @@ pub enum MessageError {
     #[error("command message without a name and transaction id")]
     BadCommand,
     /// An AMF3-envelope message did not start with the AMF0 format byte 0.
-    #[error("AMF3 message type {type_id} with format byte {format} (only AMF0 content is supported)")]
+    #[error(
+        "AMF3 message type {type_id} with format byte {format} (only AMF0 content is supported)"
+    )]
     Amf3Content {
         /// Message type id.
         type_id: u8,
@@ -197,7 +199,11 @@ impl Message {
     }
 
     /// Interprets a message body of type `type_id`.
-    pub fn decode(type_id: u8, payload: &Bytes, limits: Amf0Limits) -> Result<Message, MessageError> {
+    pub fn decode(
+        type_id: u8,
+        payload: &Bytes,
+        limits: Amf0Limits,
+    ) -> Result<Message, MessageError> {
         let body = &payload[..];
         Ok(match type_id {
             type_id::SET_CHUNK_SIZE => Message::SetChunkSize(body_u32(type_id, body)?),
@@ -228,7 +234,9 @@ impl Message {
             type_id::AUDIO => Message::Audio(payload.clone()),
             type_id::VIDEO => Message::Video(payload.clone()),
             type_id::DATA_AMF0 => Message::Data(decode_amf0(type_id, body, limits)?),
-            type_id::DATA_AMF3 => Message::Data(decode_amf0(type_id, amf3_body(type_id, body)?, limits)?),
+            type_id::DATA_AMF3 => {
+                Message::Data(decode_amf0(type_id, amf3_body(type_id, body)?, limits)?)
+            }
             type_id::COMMAND_AMF0 => Message::Command(decode_command(type_id, body, limits)?),
             type_id::COMMAND_AMF3 => {
                 Message::Command(decode_command(type_id, amf3_body(type_id, body)?, limits)?)
@@ -310,7 +318,11 @@ fn amf3_body(type_id: u8, body: &[u8]) -> Result<&[u8], MessageError> {
 }
 
 /// Decodes all AMF0 values of a body.
-fn decode_amf0(type_id: u8, body: &[u8], limits: Amf0Limits) -> Result<Vec<Amf0Value>, MessageError> {
+fn decode_amf0(
+    type_id: u8,
+    body: &[u8],
+    limits: Amf0Limits,
+) -> Result<Vec<Amf0Value>, MessageError> {
     Amf0Decoder::new(body, limits)
         .decode_all()
         .map_err(|source| MessageError::Amf0 { type_id, source })
@@ -489,9 +501,20 @@ mod tests {
         assert!(matches!(short, Err(MessageError::TooShort { .. })));
         let no_name = Message::decode(20, &Bytes::from_static(&[0x05]), Amf0Limits::default());
         assert!(matches!(no_name, Err(MessageError::BadCommand)));
-        let amf3 = Message::decode(17, &Bytes::from_static(&[0x11, 0x05]), Amf0Limits::default());
-        assert!(matches!(amf3, Err(MessageError::Amf3Content { format: 0x11, .. })));
-        let bad_limit = Message::decode(6, &Bytes::from_static(&[0, 0, 0, 1, 9]), Amf0Limits::default());
+        let amf3 = Message::decode(
+            17,
+            &Bytes::from_static(&[0x11, 0x05]),
+            Amf0Limits::default(),
+        );
+        assert!(matches!(
+            amf3,
+            Err(MessageError::Amf3Content { format: 0x11, .. })
+        ));
+        let bad_limit = Message::decode(
+            6,
+            &Bytes::from_static(&[0, 0, 0, 1, 9]),
+            Amf0Limits::default(),
+        );
         assert!(matches!(bad_limit, Err(MessageError::BadLimitType(9))));
     }
 }

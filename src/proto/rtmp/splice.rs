@@ -119,7 +119,13 @@ impl ChunkDecoder {
             return Err(SpliceError::PartialMessage);
         }
         let (chunk_size, limits, headers) = self.into_parts();
-        Ok(Splice::new(chunk_size, limits.max_chunk_size, limits.max_chunk_streams, headers, downstream))
+        Ok(Splice::new(
+            chunk_size,
+            limits.max_chunk_size,
+            limits.max_chunk_streams,
+            headers,
+            downstream,
+        ))
     }
 }
 
@@ -184,7 +190,11 @@ impl Splice {
     }
 
     /// Forwards one chunk; `false` if `input` holds no complete chunk.
-    fn forward_chunk(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, SpliceError> {
+    fn forward_chunk(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<bool, SpliceError> {
         let Some(header) = ChunkHeader::parse(input) else {
             return Ok(false);
         };
@@ -228,7 +238,11 @@ impl Splice {
             (false, Some(prev)) if header.fmt == 3 => *prev,
             _ => return Err(ChunkError::InterruptedMessage { csid: header.csid }.into()),
         };
-        let remaining = if starting { state.length } else { stream.remaining };
+        let remaining = if starting {
+            state.length
+        } else {
+            stream.remaining
+        };
         let take = remaining.min(chunk_size);
         let end = pos + take as usize;
         if input.len() < end {
@@ -243,10 +257,17 @@ impl Splice {
             }
             (_, true, _) => {
                 put_basic_header(out, 0, header.csid)?;
-                put_type0_fields(out, state.timestamp, state.length, state.type_id, state.stream_id);
+                put_type0_fields(
+                    out,
+                    state.timestamp,
+                    state.length,
+                    state.type_id,
+                    state.stream_id,
+                );
                 out.extend_from_slice(&input[pos..end]);
                 stream.sync = Sync::Rewritten;
-                stream.client_extended = (state.timestamp >= 0x00FF_FFFF).then_some(state.timestamp);
+                stream.client_extended =
+                    (state.timestamp >= 0x00FF_FFFF).then_some(state.timestamp);
             }
             (_, false, _) => {
                 out.extend_from_slice(&input[..header.len]);
@@ -264,7 +285,9 @@ impl Splice {
             stream.control.clear();
         }
         if matches!(state.type_id, type_id::SET_CHUNK_SIZE | type_id::ABORT) {
-            let keep = 4usize.saturating_sub(stream.control.len()).min(take as usize);
+            let keep = 4usize
+                .saturating_sub(stream.control.len())
+                .min(take as usize);
             stream.control.extend_from_slice(&input[pos..pos + keep]);
         }
         stream.header = Some(state);
@@ -281,7 +304,12 @@ impl Splice {
     }
 
     /// Applies a completed Set Chunk Size or Abort from the server.
-    fn apply_control(&mut self, message_type: u8, body: &[u8], length: u32) -> Result<(), SpliceError> {
+    fn apply_control(
+        &mut self,
+        message_type: u8,
+        body: &[u8],
+        length: u32,
+    ) -> Result<(), SpliceError> {
         let body = if length == 4 { body } else { &[][..] };
         match message_type {
             type_id::SET_CHUNK_SIZE => {
@@ -312,7 +340,9 @@ mod tests {
             timestamp,
             type_id,
             stream_id,
-            payload: (0..len).map(|i| (i as u8) ^ (csid as u8)).collect::<Bytes>(),
+            payload: (0..len)
+                .map(|i| (i as u8) ^ (csid as u8))
+                .collect::<Bytes>(),
         }
     }
 
@@ -337,7 +367,13 @@ mod tests {
         assert_eq!(decode_all(&mut client, &mut wire).len(), 4);
         let mut csids: Vec<u32> = lb.used_csids().collect();
         csids.sort_unstable();
-        (client, DownstreamState { chunk_size: lb.chunk_size(), csids })
+        (
+            client,
+            DownstreamState {
+                chunk_size: lb.chunk_size(),
+                csids,
+            },
+        )
     }
 
     #[test]
@@ -349,8 +385,12 @@ mod tests {
         server.write_set_chunk_size(200, &mut pre).unwrap();
         server.write(&msg(3, 0, 20, 0, 30), &mut pre).unwrap(); // type 0
         server.write(&msg(3, 0, 20, 0, 45), &mut pre).unwrap(); // type 1
-        server.write(&msg(6, 0x00FF_FFF0, 9, 1, 300), &mut pre).unwrap(); // type 0, extended
-        server.write(&msg(6, 0x00FF_FFF8, 9, 1, 300), &mut pre).unwrap(); // type 2, delta 8
+        server
+            .write(&msg(6, 0x00FF_FFF0, 9, 1, 300), &mut pre)
+            .unwrap(); // type 0, extended
+        server
+            .write(&msg(6, 0x00FF_FFF8, 9, 1, 300), &mut pre)
+            .unwrap(); // type 2, delta 8
         server.write(&msg(4, 5, 8, 1, 50), &mut pre).unwrap(); // type 0
         let mut lb_view = ChunkDecoder::default();
         assert_eq!(decode_all(&mut lb_view, &mut pre).len(), 6);

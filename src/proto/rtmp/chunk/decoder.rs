@@ -99,7 +99,9 @@ impl ChunkDecoder {
     }
 
     /// Takes the decoder apart for the splice filter: chunk size, limits, header per csid.
-    pub(crate) fn into_parts(self) -> (u32, DecoderLimits, impl Iterator<Item = (u32, HeaderState)>) {
+    pub(crate) fn into_parts(
+        self,
+    ) -> (u32, DecoderLimits, impl Iterator<Item = (u32, HeaderState)>) {
         let headers = self.streams.into_iter().map(|(csid, s)| (csid, s.header));
         (self.chunk_size, self.limits, headers)
     }
@@ -294,7 +296,13 @@ mod tests {
         whole
     }
 
-    fn message(csid: u32, timestamp: u32, type_id: u8, stream_id: u32, payload: &[u8]) -> RawMessage {
+    fn message(
+        csid: u32,
+        timestamp: u32,
+        type_id: u8,
+        stream_id: u32,
+        payload: &[u8],
+    ) -> RawMessage {
         RawMessage {
             csid,
             timestamp,
@@ -516,7 +524,10 @@ mod tests {
         };
         assert!(matches!(
             decode(&bytes, buffered),
-            Some(ChunkError::TooMuchBuffered { bytes: 600, limit: 450 })
+            Some(ChunkError::TooMuchBuffered {
+                bytes: 600,
+                limit: 450
+            })
         ));
         // Too many chunk streams.
         let mut bytes = Vec::new();
@@ -543,7 +554,13 @@ mod tests {
         let start = 0x00FF_FF00u32;
         for i in 0..20u32 {
             let audio = message(4, start + i * 23, 8, 1, &[i as u8; 300]);
-            let video = message(6, start + i * 40, 9, 1, &vec![i as u8; 100 + i as usize * 50]);
+            let video = message(
+                6,
+                start + i * 40,
+                9,
+                1,
+                &vec![i as u8; 100 + i as usize * 50],
+            );
             for m in [audio, video] {
                 encoder.write(&m, &mut wire).unwrap();
                 sent.push(m);

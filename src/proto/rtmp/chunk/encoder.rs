@@ -61,7 +61,11 @@ impl ChunkEncoder {
     }
 
     /// Writes a Set Chunk Size message (on csid 2) and switches to `size` for later messages.
-    pub fn write_set_chunk_size(&mut self, size: u32, out: &mut BytesMut) -> Result<(), ChunkError> {
+    pub fn write_set_chunk_size(
+        &mut self,
+        size: u32,
+        out: &mut BytesMut,
+    ) -> Result<(), ChunkError> {
         let size = check_chunk_size(size, MAX_CHUNK_SIZE)?;
         let message = RawMessage {
             csid: 2,
@@ -206,4 +210,78 @@ fn put_body(
         out.put_slice(chunk);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn message(csid: u32, timestamp: u32, type_id: u8, len: usize) -> RawMessage {
+        RawMessage {
+            csid,
+            timestamp,
+            type_id,
+            stream_id: 1,
+            payload: Bytes::from(vec![0xEE; len]),
+        }
+    }
+
+    #[test]
+    fn stateless_encoding_with_extended_timestamp() {
+        let mut out = BytesMut::new();
+        ChunkEncoder::write_stateless(128, &message(7, 0x0123_4567, 9, 200), &mut out).unwrap();
+        #[rustfmt::skip]
+        let header = [
+            0x07,                   // fmt 0, csid 7
+            0xFF, 0xFF, 0xFF,       // timestamp field: extended
+            0x00, 0x00, 0xC8,       // length 200
+            0x09,                   // video
+            0x01, 0x00, 0x00, 0x00, // stream 1, little-endian
+            0x01, 0x23, 0x45, 0x67, // extended timestamp
+        ];
+        assert_eq!(&out[..16], &header);
+        assert!(out[16..144].iter().all(|&b| b == 0xEE)); // first 128 bytes
+        assert_eq!(&out[144..149], &[0xC7, 0x01, 0x23, 0x45, 0x67]); // type 3 + extended again
+        assert_eq!(out.len(), 149 + 72);
+    }
+
+    #[test]
+    fn stateful_encoding_picks_the_smallest_unambiguous_header() {
+        let mut encoder = ChunkEncoder::new();
+        let mut fmts = Vec::new();
+        for m in [
+            message(4, 0, 8, 10),  // first on csid: type 0
+            message(4, 23, 8, 10), // same length/type, new delta: type 2
+            message(4, 46, 8, 10), // same delta after a type 2: type 3
+            message(4, 69, 8, 11), // length changed: type 1
+            message(4, 10, 8, 11), // timestamp went back: type 0
+            message(4, 10, 8, 11), // delta 0 after a type 0: type 2 (type 3 would be ambiguous)
+        ] {
+            let mut out = BytesMut::new();
+            encoder.write(&m, &mut out).unwrap();
+            fmts.push(out[0] >> 6);
+        }
+        assert_eq!(fmts, vec![0, 2, 3, 1, 0, 2]);
+        encoder.forget(4);
+        let mut out = BytesMut::new();
+        encoder.write(&message(4, 20, 8, 11), &mut out).unwrap();
+        assert_eq!(out[0] >> 6, 0, "forgotten csid starts over with type 0");
+    }
+
+    #[test]
+    fn invalid_csid_and_chunk_size_are_errors() {
+        let mut encoder = ChunkEncoder::new();
+        let mut out = BytesMut::new();
+        assert!(matches!(
+            encoder.write(&message(1, 0, 8, 1), &mut out),
+            Err(ChunkError::InvalidCsid(1))
+        ));
+        assert!(matches!(
+            encoder.write(&message(65_600, 0, 8, 1), &mut out),
+            Err(ChunkError::InvalidCsid(65_600))
+        ));
+        assert!(out.is_empty());
+        assert!(encoder.write_set_chunk_size(0, &mut out).is_err());
+    }
 }

@@ -11,8 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    AckCounter, CSID_AUDIO, CSID_CONTROL, CSID_STREAM, CSID_VIDEO, Outbox,
-    SessionError, arg_f64,
+    AckCounter, CSID_AUDIO, CSID_CONTROL, CSID_STREAM, CSID_VIDEO, Outbox, SessionError, arg_f64,
 };
 use crate::proto::rtmp::amf0::{Amf0Limits, Amf0Value};
 use crate::proto::rtmp::chunk::{ChunkDecoder, DecoderLimits, RawMessage};
@@ -172,7 +171,8 @@ impl ClientSession {
     /// Starts a session: C0+C1 are in the output at once.
     pub fn new(config: ClientConfig, epoch: u32, random: &[u8; RANDOM_LEN]) -> Self {
         let mut out = Outbox::default();
-        let handshake = ClientHandshake::start(epoch, random, config.digest_handshake, &mut out.buf);
+        let handshake =
+            ClientHandshake::start(epoch, random, config.digest_handshake, &mut out.buf);
         ClientSession {
             decoder: ChunkDecoder::new(config.decoder_limits),
             config,
@@ -290,14 +290,16 @@ impl ClientSession {
         self.out
             .send(CSID_CONTROL, 0, 0, &Message::UserControl(buffer))?;
         let args = vec![Amf0Value::string(name), Amf0Value::Number(-2.0)];
-        self.out.command(stream_id, "play", 0.0, Amf0Value::Null, args)
+        self.out
+            .command(stream_id, "play", 0.0, Amf0Value::Null, args)
     }
 
     /// Sends `deleteStream(stream_id)` on stream 0.
     pub fn delete_stream(&mut self, stream_id: u32) -> Result<(), SessionError> {
         self.check_connected()?;
         let args = vec![Amf0Value::Number(f64::from(stream_id))];
-        self.out.command(0, "deleteStream", 0.0, Amf0Value::Null, args)
+        self.out
+            .command(0, "deleteStream", 0.0, Amf0Value::Null, args)
     }
 
     /// Sends `closeStream` on `stream_id`.
@@ -332,7 +334,11 @@ impl ClientSession {
     }
 
     /// Sends metadata as publishers do: `@setDataFrame, onMetaData, metadata`.
-    pub fn send_metadata(&mut self, stream_id: u32, metadata: Amf0Value) -> Result<(), SessionError> {
+    pub fn send_metadata(
+        &mut self,
+        stream_id: u32,
+        metadata: Amf0Value,
+    ) -> Result<(), SessionError> {
         self.check_connected()?;
         let values = vec![
             Amf0Value::string("@setDataFrame"),
@@ -372,7 +378,10 @@ impl ClientSession {
         let object = Amf0Value::object([
             ("app", Amf0Value::string(self.config.app.as_str())),
             ("type", Amf0Value::string("nonprivate")),
-            ("flashVer", Amf0Value::string(self.config.flash_ver.as_str())),
+            (
+                "flashVer",
+                Amf0Value::string(self.config.flash_ver.as_str()),
+            ),
             ("tcUrl", Amf0Value::string(self.config.tc_url.as_str())),
         ]);
         self.last_transaction = 1;

@@ -14,9 +14,7 @@ mod server;
 mod pair_tests;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
-pub use server::{
-    PublishKind, ServerConfig, ServerEvent, ServerSession, SharedFrameParams,
-};
+pub use server::{PublishKind, ServerConfig, ServerEvent, ServerSession, SharedFrameParams};
 
 use bytes::{Bytes, BytesMut};
 
@@ -188,12 +186,7 @@ impl AckCounter {
             self.acked = self.received;
             // The sequence number wraps at 2^32 by definition.
             let sequence = (self.received & u64::from(u32::MAX)) as u32;
-            out.send(
-                CSID_CONTROL,
-                0,
-                0,
-                &Message::Acknowledgement { sequence },
-            )?;
+            out.send(CSID_CONTROL, 0, 0, &Message::Acknowledgement { sequence })?;
         }
         Ok(())
     }

@@ -139,9 +139,11 @@ fn connect_reports_app_and_gets_success() {
         Some(&Amf0Value::Number(0.0))
     );
     // onBWDone follows the result.
-    assert!(pair.client_events.iter().any(
-        |e| matches!(e, ClientEvent::Command { command, .. } if command.name == "onBWDone")
-    ));
+    assert!(
+        pair.client_events.iter().any(
+            |e| matches!(e, ClientEvent::Command { command, .. } if command.name == "onBWDone")
+        )
+    );
 }
 
 #[test]
@@ -366,7 +368,9 @@ fn rejected_publish_gets_error_status_and_no_media_events() {
         status_codes(&client),
         vec![("error".into(), "NetStream.Publish.BadName".into())]
     );
-    pair.client.send_video(stream_id, 0, &frame(100, 0)).unwrap();
+    pair.client
+        .send_video(stream_id, 0, &frame(100, 0))
+        .unwrap();
     pair.run();
     assert!(pair.drain().0.is_empty());
 }
@@ -376,7 +380,11 @@ fn rejected_play_gets_stream_not_found() {
     fn reject_play(server: &mut ServerSession, event: &ServerEvent) {
         match event {
             ServerEvent::Play { stream_id, .. } => server
-                .reject_play(*stream_id, "NetStream.Play.StreamNotFound", "No such stream.")
+                .reject_play(
+                    *stream_id,
+                    "NetStream.Play.StreamNotFound",
+                    "No such stream.",
+                )
                 .unwrap(),
             other => accept_all(server, other),
         }
@@ -449,7 +457,9 @@ fn recorded_input_is_everything_after_the_handshake() {
     let client = ClientConfig::new("live", "rtmp://lb/live");
     let mut pair = Pair::new(config, client, accept_all);
     let stream_id = pair.create_stream();
-    pair.client.publish(stream_id, "key", PublishKind::Live).unwrap();
+    pair.client
+        .publish(stream_id, "key", PublishKind::Live)
+        .unwrap();
     pair.run();
     let recorded = pair.server.take_recorded_input().unwrap();
     // C0 + C1 + C2 precede what is recorded.
@@ -463,6 +473,9 @@ fn recorded_input_is_everything_after_the_handshake() {
 fn hostile_bytes_after_handshake_are_errors_not_panics() {
     let mut pair = Pair::connected(accept_all);
     // A type-1 header on a chunk stream the client never used.
-    let err = pair.server.handle_input(&[0x4A, 0, 0, 0, 0, 0, 1, 8]).unwrap_err();
+    let err = pair
+        .server
+        .handle_input(&[0x4A, 0, 0, 0, 0, 0, 1, 8])
+        .unwrap_err();
     assert!(matches!(err, SessionError::Chunk(_)));
 }

@@ -9,18 +9,20 @@
 //! balancer can still replay everything. Media and metadata of accepted publishers come out as
 //! events with their bodies untouched.
 
+mod commands;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
 use super::{
     AckCounter, CSID_AUDIO, CSID_CONTROL, CSID_SHARED, CSID_STREAM, CSID_VIDEO, Outbox,
-    SessionError, arg_f64, arg_str, status,
+    SessionError, status,
 };
-use crate::proto::rtmp::amf0::{self, Amf0Limits, Amf0Value};
-use crate::proto::rtmp::chunk::{ChunkDecoder, DecoderLimits, RawMessage};
+use crate::proto::rtmp::amf0::{Amf0Limits, Amf0Value};
+use crate::proto::rtmp::chunk::{ChunkDecoder, DecoderLimits};
 use crate::proto::rtmp::handshake::{HandshakeMode, RANDOM_LEN, ServerHandshake};
-use crate::proto::rtmp::message::{BandwidthLimit, Command, Message, UserControl, type_id};
+use crate::proto::rtmp::message::{BandwidthLimit, Message, UserControl, type_id};
 use crate::proto::rtmp::splice::DownstreamState;
 
 /// Settings of a server session.
@@ -107,7 +109,8 @@ pub enum ServerEvent {
         stream_id: u32,
         /// Stream name as sent, including any `?query`.
         name: String,
-        /// Start argument (-2 = live or recorded, -1 = live only, >= 0 = recorded from there).
+        /// Start argument (-2 = live or recorded, -1 = live only, >= 0 = recorded from there;
+        /// FFmpeg sends these in milliseconds, e.g. -2000).
         start: f64,
         /// Duration argument (-1 = until the end).
         duration: f64,
@@ -263,8 +266,7 @@ impl ServerSession {
         if matches!(self.phase, Phase::Closed) {
             return Ok(());
         }
-        if self.pending.is_some() && self.input.len() + data.len() > self.config.max_pending_input
-        {
+        if self.pending.is_some() && self.input.len() + data.len() > self.config.max_pending_input {
             return Err(SessionError::InputOverflow(self.config.max_pending_input));
         }
         self.acks.received += data.len() as u64;
@@ -346,8 +348,13 @@ impl ServerSession {
         }
         self.out
             .command(0, "_result", transaction_id, properties, vec![information])?;
-        self.out
-            .command(0, "onBWDone", 0.0, Amf0Value::Null, vec![Amf0Value::Number(8192.0)])?;
+        self.out.command(
+            0,
+            "onBWDone",
+            0.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Number(8192.0)],
+        )?;
         self.phase = Phase::Connected;
         self.process()
     }
@@ -360,8 +367,13 @@ impl ServerSession {
         };
         self.pending = None;
         let information = status("error", "NetConnection.Connect.Rejected", description);
-        self.out
-            .command(0, "_error", transaction_id, Amf0Value::Null, vec![information])?;
+        self.out.command(
+            0,
+            "_error",
+            transaction_id,
+            Amf0Value::Null,
+            vec![information],
+        )?;
         self.phase = Phase::Closed;
         Ok(())
     }
@@ -370,7 +382,10 @@ impl ServerSession {
     /// NetStream.Publish.Start. Media on the stream is reported from now on.
     pub fn accept_publish(&mut self, stream_id: u32) -> Result<(), SessionError> {
         let name = match &self.pending {
-            Some(Pending::Publish { stream_id: id, name }) if *id == stream_id => name.clone(),
+            Some(Pending::Publish {
+                stream_id: id,
+                name,
+            }) if *id == stream_id => name.clone(),
             _ => return Err(SessionError::NoPendingRequest("publish")),
         };
         self.pending = None;
@@ -496,8 +511,13 @@ impl ServerSession {
         payload: &Bytes,
     ) -> Result<(), SessionError> {
         self.check_playing(stream_id)?;
-        self.out
-            .send_body(CSID_STREAM, type_id::DATA_AMF0, timestamp, stream_id, payload)
+        self.out.send_body(
+            CSID_STREAM,
+            type_id::DATA_AMF0,
+            timestamp,
+            stream_id,
+            payload,
+        )
     }
 
     /// Tells a player that the publisher went away: StreamEOF and onStatus
@@ -515,13 +535,11 @@ impl ServerSession {
 
     /// What a shared pre-encoded frame for `stream_id` must be encoded with, if it is playing.
     pub fn shared_frame_params(&self, stream_id: u32) -> Option<SharedFrameParams> {
-        (self.streams.get(&stream_id) == Some(&StreamState::Playing)).then_some(
-            SharedFrameParams {
-                chunk_size: self.out.encoder.chunk_size(),
-                csid: CSID_SHARED,
-                stream_id,
-            },
-        )
+        (self.streams.get(&stream_id) == Some(&StreamState::Playing)).then_some(SharedFrameParams {
+            chunk_size: self.out.encoder.chunk_size(),
+            csid: CSID_SHARED,
+            stream_id,
+        })
     }
 
     /// The chunk-stream state this session has given the client, for a load balancer's splice.
@@ -574,200 +592,6 @@ impl ServerSession {
         self.acks.maybe_ack(&mut self.out)
     }
 
-    /// Acts on one message from the client.
-    fn handle_message(&mut self, raw: RawMessage) -> Result<(), SessionError> {
-        let message = Message::decode(raw.type_id, &raw.payload, self.config.amf0_limits)?;
-        let stream_id = raw.stream_id;
-        let publishing = matches!(
-            self.streams.get(&stream_id),
-            Some(StreamState::Publishing { .. })
-        );
-        match message {
-            Message::WindowAckSize(window) => self.acks.window = Some(window),
-            Message::UserControl(UserControl::PingRequest(timestamp)) => {
-                self.send_user_control(UserControl::PingResponse(timestamp))?;
-            }
-            Message::Audio(payload) if publishing => self.events.push_back(ServerEvent::Audio {
-                stream_id,
-                timestamp: raw.timestamp,
-                payload,
-            }),
-            Message::Video(payload) if publishing => self.events.push_back(ServerEvent::Video {
-                stream_id,
-                timestamp: raw.timestamp,
-                payload,
-            }),
-            Message::Data(values) if publishing => {
-                if let Some(payload) = metadata_body(&values, &raw.payload) {
-                    self.events.push_back(ServerEvent::Metadata {
-                        stream_id,
-                        timestamp: raw.timestamp,
-                        payload,
-                    });
-                }
-            }
-            Message::Command(command) => self.handle_command(stream_id, command)?,
-            // Chunk size and abort were applied by the decoder; acknowledgements, bandwidth,
-            // other user control events, media of streams that are not publishing, shared
-            // objects and aggregates need nothing from us.
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Acts on one command from the client.
-    fn handle_command(&mut self, stream_id: u32, command: Command) -> Result<(), SessionError> {
-        let txn = command.transaction_id;
-        let args = &command.args;
-        match command.name.as_str() {
-            "connect" => {
-                if !matches!(self.phase, Phase::AwaitConnect) {
-                    return Err(SessionError::DuplicateConnect);
-                }
-                let object = command.command_object;
-                let text = |key: &str| object.property(key).and_then(Amf0Value::as_str).map(str::to_owned);
-                let object_encoding = object
-                    .property("objectEncoding")
-                    .and_then(Amf0Value::as_f64)
-                    .unwrap_or(0.0);
-                self.pending = Some(Pending::Connect {
-                    transaction_id: txn,
-                    object_encoding,
-                });
-                self.events.push_back(ServerEvent::Connect {
-                    app: text("app").unwrap_or_default(),
-                    tc_url: text("tcUrl"),
-                    flash_ver: text("flashVer"),
-                    command_object: object,
-                });
-                return Ok(());
-            }
-            _ if !matches!(self.phase, Phase::Connected) => {
-                return Err(SessionError::NotConnected(command.name));
-            }
-            "createStream" => {
-                if self.streams.len() >= self.config.max_streams {
-                    let info = status("error", "NetConnection.Call.Failed", "Too many streams.");
-                    return self.out.command(0, "_error", txn, Amf0Value::Null, vec![info]);
-                }
-                let id = self.next_stream_id;
-                self.next_stream_id += 1;
-                self.streams.insert(id, StreamState::Idle);
-                let result = vec![Amf0Value::Number(f64::from(id))];
-                self.out.command(0, "_result", txn, Amf0Value::Null, result)?;
-            }
-            "releaseStream" | "getStreamLength" | "checkBandwidth" | "_checkbw" => {
-                if txn > 0.0 {
-                    let result = match command.name.as_str() {
-                        "getStreamLength" => vec![Amf0Value::Number(0.0)],
-                        _ => vec![Amf0Value::Undefined],
-                    };
-                    self.out.command(0, "_result", txn, Amf0Value::Null, result)?;
-                }
-            }
-            "FCPublish" => {
-                let name = arg_str(args, 0).unwrap_or_default();
-                let info = Amf0Value::object([
-                    ("code", Amf0Value::string("NetStream.Publish.Start")),
-                    ("description", Amf0Value::string(name)),
-                ]);
-                self.out
-                    .command(0, "onFCPublish", 0.0, Amf0Value::Null, vec![info])?;
-            }
-            "FCUnpublish" => {
-                let name = arg_str(args, 0).unwrap_or_default().to_owned();
-                let found = self.streams.iter().find_map(|(id, state)| match state {
-                    StreamState::Publishing { name: n } if *n == name => Some(*id),
-                    _ => None,
-                });
-                if let Some(id) = found {
-                    self.end_stream(id, true);
-                }
-                let info = Amf0Value::object([
-                    ("code", Amf0Value::string("NetStream.Unpublish.Success")),
-                    ("description", Amf0Value::string(name)),
-                ]);
-                self.out
-                    .command(0, "onFCUnpublish", 0.0, Amf0Value::Null, vec![info])?;
-            }
-            "publish" => {
-                self.check_idle(stream_id)?;
-                let name = arg_str(args, 0).unwrap_or_default().to_owned();
-                let kind = match arg_str(args, 1) {
-                    Some("record") => PublishKind::Record,
-                    Some("append" | "appendWithGap") => PublishKind::Append,
-                    _ => PublishKind::Live,
-                };
-                self.pending = Some(Pending::Publish {
-                    stream_id,
-                    name: name.clone(),
-                });
-                self.events.push_back(ServerEvent::Publish {
-                    stream_id,
-                    name,
-                    kind,
-                });
-            }
-            "play" => {
-                self.check_idle(stream_id)?;
-                let name = arg_str(args, 0).unwrap_or_default().to_owned();
-                let reset = !matches!(args.get(3), Some(Amf0Value::Boolean(false)));
-                self.pending = Some(Pending::Play {
-                    stream_id,
-                    name: name.clone(),
-                    reset,
-                });
-                self.events.push_back(ServerEvent::Play {
-                    stream_id,
-                    name,
-                    start: arg_f64(args, 1).unwrap_or(-2.0),
-                    duration: arg_f64(args, 2).unwrap_or(-1.0),
-                    reset,
-                });
-            }
-            "deleteStream" => {
-                // The stream id is the first argument (the message itself is on stream 0).
-                if let Some(id) = arg_f64(args, 0).map(|id| id as u32) {
-                    self.end_stream(id, false);
-                }
-            }
-            "closeStream" => self.end_stream(stream_id, true),
-            // Answers to our calls and playback controls we do not implement.
-            "_result" | "_error" | "onStatus" | "pause" | "seek" | "receiveAudio"
-            | "receiveVideo" => {}
-            _ if txn > 0.0 => {
-                let info = status(
-                    "error",
-                    "NetConnection.Call.Failed",
-                    &format!("Method not found ({}).", command.name),
-                );
-                self.out.command(0, "_error", txn, Amf0Value::Null, vec![info])?;
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    /// Ends what a stream does (reporting Unpublish / PlayStop); keeps it if `keep`.
-    fn end_stream(&mut self, stream_id: u32, keep: bool) {
-        let state = if keep {
-            self.streams
-                .get_mut(&stream_id)
-                .map(|s| std::mem::replace(s, StreamState::Idle))
-        } else {
-            self.streams.remove(&stream_id)
-        };
-        match state {
-            Some(StreamState::Publishing { .. }) => {
-                self.events.push_back(ServerEvent::Unpublish { stream_id });
-            }
-            Some(StreamState::Playing) => {
-                self.events.push_back(ServerEvent::PlayStop { stream_id });
-            }
-            _ => {}
-        }
-    }
-
     /// Checks that `stream_id` exists and is idle (publish/play target).
     fn check_idle(&self, stream_id: u32) -> Result<(), SessionError> {
         match self.streams.get(&stream_id) {
@@ -794,18 +618,5 @@ impl ServerSession {
     fn on_status(&mut self, stream_id: u32, info: Amf0Value) -> Result<(), SessionError> {
         self.out
             .command(stream_id, "onStatus", 0.0, Amf0Value::Null, vec![info])
-    }
-}
-
-/// The body to forward to players for a publisher's data message, if it is metadata:
-/// `@setDataFrame, onMetaData, {..}` is re-encoded without its first value; a plain
-/// `onMetaData, {..}` is kept as it is. Anything else is not metadata.
-fn metadata_body(values: &[Amf0Value], raw: &Bytes) -> Option<Bytes> {
-    match values {
-        [first, rest @ ..] if first.as_str() == Some("@setDataFrame") => {
-            (rest.first()?.as_str() == Some("onMetaData")).then(|| amf0::encode_all(rest).freeze())
-        }
-        [first, ..] if first.as_str() == Some("onMetaData") => Some(raw.clone()),
-        _ => None,
     }
 }
