@@ -210,3 +210,36 @@ fn arg_str(args: &[Amf0Value], index: usize) -> Option<&str> {
 fn arg_f64(args: &[Amf0Value], index: usize) -> Option<f64> {
     args.get(index).and_then(Amf0Value::as_f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::rtmp::chunk::ChunkDecoder;
+
+    #[test]
+    fn acknowledgement_is_sent_when_the_window_is_reached() {
+        let mut acks = AckCounter::default();
+        let mut out = Outbox::default();
+        acks.received = 5_000;
+        acks.maybe_ack(&mut out).unwrap();
+        assert!(
+            out.buf.is_empty(),
+            "no window announced: no acknowledgement"
+        );
+        acks.window = Some(1_000);
+        acks.received = 999;
+        acks.maybe_ack(&mut out).unwrap();
+        assert!(out.buf.is_empty());
+        acks.received = 1_500;
+        acks.maybe_ack(&mut out).unwrap();
+        acks.received = 2_000; // only 500 since the last one
+        acks.maybe_ack(&mut out).unwrap();
+        let mut wire = out.buf.split();
+        let raw = ChunkDecoder::default().decode(&mut wire).unwrap().unwrap();
+        assert!(wire.is_empty(), "exactly one acknowledgement");
+        assert_eq!(
+            Message::from_raw(&raw).unwrap(),
+            Message::Acknowledgement { sequence: 1_500 }
+        );
+    }
+}

@@ -479,3 +479,79 @@ fn hostile_bytes_after_handshake_are_errors_not_panics() {
         .unwrap_err();
     assert!(matches!(err, SessionError::Chunk(_)));
 }
+
+#[test]
+fn undecodable_data_message_is_dropped_not_fatal() {
+    let mut pair = Pair::connected(accept_all);
+    let stream_id = pair.create_stream();
+    pair.client
+        .publish(stream_id, "key", PublishKind::Live)
+        .unwrap();
+    pair.run();
+    pair.drain();
+    // A data message holding an AMF0 reference (0x07), which we do not decode.
+    let odd = Message::Other {
+        type_id: 18,
+        payload: Bytes::from_static(&[0x07, 0x00, 0x01]),
+    };
+    pair.client.send_message(5, stream_id, &odd).unwrap();
+    pair.client.send_audio(stream_id, 5, &frame(10, 0)).unwrap();
+    pair.run();
+    let (server, _) = pair.drain();
+    assert_eq!(
+        server,
+        vec![ServerEvent::Audio {
+            stream_id,
+            timestamp: 5,
+            payload: frame(10, 0)
+        }]
+    );
+}
+
+#[test]
+fn input_after_a_question_waits_for_the_answer() {
+    fn no_answer(_: &mut ServerSession, _: &ServerEvent) {}
+    let client = ClientConfig::new("live", "rtmp://localhost/live");
+    let config = ServerConfig {
+        max_pending_input: 10_000,
+        ..ServerConfig::default()
+    };
+    let mut pair = Pair::new(config, client, no_answer);
+    assert!(pair.server.awaiting_answer());
+    // The client pipelines createStream right behind connect (the session API would not).
+    let create = Message::Command(crate::proto::rtmp::message::Command {
+        name: "createStream".into(),
+        transaction_id: 2.0,
+        command_object: Amf0Value::Null,
+        args: vec![],
+    });
+    pair.client.send_message(3, 0, &create).unwrap();
+    pair.run();
+    assert!(!pair.client.is_connected());
+    assert!(pair.server.awaiting_answer());
+    // Answering resumes processing: connect result first, then the createStream result.
+    pair.server.accept_connect().unwrap();
+    pair.run();
+    let (_, client) = pair.drain();
+    let connected = client
+        .iter()
+        .position(|e| matches!(e, ClientEvent::Connected { .. }));
+    let created = client.iter().position(|e| {
+        matches!(e, ClientEvent::CallResult { error: false, values, .. } if values.get(1) == Some(&Amf0Value::Number(1.0)))
+    });
+    assert!(connected.unwrap() < created.unwrap(), "{client:?}");
+}
+
+#[test]
+fn too_much_input_while_a_question_is_pending_is_an_error() {
+    fn no_answer(_: &mut ServerSession, _: &ServerEvent) {}
+    let client = ClientConfig::new("live", "rtmp://localhost/live");
+    let config = ServerConfig {
+        max_pending_input: 10_000,
+        ..ServerConfig::default()
+    };
+    let mut pair = Pair::new(config, client, no_answer);
+    assert!(pair.server.awaiting_answer());
+    let err = pair.server.handle_input(&[0u8; 10_001]).unwrap_err();
+    assert!(matches!(err, SessionError::InputOverflow(10_000)));
+}

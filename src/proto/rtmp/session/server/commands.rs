@@ -7,13 +7,21 @@ use bytes::Bytes;
 use super::{Pending, Phase, PublishKind, ServerEvent, ServerSession, StreamState};
 use crate::proto::rtmp::amf0::{self, Amf0Value};
 use crate::proto::rtmp::chunk::RawMessage;
-use crate::proto::rtmp::message::{Command, Message, UserControl};
+use crate::proto::rtmp::message::{Command, Message, UserControl, type_id};
 use crate::proto::rtmp::session::{SessionError, arg_f64, arg_str, status};
 
 impl ServerSession {
     /// Acts on one message from the client.
     pub(super) fn handle_message(&mut self, raw: RawMessage) -> Result<(), SessionError> {
-        let message = Message::decode(raw.type_id, &raw.payload, self.config.amf0_limits)?;
+        let message = match Message::decode(raw.type_id, &raw.payload, self.config.amf0_limits) {
+            Ok(message) => message,
+            // Data messages are optional extras (metadata, cue points); one that uses AMF0 we
+            // do not decode is dropped instead of ending the connection.
+            Err(_) if matches!(raw.type_id, type_id::DATA_AMF0 | type_id::DATA_AMF3) => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let stream_id = raw.stream_id;
         let publishing = matches!(
             self.streams.get(&stream_id),
