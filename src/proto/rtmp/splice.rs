@@ -147,6 +147,7 @@ impl Splice {
         };
         let mut streams: HashMap<u32, SpliceStream> =
             headers.map(|(csid, h)| (csid, unknown(Some(h)))).collect();
+        let upstream_streams = streams.len();
         for &csid in &downstream.csids {
             streams.entry(csid).or_insert_with(|| unknown(None));
         }
@@ -159,10 +160,12 @@ impl Splice {
             streams.entry(2).or_insert_with(|| unknown(None)).sync = Sync::Unknown;
         }
         let unsynced = streams.len();
+        // The decoder's limit counts the server's csids only; ours also holds the client's.
+        let max_chunk_streams = max_chunk_streams + (streams.len() - upstream_streams);
         Splice {
             chunk_size,
             max_chunk_size,
-            max_chunk_streams: max_chunk_streams.max(streams.len()),
+            max_chunk_streams,
             streams,
             prefix,
             unsynced,
@@ -331,7 +334,7 @@ impl Splice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::rtmp::chunk::{ChunkEncoder, RawMessage};
+    use crate::proto::rtmp::chunk::{ChunkEncoder, DecoderLimits, RawMessage};
     use bytes::Bytes;
 
     fn msg(csid: u32, timestamp: u32, type_id: u8, stream_id: u32, len: usize) -> RawMessage {
@@ -483,5 +486,94 @@ mod tests {
             lb_view.into_splice(&downstream),
             Err(SpliceError::PartialMessage)
         ));
+    }
+
+    /// The fuzz target `rtmp_splice` as a function: server bytes after a fixed splice point
+    /// must reach a client set up by the load balancer as the same messages a decoder that
+    /// followed the server from the start sees. Returns (reference failed, splice failed,
+    /// client failed).
+    fn differential(data: &[u8]) -> (bool, bool, bool) {
+        let limits = DecoderLimits {
+            max_message_len: 64 * 1024,
+            max_buffered_bytes: 256 * 1024,
+            max_chunk_streams: 16,
+            ..DecoderLimits::default()
+        };
+        let decode = |decoder: &mut ChunkDecoder, input: &mut BytesMut| {
+            let mut messages = Vec::new();
+            loop {
+                match decoder.decode(input) {
+                    Ok(Some(m)) => messages.push(m),
+                    Ok(None) => return (messages, false),
+                    Err(_) => return (messages, true),
+                }
+            }
+        };
+        let mut lb = ChunkEncoder::new();
+        let mut wire = BytesMut::new();
+        lb.write_set_chunk_size(4096, &mut wire).unwrap();
+        lb.write(&msg(3, 0, 20, 0, 40), &mut wire).unwrap();
+        lb.write(&msg(5, 7, 18, 1, 12), &mut wire).unwrap();
+        let mut client = ChunkDecoder::new(DecoderLimits {
+            max_chunk_streams: 1024,
+            ..limits
+        });
+        decode(&mut client, &mut wire);
+        let downstream = DownstreamState {
+            chunk_size: 4096,
+            csids: vec![2, 3, 5],
+        };
+        let mut server = ChunkEncoder::new();
+        let mut pre = BytesMut::new();
+        server.write_set_chunk_size(64, &mut pre).unwrap();
+        server.write(&msg(3, 0, 20, 0, 30), &mut pre).unwrap();
+        server.write(&msg(3, 0, 20, 0, 45), &mut pre).unwrap();
+        server
+            .write(&msg(4, 0x00FF_FFF0, 8, 1, 100), &mut pre)
+            .unwrap();
+        server
+            .write(&msg(4, 0x00FF_FFFA, 8, 1, 100), &mut pre)
+            .unwrap();
+        server.write(&msg(6, 3, 9, 1, 10), &mut pre).unwrap();
+        server.write(&msg(6, 9, 9, 1, 10), &mut pre).unwrap();
+        let mut lb_view = ChunkDecoder::new(limits);
+        decode(&mut lb_view, &mut pre);
+        let mut reference = lb_view.clone();
+        let (expected, reference_failed) = decode(&mut reference, &mut BytesMut::from(data));
+        let mut splice = lb_view.into_splice(&downstream).unwrap();
+        let mut input = BytesMut::new();
+        let mut to_client = BytesMut::new();
+        let mut splice_failed = splice.forward(&mut input, &mut to_client).is_err();
+        for piece in data.chunks(13) {
+            input.extend_from_slice(piece);
+            if splice.forward(&mut input, &mut to_client).is_err() {
+                splice_failed = true;
+                break;
+            }
+        }
+        let (received, client_failed) = decode(&mut client, &mut to_client);
+        let received = &received[1..];
+        let common = expected.len().min(received.len());
+        assert_eq!(&received[..common], &expected[..common]);
+        if !reference_failed {
+            assert_eq!(received.len(), expected.len());
+        }
+        (reference_failed, splice_failed, client_failed)
+    }
+
+    #[test]
+    fn fuzz_regressions() {
+        #[rustfmt::skip]
+        let cases: &[&[u8]] = &[
+            &[0xc6, 0xc6, 0xc6, 0xc6, 0xc6, 0xc6, 0xc6, 0xc6, 0xdd, 0x00, 0x00, 0x00, 0x82, 0x00, 0x00, 0x00],
+            &[0x00, 0x82, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0xff, 0x38, 0x32, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0xff, 0x38, 0x32, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0d, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x2c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0xb8, 0xb8, 0xff, 0xff, 0xff, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x38, 0x32, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xb8, 0xff, 0xff, 0x00, 0x01, 0xc6, 0x05, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xb8, 0x00, 0xff],
+        ];
+        for case in cases {
+            let (reference_failed, splice_failed, client_failed) = differential(case);
+            assert!(
+                reference_failed || !(splice_failed || client_failed),
+                "{case:02x?}"
+            );
+        }
     }
 }
