@@ -166,8 +166,8 @@ pub enum MessageError {
         #[source]
         source: Amf0Error,
     },
-    /// A command did not start with a name string and a numeric transaction id.
-    #[error("command message without a name and transaction id")]
+    /// A command did not start with a name string (and a numeric transaction id, if any).
+    #[error("command message without a name, or with a non-numeric transaction id")]
     BadCommand,
     /// An AMF3-envelope message did not start with the AMF0 format byte 0.
     #[error(
@@ -331,10 +331,14 @@ fn decode_amf0(
 /// Decodes a command body: name, transaction id, command object, arguments.
 fn decode_command(type_id: u8, body: &[u8], limits: Amf0Limits) -> Result<Command, MessageError> {
     let mut values = decode_amf0(type_id, body, limits)?.into_iter();
-    let (Some(Amf0Value::String(name)), Some(Amf0Value::Number(transaction_id))) =
-        (values.next(), values.next())
-    else {
+    let Some(Amf0Value::String(name)) = values.next() else {
         return Err(MessageError::BadCommand);
+    };
+    // FFmpeg's server sends onFCPublish as a bare name: no transaction id means 0.
+    let transaction_id = match values.next() {
+        Some(Amf0Value::Number(id)) => id,
+        None => 0.0,
+        Some(_) => return Err(MessageError::BadCommand),
     };
     // FFmpeg omits the command object of some stream commands; treat it as Null.
     let command_object = values.next().unwrap_or(Amf0Value::Null);
@@ -496,11 +500,33 @@ mod tests {
     }
 
     #[test]
+    fn bare_command_name_has_transaction_id_zero() {
+        // FFmpeg's listen mode sends onFCPublish as just the name.
+        let body = Bytes::from_static(&[
+            0x02, 0x00, 0x0B, b'o', b'n', b'F', b'C', b'P', b'u', b'b', b'l', b'i', b's', b'h',
+        ]);
+        let message = Message::decode(20, &body, Amf0Limits::default()).unwrap();
+        assert_eq!(
+            message,
+            Message::Command(Command {
+                name: "onFCPublish".into(),
+                transaction_id: 0.0,
+                command_object: Amf0Value::Null,
+                args: vec![],
+            })
+        );
+    }
+
+    #[test]
     fn bad_bodies_are_errors() {
         let short = Message::decode(1, &Bytes::from_static(&[0, 0]), Amf0Limits::default());
         assert!(matches!(short, Err(MessageError::TooShort { .. })));
         let no_name = Message::decode(20, &Bytes::from_static(&[0x05]), Amf0Limits::default());
         assert!(matches!(no_name, Err(MessageError::BadCommand)));
+        // Name, then a string where the transaction id belongs.
+        let bad_id = Bytes::from_static(&[0x02, 0, 1, b'x', 0x02, 0, 1, b'y']);
+        let bad_id = Message::decode(20, &bad_id, Amf0Limits::default());
+        assert!(matches!(bad_id, Err(MessageError::BadCommand)));
         let amf3 = Message::decode(
             17,
             &Bytes::from_static(&[0x11, 0x05]),

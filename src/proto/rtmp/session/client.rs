@@ -186,7 +186,8 @@ impl ClientSession {
         }
     }
 
-    /// Feeds bytes read from the socket and processes them.
+    /// Feeds bytes read from the socket and processes them. An error is fatal to the
+    /// connection.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
         self.acks.received += data.len() as u64;
         self.input.extend_from_slice(data);

@@ -262,6 +262,10 @@ impl ServerSession {
     }
 
     /// Feeds bytes read from the socket and processes as much as possible.
+    ///
+    /// New events are then available from [`Self::poll_event`] and answers from
+    /// [`Self::poll_output`]. An error is fatal to the connection: flush the output if wanted,
+    /// then close. While an answer is pending, input is only buffered.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<(), SessionError> {
         if matches!(self.phase, Phase::Closed) {
             return Ok(());
