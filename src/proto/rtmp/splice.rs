@@ -5,9 +5,12 @@
 //! `publish`/`play` it picks a server, does a [`super::handshake::ClientHandshake`] with it and
 //! replays the recorded bytes, so the server sees the client's whole conversation. It decodes
 //! the server's answers with a [`ChunkDecoder`] until it reaches the point from which the client
-//! should see the server directly (for instance right after the server's `createStream`
-//! `_result`), then turns that decoder into a [`Splice`] and pushes every further server byte
-//! through it to the client.
+//! should see the server directly, then turns that decoder into a [`Splice`] and pushes every
+//! further server byte through it to the client. The natural splice point is right after the
+//! server's `_result` to createStream (the `_result` whose only argument is the stream id the
+//! client got from the load balancer): everything after it (StreamBegin, onStatus, media) is
+//! what the client is waiting for. This flow was checked with FFmpeg publishing and playing
+//! through a load balancer built this way.
 //!
 //! Why a filter and not a plain copy: the client's chunk-stream state (previous header per csid,
 //! chunk size) came from the load balancer, not from the server, so the server's compressed

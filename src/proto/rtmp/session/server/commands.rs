@@ -32,16 +32,20 @@ impl ServerSession {
             Message::UserControl(UserControl::PingRequest(timestamp)) => {
                 self.send_user_control(UserControl::PingResponse(timestamp))?;
             }
-            Message::Audio(payload) if publishing => self.events.push_back(ServerEvent::Audio {
-                stream_id,
-                timestamp: raw.timestamp,
-                payload,
-            }),
-            Message::Video(payload) if publishing => self.events.push_back(ServerEvent::Video {
-                stream_id,
-                timestamp: raw.timestamp,
-                payload,
-            }),
+            Message::Audio(payload) if publishing && !payload.is_empty() => {
+                self.events.push_back(ServerEvent::Audio {
+                    stream_id,
+                    timestamp: raw.timestamp,
+                    payload,
+                })
+            }
+            Message::Video(payload) if publishing && !payload.is_empty() => {
+                self.events.push_back(ServerEvent::Video {
+                    stream_id,
+                    timestamp: raw.timestamp,
+                    payload,
+                })
+            }
             Message::Data(values) if publishing => {
                 if let Some(payload) = metadata_body(&values, &raw.payload) {
                     self.events.push_back(ServerEvent::Metadata {
@@ -53,8 +57,9 @@ impl ServerSession {
             }
             Message::Command(command) => self.handle_command(stream_id, command)?,
             // Chunk size and abort were applied by the decoder; acknowledgements, bandwidth,
-            // other user control events, media of streams that are not publishing, shared
-            // objects and aggregates need nothing from us.
+            // other user control events, media of streams that are not publishing, empty media
+            // messages (no FLV tag body is empty), shared objects and aggregates need nothing
+            // from us.
             _ => {}
         }
         Ok(())

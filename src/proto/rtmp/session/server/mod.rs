@@ -6,8 +6,10 @@
 //! `play` become [`ServerEvent`]s that the application must answer with `accept_*` or
 //! `reject_*`; until it does, input processing pauses (bytes stay buffered, up to a limit), so
 //! nothing the client sent after the question is acted on before the answer, and the load
-//! balancer can still replay everything. Media and metadata of accepted publishers come out as
-//! events with their bodies untouched.
+//! balancer can still replay everything. Answering resumes processing, so an answer method can
+//! return an error from that buffered input; such errors are fatal like those of
+//! `handle_input`. Media and metadata of accepted publishers come out as events with their
+//! bodies untouched.
 
 mod commands;
 
@@ -555,7 +557,9 @@ impl ServerSession {
     }
 
     /// All input received after the handshake (when `record_input` was configured): what a
-    /// load balancer replays to the server it picks. Recording stops once this is taken.
+    /// load balancer replays to the server it picks. Take it when the Publish / Play event
+    /// arrives (leave that event unanswered) and from then on forward the client's bytes to the
+    /// server unchanged instead of feeding them here. Recording stops once this is taken.
     pub fn take_recorded_input(&mut self) -> Option<Bytes> {
         self.recorded.take().map(BytesMut::freeze)
     }
