@@ -299,11 +299,17 @@ fn check_listener_conflicts(d: &mut Diag, files: &[NodeFile], nodes: &[(usize, N
 
 /// 32 random bytes as hex, from the OS.
 fn random_secret() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    // RandomState is seeded from the OS RNG per process; four draws give 256 bits.
-    (0..4u64)
-        .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
-        .collect()
+    let mut bytes = [0u8; 32];
+    // Without OS randomness the process could not run TLS either; fall back to the clock so
+    // that `check` still works, and say so.
+    if getrandom::fill(&mut bytes).is_err() {
+        tracing::warn!("no OS randomness: the in-process cluster secret is weak");
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -76,8 +76,10 @@ pub struct HlsPackager {
 }
 
 impl HlsPackager {
-    /// A packager for the hub named `name`.
-    pub fn new(name: &str, config: &HlsConfig) -> Self {
+    /// A packager for the hub named `name` whose segment numbers start at `first_seq` (the hub
+    /// passes its creation time in seconds, so segment names never repeat across hub lifetimes
+    /// and can be cached).
+    pub fn new(name: &str, config: &HlsConfig, first_seq: u64) -> Self {
         let window = NonZeroUsize::new(config.window).unwrap_or(NonZeroUsize::MIN);
         HlsPackager {
             name: name.to_owned(),
@@ -88,7 +90,7 @@ impl HlsPackager {
             info: Arc::new(StreamInfo::default()),
             generation: 0,
             open: None,
-            next_seq: 0,
+            next_seq: first_seq,
             discontinuity: false,
             anchor: None,
             view: watch::Sender::new(Arc::new(HlsView::default())),
@@ -381,7 +383,7 @@ mod tests {
 
     #[test]
     fn cuts_on_keyframes_slides_the_window_and_marks_republish() {
-        let mut p = HlsPackager::new("demo", &config());
+        let mut p = HlsPackager::new("demo", &config(), 0);
         let views = p.subscribe();
         p.start(info(), 1);
         for n in 0..(7 * 30) {
@@ -442,7 +444,7 @@ mod tests {
 
     #[test]
     fn nothing_before_the_first_keyframe() {
-        let mut p = HlsPackager::new("x", &config());
+        let mut p = HlsPackager::new("x", &config(), 0);
         p.start(info(), 1);
         for n in 1..29 {
             p.push(&frame(n));

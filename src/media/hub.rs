@@ -177,7 +177,12 @@ pub struct AlreadyPublishing(pub HubKey);
 impl Hub {
     fn new(key: HubKey, metrics: HubMetrics, hls: Option<&HlsConfig>) -> Self {
         Hub {
-            hls: hls.map(|c| Mutex::new(HlsPackager::new(&key.name, c))),
+            hls: hls.map(|c| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                Mutex::new(HlsPackager::new(&key.name, c, now))
+            }),
             key,
             inner: Mutex::new(Inner {
                 idle_since: Some(Instant::now()),
@@ -427,6 +432,12 @@ impl Subscription {
     /// The next event; `None` when the subscriber was disconnected for staying behind.
     pub async fn recv(&mut self) -> Option<HubEvent> {
         self.rx.recv().await
+    }
+
+    /// The next event if one is queued: `Empty` when none is, `Disconnected` when the
+    /// subscriber was dropped for staying behind.
+    pub fn try_recv(&mut self) -> Result<HubEvent, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
     }
 
     /// The hub subscribed to.

@@ -65,8 +65,22 @@ pub struct LeaseGuard {
 impl Leases {
     /// Leases of node `node`, whose relay is reachable at `relay`, lasting `lease_len`
     /// (the cluster's `node_timeout`).
-    pub fn new(store: Arc<dyn Store>, node: String, relay: Option<String>, lease_len: Duration, health: Arc<StoreHealth>) -> Arc<Self> {
-        Arc::new(Leases { store, node, relay, lease_len, health, entries: Mutex::default(), next_id: Mutex::new(1) })
+    pub fn new(
+        store: Arc<dyn Store>,
+        node: String,
+        relay: Option<String>,
+        lease_len: Duration,
+        health: Arc<StoreHealth>,
+    ) -> Arc<Self> {
+        Arc::new(Leases {
+            store,
+            node,
+            relay,
+            lease_len,
+            health,
+            entries: Mutex::default(),
+            next_id: Mutex::new(1),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, Entry>> {
@@ -74,13 +88,24 @@ impl Leases {
     }
 
     fn claim_of(&self, key: &StreamKey, renditions: Vec<Rendition>) -> StreamClaim {
-        StreamClaim { key: key.clone(), origin: self.node.clone(), origin_relay: self.relay.clone(), renditions }
+        StreamClaim {
+            key: key.clone(),
+            origin: self.node.clone(),
+            origin_relay: self.relay.clone(),
+            renditions,
+        }
     }
 
     /// Claims `key` for a new publisher.
     pub async fn claim(self: &Arc<Self>, key: &StreamKey) -> Result<LeaseGuard, ClaimError> {
         let claim = self.claim_of(key, Vec::new());
-        let lease = match tokio::time::timeout(CLAIM_TIMEOUT, self.store.claim_stream(&claim, SystemTime::now(), self.lease_len)).await {
+        let lease = match tokio::time::timeout(
+            CLAIM_TIMEOUT,
+            self.store
+                .claim_stream(&claim, SystemTime::now(), self.lease_len),
+        )
+        .await
+        {
             Ok(Ok(lease)) => Some(lease),
             Ok(Err(StoreError::Owned { origin, .. })) => return Err(ClaimError::Owned { origin }),
             Ok(Err(e)) => {
@@ -100,9 +125,21 @@ impl Leases {
         let (lost_tx, lost) = watch::channel(false);
         self.lock().insert(
             key.clone(),
-            Entry { id, lease, renditions: Vec::new(), renditions_dirty: false, viewers: Viewers::default(), lost: lost_tx },
+            Entry {
+                id,
+                lease,
+                renditions: Vec::new(),
+                renditions_dirty: false,
+                viewers: Viewers::default(),
+                lost: lost_tx,
+            },
         );
-        Ok(LeaseGuard { leases: self.clone(), key: key.clone(), id, lost })
+        Ok(LeaseGuard {
+            leases: self.clone(),
+            key: key.clone(),
+            id,
+            lost,
+        })
     }
 
     /// Streams this node owns now.
@@ -118,14 +155,28 @@ impl Leases {
                 _ => None,
             }
         };
-        let Some(Entry { lease: Some(lease), .. }) = entry else { return };
+        let Some(Entry {
+            lease: Some(lease), ..
+        }) = entry
+        else {
+            return;
+        };
         let store = self.store.clone();
         // Drop cannot await: release in the background, bounded.
         tokio::spawn(async move {
-            match tokio::time::timeout(CLAIM_TIMEOUT, store.release_stream(&lease, SystemTime::now())).await {
+            match tokio::time::timeout(
+                CLAIM_TIMEOUT,
+                store.release_stream(&lease, SystemTime::now()),
+            )
+            .await
+            {
                 Ok(Ok(())) => tracing::debug!(stream = %lease.key, "stream released"),
-                Ok(Err(e)) => tracing::warn!(stream = %lease.key, error = %e, "stream not released; its lease will expire"),
-                Err(_) => tracing::warn!(stream = %lease.key, "stream release timed out; its lease will expire"),
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %lease.key, error = %e, "stream not released; its lease will expire")
+                }
+                Err(_) => {
+                    tracing::warn!(stream = %lease.key, "stream release timed out; its lease will expire")
+                }
             }
         });
     }
@@ -138,7 +189,8 @@ impl Leases {
             .iter_mut()
             .map(|(k, e)| {
                 let update = StreamUpdate {
-                    renditions: std::mem::take(&mut e.renditions_dirty).then(|| e.renditions.clone()),
+                    renditions: std::mem::take(&mut e.renditions_dirty)
+                        .then(|| e.renditions.clone()),
                     viewers: e.viewers,
                 };
                 (k.clone(), e.id, e.lease.clone(), update)
@@ -146,14 +198,23 @@ impl Leases {
             .collect();
         for (key, id, lease, update) in work {
             let result = match &lease {
-                Some(lease) => self.store.renew_stream(lease, &update, now, self.lease_len).await.map(|()| None),
+                Some(lease) => self
+                    .store
+                    .renew_stream(lease, &update, now, self.lease_len)
+                    .await
+                    .map(|()| None),
                 None => {
                     let claim = self.claim_of(&key, update.renditions.clone().unwrap_or_default());
-                    self.store.claim_stream(&claim, now, self.lease_len).await.map(Some)
+                    self.store
+                        .claim_stream(&claim, now, self.lease_len)
+                        .await
+                        .map(Some)
                 }
             };
             let mut entries = self.lock();
-            let Some(entry) = entries.get_mut(&key).filter(|e| e.id == id) else { continue };
+            let Some(entry) = entries.get_mut(&key).filter(|e| e.id == id) else {
+                continue;
+            };
             match result {
                 Ok(Some(new_lease)) => {
                     tracing::info!(stream = %key, epoch = new_lease.epoch, "stream recorded in the cluster store");
@@ -190,7 +251,12 @@ impl Leases {
 impl LeaseGuard {
     /// Records the stream's renditions (sent with the next renewal).
     pub fn set_renditions(&self, renditions: Vec<Rendition>) {
-        if let Some(e) = self.leases.lock().get_mut(&self.key).filter(|e| e.id == self.id) {
+        if let Some(e) = self
+            .leases
+            .lock()
+            .get_mut(&self.key)
+            .filter(|e| e.id == self.id)
+        {
             e.renditions = renditions;
             e.renditions_dirty = true;
         }
@@ -198,7 +264,12 @@ impl LeaseGuard {
 
     /// Records the stream's viewers (sent with the next renewal).
     pub fn set_viewers(&self, viewers: Viewers) {
-        if let Some(e) = self.leases.lock().get_mut(&self.key).filter(|e| e.id == self.id) {
+        if let Some(e) = self
+            .leases
+            .lock()
+            .get_mut(&self.key)
+            .filter(|e| e.id == self.id)
+        {
             e.viewers = viewers;
         }
     }
@@ -228,22 +299,51 @@ mod tests {
     async fn claim_renew_release_and_loss() {
         let store = Arc::new(EmbeddedStore::new());
         let health = Arc::new(StoreHealth::default());
-        let a = Leases::new(store.clone(), "o1".into(), Some("127.0.0.1:5090".into()), Duration::from_secs(10), health.clone());
-        let b = Leases::new(store.clone(), "o2".into(), None, Duration::from_secs(10), health);
+        let a = Leases::new(
+            store.clone(),
+            "o1".into(),
+            Some("127.0.0.1:5090".into()),
+            Duration::from_secs(10),
+            health.clone(),
+        );
+        let b = Leases::new(
+            store.clone(),
+            "o2".into(),
+            None,
+            Duration::from_secs(10),
+            health,
+        );
         let key = StreamKey::new("live", "s");
         let mut guard = a.claim(&key).await.expect("claimed");
         assert!(matches!(b.claim(&key).await, Err(ClaimError::Owned { origin }) if origin == "o1"));
-        guard.set_viewers(Viewers { hls: 0, rtmp: 2, edges: 1 });
+        guard.set_viewers(Viewers {
+            hls: 0,
+            rtmp: 2,
+            edges: 1,
+        });
         a.renew_all().await;
         let rec = store.stream(&key).await.unwrap().unwrap();
-        assert_eq!((rec.viewers.rtmp, rec.origin_relay.as_deref()), (2, Some("127.0.0.1:5090")));
+        assert_eq!(
+            (rec.viewers.rtmp, rec.origin_relay.as_deref()),
+            (2, Some("127.0.0.1:5090"))
+        );
 
         // Someone else takes the stream over (our lease had expired): the guard reports it.
         let later = SystemTime::now() + Duration::from_secs(60);
-        let claim = StreamClaim { key: key.clone(), origin: "o2".into(), origin_relay: None, renditions: vec![] };
-        store.claim_stream(&claim, later, Duration::from_secs(10)).await.unwrap();
+        let claim = StreamClaim {
+            key: key.clone(),
+            origin: "o2".into(),
+            origin_relay: None,
+            renditions: vec![],
+        };
+        store
+            .claim_stream(&claim, later, Duration::from_secs(10))
+            .await
+            .unwrap();
         a.renew_all().await;
-        tokio::time::timeout(Duration::from_secs(1), guard.lost()).await.expect("lost fires");
+        tokio::time::timeout(Duration::from_secs(1), guard.lost())
+            .await
+            .expect("lost fires");
 
         let key2 = StreamKey::new("live", "t");
         let g2 = a.claim(&key2).await.unwrap();

@@ -5,6 +5,8 @@
 //! request in flight and closes. Requests go through [`route`], a match on path segments.
 
 mod api;
+mod broadcasts;
+pub mod hls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +21,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use self::hls::HlsViewers;
+use super::hub::Hubs;
+use super::stats::MediaStats;
 use crate::cluster::heartbeat::StoreHealth;
 use crate::cluster::store::Store;
 use crate::config::MediaConfig;
@@ -42,6 +47,12 @@ pub struct HttpContext {
     pub metrics: NodeMetrics,
     /// Drain state for `/readyz`.
     pub shutdown: Shutdown,
+    /// The node's streams.
+    pub hubs: Arc<Hubs>,
+    /// Node counters.
+    pub stats: Arc<MediaStats>,
+    /// Recent HLS clients.
+    pub hls_viewers: Arc<HlsViewers>,
 }
 
 /// The response body type of every handler.
@@ -58,7 +69,7 @@ pub async fn serve_connection(
     let shutdown = ctx.shutdown.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+        async move { Ok::<_, Infallible>(route(&ctx, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -83,7 +94,7 @@ pub async fn serve_connection(
 }
 
 /// Dispatches a request by method and path.
-async fn route(ctx: &HttpContext, req: Request<Incoming>) -> Response<Body> {
+async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     if req.method() == Method::OPTIONS {
@@ -103,6 +114,12 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>) -> Response<Body> {
             api::cluster_nodes(ctx, offset, size).await
         }
         ["rest", "v2", "cluster", "node-count"] => api::cluster_node_count(ctx).await,
+        [app, "rest", "v2", "broadcasts", "list", offset, size] => {
+            broadcasts::list(ctx, app, offset, size).await
+        }
+        [app, "rest", "v2", "broadcasts", "count"] => broadcasts::count(ctx, app).await,
+        [app, "rest", "v2", "broadcasts", stream_id] => broadcasts::one(ctx, app, stream_id).await,
+        [app, "streams", file] => hls::serve(ctx, app, file, peer, req.headers()).await,
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
