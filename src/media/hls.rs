@@ -73,6 +73,16 @@ pub struct HlsPackager {
     view: watch::Sender<Arc<HlsView>>,
     /// Typical frame interval, to give the last segment of a session a duration.
     frame_interval: u64,
+    /// Added to this generation's timestamps so that output time never goes back across a
+    /// republish (players and edges keep a monotonic timeline; the segment is still marked
+    /// discontinuous).
+    offset: i64,
+    /// The next frame starts a new generation: compute `offset` from it.
+    rebase: bool,
+    /// Largest output timestamp written (ms).
+    last_out: Option<u64>,
+    /// Output timestamp of the last video frame (for `frame_interval`).
+    last_video: Option<u64>,
 }
 
 impl HlsPackager {
@@ -95,6 +105,10 @@ impl HlsPackager {
             anchor: None,
             view: watch::Sender::new(Arc::new(HlsView::default())),
             frame_interval: 33,
+            offset: 0,
+            rebase: false,
+            last_out: None,
+            last_video: None,
         }
     }
 
@@ -118,6 +132,7 @@ impl HlsPackager {
             }
             self.generation = generation;
             self.anchor = None;
+            self.rebase = true;
         }
         let codecs = codecs(&info);
         // A track appearing or disappearing changes the PMT: start a new segment with it.
@@ -142,6 +157,17 @@ impl HlsPackager {
 
     /// Packages one frame.
     pub fn push(&mut self, frame: &Frame) {
+        if self.codecs.is_none() {
+            return;
+        }
+        if std::mem::take(&mut self.rebase) {
+            self.offset = match self.last_out {
+                Some(last) => (last + self.frame_interval) as i64 - frame.dts as i64,
+                None => 0,
+            };
+        }
+        let dts = (frame.dts as i64 + self.offset).max(0) as u64;
+        self.last_out = Some(self.last_out.map_or(dts, |l| l.max(dts)));
         let Some(codecs) = &self.codecs else { return };
         let has_video = codecs.tracks.has_video();
         let cut_here = match frame.kind {
@@ -150,18 +176,18 @@ impl HlsPackager {
         };
         if cut_here {
             let due = self.open.as_ref().is_none_or(|s| {
-                Duration::from_millis(frame.dts.saturating_sub(s.start_dts)) >= self.segment_target
+                Duration::from_millis(dts.saturating_sub(s.start_dts)) >= self.segment_target
             });
             if due {
-                self.close_segment_at(Some(frame.dts));
-                self.open_segment(frame.dts);
+                self.close_segment_at(Some(dts));
+                self.open_segment(dts);
             }
         }
         if let Some(open) = &self.open
             && open.buf.len() > MAX_SEGMENT_BYTES
         {
-            self.close_segment_at(Some(frame.dts));
-            self.open_segment(frame.dts);
+            self.close_segment_at(Some(dts));
+            self.open_segment(dts);
         }
         let (Some(open), Some(muxer), Some(codecs)) =
             (&mut self.open, &mut self.muxer, &self.codecs)
@@ -169,14 +195,17 @@ impl HlsPackager {
             // Nothing is written before the first keyframe: players need one to start.
             return;
         };
-        if frame.dts > open.last_dts {
-            let step = frame.dts - open.last_dts;
-            if frame.kind == TrackKind::Video && step < 1000 {
-                self.frame_interval = step;
+        open.last_dts = open.last_dts.max(dts);
+        if frame.kind == TrackKind::Video {
+            if let Some(prev) = self.last_video
+                && dts > prev
+                && dts - prev < 1000
+            {
+                self.frame_interval = dts - prev;
             }
-            open.last_dts = frame.dts;
+            self.last_video = Some(dts);
         }
-        let dts90 = (frame.dts + TS_OFFSET_MS) * 90;
+        let dts90 = (dts + TS_OFFSET_MS) * 90;
         match frame.kind {
             TrackKind::Video => {
                 let Some(config) = &codecs.video else { return };
@@ -195,9 +224,8 @@ impl HlsPackager {
                 if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
                     return;
                 }
-                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0)
-                    as u64
-                    * 90;
+                let pts90 =
+                    ((dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
                 if let Err(e) =
                     muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf)
                 {

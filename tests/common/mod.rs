@@ -4,6 +4,7 @@
 //! or fail after a deadline".
 #![allow(dead_code)]
 
+pub mod media;
 pub mod secantus;
 
 use std::collections::HashMap;

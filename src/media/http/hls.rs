@@ -74,8 +74,7 @@ fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .last()
+        .rfind(|v| !v.is_empty())
         .map_or_else(|| peer.ip().to_string(), str::to_owned);
     let ua = headers
         .get(header::USER_AGENT)

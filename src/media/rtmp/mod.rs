@@ -72,6 +72,9 @@ enum ConnError {
     /// The player fell behind and the hub dropped it.
     #[error("player too slow: disconnected by the hub")]
     Slow,
+    /// The peer hung up before completing the handshake and `connect`.
+    #[error("peer closed the connection before connecting")]
+    EarlyClose,
 }
 
 /// Serves one RTMP connection until it closes.
@@ -160,7 +163,7 @@ impl Connection {
                         Err(_) => return Err(ConnError::Timeout("waiting for the publisher's data")),
                     };
                     if n == 0 {
-                        return Ok(());
+                        return if self.app.is_none() { Err(ConnError::EarlyClose) } else { Ok(()) };
                     }
                     self.ctx.stats.ingress_bytes.inc_by(n as u64);
                     self.session.handle_input(&buf[..n])?;
@@ -442,7 +445,7 @@ fn token_valid(secret: &str, stream_id: &str, query: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 128 {
+    if !s.len().is_multiple_of(2) || s.len() > 128 {
         return None;
     }
     (0..s.len())

@@ -254,11 +254,11 @@ impl ChunkDecoder {
             }
             type_id::ABORT => {
                 let csid = control_u32(message.type_id, &message.payload)?;
-                if let Some(stream) = self.streams.get_mut(&csid) {
-                    if stream.partial.take().is_some() {
-                        self.partial_count -= 1;
-                        self.buffered -= stream.header.length as usize;
-                    }
+                if let Some(stream) = self.streams.get_mut(&csid)
+                    && stream.partial.take().is_some()
+                {
+                    self.partial_count -= 1;
+                    self.buffered -= stream.header.length as usize;
                 }
             }
             _ => {}
