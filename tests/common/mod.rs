@@ -4,6 +4,7 @@
 //! or fail after a deadline".
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod media;
 pub mod secantus;
 

@@ -1,0 +1,39 @@
+//! Headless Chromium with hls.js (tests/browser/play.mjs), as a real browser player.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// What the browser player reported.
+pub struct BrowserResult {
+    /// The JSON line `play.mjs` printed.
+    pub json: serde_json::Value,
+    /// Its exit status was success.
+    pub ok: bool,
+}
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+/// Plays `url` in Chromium with hls.js until `seconds` of media played (extra args are passed
+/// to play.mjs, e.g. `--switch-levels`).
+pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
+    assert!(
+        dir().join("node_modules/hls.js").exists() && dir().join("node_modules/playwright-core").exists(),
+        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
+    );
+    let out = Command::new("timeout")
+        .args(["-k", "5", "150", "node"])
+        .arg(dir().join("play.mjs"))
+        .arg(url)
+        .args(["--seconds", &seconds.to_string(), "--timeout", "120"])
+        .args(extra)
+        .output()
+        .expect("node (apt install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let json = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    BrowserResult { json, ok: out.status.success() }
+}
