@@ -175,9 +175,14 @@ impl HlsPackager {
             TrackKind::Audio => !has_video,
         };
         if cut_here {
-            let due = self.open.as_ref().is_none_or(|s| {
-                Duration::from_millis(dts.saturating_sub(s.start_dts)) >= self.segment_target
-            });
+            // Cut at the first keyframe past a multiple of the target duration on the stream's
+            // timeline: every rendition of a stream (same timestamps, keyframe-aligned) then cuts
+            // at the same frames, whenever its packager started.
+            let target = (self.segment_target.as_millis() as u64).max(1);
+            let due = self
+                .open
+                .as_ref()
+                .is_none_or(|s| dts / target != s.start_dts / target);
             if due {
                 self.close_segment_at(Some(dts));
                 self.open_segment(dts);
@@ -479,5 +484,37 @@ mod tests {
         }
         p.stop();
         assert!(p.view().playlist.is_none(), "no keyframe, no segment");
+    }
+
+    #[test]
+    fn packagers_started_at_different_keyframes_cut_at_the_same_frames() {
+        let mut early = HlsPackager::new("a", &config(), 0);
+        let mut late = HlsPackager::new("a_240p", &config(), 0);
+        early.start(info(), 1);
+        late.start(info(), 1);
+        for n in 0..(9 * 30) {
+            early.push(&frame(n));
+            if n >= 30 {
+                late.push(&frame(n));
+            }
+        }
+        let starts = |p: &HlsPackager| -> Vec<u64> {
+            let text = String::from_utf8(p.view().playlist.as_ref().unwrap().to_vec()).unwrap();
+            let pl = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+            let mut t = 0.0;
+            pl.segments
+                .iter()
+                .map(|s| {
+                    let start = t;
+                    t += s.duration;
+                    (start * 1000.0).round() as u64
+                })
+                .collect()
+        };
+        // early: 0-2, 2-4, 4-6, 6-8; late: 1-2, 2-4, 4-6, 6-8 (same cuts after its first).
+        assert_eq!(early.view().segments.len(), 4);
+        let e = starts(&early);
+        let l: Vec<u64> = starts(&late).iter().map(|s| s + 1000).collect();
+        assert_eq!(&e[1..], &l[1..], "aligned cuts");
     }
 }

@@ -19,7 +19,8 @@ fn dir() -> PathBuf {
 /// to play.mjs, e.g. `--switch-levels`).
 pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
     assert!(
-        dir().join("node_modules/hls.js").exists() && dir().join("node_modules/playwright-core").exists(),
+        dir().join("node_modules/hls.js").exists()
+            && dir().join("node_modules/playwright-core").exists(),
         "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
     );
     let out = Command::new("timeout")
@@ -33,7 +34,13 @@ pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     let json = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!("play.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "play.mjs printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
-    BrowserResult { json, ok: out.status.success() }
+    BrowserResult {
+        json,
+        ok: out.status.success(),
+    }
 }
