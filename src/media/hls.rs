@@ -488,8 +488,12 @@ mod tests {
 
     #[test]
     fn packagers_started_at_different_keyframes_cut_at_the_same_frames() {
-        let mut early = HlsPackager::new("a", &config(), 0);
-        let mut late = HlsPackager::new("a_240p", &config(), 0);
+        let wide = HlsConfig {
+            window: 6,
+            ..config()
+        };
+        let mut early = HlsPackager::new("a", &wide, 0);
+        let mut late = HlsPackager::new("a_240p", &wide, 0);
         early.start(info(), 1);
         late.start(info(), 1);
         for n in 0..(9 * 30) {
