@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::proto::aac::AudioSpecificConfig;
+use crate::proto::avc::DecoderConfig;
+use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TrackKind {
@@ -26,6 +30,9 @@ pub struct Frame {
     pub keyframe: bool,
     /// The FLV tag body: AVC NALU packet (with composition time) or AAC raw packet.
     pub body: Bytes,
+    /// Wall clock (unix µs) when the frame entered its first hub (the origin's); relays carry
+    /// it so edges can measure the added latency. 0 until a hub stamps it.
+    pub published_us: u64,
 }
 
 /// The video track of a stream.
@@ -65,6 +72,47 @@ pub struct StreamInfo {
     pub audio: Option<AudioTrack>,
     /// `onMetaData` AMF0 payload for RTMP players (without `@setDataFrame`).
     pub metadata: Option<Bytes>,
+}
+
+/// The video track described by an FLV AVC sequence-header tag body.
+pub fn video_track(tag_body: &Bytes) -> Option<VideoTrack> {
+    let Ok(VideoTag {
+        body: VideoBody::Avc(AvcPacket::SequenceHeader(record)),
+        ..
+    }) = VideoTag::parse(tag_body)
+    else {
+        return None;
+    };
+    let config = DecoderConfig::parse(&record).ok()?;
+    let sps = config.first_sps()?.ok()?;
+    Some(VideoTrack {
+        sequence_header: tag_body.clone(),
+        width: sps.width,
+        height: sps.height,
+        codec: config.codec_string(),
+        frame_rate: sps
+            .frame_rate
+            .map(|f| f.as_f64())
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 240.0),
+    })
+}
+
+/// The audio track described by an FLV AAC sequence-header tag body.
+pub fn audio_track(tag_body: &Bytes) -> Option<AudioTrack> {
+    let Ok(AudioTag {
+        body: AudioBody::Aac(AacPacket::SequenceHeader(asc)),
+        ..
+    }) = AudioTag::parse(tag_body)
+    else {
+        return None;
+    };
+    let config = AudioSpecificConfig::parse(&asc).ok()?;
+    Some(AudioTrack {
+        sequence_header: tag_body.clone(),
+        codec: config.codec_string(),
+        sample_rate: config.sampling_frequency,
+        channels: config.channel_configuration,
+    })
 }
 
 /// Extends RTMP's 32-bit millisecond timestamps into a timeline that never wraps.

@@ -403,6 +403,7 @@ mod tests {
             dts: n * 1000 / 30,
             keyframe,
             body: encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))),
+            published_us: 0,
         }
     }
 

@@ -153,6 +153,8 @@ pub struct Hub {
     live: watch::Sender<bool>,
     /// HLS packaging of this hub, fed from the publisher's task.
     hls: Option<Mutex<HlsPackager>>,
+    /// Last HLS request for this hub (an HLS player is a viewer without a subscription).
+    last_access: Mutex<Option<Instant>>,
 }
 
 /// The right to publish into a hub; dropping it ends the publish session.
@@ -191,6 +193,7 @@ impl Hub {
             metrics,
             next_id: AtomicU64::new(1),
             live: watch::Sender::new(false),
+            last_access: Mutex::new(None),
         }
     }
 
@@ -219,6 +222,16 @@ impl Hub {
         self.hls
             .as_ref()
             .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records an HLS request (keeps a pulled stream alive on an edge).
+    pub fn touch(&self) {
+        *self.last_access.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// When an HLS request last touched the hub.
+    pub fn last_access(&self) -> Option<Instant> {
+        *self.last_access.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current stream description.
@@ -379,7 +392,10 @@ impl Publisher {
     }
 
     /// Pushes a frame to every subscriber and into the GOP cache.
-    pub fn send(&self, frame: Frame) {
+    pub fn send(&self, mut frame: Frame) {
+        if frame.published_us == 0 {
+            frame.published_us = crate::media::relay::unix_us();
+        }
         let mut inner = self.hub.lock();
         let audio_only = inner.info.video.is_none();
         if frame.keyframe {
@@ -494,6 +510,11 @@ impl Hubs {
             .clone()
     }
 
+    /// Forgets a hub (its holders keep it until they let go).
+    pub fn remove(&self, key: &HubKey) {
+        self.lock().remove(key);
+    }
+
     /// Every hub.
     pub fn all(&self) -> Vec<Arc<Hub>> {
         self.lock().values().cloned().collect()
@@ -541,6 +562,7 @@ mod tests {
             dts,
             keyframe,
             body: Bytes::from(vec![0u8; 10]),
+            published_us: 0,
         }
     }
 

@@ -6,6 +6,7 @@ pub mod hls;
 pub mod http;
 pub mod hub;
 pub mod leases;
+pub mod relay;
 pub mod rtmp;
 pub mod stats;
 
@@ -98,6 +99,10 @@ impl BoundMediaNode {
         let hubs = Arc::new(Hubs::new(hub_metrics, Some(config.hls)));
         stats.attach(hubs.clone());
         let hls_viewers = Arc::new(HlsViewers::default());
+        let relay_server_metrics = relay::server::ServerMetrics::default();
+        relay_server_metrics.register(metrics.registry_mut());
+        let relay_client_metrics = relay::client::ClientMetrics::default();
+        relay_client_metrics.register(metrics.registry_mut());
         let host = |a: SocketAddr| join_host_port(&config.advertise, a.port());
         let identity = NodeIdentity {
             name: config.name.clone(),
@@ -126,6 +131,34 @@ impl BoundMediaNode {
             );
         }
 
+        // Edges (and standalone nodes, for streams other origins own) pull on demand.
+        let puller = if config.role == Role::Origin {
+            None
+        } else {
+            let grace =
+                (config.hls.segment * (config.hls.window as u32 + 2)).max(Duration::from_secs(10));
+            let setup = relay::client::PullerSetup {
+                bind_ip: if config.http.ip().is_ipv6() {
+                    std::net::Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    std::net::Ipv4Addr::UNSPECIFIED.into()
+                },
+                secret: ctx.cluster.secret.clone(),
+                store: ctx.store.clone(),
+                hubs: hubs.clone(),
+                poll: ctx.cluster.heartbeat,
+                grace,
+                metrics: relay_client_metrics,
+                shutdown: ctx.shutdown.clone(),
+            };
+            match relay::client::Puller::new(setup) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(node = %config.name, "relay client unavailable, this node cannot pull streams: {e}");
+                    None
+                }
+            }
+        };
         let http_ctx = Arc::new(http::HttpContext {
             config: config.clone(),
             node_timeout: ctx.cluster.node_timeout,
@@ -136,6 +169,7 @@ impl BoundMediaNode {
             hubs: hubs.clone(),
             stats: stats.clone(),
             hls_viewers: hls_viewers.clone(),
+            puller: puller.clone(),
         });
         let (http_listener, _) = self.http;
         ctx.shutdown.spawn_service(accept_loop(
@@ -154,6 +188,7 @@ impl BoundMediaNode {
                 leases: leases.clone(),
                 stats: stats.clone(),
                 shutdown: ctx.shutdown.clone(),
+                puller: puller.clone(),
             });
             ctx.shutdown.spawn_service(accept_loop(
                 rtmp_listener,
@@ -170,8 +205,20 @@ impl BoundMediaNode {
             config.hls,
             ctx.shutdown.clone(),
         ));
-        // The relay socket stays bound (its port is announced) until the relay is served.
-        let relay_socket = self.relay.map(|(s, _)| s);
+        if let Some((socket, addr)) = self.relay {
+            match relay::server::start(
+                socket,
+                hubs.clone(),
+                ctx.cluster.secret.clone(),
+                relay_server_metrics,
+                ctx.shutdown.clone(),
+            ) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::error!(node = %config.name, %addr, "relay listener failed; edges cannot pull from this node: {e}")
+                }
+            }
+        }
 
         let mut heartbeat = Heartbeat {
             store: ctx.store.clone(),
@@ -185,10 +232,7 @@ impl BoundMediaNode {
         if let Err(e) = heartbeat.beat().await {
             tracing::warn!(node = %config.name, error = %e, "first heartbeat failed");
         }
-        ctx.shutdown.spawn_service(async move {
-            let _relay_socket = relay_socket;
-            heartbeat.run().await;
-        });
+        ctx.shutdown.spawn_service(heartbeat.run());
     }
 }
 

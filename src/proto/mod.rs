@@ -6,5 +6,6 @@ pub mod avc;
 pub mod flv;
 pub mod hls;
 pub mod http;
+pub mod relay;
 pub mod rtmp;
 pub mod ts;

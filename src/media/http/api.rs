@@ -11,6 +11,20 @@ use crate::cluster::model::{NodeRecord, NodeState};
 /// Largest page the list endpoints return.
 pub const MAX_PAGE: u64 = 1000;
 
+/// The web console: one page, no external assets.
+pub(super) fn console() -> Response<Body> {
+    let mut r = text(
+        StatusCode::OK,
+        "text/html; charset=utf-8",
+        include_str!("console/index.html"),
+    );
+    r.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-cache"),
+    );
+    r
+}
+
 pub(super) fn healthz(_ctx: &HttpContext) -> Response<Body> {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }

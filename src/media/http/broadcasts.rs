@@ -11,11 +11,26 @@ use super::api::{bad_page, page, rfc3339, unix_millis};
 use super::{Body, HttpContext, error, json};
 use crate::cluster::model::{StreamKey, StreamRecord, StreamStatus};
 
+/// `/{app}/rest/v2/broadcasts/list/{offset}/{size}`.
 pub(super) async fn list(ctx: &HttpContext, app: &str, offset: &str, size: &str) -> Response<Body> {
+    list_page(ctx, Some(app), offset, size).await
+}
+
+/// `/rest/v2/cluster/streams/{offset}/{size}`: every app's streams (the console's list).
+pub(super) async fn all(ctx: &HttpContext, offset: &str, size: &str) -> Response<Body> {
+    list_page(ctx, None, offset, size).await
+}
+
+async fn list_page(
+    ctx: &HttpContext,
+    app: Option<&str>,
+    offset: &str,
+    size: &str,
+) -> Response<Body> {
     let Some((offset, size)) = page(offset, size) else {
         return bad_page();
     };
-    match ctx.store.streams(Some(app), offset, size).await {
+    match ctx.store.streams(app, offset, size).await {
         Ok(records) => {
             let origins = origin_addresses(ctx).await;
             json(

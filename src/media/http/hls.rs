@@ -125,6 +125,7 @@ pub(super) async fn serve(
             name: name.to_owned(),
         };
         let segment = ctx.hubs.get(&key).and_then(|hub| {
+            hub.touch();
             let hls = hub.hls()?;
             let view = hls.view();
             view.segments
@@ -151,9 +152,19 @@ async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Bo
         app: app.to_owned(),
         name: name.to_owned(),
     };
+    // An edge pulls a stream it lacks from its origin (the source, with every rendition).
+    if let Some(puller) = &ctx.puller
+        && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
+        && let Err(e) = puller
+            .ensure(app, base_name(name), ctx.config.hls.wait)
+            .await
+    {
+        tracing::debug!(stream = %key, "not served: {e}");
+    }
     let Some(hub) = ctx.hubs.get(&key) else {
         return error(StatusCode::NOT_FOUND, "no such stream");
     };
+    hub.touch();
     let Some(mut views) = hub.hls().map(|h| h.subscribe()) else {
         return error(StatusCode::NOT_FOUND, "no HLS for this stream");
     };

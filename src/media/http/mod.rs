@@ -53,6 +53,8 @@ pub struct HttpContext {
     pub stats: Arc<MediaStats>,
     /// Recent HLS clients.
     pub hls_viewers: Arc<HlsViewers>,
+    /// Pulls streams from origins (edges and standalone nodes).
+    pub puller: Option<Arc<super::relay::client::Puller>>,
 }
 
 /// The response body type of every handler.
@@ -107,6 +109,7 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
         );
     }
     match segments.as_slice() {
+        [""] => api::console(),
         ["healthz"] => api::healthz(ctx),
         ["readyz"] => api::readyz(ctx),
         ["metrics"] => api::metrics(ctx),
@@ -114,6 +117,9 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
             api::cluster_nodes(ctx, offset, size).await
         }
         ["rest", "v2", "cluster", "node-count"] => api::cluster_node_count(ctx).await,
+        ["rest", "v2", "cluster", "streams", offset, size] => {
+            broadcasts::all(ctx, offset, size).await
+        }
         [app, "rest", "v2", "broadcasts", "list", offset, size] => {
             broadcasts::list(ctx, app, offset, size).await
         }

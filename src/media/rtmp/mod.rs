@@ -52,6 +52,8 @@ pub struct RtmpContext {
     pub stats: Arc<MediaStats>,
     /// Drain and stop.
     pub shutdown: Shutdown,
+    /// Pulls streams from origins (edges and standalone nodes).
+    pub puller: Option<Arc<super::relay::client::Puller>>,
 }
 
 /// Why a connection ended early.
@@ -220,7 +222,7 @@ impl Connection {
                 } => self.on_publish(stream_id, &name).await?,
                 ServerEvent::Play {
                     stream_id, name, ..
-                } => self.on_play(stream_id, &name)?,
+                } => self.on_play(stream_id, &name).await?,
                 ServerEvent::Audio {
                     stream_id,
                     timestamp,
@@ -346,7 +348,7 @@ impl Connection {
         Ok(())
     }
 
-    fn on_play(&mut self, stream_id: u32, raw_name: &str) -> Result<(), ConnError> {
+    async fn on_play(&mut self, stream_id: u32, raw_name: &str) -> Result<(), ConnError> {
         let Some(app) = self.app.clone() else {
             return Ok(());
         };
@@ -355,6 +357,17 @@ impl Connection {
             app,
             name: name.to_owned(),
         };
+        if let Some(puller) = &self.ctx.puller
+            && !self.ctx.hubs.get(&key).is_some_and(|h| h.is_live())
+        {
+            let stream = rendition_suffix(name).map_or(name, |(base, _)| base);
+            if let Err(e) = puller
+                .ensure(&key.app, stream, self.ctx.config.hls.wait)
+                .await
+            {
+                tracing::debug!(stream = %key, "not served: {e}");
+            }
+        }
         let Some(hub) = self.ctx.hubs.get(&key).filter(|h| h.is_live()) else {
             tracing::info!(peer = %self.peer, stream = %key, "play refused: stream not found");
             self.session.reject_play(

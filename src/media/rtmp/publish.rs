@@ -11,12 +11,10 @@ use bytes::Bytes;
 
 use crate::cluster::model::Rendition;
 use crate::media::frame::{
-    AudioTrack, Frame, StreamInfo, TimestampExtender, TrackKind, VideoTrack,
+    Frame, StreamInfo, TimestampExtender, TrackKind, audio_track, video_track,
 };
 use crate::media::hub::Publisher;
 use crate::media::leases::LeaseGuard;
-use crate::proto::aac::AudioSpecificConfig;
-use crate::proto::avc::DecoderConfig;
 use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
 
 /// How often the measured bit rates are written to the stream record.
@@ -95,18 +93,16 @@ impl Ingest {
         };
         let keyframe = tag.is_keyframe();
         match tag.body {
-            VideoBody::Avc(AvcPacket::SequenceHeader(record)) => {
-                match video_track(&body, &record) {
-                    Some(track) => {
-                        self.info.video = Some(track);
-                        self.publisher.set_info(self.info.clone());
-                        self.refresh_rendition(true);
-                    }
-                    None => {
-                        tracing::warn!(stream = %self.name(), "unreadable AVC sequence header ignored")
-                    }
+            VideoBody::Avc(AvcPacket::SequenceHeader(_)) => match video_track(&body) {
+                Some(track) => {
+                    self.info.video = Some(track);
+                    self.publisher.set_info(self.info.clone());
+                    self.refresh_rendition(true);
                 }
-            }
+                None => {
+                    tracing::warn!(stream = %self.name(), "unreadable AVC sequence header ignored")
+                }
+            },
             VideoBody::Avc(AvcPacket::Nalu { .. }) => {
                 if self.info.video.is_none() {
                     return;
@@ -118,6 +114,7 @@ impl Ingest {
                     dts,
                     keyframe,
                     body,
+                    published_us: 0,
                 });
                 self.refresh_rendition(false);
             }
@@ -143,23 +140,14 @@ impl Ingest {
             }
         };
         match tag.body {
-            AudioBody::Aac(AacPacket::SequenceHeader(asc)) => {
-                match AudioSpecificConfig::parse(&asc) {
-                    Ok(config) => {
-                        self.info.audio = Some(AudioTrack {
-                            sequence_header: body,
-                            codec: config.codec_string(),
-                            sample_rate: config.sampling_frequency,
-                            channels: config.channel_configuration,
-                        });
-                        self.publisher.set_info(self.info.clone());
-                        self.refresh_rendition(true);
-                    }
-                    Err(e) => {
-                        tracing::warn!(stream = %self.name(), error = %e, "unreadable AAC config ignored")
-                    }
+            AudioBody::Aac(AacPacket::SequenceHeader(_)) => match audio_track(&body) {
+                Some(track) => {
+                    self.info.audio = Some(track);
+                    self.publisher.set_info(self.info.clone());
+                    self.refresh_rendition(true);
                 }
-            }
+                None => tracing::warn!(stream = %self.name(), "unreadable AAC config ignored"),
+            },
             AudioBody::Aac(AacPacket::Raw(_)) => {
                 if self.info.audio.is_none() {
                     return;
@@ -170,6 +158,7 @@ impl Ingest {
                     dts,
                     keyframe: false,
                     body,
+                    published_us: 0,
                 });
             }
             AudioBody::Other { format, .. } => {
@@ -230,20 +219,4 @@ impl Ingest {
         }
         self.rendition = Some(r);
     }
-}
-
-/// Builds the video track from an AVC sequence header.
-fn video_track(tag_body: &Bytes, record: &Bytes) -> Option<VideoTrack> {
-    let config = DecoderConfig::parse(record).ok()?;
-    let sps = config.first_sps()?.ok()?;
-    Some(VideoTrack {
-        sequence_header: tag_body.clone(),
-        width: sps.width,
-        height: sps.height,
-        codec: config.codec_string(),
-        frame_rate: sps
-            .frame_rate
-            .map(|f| f.as_f64())
-            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 240.0),
-    })
 }

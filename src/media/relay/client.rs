@@ -1,0 +1,677 @@
+//! An edge's puller: when a viewer asks for a stream the edge lacks, look its origin up in the
+//! cluster store, open (or reuse) the QUIC connection to that origin, subscribe, and publish what
+//! arrives into local hubs, one per rendition. Viewers then play from those hubs like anywhere
+//! else, so one upstream subscription serves every viewer of the edge.
+//!
+//! The pull of a stream is one task ([`pull`]). It re-resolves the origin when the relay breaks
+//! or the stream's epoch changes (the publisher moved to another origin: local hubs get a new
+//! publish session, players see a discontinuity and go on). It lets go of the stream a grace
+//! period after the last viewer left, or when the store says the stream ended.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::sync::{mpsc, watch};
+
+use super::{MessageReader, RelayIoError, Side, auth_mac, auth_ok, client_config, send, unix_us};
+use crate::cluster::model::{StreamKey, StreamStatus};
+use crate::cluster::store::Store;
+use crate::config::Secret;
+use crate::media::frame::{Frame, StreamInfo, TrackKind, audio_track, video_track};
+use crate::media::hub::{Hub, HubKey, Hubs, Publisher, SubscriberKind};
+use crate::proto::relay::{Kind, MAX_RENDITIONS, Message};
+use crate::runtime::Shutdown;
+
+/// Frames waiting between GOP readers and the pull task.
+const FRAME_QUEUE: usize = 1024;
+/// GOP streams waiting to be read.
+const GOP_QUEUE: usize = 64;
+/// Pause between attempts while the origin cannot be reached.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// Counters of the puller.
+#[derive(Debug, Clone)]
+pub struct ClientMetrics {
+    /// Upstream subscriptions held now (one per stream, however many viewers).
+    pub subscriptions: Gauge,
+    /// Added latency from the origin's hub to this edge's hub, seconds.
+    pub latency: Histogram,
+    /// GOPs that arrived after a newer one and were dropped.
+    pub late_gops: Counter,
+    /// Subscriptions made again after a relay failure or an ownership change.
+    pub resubscribes: Counter,
+}
+
+impl Default for ClientMetrics {
+    fn default() -> Self {
+        let buckets = [
+            0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075,
+            0.1, 0.25, 0.5, 1.0,
+        ];
+        ClientMetrics {
+            subscriptions: Gauge::default(),
+            latency: Histogram::new(buckets),
+            late_gops: Counter::default(),
+            resubscribes: Counter::default(),
+        }
+    }
+}
+
+impl ClientMetrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "relay_upstream_subscriptions",
+            "Streams this edge pulls from origins",
+            self.subscriptions.clone(),
+        );
+        registry.register(
+            "relay_latency_seconds",
+            "Origin hub to edge hub latency of relayed frames",
+            self.latency.clone(),
+        );
+        registry.register(
+            "relay_late_gops",
+            "GOPs dropped because a newer one had arrived",
+            self.late_gops.clone(),
+        );
+        registry.register(
+            "relay_resubscribes",
+            "Subscriptions renewed after a relay failure or an origin change",
+            self.resubscribes.clone(),
+        );
+    }
+}
+
+/// Where a pull stands, for the requests waiting on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PullStatus {
+    /// Resolving, connecting, or waiting for the first keyframe.
+    Starting,
+    /// The source hub is live here.
+    Live,
+    /// The stream is not live anywhere (or the pull ended).
+    Gone,
+}
+
+/// A frame on its way from a GOP reader: (GOP id, rendition, generation, frame, stop flag).
+type GopFrame = (u64, u8, u64, Frame, Arc<AtomicBool>);
+
+/// A GOP stream announced by the origin.
+struct GopStream {
+    rendition: u8,
+    generation: u64,
+    reader: MessageReader,
+}
+
+/// An authenticated connection to one origin.
+struct OriginConn {
+    conn: quinn::Connection,
+    /// Subscription id -> where its GOP streams go.
+    routes: Arc<Mutex<HashMap<u64, mpsc::Sender<GopStream>>>>,
+}
+
+/// The puller of one edge node.
+pub struct Puller {
+    endpoint: quinn::Endpoint,
+    secret: Secret,
+    store: Arc<dyn Store>,
+    hubs: Arc<Hubs>,
+    poll: Duration,
+    grace: Duration,
+    conns: tokio::sync::Mutex<HashMap<SocketAddr, OriginConn>>,
+    pulls: Mutex<HashMap<StreamKey, watch::Receiver<PullStatus>>>,
+    metrics: ClientMetrics,
+    shutdown: Shutdown,
+}
+
+/// Why a stream cannot be served from this edge.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// No origin has it live.
+    #[error("stream not live in the cluster")]
+    NotFound,
+    /// It did not start within the wait.
+    #[error("stream did not start in time")]
+    Timeout,
+}
+
+/// What a puller needs.
+pub struct PullerSetup {
+    /// Local IP of its QUIC endpoint (an ephemeral port is used).
+    pub bind_ip: std::net::IpAddr,
+    /// Cluster secret, for relay authentication.
+    pub secret: Secret,
+    /// Where stream records live.
+    pub store: Arc<dyn Store>,
+    /// Local hubs to feed.
+    pub hubs: Arc<Hubs>,
+    /// How often ownership is re-checked (the cluster heartbeat).
+    pub poll: Duration,
+    /// How long a stream stays pulled after its last viewer.
+    pub grace: Duration,
+    /// Counters.
+    pub metrics: ClientMetrics,
+    /// Stop signal.
+    pub shutdown: Shutdown,
+}
+
+impl Puller {
+    /// A puller with its QUIC client endpoint.
+    pub fn new(s: PullerSetup) -> Result<Arc<Self>, RelayIoError> {
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::new(s.bind_ip, 0))
+            .map_err(|e| RelayIoError::Setup(e.to_string()))?;
+        endpoint.set_default_client_config(client_config()?);
+        Ok(Arc::new(Puller {
+            endpoint,
+            secret: s.secret,
+            store: s.store,
+            hubs: s.hubs,
+            poll: s.poll,
+            grace: s.grace,
+            conns: Default::default(),
+            pulls: Default::default(),
+            metrics: s.metrics,
+            shutdown: s.shutdown,
+        }))
+    }
+
+    /// Makes sure `app/stream` is pulled; returns its source hub once it is live here.
+    pub async fn ensure(
+        self: &Arc<Self>,
+        app: &str,
+        stream: &str,
+        wait: Duration,
+    ) -> Result<Arc<Hub>, PullError> {
+        let key = HubKey {
+            app: app.to_owned(),
+            name: stream.to_owned(),
+        };
+        if let Some(hub) = self.hubs.get(&key).filter(|h| h.is_live()) {
+            return Ok(hub);
+        }
+        let stream_key = StreamKey::new(app, stream);
+        let mut status = {
+            let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
+            match pulls
+                .get(&stream_key)
+                .filter(|rx| *rx.borrow() != PullStatus::Gone)
+            {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(PullStatus::Starting);
+                    pulls.insert(stream_key.clone(), rx.clone());
+                    let me = self.clone();
+                    self.shutdown
+                        .spawn_service(async move { me.pull(stream_key, tx).await });
+                    rx
+                }
+            }
+        };
+        match tokio::time::timeout(wait, status.wait_for(|s| *s != PullStatus::Starting)).await {
+            Ok(Ok(s)) if *s == PullStatus::Live => self.hubs.get(&key).ok_or(PullError::NotFound),
+            Ok(_) => Err(PullError::NotFound),
+            Err(_) => Err(PullError::Timeout),
+        }
+    }
+
+    /// An authenticated connection to `addr`, reused across subscriptions.
+    async fn connection(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<
+        (
+            quinn::Connection,
+            Arc<Mutex<HashMap<u64, mpsc::Sender<GopStream>>>>,
+        ),
+        RelayIoError,
+    > {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&addr).filter(|c| c.conn.close_reason().is_none()) {
+            return Ok((c.conn.clone(), c.routes.clone()));
+        }
+        let conn = self.endpoint.connect(addr, "streamfleet-relay")?.await?;
+        let (mut send_auth, recv) = conn.open_bi().await?;
+        send(
+            &mut send_auth,
+            &Message::Auth {
+                mac: auth_mac(&self.secret, &conn, Side::Client)?,
+            },
+        )
+        .await?;
+        let _ = send_auth.finish();
+        let mut reader = MessageReader::new(recv);
+        match tokio::time::timeout(super::AUTH_TIMEOUT, reader.next()).await {
+            Ok(Ok(Some(Message::Auth { mac })))
+                if auth_ok(&self.secret, &conn, Side::Server, &mac) => {}
+            _ => {
+                conn.close(
+                    crate::proto::relay::close::AUTH_FAILED.into(),
+                    b"authentication failed",
+                );
+                tracing::warn!(origin = %addr, "relay origin refused: it did not prove it knows the cluster secret");
+                return Err(RelayIoError::AuthFailed);
+            }
+        }
+        tracing::info!(origin = %addr, "connected to origin relay");
+        let routes: Arc<Mutex<HashMap<u64, mpsc::Sender<GopStream>>>> = Arc::default();
+        self.shutdown.spawn_service(accept_gops(
+            conn.clone(),
+            routes.clone(),
+            self.shutdown.clone(),
+        ));
+        conns.insert(
+            addr,
+            OriginConn {
+                conn: conn.clone(),
+                routes: routes.clone(),
+            },
+        );
+        Ok((conn, routes))
+    }
+
+    /// Whether any viewer used the stream's hubs within the grace period.
+    fn watched(&self, app: &str, stream: &str) -> bool {
+        self.hubs
+            .all()
+            .iter()
+            .filter(|h| {
+                h.key().app == app
+                    && (h.key().name == stream
+                        || crate::media::rtmp::rendition_suffix(&h.key().name)
+                            .is_some_and(|(b, _)| b == stream))
+            })
+            .any(|h| {
+                h.subscriber_count(SubscriberKind::Rtmp) > 0
+                    || h.last_access().is_some_and(|t| t.elapsed() < self.grace)
+            })
+    }
+
+    /// The pull task of one stream.
+    async fn pull(self: Arc<Self>, key: StreamKey, status: watch::Sender<PullStatus>) {
+        let mut renditions: Vec<Rendition> = Vec::new();
+        let mut ended_since: Option<Instant> = None;
+        let started = Instant::now();
+        let mut first = true;
+        loop {
+            if self.shutdown.is_stopped() {
+                break;
+            }
+            // Nobody watches any more (after the first viewer had its chance): let go.
+            if started.elapsed() > self.grace && !self.watched(&key.app, &key.stream_id) {
+                tracing::info!(stream = %key, "no viewers left; unsubscribing");
+                break;
+            }
+            let record = match tokio::time::timeout(self.poll, self.store.stream(&key)).await {
+                Ok(Ok(r)) => r,
+                // Store trouble: keep what we have and retry.
+                _ => {
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
+            let live = record
+                .as_ref()
+                .filter(|r| r.effective_status(SystemTime::now()) == StreamStatus::Broadcasting);
+            let Some(record) = live.cloned() else {
+                // Not live anywhere. Keep the local hubs a short while (the publisher may be
+                // reconnecting to another origin), then answer 404 for them.
+                let since = *ended_since.get_or_insert_with(Instant::now);
+                if first || since.elapsed() >= self.poll * 2 {
+                    break;
+                }
+                tokio::time::sleep(RETRY.min(self.poll)).await;
+                continue;
+            };
+            ended_since = None;
+            let Some(addr) = resolve(record.origin_relay.as_deref()).await else {
+                tracing::warn!(stream = %key, origin = %record.origin, "origin has no reachable relay address");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            };
+            if !first {
+                self.metrics.resubscribes.inc();
+            }
+            first = false;
+            match self
+                .subscribe(&key, addr, record.epoch, &mut renditions, &status)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::info!(stream = %key, origin = %record.origin, "relay subscription interrupted: {e}");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        }
+        // Let go: publishers end (players see the stream stop), and the hubs are forgotten so
+        // playlist requests answer 404 until someone pulls again.
+        for r in renditions.drain(..) {
+            self.hubs.remove(&r.key);
+        }
+        status.send_replace(PullStatus::Gone);
+        self.pulls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// One subscription on one origin; returns when it must be renewed or the pull ends.
+    async fn subscribe(
+        &self,
+        key: &StreamKey,
+        addr: SocketAddr,
+        epoch: u64,
+        renditions: &mut Vec<Rendition>,
+        status: &watch::Sender<PullStatus>,
+    ) -> Result<(), RelayIoError> {
+        let (conn, routes) = self.connection(addr).await?;
+        let (mut control, recv) = conn.open_bi().await?;
+        let subscription = control.id().index();
+        let (gop_tx, mut gop_rx) = mpsc::channel::<GopStream>(GOP_QUEUE);
+        routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(subscription, gop_tx);
+        let _route = RouteGuard {
+            routes: routes.clone(),
+            subscription,
+        };
+        send(
+            &mut control,
+            &Message::Subscribe {
+                app: key.app.clone(),
+                stream: key.stream_id.clone(),
+            },
+        )
+        .await?;
+        let mut control_reader = MessageReader::new(recv);
+        self.metrics.subscriptions.inc();
+        let _held = GaugeDec(self.metrics.subscriptions.clone());
+        let (frame_tx, mut frame_rx) = mpsc::channel::<GopFrame>(FRAME_QUEUE);
+        let mut next_gop: u64 = 0;
+        let mut check = tokio::time::interval(self.poll);
+        check.tick().await;
+        loop {
+            tokio::select! {
+                msg = control_reader.next() => match msg? {
+                    Some(Message::Info { rendition, name, generation, video, audio, metadata }) => {
+                        let r = rendition_slot(renditions, rendition, &key.app, &name);
+                        r.describe(&self.hubs, generation, video, audio, metadata);
+                    }
+                    Some(Message::Stop { rendition }) => {
+                        if let Some(r) = renditions.iter_mut().find(|r| r.index == rendition) {
+                            r.publisher = None;
+                        }
+                    }
+                    Some(Message::NotFound) | None => return Ok(()),
+                    Some(_) => return Err(RelayIoError::Protocol(crate::proto::relay::RelayError::BadField("unexpected message on a subscription"))),
+                },
+                Some(gop) = gop_rx.recv() => {
+                    let id = next_gop;
+                    next_gop += 1;
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let tx = frame_tx.clone();
+                    tokio::spawn(read_gop(gop, id, tx, stop));
+                }
+                Some((gop, rendition, generation, frame, stop)) = frame_rx.recv() => {
+                    let Some(r) = renditions.iter_mut().find(|r| r.index == rendition) else { continue };
+                    match r.accept(gop, generation, &frame) {
+                        Accept::Publish => {
+                            if frame.published_us > 0 {
+                                let now = unix_us();
+                                self.metrics.latency.observe(now.saturating_sub(frame.published_us) as f64 / 1e6);
+                            }
+                            if let Some(p) = &r.publisher {
+                                p.send(frame);
+                            }
+                            if rendition == 0 && r.publisher.as_ref().is_some_and(|p| p.hub().is_live()) {
+                                status.send_replace(PullStatus::Live);
+                            }
+                        }
+                        Accept::Late => {
+                            self.metrics.late_gops.inc();
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        Accept::Drop => stop.store(true, Ordering::Relaxed),
+                    }
+                }
+                _ = check.tick() => {
+                    if !self.watched(&key.app, &key.stream_id) {
+                        return Ok(());
+                    }
+                    match self.store.stream(key).await {
+                        Ok(Some(r)) if r.epoch == epoch && r.effective_status(SystemTime::now()) == StreamStatus::Broadcasting => {}
+                        // Ownership moved (or the stream ended): resolve again.
+                        Ok(_) => return Ok(()),
+                        // The store is down: the relay still flows, keep it.
+                        Err(_) => {}
+                    }
+                }
+                () = self.shutdown.stopped() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// Removes a subscription's route when it ends.
+struct RouteGuard {
+    routes: Arc<Mutex<HashMap<u64, mpsc::Sender<GopStream>>>>,
+    subscription: u64,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.subscription);
+    }
+}
+
+struct GaugeDec(Gauge);
+
+impl Drop for GaugeDec {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// What to do with a frame that arrived on a GOP stream.
+enum Accept {
+    Publish,
+    /// The GOP started before the one being published: drop it.
+    Late,
+    /// Not publishable (no publisher, or an older GOP's leftovers).
+    Drop,
+}
+
+/// One rendition of a pulled stream on this edge.
+struct Rendition {
+    index: u8,
+    key: HubKey,
+    generation: u64,
+    publisher: Option<Publisher>,
+    info: StreamInfo,
+    /// GOP being published and the dts of its keyframe.
+    current_gop: Option<(u64, u64)>,
+}
+
+fn rendition_slot<'a>(
+    renditions: &'a mut Vec<Rendition>,
+    index: u8,
+    app: &str,
+    name: &str,
+) -> &'a mut Rendition {
+    let pos = match renditions.iter().position(|r| r.index == index) {
+        Some(p) => p,
+        None => {
+            renditions.push(Rendition {
+                index,
+                key: HubKey {
+                    app: app.to_owned(),
+                    name: name.to_owned(),
+                },
+                generation: 0,
+                publisher: None,
+                info: StreamInfo::default(),
+                current_gop: None,
+            });
+            renditions.len() - 1
+        }
+    };
+    &mut renditions[pos]
+}
+
+impl Rendition {
+    fn describe(
+        &mut self,
+        hubs: &Hubs,
+        generation: u64,
+        video: Option<bytes::Bytes>,
+        audio: Option<bytes::Bytes>,
+        metadata: Option<bytes::Bytes>,
+    ) {
+        if generation != self.generation || self.publisher.is_none() {
+            // A new publish session upstream (or after a Stop): a new one here too, so players
+            // and the HLS packager see the break.
+            self.publisher = None;
+            self.current_gop = None;
+            self.generation = generation;
+            match hubs.get_or_create(&self.key).publish() {
+                Ok(p) => self.publisher = Some(p),
+                Err(e) => {
+                    tracing::warn!(stream = %self.key, "cannot relay into a hub that has a local publisher: {e}");
+                    return;
+                }
+            }
+        }
+        self.info = StreamInfo {
+            video: video.as_ref().and_then(|v| video_track(v)),
+            audio: audio.as_ref().and_then(|a| audio_track(a)),
+            metadata,
+        };
+        if let Some(p) = &self.publisher {
+            p.set_info(self.info.clone());
+        }
+    }
+
+    fn accept(&mut self, gop: u64, generation: u64, frame: &Frame) -> Accept {
+        if self.publisher.is_none() || generation != self.generation {
+            return Accept::Drop;
+        }
+        match self.current_gop {
+            Some((current, _)) if current == gop => Accept::Publish,
+            Some((_, key_dts)) if frame.dts < key_dts => Accept::Late,
+            Some((current, _)) if gop < current => Accept::Drop,
+            _ => {
+                // The first frame of a newer GOP.
+                self.current_gop = Some((gop, frame.dts));
+                Accept::Publish
+            }
+        }
+    }
+}
+
+/// Reads one GOP stream's frames into the pull task until it ends or is declared late.
+async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopFrame>, stop: Arc<AtomicBool>) {
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            gop.reader.stop();
+            return;
+        }
+        let frame = match gop.reader.next().await {
+            Ok(Some(Message::Frame {
+                kind,
+                dts,
+                keyframe,
+                origin_us,
+                body,
+            })) => Frame {
+                kind: if kind == Kind::Video {
+                    TrackKind::Video
+                } else {
+                    TrackKind::Audio
+                },
+                dts,
+                keyframe,
+                body,
+                published_us: origin_us,
+            },
+            _ => return,
+        };
+        if tx
+            .send((id, gop.rendition, gop.generation, frame, stop.clone()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Accepts the origin's GOP streams and hands each to its subscription.
+async fn accept_gops(
+    conn: quinn::Connection,
+    routes: Arc<Mutex<HashMap<u64, mpsc::Sender<GopStream>>>>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let stream = tokio::select! {
+            s = conn.accept_uni() => s,
+            () = shutdown.stopped() => return,
+        };
+        let Ok(stream) = stream else { return };
+        let routes = routes.clone();
+        tokio::spawn(async move {
+            let mut reader = MessageReader::new(stream);
+            let header = tokio::time::timeout(super::AUTH_TIMEOUT, reader.next()).await;
+            let Ok(Ok(Some(Message::GopHeader {
+                subscription,
+                rendition,
+                generation,
+            }))) = header
+            else {
+                reader.stop();
+                return;
+            };
+            if rendition >= MAX_RENDITIONS {
+                reader.stop();
+                return;
+            }
+            let route = routes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&subscription)
+                .cloned();
+            match route {
+                Some(tx) => {
+                    if let Err(
+                        mpsc::error::TrySendError::Full(mut g)
+                        | mpsc::error::TrySendError::Closed(mut g),
+                    ) = tx.try_send(GopStream {
+                        rendition,
+                        generation,
+                        reader,
+                    }) {
+                        g.reader.stop();
+                    }
+                }
+                None => reader.stop(),
+            }
+        });
+    }
+}
+
+/// `host:port` -> a socket address.
+async fn resolve(relay: Option<&str>) -> Option<SocketAddr> {
+    let relay = relay?;
+    tokio::net::lookup_host(relay).await.ok()?.next()
+}

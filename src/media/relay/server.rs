@@ -1,0 +1,390 @@
+//! An origin's relay listener: authenticates edges, then serves their subscriptions from the
+//! origin's hubs.
+//!
+//! A subscription covers a stream and all its renditions (`{stream}` and `{stream}_{h}p` hubs,
+//! discovered as they appear). Each rendition has a forwarder task: it subscribes to the hub like
+//! any viewer (so the hub's slow-subscriber policy protects the origin from a slow edge), sends
+//! descriptions on the subscription's control stream, and opens one unidirectional stream per
+//! GOP. Newer GOP streams get a higher send priority, so a backlog never delays the live edge.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{
+    AUTH_TIMEOUT, MessageReader, RelayIoError, Side, auth_mac, auth_ok, send, server_config,
+};
+use crate::config::Secret;
+use crate::media::frame::TrackKind;
+use crate::media::hub::{Hub, HubEvent, HubKey, Hubs, SubscriberKind};
+use crate::media::rtmp::rendition_suffix;
+use crate::proto::relay::{Kind, MAX_RENDITIONS, Message, close};
+use crate::runtime::Shutdown;
+
+/// How often a subscription looks for renditions that appeared (a transcoder starting).
+const RENDITION_SCAN: Duration = Duration::from_millis(250);
+/// Audio-only streams: a new GOP stream every second.
+const AUDIO_GOP_MS: u64 = 1000;
+
+/// Counters of the relay listener.
+#[derive(Debug, Clone, Default)]
+pub struct ServerMetrics {
+    /// Authenticated edge connections now.
+    pub edges: Gauge,
+    /// Subscriptions served now.
+    pub subscriptions: Gauge,
+    /// Peers refused for not knowing the secret.
+    pub auth_failures: Counter,
+}
+
+impl ServerMetrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "relay_edges",
+            "Edges connected to this origin's relay",
+            self.edges.clone(),
+        );
+        registry.register(
+            "relay_served_subscriptions",
+            "Stream subscriptions served to edges",
+            self.subscriptions.clone(),
+        );
+        registry.register(
+            "relay_auth_failures",
+            "Relay peers refused: they did not know the cluster secret",
+            self.auth_failures.clone(),
+        );
+    }
+}
+
+struct Ctx {
+    hubs: Arc<Hubs>,
+    secret: Secret,
+    metrics: ServerMetrics,
+    shutdown: Shutdown,
+}
+
+/// Starts serving the relay on an already bound UDP socket.
+pub fn start(
+    socket: std::net::UdpSocket,
+    hubs: Arc<Hubs>,
+    secret: Secret,
+    metrics: ServerMetrics,
+    shutdown: Shutdown,
+) -> Result<(), RelayIoError> {
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config()?),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| RelayIoError::Setup(e.to_string()))?;
+    let ctx = Arc::new(Ctx {
+        hubs,
+        secret,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    shutdown.clone().spawn_service(async move {
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    let ctx = ctx.clone();
+                    // Relay connections are background work: they end with the node, not the drain.
+                    shutdown.spawn_service(async move {
+                        let peer = incoming.remote_address();
+                        if let Err(e) = serve_connection(ctx, incoming).await {
+                            tracing::info!(%peer, "relay connection ended: {e}");
+                        }
+                    });
+                }
+                () = shutdown.stopped() => break,
+            }
+        }
+        endpoint.close(close::SHUTDOWN.into(), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    });
+    Ok(())
+}
+
+/// Decrements a gauge when dropped.
+struct GaugeGuard(Gauge);
+
+impl GaugeGuard {
+    fn new(g: &Gauge) -> Self {
+        g.inc();
+        GaugeGuard(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn serve_connection(ctx: Arc<Ctx>, incoming: quinn::Incoming) -> Result<(), RelayIoError> {
+    let peer = incoming.remote_address();
+    let conn = tokio::time::timeout(AUTH_TIMEOUT, incoming)
+        .await
+        .map_err(|_| RelayIoError::Timeout)??;
+    let authenticated = tokio::time::timeout(AUTH_TIMEOUT, authenticate(&ctx, &conn)).await;
+    match authenticated {
+        Ok(Ok(())) => {}
+        Ok(Err(RelayIoError::AuthFailed)) | Err(_) => {
+            ctx.metrics.auth_failures.inc();
+            conn.close(close::AUTH_FAILED.into(), b"authentication failed");
+            tracing::warn!(%peer, "relay peer refused: it did not prove it knows the cluster secret");
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(e),
+    }
+    let _edge = GaugeGuard::new(&ctx.metrics.edges);
+    tracing::info!(%peer, "edge connected to the relay");
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => {
+                let (send, recv) = match stream {
+                    Ok(s) => s,
+                    Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                };
+                let ctx = ctx.clone();
+                let conn = conn.clone();
+                ctx.shutdown.clone().spawn_service(async move {
+                    if let Err(e) = serve_subscription(ctx, conn, send, recv, peer).await {
+                        tracing::debug!(%peer, "relay subscription ended: {e}");
+                    }
+                });
+            }
+            () = ctx.shutdown.stopped() => {
+                conn.close(close::SHUTDOWN.into(), b"shutting down");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The edge opens the first stream and proves itself first; then we prove ourselves.
+async fn authenticate(ctx: &Ctx, conn: &quinn::Connection) -> Result<(), RelayIoError> {
+    let (mut send, recv) = conn.accept_bi().await?;
+    let mut reader = MessageReader::new(recv);
+    match reader.next().await {
+        Ok(Some(Message::Auth { mac })) if auth_ok(&ctx.secret, conn, Side::Client, &mac) => {}
+        _ => return Err(RelayIoError::AuthFailed),
+    }
+    super::send(
+        &mut send,
+        &Message::Auth {
+            mac: auth_mac(&ctx.secret, conn, Side::Server)?,
+        },
+    )
+    .await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The live hubs of a stream: the source first, then renditions by height, highest first.
+fn renditions(hubs: &Hubs, app: &str, stream: &str) -> Vec<Arc<Hub>> {
+    let mut found: Vec<(u32, Arc<Hub>)> = hubs
+        .all()
+        .into_iter()
+        .filter(|h| h.key().app == app && h.is_live())
+        .filter_map(|h| {
+            let name = h.key().name.clone();
+            if name == stream {
+                Some((u32::MAX, h))
+            } else {
+                rendition_suffix(&name)
+                    .filter(|(base, _)| *base == stream)
+                    .map(|(_, height)| (height, h))
+            }
+        })
+        .collect();
+    found.sort_by_key(|(height, _)| std::cmp::Reverse(*height));
+    found.into_iter().map(|(_, h)| h).collect()
+}
+
+async fn serve_subscription(
+    ctx: Arc<Ctx>,
+    conn: quinn::Connection,
+    mut control: quinn::SendStream,
+    recv: quinn::RecvStream,
+    peer: SocketAddr,
+) -> Result<(), RelayIoError> {
+    let subscription = control.id().index();
+    let mut reader = MessageReader::new(recv);
+    let (app, stream) = match tokio::time::timeout(AUTH_TIMEOUT, reader.next()).await {
+        Ok(Ok(Some(Message::Subscribe { app, stream }))) => (app, stream),
+        Ok(Ok(_)) => {
+            return Err(RelayIoError::Protocol(
+                crate::proto::relay::RelayError::BadField("expected Subscribe"),
+            ));
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(RelayIoError::Timeout),
+    };
+    let source = HubKey {
+        app: app.clone(),
+        name: stream.clone(),
+    };
+    if !ctx.hubs.get(&source).is_some_and(|h| h.is_live()) {
+        send(&mut control, &Message::NotFound).await?;
+        let _ = control.finish();
+        return Ok(());
+    }
+    let _served = GaugeGuard::new(&ctx.metrics.subscriptions);
+    tracing::info!(%peer, stream = %source, "edge subscribed");
+    let (ctrl_tx, mut ctrl_rx) = mpsc::channel::<Message>(64);
+    let (failed_tx, mut failed_rx) = mpsc::channel::<RelayIoError>(MAX_RENDITIONS as usize);
+    let mut forwarders: HashMap<HubKey, JoinHandle<()>> = HashMap::new();
+    let mut next_index: u8 = 0;
+    let mut scan = tokio::time::interval(RENDITION_SCAN);
+    let result = loop {
+        tokio::select! {
+            _ = scan.tick() => {
+                forwarders.retain(|_, task| !task.is_finished());
+                for hub in renditions(&ctx.hubs, &app, &stream) {
+                    if forwarders.contains_key(hub.key()) || next_index >= MAX_RENDITIONS {
+                        continue;
+                    }
+                    let (key, index) = (hub.key().clone(), next_index);
+                    next_index += 1;
+                    let (conn, ctrl, failed) = (conn.clone(), ctrl_tx.clone(), failed_tx.clone());
+                    forwarders.insert(key, tokio::spawn(async move {
+                        if let Err(e) = forward(hub, index, subscription, conn, ctrl).await {
+                            let _ = failed.try_send(e);
+                        }
+                    }));
+                }
+            }
+            Some(msg) = ctrl_rx.recv() => {
+                if let Err(e) = send(&mut control, &msg).await {
+                    break Err(e);
+                }
+            }
+            Some(e) = failed_rx.recv() => break Err(e),
+            r = reader.next() => match r {
+                // The edge ended the subscription.
+                Ok(None) => break Ok(()),
+                Ok(Some(_)) => break Err(RelayIoError::Protocol(crate::proto::relay::RelayError::BadField("unexpected message on a subscription"))),
+                Err(e) => break Err(e),
+            },
+            () = ctx.shutdown.stopped() => break Ok(()),
+        }
+    };
+    for (_, task) in forwarders {
+        task.abort();
+    }
+    if result.is_err() {
+        // Tell the edge to resubscribe.
+        let _ = control.reset(1u32.into());
+    } else {
+        let _ = control.finish();
+    }
+    tracing::info!(%peer, stream = %source, "edge unsubscribed");
+    result
+}
+
+/// Forwards one rendition hub to the edge.
+async fn forward(
+    hub: Arc<Hub>,
+    index: u8,
+    subscription: u64,
+    conn: quinn::Connection,
+    ctrl: mpsc::Sender<Message>,
+) -> Result<(), RelayIoError> {
+    let mut sub = hub.subscribe(SubscriberKind::Relay);
+    let name = hub.key().name.clone();
+    drop(hub);
+    let mut gop: Option<quinn::SendStream> = None;
+    let mut generation = 0;
+    let mut has_video = false;
+    let mut gop_start = 0u64;
+    let mut priority = 0i32;
+    let closed = |_| RelayIoError::Eof;
+    while let Some(event) = sub.recv().await {
+        match event {
+            HubEvent::Start {
+                info,
+                generation: g,
+            } => {
+                generation = g;
+                has_video = info.video.is_some();
+                let msg = Message::Info {
+                    rendition: index,
+                    name: name.clone(),
+                    generation,
+                    video: info.video.as_ref().map(|v| v.sequence_header.clone()),
+                    audio: info.audio.as_ref().map(|a| a.sequence_header.clone()),
+                    metadata: info.metadata.clone(),
+                };
+                ctrl.send(msg).await.map_err(closed)?;
+            }
+            HubEvent::Frame(frame) => {
+                let starts_gop = if has_video {
+                    frame.kind == TrackKind::Video && frame.keyframe
+                } else {
+                    gop.is_none() || frame.dts >= gop_start + AUDIO_GOP_MS
+                };
+                if starts_gop {
+                    if let Some(mut old) = gop.take() {
+                        let _ = old.finish();
+                    }
+                    let mut stream = conn.open_uni().await?;
+                    // Newer GOPs first: a backlog of old ones never delays the live edge.
+                    priority = priority.wrapping_add(1);
+                    let _ = stream.set_priority(priority);
+                    send(
+                        &mut stream,
+                        &Message::GopHeader {
+                            subscription,
+                            rendition: index,
+                            generation,
+                        },
+                    )
+                    .await?;
+                    gop = Some(stream);
+                    gop_start = frame.dts;
+                }
+                let Some(stream) = gop.as_mut() else { continue };
+                let msg = Message::Frame {
+                    kind: if frame.kind == TrackKind::Video {
+                        Kind::Video
+                    } else {
+                        Kind::Audio
+                    },
+                    dts: frame.dts,
+                    keyframe: frame.keyframe,
+                    origin_us: frame.published_us,
+                    body: frame.body,
+                };
+                match send(stream, &msg).await {
+                    Ok(()) => {}
+                    // The edge dropped this GOP as late: wait for the next keyframe.
+                    Err(RelayIoError::Write(quinn::WriteError::Stopped(_))) => gop = None,
+                    Err(e) => return Err(e),
+                }
+            }
+            HubEvent::Stop => {
+                if let Some(mut old) = gop.take() {
+                    let _ = old.finish();
+                }
+                ctrl.send(Message::Stop { rendition: index })
+                    .await
+                    .map_err(closed)?;
+            }
+        }
+    }
+    // The hub dropped us for staying behind: the edge must resubscribe.
+    Err(RelayIoError::Timeout)
+}
