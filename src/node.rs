@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::cluster::store::Store;
 use crate::cluster::store::embedded::EmbeddedStore;
 use crate::config::{ClusterConfig, Config, NodeConfig, StoreConfig};
+use crate::lb::{BoundLbNode, LbBindError};
 use crate::media::BoundMediaNode;
 use crate::runtime::{BindError, Shutdown, readiness};
 
@@ -26,6 +27,9 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// An LB node could not be set up (a listener, a certificate, an errorfile).
+    #[error(transparent)]
+    Lb(#[from] LbBindError),
     /// The cluster store could not be set up.
     #[error("cluster store: {0}")]
     Store(String),
@@ -41,6 +45,7 @@ pub enum StartError {
 
 enum Bound {
     Media(BoundMediaNode),
+    Lb(BoundLbNode),
 }
 
 /// Builds the store, binds and starts every node, prints the readiness lines.
@@ -48,16 +53,24 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
     let store: Arc<dyn Store> = match &config.cluster.store {
         StoreConfig::Embedded => Arc::new(EmbeddedStore::new()),
         StoreConfig::MongoDb { .. } => {
-            return Err(StartError::Store("the mongodb store is not built yet".into()));
+            return Err(StartError::Store(
+                "the mongodb store is not built yet".into(),
+            ));
         }
     };
-    let ctx = NodeContext { cluster: config.cluster.clone(), store, shutdown };
+    let ctx = NodeContext {
+        cluster: config.cluster.clone(),
+        store,
+        shutdown,
+    };
 
     let mut bound = Vec::new();
     for node in &config.nodes {
         match node {
-            NodeConfig::Media(m) => bound.push(Bound::Media(BoundMediaNode::bind(m.clone()).await?)),
-            NodeConfig::Lb(l) => return Err(StartError::NotBuilt { node: l.name.clone(), role: "lb".into() }),
+            NodeConfig::Media(m) => {
+                bound.push(Bound::Media(BoundMediaNode::bind(m.clone()).await?))
+            }
+            NodeConfig::Lb(l) => bound.push(Bound::Lb(BoundLbNode::bind(l.clone()).await?)),
         }
     }
     for (node, b) in config.nodes.iter().zip(&bound) {
@@ -67,11 +80,22 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
                     readiness::listening(node.name(), listener, addr);
                 }
             }
+            Bound::Lb(l) => {
+                for (listener, addr) in l.listeners() {
+                    readiness::listening(node.name(), &listener, addr);
+                }
+            }
         }
     }
-    for b in bound {
+    // Media nodes first: their first heartbeat is in the store before an LB in the same
+    // process reads it for `servers_from`.
+    let (media, lbs): (Vec<_>, Vec<_>) = bound
+        .into_iter()
+        .partition(|b| matches!(b, Bound::Media(_)));
+    for b in media.into_iter().chain(lbs) {
         match b {
             Bound::Media(m) => m.start(&ctx).await,
+            Bound::Lb(l) => l.start(&ctx).await,
         }
     }
     readiness::ready();
