@@ -20,7 +20,7 @@ use crate::proto::aac::{AdtsHeader, AudioSpecificConfig};
 use crate::proto::avc::{DecoderConfig, write_annexb};
 use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
 use crate::proto::hls::{MediaPlaylist, Segment};
-use crate::proto::ts::{Tracks, TsMuxer};
+use crate::proto::ts::{TsMuxer, Tracks};
 
 /// Segments kept beyond the playlist window, for players that fetched an older playlist.
 const EXTRA_SEGMENTS: usize = 3;
@@ -160,9 +160,7 @@ impl HlsPackager {
             self.close_segment();
             self.open_segment(frame.dts);
         }
-        let (Some(open), Some(muxer), Some(codecs)) =
-            (&mut self.open, &mut self.muxer, &self.codecs)
-        else {
+        let (Some(open), Some(muxer), Some(codecs)) = (&mut self.open, &mut self.muxer, &self.codecs) else {
             // Nothing is written before the first keyframe: players need one to start.
             return;
         };
@@ -177,37 +175,21 @@ impl HlsPackager {
         match frame.kind {
             TrackKind::Video => {
                 let Some(config) = &codecs.video else { return };
-                let Ok(VideoTag {
-                    body:
-                        VideoBody::Avc(AvcPacket::Nalu {
-                            composition_time,
-                            data,
-                        }),
-                    ..
-                }) = VideoTag::parse(&frame.body)
-                else {
+                let Ok(VideoTag { body: VideoBody::Avc(AvcPacket::Nalu { composition_time, data }), .. }) = VideoTag::parse(&frame.body) else {
                     return;
                 };
                 let mut annexb = BytesMut::with_capacity(data.len() + 64);
                 if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
                     return;
                 }
-                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0)
-                    as u64
-                    * 90;
-                if let Err(e) =
-                    muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf)
-                {
+                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
+                if let Err(e) = muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf) {
                     tracing::debug!(stream = %self.name, error = %e, "video frame not packaged");
                 }
             }
             TrackKind::Audio => {
                 let Some(adts) = &codecs.audio else { return };
-                let Ok(AudioTag {
-                    body: AudioBody::Aac(AacPacket::Raw(data)),
-                    ..
-                }) = AudioTag::parse(&frame.body)
-                else {
+                let Ok(AudioTag { body: AudioBody::Aac(AacPacket::Raw(data)), .. }) = AudioTag::parse(&frame.body) else {
                     return;
                 };
                 let mut pes = BytesMut::with_capacity(data.len() + 7);
@@ -265,43 +247,25 @@ impl HlsPackager {
 }
 
 fn codecs(info: &StreamInfo) -> Codecs {
-    let video = info
-        .video
-        .as_ref()
-        .and_then(|v| match VideoTag::parse(&v.sequence_header) {
-            Ok(VideoTag {
-                body: VideoBody::Avc(AvcPacket::SequenceHeader(record)),
-                ..
-            }) => DecoderConfig::parse(&record).ok(),
-            _ => None,
-        });
-    let audio = info
-        .audio
-        .as_ref()
-        .and_then(|a| match AudioTag::parse(&a.sequence_header) {
-            Ok(AudioTag {
-                body: AudioBody::Aac(AacPacket::SequenceHeader(asc)),
-                ..
-            }) => AudioSpecificConfig::parse(&asc)
-                .ok()
-                .and_then(|c| AdtsHeader::new(&c).ok()),
-            _ => None,
-        });
+    let video = info.video.as_ref().and_then(|v| match VideoTag::parse(&v.sequence_header) {
+        Ok(VideoTag { body: VideoBody::Avc(AvcPacket::SequenceHeader(record)), .. }) => DecoderConfig::parse(&record).ok(),
+        _ => None,
+    });
+    let audio = info.audio.as_ref().and_then(|a| match AudioTag::parse(&a.sequence_header) {
+        Ok(AudioTag { body: AudioBody::Aac(AacPacket::SequenceHeader(asc)), .. }) => {
+            AudioSpecificConfig::parse(&asc).ok().and_then(|c| AdtsHeader::new(&c).ok())
+        }
+        _ => None,
+    });
     let tracks = match (video.is_some(), audio.is_some()) {
         (true, true) => Tracks::VideoAndAudio,
         (true, false) => Tracks::Video,
         (false, true) => Tracks::Audio,
         (false, false) => Tracks::Video,
     };
-    Codecs {
-        video,
-        audio,
-        tracks,
-    }
+    Codecs { video, audio, tracks }
 }
 
 fn unix_ms_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -74,26 +74,10 @@ pub struct HubMetrics {
 impl HubMetrics {
     /// Registers the counters.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "hub_skips",
-            "Slow subscribers that skipped to the next keyframe",
-            self.skips.clone(),
-        );
-        registry.register(
-            "hub_disconnects",
-            "Subscribers disconnected for staying behind",
-            self.disconnects.clone(),
-        );
-        registry.register(
-            "hub_publishers",
-            "Streams with a publisher",
-            self.publishers.clone(),
-        );
-        registry.register(
-            "hub_subscribers",
-            "Subscribers of all streams",
-            self.subscribers.clone(),
-        );
+        registry.register("hub_skips", "Slow subscribers that skipped to the next keyframe", self.skips.clone());
+        registry.register("hub_disconnects", "Subscribers disconnected for staying behind", self.disconnects.clone());
+        registry.register("hub_publishers", "Streams with a publisher", self.publishers.clone());
+        registry.register("hub_subscribers", "Subscribers of all streams", self.subscribers.clone());
     }
 }
 
@@ -174,10 +158,7 @@ impl Hub {
     fn new(key: HubKey, metrics: HubMetrics) -> Self {
         Hub {
             key,
-            inner: Mutex::new(Inner {
-                idle_since: Some(Instant::now()),
-                ..Default::default()
-            }),
+            inner: Mutex::new(Inner { idle_since: Some(Instant::now()), ..Default::default() }),
             metrics,
             next_id: AtomicU64::new(1),
             live: watch::Sender::new(false),
@@ -240,20 +221,13 @@ impl Hub {
     }
 
     /// [`Hub::subscribe`] with a queue length.
-    pub fn subscribe_with_capacity(
-        self: &Arc<Self>,
-        kind: SubscriberKind,
-        capacity: usize,
-    ) -> Subscription {
+    pub fn subscribe_with_capacity(self: &Arc<Self>, kind: SubscriberKind, capacity: usize) -> Subscription {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         let mut state = SubState::Live;
         if inner.info.video.is_some() || inner.info.audio.is_some() {
-            let start = HubEvent::Start {
-                info: inner.info.clone(),
-                generation: inner.generation,
-            };
+            let start = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
             if tx.try_send(start).is_err() {
                 state = SubState::Skipping;
             }
@@ -264,20 +238,11 @@ impl Hub {
                 }
             }
         }
-        inner.slots.push(Slot {
-            id,
-            kind,
-            tx,
-            state,
-        });
+        inner.slots.push(Slot { id, kind, tx, state });
         inner.idle_since = None;
         drop(inner);
         self.metrics.subscribers.inc();
-        Subscription {
-            hub: self.clone(),
-            id,
-            rx,
-        }
+        Subscription { hub: self.clone(), id, rx }
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -299,8 +264,7 @@ impl Hub {
 
     /// Sends an event to every subscriber, applying the slow-subscriber policy.
     fn fan_out(&self, inner: &mut Inner, event: &HubEvent) {
-        let keyframe = matches!(event, HubEvent::Frame(f) if f.keyframe)
-            || !matches!(event, HubEvent::Frame(_));
+        let keyframe = matches!(event, HubEvent::Frame(f) if f.keyframe) || !matches!(event, HubEvent::Frame(_));
         let metrics = &self.metrics;
         inner.slots.retain_mut(|slot| {
             if matches!(slot.state, SubState::Skipping) && !keyframe {
@@ -342,10 +306,7 @@ impl Publisher {
     pub fn set_info(&self, info: StreamInfo) {
         let mut inner = self.hub.lock();
         inner.info = Arc::new(info);
-        let event = HubEvent::Start {
-            info: inner.info.clone(),
-            generation: inner.generation,
-        };
+        let event = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
         self.hub.fan_out(&mut inner, &event);
     }
 
@@ -424,10 +385,7 @@ pub struct Hubs {
 impl Hubs {
     /// An empty registry whose hubs count into `metrics`.
     pub fn new(metrics: HubMetrics) -> Self {
-        Hubs {
-            map: Mutex::default(),
-            metrics,
-        }
+        Hubs { map: Mutex::default(), metrics }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<HubKey, Arc<Hub>>> {
@@ -441,10 +399,7 @@ impl Hubs {
 
     /// The hub with that name, created if needed.
     pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
-        self.lock()
-            .entry(key.clone())
-            .or_insert_with(|| Arc::new(Hub::new(key.clone(), self.metrics.clone())))
-            .clone()
+        self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Hub::new(key.clone(), self.metrics.clone()))).clone()
     }
 
     /// Every hub.
@@ -482,19 +437,11 @@ mod tests {
     use bytes::Bytes;
 
     fn key() -> HubKey {
-        HubKey {
-            app: "live".into(),
-            name: "s".into(),
-        }
+        HubKey { app: "live".into(), name: "s".into() }
     }
 
     fn video(dts: u64, keyframe: bool) -> Frame {
-        Frame {
-            kind: TrackKind::Video,
-            dts,
-            keyframe,
-            body: Bytes::from(vec![0u8; 10]),
-        }
+        Frame { kind: TrackKind::Video, dts, keyframe, body: Bytes::from(vec![0u8; 10]) }
     }
 
     fn info() -> StreamInfo {
@@ -527,15 +474,9 @@ mod tests {
             p.send(video(i as u64 * 33, k));
         }
         let mut s = hub.subscribe(SubscriberKind::Rtmp);
-        assert!(matches!(
-            s.recv().await,
-            Some(HubEvent::Start { generation: 1, .. })
-        ));
+        assert!(matches!(s.recv().await, Some(HubEvent::Start { generation: 1, .. })));
         let first = frame_of(s.recv().await.unwrap());
-        assert!(
-            first.keyframe && first.dts == 99,
-            "starts on the latest keyframe"
-        );
+        assert!(first.keyframe && first.dts == 99, "starts on the latest keyframe");
         assert_eq!(frame_of(s.recv().await.unwrap()).dts, 132);
         p.send(video(165, false));
         assert_eq!(frame_of(s.recv().await.unwrap()).dts, 165);
@@ -553,10 +494,7 @@ mod tests {
         assert!(matches!(s.recv().await, Some(HubEvent::Stop)));
         let p2 = hub.publish().unwrap();
         p2.set_info(info());
-        assert!(
-            matches!(s.recv().await, Some(HubEvent::Start { generation: 2, .. })),
-            "republish is a new generation"
-        );
+        assert!(matches!(s.recv().await, Some(HubEvent::Start { generation: 2, .. })), "republish is a new generation");
     }
 
     #[tokio::test]
@@ -577,11 +515,7 @@ mod tests {
         }
         p.send(video(6, false));
         p.send(video(7, true));
-        assert_eq!(
-            frame_of(slow.recv().await.unwrap()).dts,
-            7,
-            "resumes at the keyframe"
-        );
+        assert_eq!(frame_of(slow.recv().await.unwrap()).dts, 7, "resumes at the keyframe");
         // Falls behind again and stays behind at the next keyframe: disconnected.
         for i in 8..20 {
             p.send(video(i, i == 15));
@@ -604,10 +538,7 @@ mod tests {
         let hub = hubs.get_or_create(&key());
         let s = hub.subscribe(SubscriberKind::Rtmp);
         drop(hub);
-        assert!(
-            hubs.reap(std::time::Duration::ZERO).is_empty(),
-            "subscribed"
-        );
+        assert!(hubs.reap(std::time::Duration::ZERO).is_empty(), "subscribed");
         drop(s);
         assert_eq!(hubs.reap(std::time::Duration::ZERO), vec![key()]);
         assert!(hubs.get(&key()).is_none());

@@ -2,8 +2,8 @@
 //! API, RTMP ingest/playback, the relay and the heartbeat.
 
 pub mod frame;
-pub mod hls;
 pub mod http;
+pub mod hls;
 pub mod hub;
 
 use std::net::SocketAddr;
@@ -44,22 +44,12 @@ impl BoundMediaNode {
         let relay = match config.relay {
             Some(addr) => {
                 let s = bind_udp(&name, "relay", addr)?;
-                let a = s.local_addr().map_err(|source| BindError {
-                    node: name.clone(),
-                    listener: "relay".into(),
-                    addr,
-                    source,
-                })?;
+                let a = s.local_addr().map_err(|source| BindError { node: name.clone(), listener: "relay".into(), addr, source })?;
                 Some((s, a))
             }
             None => None,
         };
-        Ok(BoundMediaNode {
-            config: Arc::new(config),
-            rtmp,
-            http: (l, http_addr),
-            relay,
-        })
+        Ok(BoundMediaNode { config: Arc::new(config), rtmp, http: (l, http_addr), relay })
     }
 
     /// Listener names and their real addresses, in announcement order.
@@ -106,9 +96,7 @@ impl BoundMediaNode {
             limit.clone(),
             ctx.shutdown.clone(),
             format!("{}/http", config.name),
-            move |stream, peer, permit| {
-                http::serve_connection(http_ctx.clone(), stream, peer, permit)
-            },
+            move |stream, peer, permit| http::serve_connection(http_ctx.clone(), stream, peer, permit),
         ));
         if let Some((rtmp_listener, _)) = self.rtmp {
             let node = config.name.clone();
@@ -151,9 +139,5 @@ impl BoundMediaNode {
 
 /// `host:port`, with brackets around an IPv6 host.
 pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }

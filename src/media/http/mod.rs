@@ -48,12 +48,7 @@ pub struct HttpContext {
 pub type Body = Full<Bytes>;
 
 /// Serves one connection until it closes, the client idles out, or the node stops.
-pub async fn serve_connection(
-    ctx: Arc<HttpContext>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    permit: ConnPermit,
-) {
+pub async fn serve_connection(ctx: Arc<HttpContext>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
     let _permit = permit;
     let shutdown = ctx.shutdown.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -90,18 +85,13 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>) -> Response<Body> {
         return preflight();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "only GET and HEAD are served here",
-        );
+        return error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here");
     }
     match segments.as_slice() {
         ["healthz"] => api::healthz(ctx),
         ["readyz"] => api::readyz(ctx),
         ["metrics"] => api::metrics(ctx),
-        ["rest", "v2", "cluster", "nodes", offset, size] => {
-            api::cluster_nodes(ctx, offset, size).await
-        }
+        ["rest", "v2", "cluster", "nodes", offset, size] => api::cluster_nodes(ctx, offset, size).await,
         ["rest", "v2", "cluster", "node-count"] => api::cluster_node_count(ctx).await,
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
@@ -112,14 +102,8 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
@@ -130,15 +114,10 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 /// A text response.
-pub fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -146,21 +125,9 @@ fn preflight() -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
     r
 }
