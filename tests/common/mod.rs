@@ -4,6 +4,8 @@
 //! or fail after a deadline".
 #![allow(dead_code)]
 
+pub mod lb;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
