@@ -53,6 +53,13 @@ pub enum Behaviour {
     Close,
     /// Answer `Connection: close` after each response.
     CloseAfter,
+    /// `200` with a chunked body of this many bytes (`0123456789` repeated), in 1000-byte chunks.
+    Chunked(usize),
+}
+
+/// The body [`Behaviour::Chunked`] sends.
+pub fn chunked_body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| b'0' + (i % 10) as u8).collect()
 }
 
 struct Shared {
@@ -207,6 +214,20 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             Behaviour::Close => return,
             Behaviour::SetCookie(c) => extra = format!("Set-Cookie: {c}\r\n"),
             Behaviour::CloseAfter => extra = "Connection: close\r\n".into(),
+            Behaviour::Chunked(n) => {
+                let body = chunked_body(n);
+                let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+                for c in body.chunks(1000) {
+                    out.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    out.extend_from_slice(c);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                if writer.write_all(&out).is_err() {
+                    return;
+                }
+                continue;
+            }
             Behaviour::Normal => {}
         }
         let body = if rec.method == "HEAD" { String::new() } else { s.name.clone() };
