@@ -69,6 +69,7 @@ struct Shared {
     connections: AtomicUsize,
     open: Mutex<Vec<TcpStream>>,
     dead: AtomicBool,
+    unhealthy: AtomicBool,
 }
 
 /// A recording HTTP/1.1 upstream with keep-alive and a WebSocket echo on `Upgrade`.
@@ -95,6 +96,7 @@ impl Upstream {
             connections: AtomicUsize::new(0),
             open: Mutex::default(),
             dead: AtomicBool::new(false),
+            unhealthy: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -127,6 +129,11 @@ impl Upstream {
     /// Changes what it does with the next requests.
     pub fn set(&self, b: Behaviour) {
         *self.shared.behaviour.lock().unwrap() = b;
+    }
+
+    /// Makes `/healthz` answer 503 (`false`) or 200 (`true`).
+    pub fn set_healthy(&self, healthy: bool) {
+        self.shared.unhealthy.store(!healthy, Ordering::SeqCst);
     }
 
     /// Connections accepted so far.
@@ -200,7 +207,12 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             return websocket_echo(&s, rec, writer);
         }
         if health {
-            let _ = writer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            let reply: &[u8] = if s.unhealthy.load(Ordering::SeqCst) {
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nsick"
+            } else {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            };
+            let _ = writer.write_all(reply);
             continue;
         }
         let mut extra = String::new();
