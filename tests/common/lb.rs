@@ -27,6 +27,8 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// Decoded body.
     pub body: Vec<u8>,
+    /// When its head had arrived.
+    pub at: Instant,
 }
 
 impl Recorded {
@@ -179,7 +181,7 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             let (n, v) = h.split_once(':').unwrap_or((h, ""));
             headers.push((n.to_owned(), v.trim().to_owned()));
         }
-        let mut rec = Recorded { conn, method, path, version, headers, body: Vec::new() };
+        let mut rec = Recorded { conn, method, path, version, headers, body: Vec::new(), at: Instant::now() };
         if rec.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
             loop {
                 let mut size = String::new();
@@ -223,7 +225,11 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
                 let _ = reader.read_to_end(&mut sink);
                 return;
             }
-            Behaviour::Close => return,
+            Behaviour::Close => {
+                // `kill` keeps a clone of the socket: shut it down rather than just drop it.
+                let _ = writer.shutdown(Shutdown::Both);
+                return;
+            }
             Behaviour::SetCookie(c) => extra = format!("Set-Cookie: {c}\r\n"),
             Behaviour::CloseAfter => extra = "Connection: close\r\n".into(),
             Behaviour::Chunked(n) => {
@@ -244,7 +250,8 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
         }
         let body = if rec.method == "HEAD" { String::new() } else { s.name.clone() };
         let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Server: {}\r\n{extra}\r\n{body}", s.name.len(), s.name);
-        if writer.write_all(response.as_bytes()).is_err() || extra.starts_with("Connection: close") {
+        let client_closes = rec.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if writer.write_all(response.as_bytes()).is_err() || extra.starts_with("Connection: close") || client_closes {
             return;
         }
     }
