@@ -9,14 +9,18 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use streamfleet::config::edit::{mongodb_uri, set_store, EditError};
+use streamfleet::config::edit::{EditError, mongodb_uri, set_store};
 use streamfleet::config::{Config, ConfigErrors};
 use streamfleet::runtime::Shutdown;
 use streamfleet::runtime::shutdown::Drain;
 use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Parser)]
-#[command(name = "streamfleet", version, about = "Clustered live-streaming server: RTMP ingest, ABR, HLS, QUIC relay, load balancer")]
+#[command(
+    name = "streamfleet",
+    version,
+    about = "Clustered live-streaming server: RTMP ingest, ABR, HLS, QUIC relay, load balancer"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -92,7 +96,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(errors) => return config_errors(&errors),
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("streamfleet: cannot start the async runtime: {e}");
@@ -118,7 +125,12 @@ fn config_errors(errors: &ConfigErrors) -> ExitCode {
 
 fn run_mode(mode: ModeCommand) -> ExitCode {
     let (path, value) = match &mode {
-        ModeCommand::Cluster { host, user, password, config } => {
+        ModeCommand::Cluster {
+            host,
+            user,
+            password,
+            config,
+        } => {
             let creds = match (user, password) {
                 (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
                 (None, None) => None,
@@ -137,7 +149,12 @@ fn run_mode(mode: ModeCommand) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(change) => {
-            println!("{}: cluster.store: {} -> {}", path.display(), change.before, change.after);
+            println!(
+                "{}: cluster.store: {} -> {}",
+                path.display(),
+                change.before,
+                change.after
+            );
             ExitCode::SUCCESS
         }
         Err(EditError::Invalid(errors)) => config_errors(&errors),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::cluster::store::Store;
 use crate::cluster::store::embedded::EmbeddedStore;
+use crate::cluster::store::mongodb::MongoStore;
 use crate::config::{ClusterConfig, Config, NodeConfig, StoreConfig};
 use crate::lb::{BoundLbNode, LbBindError};
 use crate::media::BoundMediaNode;
@@ -52,11 +53,11 @@ enum Bound {
 pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, StartError> {
     let store: Arc<dyn Store> = match &config.cluster.store {
         StoreConfig::Embedded => Arc::new(EmbeddedStore::new()),
-        StoreConfig::MongoDb { .. } => {
-            return Err(StartError::Store(
-                "the mongodb store is not built yet".into(),
-            ));
-        }
+        StoreConfig::MongoDb { uri } => Arc::new(
+            MongoStore::connect(uri, &config.cluster.database)
+                .await
+                .map_err(|e| StartError::Store(e.to_string()))?,
+        ),
     };
     let ctx = NodeContext {
         cluster: config.cluster.clone(),

@@ -156,17 +156,24 @@ impl Heartbeat {
             streams: activity.streams,
             viewers: activity.viewers,
             egress_bps: activity.egress_bps,
-            state: if self.shutdown.is_draining() { NodeState::Draining } else { NodeState::Active },
+            state: if self.shutdown.is_draining() {
+                NodeState::Draining
+            } else {
+                NodeState::Active
+            },
         }
     }
 
     /// Writes the record once and records the outcome.
     pub async fn beat(&mut self) -> Result<(), StoreError> {
         let record = self.record();
-        let result = match tokio::time::timeout(STORE_OP_TIMEOUT, self.store.upsert_node(&record)).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable { source: "heartbeat write timed out".into() }),
-        };
+        let result =
+            match tokio::time::timeout(STORE_OP_TIMEOUT, self.store.upsert_node(&record)).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Unavailable {
+                    source: "heartbeat write timed out".into(),
+                }),
+            };
         match &result {
             Ok(()) => {
                 if self.health.record_ok() {
@@ -199,10 +206,19 @@ impl Heartbeat {
                 Err(_) => failures.saturating_add(1),
             };
         }
-        match tokio::time::timeout(STORE_OP_TIMEOUT, self.store.remove_node(&self.identity.name)).await {
+        match tokio::time::timeout(
+            STORE_OP_TIMEOUT,
+            self.store.remove_node(&self.identity.name),
+        )
+        .await
+        {
             Ok(Ok(())) => tracing::debug!(node = %self.identity.name, "left the cluster"),
-            Ok(Err(e)) => tracing::warn!(node = %self.identity.name, error = %e, "could not remove node record"),
-            Err(_) => tracing::warn!(node = %self.identity.name, "could not remove node record: store timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!(node = %self.identity.name, error = %e, "could not remove node record")
+            }
+            Err(_) => {
+                tracing::warn!(node = %self.identity.name, "could not remove node record: store timed out")
+            }
         }
     }
 }

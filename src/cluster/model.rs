@@ -61,7 +61,8 @@ pub struct NodeRecord {
 impl NodeRecord {
     /// A node is alive while its last heartbeat is younger than `node_timeout`.
     pub fn alive(&self, now: SystemTime, node_timeout: Duration) -> bool {
-        now.duration_since(self.last_seen).map_or(true, |age| age < node_timeout)
+        now.duration_since(self.last_seen)
+            .map_or(true, |age| age < node_timeout)
     }
 }
 
@@ -77,7 +78,10 @@ pub struct StreamKey {
 impl StreamKey {
     /// Builds a key.
     pub fn new(app: impl Into<String>, stream_id: impl Into<String>) -> Self {
-        StreamKey { app: app.into(), stream_id: stream_id.into() }
+        StreamKey {
+            app: app.into(),
+            stream_id: stream_id.into(),
+        }
     }
     /// The record id.
     pub fn id(&self) -> String {

@@ -31,7 +31,10 @@ pub(crate) struct Diag<'a> {
 
 impl<'a> Diag<'a> {
     fn new(file: &'a Path) -> Self {
-        Diag { file, errors: Vec::new() }
+        Diag {
+            file,
+            errors: Vec::new(),
+        }
     }
 
     /// The config file (anchors relative paths).
@@ -66,7 +69,9 @@ impl<'a> Diag<'a> {
 
     /// An address value; errors are recorded.
     pub(crate) fn addr(&mut self, key: &str, raw: &Raw) -> Option<SocketAddr> {
-        parse_addr(&raw.value).map_err(|e| self.at(raw, format!("{key}: {e}"))).ok()
+        parse_addr(&raw.value)
+            .map_err(|e| self.at(raw, format!("{key}: {e}")))
+            .ok()
     }
 }
 
@@ -93,7 +98,9 @@ pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigErrors> {
         })
     });
     result.map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
+        let (line, column) = e
+            .location()
+            .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
         let mut message = e.without_snippet().to_string();
         // serde-saphyr appends the position; we print it in front instead.
         if let Some(i) = message.rfind(" at line ") {
@@ -107,7 +114,12 @@ pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigErrors> {
         } else {
             format!("{key_path}: {message}")
         };
-        ConfigErrors(vec![ConfigError { file: path.to_owned(), line, column, message }])
+        ConfigErrors(vec![ConfigError {
+            file: path.to_owned(),
+            line,
+            column,
+            message,
+        }])
     })
 }
 
@@ -117,24 +129,42 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
         None => StoreConfig::Embedded,
         Some(s) if s.value == "embedded" => StoreConfig::Embedded,
         Some(s) if s.value.starts_with("mongodb://") || s.value.starts_with("mongodb+srv://") => {
-            StoreConfig::MongoDb { uri: Secret::new(s.value.clone()) }
+            StoreConfig::MongoDb {
+                uri: Secret::new(s.value.clone()),
+            }
         }
         Some(s) => {
-            d.at(s, "cluster.store: expected `embedded` or a mongodb:// URI".to_owned());
+            d.at(
+                s,
+                "cluster.store: expected `embedded` or a mongodb:// URI".to_owned(),
+            );
             StoreConfig::Embedded
         }
     };
-    let heartbeat = d.duration("cluster.heartbeat", c.and_then(|c| c.heartbeat.as_ref()), DEFAULT_HEARTBEAT);
-    let node_timeout = d.duration("cluster.node_timeout", c.and_then(|c| c.node_timeout.as_ref()), DEFAULT_NODE_TIMEOUT);
-    if heartbeat.is_zero() {
-        if let Some(h) = c.and_then(|c| c.heartbeat.as_ref()) {
-            d.at(h, "cluster.heartbeat: must be more than 0".into());
-        }
+    let heartbeat = d.duration(
+        "cluster.heartbeat",
+        c.and_then(|c| c.heartbeat.as_ref()),
+        DEFAULT_HEARTBEAT,
+    );
+    let node_timeout = d.duration(
+        "cluster.node_timeout",
+        c.and_then(|c| c.node_timeout.as_ref()),
+        DEFAULT_NODE_TIMEOUT,
+    );
+    if heartbeat.is_zero()
+        && let Some(h) = c.and_then(|c| c.heartbeat.as_ref())
+    {
+        d.at(h, "cluster.heartbeat: must be more than 0".into());
     }
-    if node_timeout <= heartbeat {
-        if let Some(t) = c.and_then(|c| c.node_timeout.as_ref()).or(c.and_then(|c| c.heartbeat.as_ref())) {
-            d.at(t, "cluster.node_timeout: must be longer than cluster.heartbeat".into());
-        }
+    if node_timeout <= heartbeat
+        && let Some(t) = c
+            .and_then(|c| c.node_timeout.as_ref())
+            .or(c.and_then(|c| c.heartbeat.as_ref()))
+    {
+        d.at(
+            t,
+            "cluster.node_timeout: must be longer than cluster.heartbeat".into(),
+        );
     }
     let secret = match c.and_then(|c| c.secret.as_ref()) {
         Some(s) if s.value.is_empty() => {
@@ -154,15 +184,33 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
             Secret::new(random_secret())
         }
     };
-    let database = c.and_then(|c| c.database.as_ref()).map_or("streamfleet".to_owned(), |db| {
-        if db.value.is_empty() || db.value.contains(['/', '\\', '.', ' ', '"', '$']) {
-            d.at(db, format!("cluster.database: `{}` is not a valid MongoDB database name", db.value));
-        }
-        db.value.clone()
-    });
-    let cluster = ClusterConfig { store, database, secret, heartbeat, node_timeout };
+    let database = c
+        .and_then(|c| c.database.as_ref())
+        .map_or("streamfleet".to_owned(), |db| {
+            if db.value.is_empty() || db.value.contains(['/', '\\', '.', ' ', '"', '$']) {
+                d.at(
+                    db,
+                    format!(
+                        "cluster.database: `{}` is not a valid MongoDB database name",
+                        db.value
+                    ),
+                );
+            }
+            db.value.clone()
+        });
+    let cluster = ClusterConfig {
+        store,
+        database,
+        secret,
+        heartbeat,
+        node_timeout,
+    };
 
-    let shutdown_grace = d.duration("shutdown_grace", f.shutdown_grace.as_ref(), DEFAULT_SHUTDOWN_GRACE);
+    let shutdown_grace = d.duration(
+        "shutdown_grace",
+        f.shutdown_grace.as_ref(),
+        DEFAULT_SHUTDOWN_GRACE,
+    );
 
     let node_files = f.nodes.as_deref().unwrap_or(&[]);
     if node_files.is_empty() {
@@ -178,7 +226,10 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
         let at = format!("nodes[{i}]");
         check_name(d, &at, n);
         if node_files[..i].iter().any(|o| o.name.value == n.name.value) {
-            d.at(&n.name, format!("{at}.name: duplicate node name `{}`", n.name.value));
+            d.at(
+                &n.name,
+                format!("{at}.name: duplicate node name `{}`", n.name.value),
+            );
         }
         let node = match n.role.value {
             RoleFile::Lb => super::lb::convert_lb(n, &at, d).map(NodeConfig::Lb),
@@ -201,9 +252,16 @@ fn check_name(d: &mut Diag, at: &str, n: &NodeFile) {
     let name = &n.name.value;
     if name.is_empty()
         || name.len() > 64
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
-        d.at(&n.name, format!("{at}.name: `{name}` is not a valid node name (1-64 of letters, digits, -, _ and .)"));
+        d.at(
+            &n.name,
+            format!(
+                "{at}.name: `{name}` is not a valid node name (1-64 of letters, digits, -, _ and .)"
+            ),
+        );
     }
 }
 
@@ -223,7 +281,9 @@ fn check_listener_conflicts(d: &mut Diag, files: &[NodeFile], nodes: &[(usize, N
             let clash = seen.iter().find(|(_, _, o)| {
                 o.udp == l.udp
                     && o.addr.port() == l.addr.port()
-                    && (o.addr.ip() == l.addr.ip() || o.addr.ip().is_unspecified() || l.addr.ip().is_unspecified())
+                    && (o.addr.ip() == l.addr.ip()
+                        || o.addr.ip().is_unspecified()
+                        || l.addr.ip().is_unspecified())
             });
             if let Some((_, other_node, other)) = clash {
                 let msg = format!(
@@ -239,11 +299,17 @@ fn check_listener_conflicts(d: &mut Diag, files: &[NodeFile], nodes: &[(usize, N
 
 /// 32 random bytes as hex, from the OS.
 fn random_secret() -> String {
-    use std::hash::{BuildHasher, RandomState};
-    // RandomState is seeded from the OS RNG per process; four draws give 256 bits.
-    (0..4u64)
-        .map(|i| format!("{:016x}", RandomState::new().hash_one(i)))
-        .collect()
+    let mut bytes = [0u8; 32];
+    // Without OS randomness the process could not run TLS either; fall back to the clock so
+    // that `check` still works, and say so.
+    if getrandom::fill(&mut bytes).is_err() {
+        tracing::warn!("no OS randomness: the in-process cluster secret is weak");
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        bytes[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -273,7 +339,9 @@ mod tests {
         assert_eq!(c.cluster.node_timeout, DEFAULT_NODE_TIMEOUT);
         assert_eq!(c.cluster.store, StoreConfig::Embedded);
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
-        let NodeConfig::Media(m) = &c.nodes[0] else { panic!("media node") };
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media node")
+        };
         assert_eq!(m.role, Role::Edge);
         assert_eq!(m.advertise, "127.0.0.1");
         assert_eq!(m.hls.window, 6);
@@ -285,7 +353,10 @@ mod tests {
     fn unknown_key_three_levels_deep_names_line_and_key() {
         let yaml = "nodes:\n  - role: lb\n    name: lb1\n    stats:\n      bind: \"127.0.0.1:0\"\n      auth: {user: a, pasword: b}\n";
         let e = one_error(yaml);
-        assert!(e.starts_with("t.yaml:6:23: nodes[0].stats.auth.pasword: unknown field `pasword`"), "{e}");
+        assert!(
+            e.starts_with("t.yaml:6:23: nodes[0].stats.auth.pasword: unknown field `pasword`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -301,16 +372,33 @@ mod tests {
         let yaml = "cluster: {heartbeat: 2 s}\nnodes:\n  - role: origin\n    name: o\n    rtmp: \"127.0.0.1:99999\"\n    http: \"127.0.0.1:0\"\n    relay: \"127.0.0.1:0\"\n    transcode: {ladder: [{height: 480, bitrate: 1000q}]}\n";
         let e = errors(yaml);
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].starts_with("t.yaml:1:22: cluster.heartbeat: invalid duration `2 s`"), "{}", e[0]);
-        assert!(e[1].starts_with("t.yaml:5:11: nodes[0].rtmp: invalid address"), "{}", e[1]);
-        assert!(e[2].starts_with("t.yaml:8:49: nodes[0].transcode.ladder[0].bitrate: invalid size `1000q`"), "{}", e[2]);
+        assert!(
+            e[0].starts_with("t.yaml:1:22: cluster.heartbeat: invalid duration `2 s`"),
+            "{}",
+            e[0]
+        );
+        assert!(
+            e[1].starts_with("t.yaml:5:11: nodes[0].rtmp: invalid address"),
+            "{}",
+            e[1]
+        );
+        assert!(
+            e[2].starts_with(
+                "t.yaml:8:49: nodes[0].transcode.ladder[0].bitrate: invalid size `1000q`"
+            ),
+            "{}",
+            e[2]
+        );
     }
 
     #[test]
     fn frontend_naming_a_missing_backend() {
         let yaml = "nodes:\n  - role: lb\n    name: lb1\n    frontends:\n      - {name: f, mode: http, bind: [\"127.0.0.1:0\"], backend: ghost}\n    backends:\n      - {name: b, mode: http, servers: [{name: s, addr: \"127.0.0.1:1\"}]}\n";
         let e = one_error(yaml);
-        assert!(e.starts_with("t.yaml:5:63: nodes[0].frontends[0].backend: no backend named `ghost`"), "{e}");
+        assert!(
+            e.starts_with("t.yaml:5:63: nodes[0].frontends[0].backend: no backend named `ghost`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -318,7 +406,11 @@ mod tests {
         let yaml = "nodes:\n  - {role: edge, name: a, http: \"0.0.0.0:5080\"}\n  - {role: edge, name: a, http: \"127.0.0.1:5080\"}\n  - {role: edge, name: c, http: \"127.0.0.1:0\"}\n  - {role: edge, name: d, http: \"127.0.0.1:0\"}\n";
         let e = errors(yaml);
         assert_eq!(e.len(), 2, "{e:?}");
-        assert!(e.iter().any(|e| e.starts_with("t.yaml:3:24: nodes[1].name: duplicate node name `a`")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:3:24: nodes[1].name: duplicate node name `a`")),
+            "{e:?}"
+        );
         assert!(e.iter().any(|e| e.contains("listener http on 127.0.0.1:5080 conflicts with listener http of node `a` on 0.0.0.0:5080")), "{e:?}");
         // TCP and UDP on one port do not conflict.
         let yaml = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:1935\", http: \"127.0.0.1:5080\", relay: \"127.0.0.1:5080\"}\n";
@@ -333,32 +425,63 @@ mod tests {
 
     #[test]
     fn role_specific_keys() {
-        let e = errors("nodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", transcode: {ladder: []}}\n");
+        let e = errors(
+            "nodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", transcode: {ladder: []}}\n",
+        );
         assert!(e.iter().any(|e| e.contains("edges have no relay")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("edges never transcode")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.contains("edges never transcode")),
+            "{e:?}"
+        );
         let e = errors("nodes:\n  - {role: origin, name: o, http: \"127.0.0.1:0\"}\n");
-        assert!(e.iter().any(|e| e.contains("nodes[0].rtmp: missing")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("nodes[0].relay: missing")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.contains("nodes[0].rtmp: missing")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.contains("nodes[0].relay: missing")),
+            "{e:?}"
+        );
         let e = errors("nodes:\n  - {role: lb, name: l, http: \"127.0.0.1:0\", frontends: []}\n");
-        assert!(e.iter().any(|e| e.contains("nodes[0].http: not a key of role lb")), "{e:?}");
+        assert!(
+            e.iter()
+                .any(|e| e.contains("nodes[0].http: not a key of role lb")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn lb_config_with_defaults() {
         let yaml = "nodes:\n  - role: lb\n    name: lb1\n    timeouts: {client: 5s}\n    frontends:\n      - {name: r, mode: rtmp, bind: [\"127.0.0.1:0\"], publish_backend: o, play_backend: e}\n      - {name: h, mode: http, bind: [\"127.0.0.1:0\"], backend: web, routes: [{path_prefix: /live/, backend: web}]}\n    backends:\n      - {name: o, mode: tcp, servers: [{name: o1, addr: \"127.0.0.1:1935\"}]}\n      - {name: e, mode: tcp, balance: leastconn, servers_from: {role: edge, listener: rtmp}}\n      - {name: web, mode: http, sticky: {cookie: JSESSIONID, mode: prefix}, health: {kind: http, path: /healthz}, servers: [{name: a, addr: \"127.0.0.1:5080\", cookie: a}]}\n";
         let c = convert(yaml, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"));
-        let NodeConfig::Lb(lb) = &c.nodes[0] else { panic!("lb") };
+        let NodeConfig::Lb(lb) = &c.nodes[0] else {
+            panic!("lb")
+        };
         assert_eq!(lb.maxconn, 2000);
         assert_eq!(lb.timeouts.client_fin, std::time::Duration::from_secs(5));
         assert_eq!(lb.timeouts.tunnel, std::time::Duration::from_secs(7200));
         assert_eq!(lb.frontends[0].mode, ProxyMode::Rtmp);
-        assert_eq!((lb.frontends[0].publish_backend, lb.frontends[0].play_backend), (Some(0), Some(1)));
+        assert_eq!(
+            (
+                lb.frontends[0].publish_backend,
+                lb.frontends[0].play_backend
+            ),
+            (Some(0), Some(1))
+        );
         assert_eq!(lb.frontends[1].routes[0].backend, 2);
         let web = &lb.backends[2];
         assert_eq!(web.retries, 3);
         assert_eq!(web.sticky_cookie.as_deref(), Some("JSESSIONID"));
         let h = web.health.as_ref().unwrap();
-        assert_eq!((h.rise, h.fall, h.interval, h.timeout), (2, 3, std::time::Duration::from_secs(2), std::time::Duration::from_secs(2)));
+        assert_eq!(
+            (h.rise, h.fall, h.interval, h.timeout),
+            (
+                2,
+                3,
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_secs(2)
+            )
+        );
         assert!(lb.backends[1].servers_from.is_some());
     }
 
@@ -367,9 +490,13 @@ mod tests {
         let yaml = format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\"}}\n{EDGE}");
         let e = one_error(&yaml);
         assert!(e.contains("cluster.secret: required"), "{e}");
-        let yaml = format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3}}\n{EDGE}");
+        let yaml =
+            format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3}}\n{EDGE}");
         let c = convert(&yaml, Path::new("t.yaml")).unwrap();
         let debug = format!("{c:?}");
-        assert!(!debug.contains("hunter2") && !debug.contains("s3\""), "{debug}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("s3\""),
+            "{debug}"
+        );
     }
 }

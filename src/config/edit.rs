@@ -59,7 +59,9 @@ pub fn mongodb_uri(host: &str, credentials: Option<(&str, &str)>) -> String {
 
 /// Masks the password of a MongoDB URI (`mongodb://user:***@host/...`).
 pub fn mask_uri(uri: &str) -> String {
-    let Some(rest) = uri.split_once("://") else { return uri.to_owned() };
+    let Some(rest) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
     let (scheme, rest) = rest;
     match rest.split_once('@') {
         Some((userinfo, host)) => {
@@ -84,14 +86,20 @@ fn percent_encode(s: &str) -> String {
 
 /// Sets `cluster.store` in the file at `path` to `value`, validating the result first.
 pub fn set_store(path: &Path, value: &str) -> Result<StoreChange, EditError> {
-    let io = |source| EditError::Io { path: path.display().to_string(), source };
+    let io = |source| EditError::Io {
+        path: path.display().to_string(),
+        source,
+    };
     let text = std::fs::read_to_string(path).map_err(io)?;
     let (edited, before) = with_store(&text, path, value)?;
     Config::parse(&edited, path)?;
     let tmp = path.with_extension("yaml.tmp");
     std::fs::write(&tmp, &edited).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(StoreChange { before: mask_uri(&before), after: mask_uri(value) })
+    Ok(StoreChange {
+        before: mask_uri(&before),
+        after: mask_uri(value),
+    })
 }
 
 /// Returns the text with `cluster.store` set, and the previous value (`embedded` when absent).
@@ -103,10 +111,14 @@ pub fn with_store(text: &str, path: &Path, value: &str) -> Result<(String, Strin
         let start = span.byte_offset().map(|o| o as usize);
         let len = span.byte_len().map(|l| l as usize);
         let (Some(start), Some(len)) = (start, len) else {
-            return Err(EditError::Layout("cannot locate cluster.store in the file".into()));
+            return Err(EditError::Layout(
+                "cannot locate cluster.store in the file".into(),
+            ));
         };
         let end = start + len;
-        let old = text.get(start..end).ok_or_else(|| EditError::Layout("cannot locate cluster.store in the file".into()))?;
+        let old = text
+            .get(start..end)
+            .ok_or_else(|| EditError::Layout("cannot locate cluster.store in the file".into()))?;
         // The span covers the scalar as written; keep its quoting style.
         let replacement = match old.chars().next() {
             Some('"') => format!("\"{value}\""),
@@ -122,7 +134,8 @@ pub fn with_store(text: &str, path: &Path, value: &str) -> Result<(String, Strin
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let cluster_line = lines.iter().position(|l| {
         let t = l.trim_end();
-        t == "cluster:" || t.starts_with("cluster:") && t["cluster:".len()..].trim_start().starts_with('#')
+        t == "cluster:"
+            || t.starts_with("cluster:") && t["cluster:".len()..].trim_start().starts_with('#')
     });
     let mut out = String::with_capacity(text.len() + value.len() + 16);
     match cluster_line {
@@ -167,7 +180,12 @@ mod tests {
         let uri = mongodb_uri("db1", Some(("admin", "p@ss word")));
         let (out, before) = with_store(BASE, Path::new("t.yaml"), &uri).unwrap();
         assert_eq!(before, "embedded");
-        assert!(out.contains("  store: mongodb://admin:p%40ss%20word@db1:27017/?authSource=admin   # default\n"), "{out}");
+        assert!(
+            out.contains(
+                "  store: mongodb://admin:p%40ss%20word@db1:27017/?authSource=admin   # default\n"
+            ),
+            "{out}"
+        );
         assert!(out.starts_with("# one box\ncluster:\n  # where state lives\n"));
         assert!(Config::parse(&out, Path::new("t.yaml")).is_ok());
         let (back, before) = with_store(&out, Path::new("t.yaml"), "embedded").unwrap();
@@ -187,7 +205,10 @@ mod tests {
         let text = BASE.replace("  store: embedded   # default\n", "");
         let (out, before) = with_store(&text, Path::new("t.yaml"), "mongodb://h:27017/").unwrap();
         assert_eq!(before, "embedded");
-        assert!(out.contains("cluster:\n  store: mongodb://h:27017/\n  # where state lives\n"), "{out}");
+        assert!(
+            out.contains("cluster:\n  store: mongodb://h:27017/\n  # where state lives\n"),
+            "{out}"
+        );
         let text = "nodes:\n  - {role: edge, name: e1, http: \"127.0.0.1:0\"}\n";
         let (out, _) = with_store(text, Path::new("t.yaml"), "embedded").unwrap();
         assert!(out.starts_with("cluster:\n  store: embedded\nnodes:"));
@@ -195,7 +216,10 @@ mod tests {
 
     #[test]
     fn masks_passwords() {
-        assert_eq!(mask_uri("mongodb://u:secret@h:27017/?authSource=admin"), "mongodb://u:***@h:27017/?authSource=admin");
+        assert_eq!(
+            mask_uri("mongodb://u:secret@h:27017/?authSource=admin"),
+            "mongodb://u:***@h:27017/?authSource=admin"
+        );
         assert_eq!(mask_uri("mongodb://h:27017/"), "mongodb://h:27017/");
         assert_eq!(mongodb_uri("h:2000", None), "mongodb://h:2000/");
         assert_eq!(mongodb_uri("h", None), "mongodb://h:27017/");

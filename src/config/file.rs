@@ -130,7 +130,8 @@ impl<'de> Deserialize<'de> for AppFile {
                 Ok(AppFile::Name(v.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AppFile, A::Error> {
-                AppFullFile::deserialize(de::value::MapAccessDeserializer::new(map)).map(AppFile::Full)
+                AppFullFile::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(AppFile::Full)
             }
         }
         deserializer.deserialize_any(AppVisitor)

@@ -45,11 +45,19 @@ impl LbConfig {
         let mut out = Vec::new();
         for f in &self.frontends {
             for addr in &f.bind {
-                out.push(ListenerSpec { name: format!("frontend:{}", f.name), addr: *addr, udp: false });
+                out.push(ListenerSpec {
+                    name: format!("frontend:{}", f.name),
+                    addr: *addr,
+                    udp: false,
+                });
             }
         }
         if let Some(s) = &self.stats {
-            out.push(ListenerSpec { name: "stats".into(), addr: s.bind, udp: false });
+            out.push(ListenerSpec {
+                name: "stats".into(),
+                addr: s.bind,
+                udp: false,
+            });
         }
         out
     }
@@ -256,7 +264,10 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, d: &mut Diag) -> Option<LbConfi
         (n.transcode.is_some(), "transcode"),
     ] {
         if present {
-            d.at(&n.role, format!("{at}.{key}: not a key of role lb (media nodes only)"));
+            d.at(
+                &n.role,
+                format!("{at}.{key}: not a key of role lb (media nodes only)"),
+            );
         }
     }
     let maxconn = n.maxconn.as_ref().map_or(DEFAULT_MAXCONN, |m| {
@@ -266,14 +277,40 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, d: &mut Diag) -> Option<LbConfi
         m.value
     });
     let t = n.timeouts.as_ref();
-    let client = d.duration(&format!("{at}.timeouts.client"), t.and_then(|t| t.client.as_ref()), Duration::from_secs(30));
+    let client = d.duration(
+        &format!("{at}.timeouts.client"),
+        t.and_then(|t| t.client.as_ref()),
+        Duration::from_secs(30),
+    );
     let timeouts = LbTimeouts {
-        connect: d.duration(&format!("{at}.timeouts.connect"), t.and_then(|t| t.connect.as_ref()), Duration::from_secs(5)),
+        connect: d.duration(
+            &format!("{at}.timeouts.connect"),
+            t.and_then(|t| t.connect.as_ref()),
+            Duration::from_secs(5),
+        ),
         client,
-        server: d.duration(&format!("{at}.timeouts.server"), t.and_then(|t| t.server.as_ref()), Duration::from_secs(30)),
-        tunnel: d.duration(&format!("{at}.timeouts.tunnel"), t.and_then(|t| t.tunnel.as_ref()), Duration::from_secs(7200)),
-        client_fin: d.duration(&format!("{at}.timeouts.client_fin"), t.and_then(|t| t.client_fin.as_ref()), client),
-        check: t.and_then(|t| t.check.as_ref()).map(|c| d.duration(&format!("{at}.timeouts.check"), Some(c), Duration::from_secs(2))),
+        server: d.duration(
+            &format!("{at}.timeouts.server"),
+            t.and_then(|t| t.server.as_ref()),
+            Duration::from_secs(30),
+        ),
+        tunnel: d.duration(
+            &format!("{at}.timeouts.tunnel"),
+            t.and_then(|t| t.tunnel.as_ref()),
+            Duration::from_secs(7200),
+        ),
+        client_fin: d.duration(
+            &format!("{at}.timeouts.client_fin"),
+            t.and_then(|t| t.client_fin.as_ref()),
+            client,
+        ),
+        check: t.and_then(|t| t.check.as_ref()).map(|c| {
+            d.duration(
+                &format!("{at}.timeouts.check"),
+                Some(c),
+                Duration::from_secs(2),
+            )
+        }),
     };
 
     let mut errorfiles = Vec::new();
@@ -295,32 +332,78 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, d: &mut Diag) -> Option<LbConfi
         Some(StatsConfig {
             bind,
             uri,
-            realm: s.realm.clone().unwrap_or_else(|| "HAProxy Statistics".into()),
-            auth: s.auth.as_ref().map(|a| (a.user.clone(), Secret::new(a.password.clone()))),
+            realm: s
+                .realm
+                .clone()
+                .unwrap_or_else(|| "HAProxy Statistics".into()),
+            auth: s
+                .auth
+                .as_ref()
+                .map(|a| (a.user.clone(), Secret::new(a.password.clone()))),
             hide_version: s.hide_version.unwrap_or(false),
-            refresh: s.refresh.as_ref().map(|r| d.duration(&format!("{at}.stats.refresh"), Some(r), Duration::from_secs(10))),
+            refresh: s.refresh.as_ref().map(|r| {
+                d.duration(
+                    &format!("{at}.stats.refresh"),
+                    Some(r),
+                    Duration::from_secs(10),
+                )
+            }),
         })
     });
 
     let backend_files = n.backends.as_deref().unwrap_or(&[]);
     let mut backends = Vec::new();
     for (i, b) in backend_files.iter().enumerate() {
-        if backend_files[..i].iter().any(|o| o.name.value == b.name.value) {
-            d.at(&b.name, format!("{at}.backends[{i}].name: duplicate backend name `{}`", b.name.value));
+        if backend_files[..i]
+            .iter()
+            .any(|o| o.name.value == b.name.value)
+        {
+            d.at(
+                &b.name,
+                format!(
+                    "{at}.backends[{i}].name: duplicate backend name `{}`",
+                    b.name.value
+                ),
+            );
         }
-        backends.push(convert_backend(b, &format!("{at}.backends[{i}]"), t.and_then(|t| t.check.as_ref()).is_some().then_some(timeouts.check).flatten(), d));
+        backends.push(convert_backend(
+            b,
+            &format!("{at}.backends[{i}]"),
+            t.and_then(|t| t.check.as_ref())
+                .is_some()
+                .then_some(timeouts.check)
+                .flatten(),
+            d,
+        ));
     }
 
     let mut frontends = Vec::new();
     let frontend_files = n.frontends.as_deref().unwrap_or(&[]);
     for (i, f) in frontend_files.iter().enumerate() {
-        if frontend_files[..i].iter().any(|o| o.name.value == f.name.value) {
-            d.at(&f.name, format!("{at}.frontends[{i}].name: duplicate frontend name `{}`", f.name.value));
+        if frontend_files[..i]
+            .iter()
+            .any(|o| o.name.value == f.name.value)
+        {
+            d.at(
+                &f.name,
+                format!(
+                    "{at}.frontends[{i}].name: duplicate frontend name `{}`",
+                    f.name.value
+                ),
+            );
         }
-        frontends.push(convert_frontend(f, &format!("{at}.frontends[{i}]"), backend_files, d));
+        frontends.push(convert_frontend(
+            f,
+            &format!("{at}.frontends[{i}]"),
+            backend_files,
+            d,
+        ));
     }
     if frontends.is_empty() {
-        d.at(&n.name, format!("{at}.frontends: an lb node needs at least one frontend"));
+        d.at(
+            &n.name,
+            format!("{at}.frontends: an lb node needs at least one frontend"),
+        );
     }
     let log = AccessLogConfig {
         enabled: n.log.as_ref().and_then(|l| l.access).unwrap_or(true),
@@ -338,12 +421,26 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, d: &mut Diag) -> Option<LbConfi
     })
 }
 
-fn backend_ref(d: &mut Diag, key: &str, raw: &super::file::Raw, backends: &[BackendFile], want: ModeFile) -> usize {
+fn backend_ref(
+    d: &mut Diag,
+    key: &str,
+    raw: &super::file::Raw,
+    backends: &[BackendFile],
+    want: ModeFile,
+) -> usize {
     match backends.iter().position(|b| b.name.value == raw.value) {
         Some(i) => {
             let have = backends[i].mode.value;
             if have != want {
-                d.at(raw, format!("{key}: backend `{}` is mode {} but this needs mode {}", raw.value, mode_name(have), mode_name(want)));
+                d.at(
+                    raw,
+                    format!(
+                        "{key}: backend `{}` is mode {} but this needs mode {}",
+                        raw.value,
+                        mode_name(have),
+                        mode_name(want)
+                    ),
+                );
             }
             i
         }
@@ -363,13 +460,22 @@ fn mode_name(m: ModeFile) -> &'static str {
     }
 }
 
-fn convert_frontend(f: &FrontendFile, at: &str, backends: &[BackendFile], d: &mut Diag) -> FrontendConfig {
+fn convert_frontend(
+    f: &FrontendFile,
+    at: &str,
+    backends: &[BackendFile],
+    d: &mut Diag,
+) -> FrontendConfig {
     let mode = match f.mode.value {
         ModeFile::Tcp => ProxyMode::Tcp,
         ModeFile::Http => ProxyMode::Http,
         ModeFile::Rtmp => ProxyMode::Rtmp,
     };
-    let backend_mode = if mode == ProxyMode::Http { ModeFile::Http } else { ModeFile::Tcp };
+    let backend_mode = if mode == ProxyMode::Http {
+        ModeFile::Http
+    } else {
+        ModeFile::Tcp
+    };
     let mut bind = Vec::new();
     for (i, b) in f.bind.iter().enumerate() {
         if let Some(a) = d.addr(&format!("{at}.bind[{i}]"), b) {
@@ -377,53 +483,117 @@ fn convert_frontend(f: &FrontendFile, at: &str, backends: &[BackendFile], d: &mu
         }
     }
     if f.bind.is_empty() {
-        d.at(&f.name, format!("{at}.bind: a frontend needs at least one address"));
+        d.at(
+            &f.name,
+            format!("{at}.bind: a frontend needs at least one address"),
+        );
     }
-    let backend = f.backend.as_ref().map(|b| backend_ref(d, &format!("{at}.backend"), b, backends, backend_mode));
+    let backend = f
+        .backend
+        .as_ref()
+        .map(|b| backend_ref(d, &format!("{at}.backend"), b, backends, backend_mode));
     let mut publish_backend = None;
     let mut play_backend = None;
     if mode == ProxyMode::Rtmp {
-        publish_backend = f.publish_backend.as_ref().map(|b| backend_ref(d, &format!("{at}.publish_backend"), b, backends, ModeFile::Tcp)).or(backend);
-        play_backend = f.play_backend.as_ref().map(|b| backend_ref(d, &format!("{at}.play_backend"), b, backends, ModeFile::Tcp)).or(backend);
+        publish_backend = f
+            .publish_backend
+            .as_ref()
+            .map(|b| {
+                backend_ref(
+                    d,
+                    &format!("{at}.publish_backend"),
+                    b,
+                    backends,
+                    ModeFile::Tcp,
+                )
+            })
+            .or(backend);
+        play_backend = f
+            .play_backend
+            .as_ref()
+            .map(|b| backend_ref(d, &format!("{at}.play_backend"), b, backends, ModeFile::Tcp))
+            .or(backend);
         if publish_backend.is_none() || play_backend.is_none() {
-            d.at(&f.mode, format!("{at}: mode rtmp needs publish_backend and play_backend (or backend for both)"));
+            d.at(
+                &f.mode,
+                format!(
+                    "{at}: mode rtmp needs publish_backend and play_backend (or backend for both)"
+                ),
+            );
         }
     } else {
-        for (raw, key) in [(&f.publish_backend, "publish_backend"), (&f.play_backend, "play_backend")] {
+        for (raw, key) in [
+            (&f.publish_backend, "publish_backend"),
+            (&f.play_backend, "play_backend"),
+        ] {
             if let Some(r) = raw {
-                d.at(r, format!("{at}.{key}: only frontends with mode rtmp have this key"));
+                d.at(
+                    r,
+                    format!("{at}.{key}: only frontends with mode rtmp have this key"),
+                );
             }
         }
         if backend.is_none() && f.routes.as_ref().is_none_or(|r| r.is_empty()) {
-            d.at(&f.name, format!("{at}.backend: missing (a frontend needs a backend)"));
+            d.at(
+                &f.name,
+                format!("{at}.backend: missing (a frontend needs a backend)"),
+            );
         }
     }
     let mut routes = Vec::new();
     for (i, r) in f.routes.iter().flatten().enumerate() {
         if mode != ProxyMode::Http {
-            d.at(&r.path_prefix, format!("{at}.routes: only frontends with mode http route by path"));
+            d.at(
+                &r.path_prefix,
+                format!("{at}.routes: only frontends with mode http route by path"),
+            );
             break;
         }
         if !r.path_prefix.value.starts_with('/') {
-            d.at(&r.path_prefix, format!("{at}.routes[{i}].path_prefix: must start with `/`"));
+            d.at(
+                &r.path_prefix,
+                format!("{at}.routes[{i}].path_prefix: must start with `/`"),
+            );
         }
-        let backend = backend_ref(d, &format!("{at}.routes[{i}].backend"), &r.backend, backends, ModeFile::Http);
-        routes.push(RouteConfig { path_prefix: r.path_prefix.value.clone(), backend });
+        let backend = backend_ref(
+            d,
+            &format!("{at}.routes[{i}].backend"),
+            &r.backend,
+            backends,
+            ModeFile::Http,
+        );
+        routes.push(RouteConfig {
+            path_prefix: r.path_prefix.value.clone(),
+            backend,
+        });
     }
     let tls = f.tls.as_ref().map(|t| {
         if mode != ProxyMode::Http {
-            d.at(&f.mode, format!("{at}.tls: TLS termination is only available on mode http frontends"));
+            d.at(
+                &f.mode,
+                format!("{at}.tls: TLS termination is only available on mode http frontends"),
+            );
         }
         if t.certs.is_empty() {
-            d.at(&f.name, format!("{at}.tls.certs: at least one PEM file is needed"));
+            d.at(
+                &f.name,
+                format!("{at}.tls.certs: at least one PEM file is needed"),
+            );
         }
         TlsConfig {
-            certs: t.certs.iter().map(|c| Config::resolve(d.file(), &c.value)).collect(),
+            certs: t
+                .certs
+                .iter()
+                .map(|c| Config::resolve(d.file(), &c.value))
+                .collect(),
             self_signed: t.self_signed.unwrap_or(false),
         }
     });
     if f.redirect_https == Some(true) && mode != ProxyMode::Http {
-        d.at(&f.mode, format!("{at}.redirect_https: only mode http frontends redirect"));
+        d.at(
+            &f.mode,
+            format!("{at}.redirect_https: only mode http frontends redirect"),
+        );
     }
     FrontendConfig {
         name: f.name.value.clone(),
@@ -438,12 +608,20 @@ fn convert_frontend(f: &FrontendFile, at: &str, backends: &[BackendFile], d: &mu
     }
 }
 
-fn convert_backend(b: &BackendFile, at: &str, default_check: Option<Duration>, d: &mut Diag) -> BackendConfig {
+fn convert_backend(
+    b: &BackendFile,
+    at: &str,
+    default_check: Option<Duration>,
+    d: &mut Diag,
+) -> BackendConfig {
     let mode = match b.mode.value {
         ModeFile::Tcp => ProxyMode::Tcp,
         ModeFile::Http => ProxyMode::Http,
         ModeFile::Rtmp => {
-            d.at(&b.mode, format!("{at}.mode: backends are tcp or http (rtmp is a frontend mode)"));
+            d.at(
+                &b.mode,
+                format!("{at}.mode: backends are tcp or http (rtmp is a frontend mode)"),
+            );
             ProxyMode::Tcp
         }
     };
@@ -453,51 +631,83 @@ fn convert_backend(b: &BackendFile, at: &str, default_check: Option<Duration>, d
         Some(BalanceFile::Source) => Balance::Source,
     };
     let health = b.health.as_ref().map(|h| {
-        let interval = d.duration(&format!("{at}.health.interval"), h.interval.as_ref(), Duration::from_secs(2));
+        let interval = d.duration(
+            &format!("{at}.health.interval"),
+            h.interval.as_ref(),
+            Duration::from_secs(2),
+        );
         let kind = match h.kind.value {
             HealthKindFile::Tcp => HealthKind::Tcp,
             HealthKindFile::Http => {
                 let path = h.path.as_ref().map_or("/".to_owned(), |p| p.value.clone());
                 if !path.starts_with('/') {
-                    d.at(h.path.as_ref().unwrap_or(&b.name), format!("{at}.health.path: must start with `/`"));
+                    d.at(
+                        h.path.as_ref().unwrap_or(&b.name),
+                        format!("{at}.health.path: must start with `/`"),
+                    );
                 }
                 HealthKind::Http { path }
             }
         };
-        let count = |d: &mut Diag, v: &Option<serde_saphyr::Spanned<u64>>, key: &str, default: u32| match v {
-            None => default,
-            Some(s) if s.value == 0 || s.value > 1000 => {
-                d.at(s, format!("{at}.health.{key}: must be between 1 and 1000"));
-                default
-            }
-            Some(s) => s.value as u32,
-        };
+        let count =
+            |d: &mut Diag, v: &Option<serde_saphyr::Spanned<u64>>, key: &str, default: u32| match v
+            {
+                None => default,
+                Some(s) if s.value == 0 || s.value > 1000 => {
+                    d.at(s, format!("{at}.health.{key}: must be between 1 and 1000"));
+                    default
+                }
+                Some(s) => s.value as u32,
+            };
         HealthConfig {
             kind,
             rise: count(d, &h.rise, "rise", 2),
             fall: count(d, &h.fall, "fall", 3),
-            timeout: h.timeout.as_ref().map_or(default_check.unwrap_or(interval), |t| d.duration(&format!("{at}.health.timeout"), Some(t), interval)),
+            timeout: h
+                .timeout
+                .as_ref()
+                .map_or(default_check.unwrap_or(interval), |t| {
+                    d.duration(&format!("{at}.health.timeout"), Some(t), interval)
+                }),
             interval,
         }
     });
     let sticky_cookie = b.sticky.as_ref().map(|s| {
         if mode != ProxyMode::Http {
-            d.at(&s.cookie, format!("{at}.sticky: cookie stickiness needs mode http"));
+            d.at(
+                &s.cookie,
+                format!("{at}.sticky: cookie stickiness needs mode http"),
+            );
         }
         if s.cookie.value.is_empty() || s.cookie.value.contains([';', '=', ' ', ',']) {
-            d.at(&s.cookie, format!("{at}.sticky.cookie: `{}` is not a valid cookie name", s.cookie.value));
+            d.at(
+                &s.cookie,
+                format!(
+                    "{at}.sticky.cookie: `{}` is not a valid cookie name",
+                    s.cookie.value
+                ),
+            );
         }
         s.cookie.value.clone()
     });
     let mut servers: Vec<ServerConfig> = Vec::new();
     for (i, s) in b.servers.iter().flatten().enumerate() {
         if servers.iter().any(|o| o.name == s.name.value) {
-            d.at(&s.name, format!("{at}.servers[{i}].name: duplicate server name `{}`", s.name.value));
+            d.at(
+                &s.name,
+                format!(
+                    "{at}.servers[{i}].name: duplicate server name `{}`",
+                    s.name.value
+                ),
+            );
         }
         let weight = match &s.weight {
             None => 1,
             Some(w) if w.value > 256 => {
-                d.at(w, format!("{at}.servers[{i}].weight: must be between 0 and 256"));
+                d.at(
+                    w,
+                    format!("{at}.servers[{i}].weight: must be between 0 and 256"),
+                );
                 1
             }
             Some(w) => w.value as u32,
@@ -505,7 +715,13 @@ fn convert_backend(b: &BackendFile, at: &str, default_check: Option<Duration>, d
         if let Some(c) = &s.cookie
             && (c.value.is_empty() || c.value.contains(['~', ';', ' ', ',']))
         {
-            d.at(c, format!("{at}.servers[{i}].cookie: `{}` cannot be a cookie prefix", c.value));
+            d.at(
+                c,
+                format!(
+                    "{at}.servers[{i}].cookie: `{}` cannot be a cookie prefix",
+                    c.value
+                ),
+            );
         }
         if let Some(addr) = d.addr(&format!("{at}.servers[{i}].addr"), &s.addr) {
             servers.push(ServerConfig {
@@ -519,7 +735,10 @@ fn convert_backend(b: &BackendFile, at: &str, default_check: Option<Duration>, d
     let servers_from = b.servers_from.as_ref().map(|s| ServersFrom {
         role: match s.role.value {
             super::file::RoleFile::Lb => {
-                d.at(&s.role, format!("{at}.servers_from.role: must be origin, edge or standalone"));
+                d.at(
+                    &s.role,
+                    format!("{at}.servers_from.role: must be origin, edge or standalone"),
+                );
                 Role::Lb
             }
             super::file::RoleFile::Origin => Role::Origin,
@@ -532,7 +751,10 @@ fn convert_backend(b: &BackendFile, at: &str, default_check: Option<Duration>, d
         },
     });
     if b.servers.as_ref().is_none_or(|s| s.is_empty()) && servers_from.is_none() {
-        d.at(&b.name, format!("{at}: a backend needs servers or servers_from"));
+        d.at(
+            &b.name,
+            format!("{at}: a backend needs servers or servers_from"),
+        );
     }
     let retries = b.retries.as_ref().map_or(DEFAULT_RETRIES, |r| {
         if r.value > 100 {

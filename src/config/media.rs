@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::convert::Diag;
 use super::file::{AppFile, NodeFile, RoleFile};
-use super::{ListenerSpec, Role, Secret};
 use super::values::parse_size;
+use super::{ListenerSpec, Role, Secret};
 
 /// Default `hls.segment`.
 pub const DEFAULT_HLS_SEGMENT: Duration = Duration::from_secs(2);
@@ -47,11 +47,23 @@ impl MediaConfig {
     pub fn listeners(&self) -> Vec<ListenerSpec> {
         let mut out = Vec::new();
         if let Some(a) = self.rtmp {
-            out.push(ListenerSpec { name: "rtmp".into(), addr: a, udp: false });
+            out.push(ListenerSpec {
+                name: "rtmp".into(),
+                addr: a,
+                udp: false,
+            });
         }
-        out.push(ListenerSpec { name: "http".into(), addr: self.http, udp: false });
+        out.push(ListenerSpec {
+            name: "http".into(),
+            addr: self.http,
+            udp: false,
+        });
         if let Some(a) = self.relay {
-            out.push(ListenerSpec { name: "relay".into(), addr: a, udp: true });
+            out.push(ListenerSpec {
+                name: "relay".into(),
+                addr: a,
+                udp: true,
+            });
         }
         out
     }
@@ -105,9 +117,27 @@ pub struct Rung {
 }
 
 const X264_PRESETS: &[&str] = &[
-    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
 ];
-const X264_TUNES: &[&str] = &["film", "animation", "grain", "stillimage", "psnr", "ssim", "fastdecode", "zerolatency"];
+const X264_TUNES: &[&str] = &[
+    "film",
+    "animation",
+    "grain",
+    "stillimage",
+    "psnr",
+    "ssim",
+    "fastdecode",
+    "zerolatency",
+];
 
 pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<MediaConfig> {
     let role = match n.role.value {
@@ -125,37 +155,68 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         (n.log.is_some(), "log"),
     ] {
         if present {
-            d.at(&n.role, format!("{at}.{key}: not a key of role {role} (lb nodes only)"));
+            d.at(
+                &n.role,
+                format!("{at}.{key}: not a key of role {role} (lb nodes only)"),
+            );
         }
     }
     if role == Role::Edge {
         if let Some(r) = &n.relay {
-            d.at(r, format!("{at}.relay: edges have no relay listener (they pull from origins)"));
+            d.at(
+                r,
+                format!("{at}.relay: edges have no relay listener (they pull from origins)"),
+            );
         }
         if n.transcode.is_some() {
             d.at(&n.role, format!("{at}.transcode: edges never transcode"));
         }
     }
-    let rtmp = n.rtmp.as_ref().and_then(|r| d.addr(&format!("{at}.rtmp"), r));
+    let rtmp = n
+        .rtmp
+        .as_ref()
+        .and_then(|r| d.addr(&format!("{at}.rtmp"), r));
     if n.rtmp.is_none() && role != Role::Edge {
-        d.at(&n.name, format!("{at}.rtmp: missing (a {role} node ingests RTMP)"));
+        d.at(
+            &n.name,
+            format!("{at}.rtmp: missing (a {role} node ingests RTMP)"),
+        );
     }
     let http = match &n.http {
         Some(h) => d.addr(&format!("{at}.http"), h),
         None => {
-            d.at(&n.name, format!("{at}.http: missing (every media node serves HTTP)"));
+            d.at(
+                &n.name,
+                format!("{at}.http: missing (every media node serves HTTP)"),
+            );
             None
         }
     };
-    let relay = n.relay.as_ref().filter(|_| role != Role::Edge).and_then(|r| d.addr(&format!("{at}.relay"), r));
+    let relay = n
+        .relay
+        .as_ref()
+        .filter(|_| role != Role::Edge)
+        .and_then(|r| d.addr(&format!("{at}.relay"), r));
     if n.relay.is_none() && role == Role::Origin {
-        d.at(&n.name, format!("{at}.relay: missing (edges pull from an origin over its relay)"));
+        d.at(
+            &n.name,
+            format!("{at}.relay: missing (edges pull from an origin over its relay)"),
+        );
     }
     let advertise = match &n.advertise {
         Some(a) => {
             let v = a.value.trim();
-            if v.is_empty() || v.contains([' ', '/']) || (v.contains(':') && v.parse::<std::net::Ipv6Addr>().is_err()) {
-                d.at(a, format!("{at}.advertise: `{}` is not a host name or IP address (no port)", a.value));
+            if v.is_empty()
+                || v.contains([' ', '/'])
+                || (v.contains(':') && v.parse::<std::net::Ipv6Addr>().is_err())
+            {
+                d.at(
+                    a,
+                    format!(
+                        "{at}.advertise: `{}` is not a host name or IP address (no port)",
+                        a.value
+                    ),
+                );
             }
             v.to_owned()
         }
@@ -164,35 +225,55 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
 
     let mut apps: Vec<AppConfig> = Vec::new();
     match &n.apps {
-        None => apps.extend(DEFAULT_APPS.iter().map(|a| AppConfig { name: (*a).into(), publish_token_secret: None })),
+        None => apps.extend(DEFAULT_APPS.iter().map(|a| AppConfig {
+            name: (*a).into(),
+            publish_token_secret: None,
+        })),
         Some(list) => {
             for (i, a) in list.iter().enumerate() {
                 let (name, secret) = match &a.value {
                     AppFile::Name(n) => (n.clone(), None),
                     AppFile::Full(f) => (f.name.clone(), f.publish_token_secret.clone()),
                 };
-                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                if name.is_empty()
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
                     d.at(a, format!("{at}.apps[{i}]: `{name}` is not a valid app name (letters, digits, _ and -)"));
                 } else if name == "rest" || apps.iter().any(|o| o.name == name) {
-                    d.at(a, format!("{at}.apps[{i}]: app name `{name}` is reserved or listed twice"));
+                    d.at(
+                        a,
+                        format!("{at}.apps[{i}]: app name `{name}` is reserved or listed twice"),
+                    );
                 }
                 if secret.as_deref() == Some("") {
                     d.at(a, format!("{at}.apps[{i}].publish_token_secret: empty"));
                 }
-                apps.push(AppConfig { name, publish_token_secret: secret.map(Secret::new) });
+                apps.push(AppConfig {
+                    name,
+                    publish_token_secret: secret.map(Secret::new),
+                });
             }
             if list.is_empty() {
-                d.at(&n.name, format!("{at}.apps: empty (a media node needs at least one app)"));
+                d.at(
+                    &n.name,
+                    format!("{at}.apps: empty (a media node needs at least one app)"),
+                );
             }
         }
     }
 
     let h = n.hls.as_ref();
-    let segment = d.duration(&format!("{at}.hls.segment"), h.and_then(|h| h.segment.as_ref()), DEFAULT_HLS_SEGMENT);
-    if segment < Duration::from_millis(100) {
-        if let Some(s) = h.and_then(|h| h.segment.as_ref()) {
-            d.at(s, format!("{at}.hls.segment: at least 100ms"));
-        }
+    let segment = d.duration(
+        &format!("{at}.hls.segment"),
+        h.and_then(|h| h.segment.as_ref()),
+        DEFAULT_HLS_SEGMENT,
+    );
+    if segment < Duration::from_millis(100)
+        && let Some(s) = h.and_then(|h| h.segment.as_ref())
+    {
+        d.at(s, format!("{at}.hls.segment: at least 100ms"));
     }
     let window = match h.and_then(|h| h.window.as_ref()) {
         None => DEFAULT_HLS_WINDOW,
@@ -202,57 +283,93 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         }
         Some(w) => w.value as usize,
     };
-    let wait = d.duration(&format!("{at}.hls.wait"), h.and_then(|h| h.wait.as_ref()), DEFAULT_HLS_WAIT);
+    let wait = d.duration(
+        &format!("{at}.hls.wait"),
+        h.and_then(|h| h.wait.as_ref()),
+        DEFAULT_HLS_WAIT,
+    );
 
-    let transcode = n.transcode.as_ref().filter(|_| role != Role::Edge).map(|t| {
-        let preset = t.preset.as_ref().map_or("veryfast".to_owned(), |p| {
-            if !X264_PRESETS.contains(&p.value.as_str()) {
-                d.at(p, format!("{at}.transcode.preset: `{}` is not an x264 preset ({})", p.value, X264_PRESETS.join(", ")));
-            }
-            p.value.clone()
-        });
-        let tune = t.tune.as_ref().map(|p| {
-            if !X264_TUNES.contains(&p.value.as_str()) {
-                d.at(p, format!("{at}.transcode.tune: `{}` is not an x264 tune ({})", p.value, X264_TUNES.join(", ")));
-            }
-            p.value.clone()
-        });
-        let threads = match &t.threads {
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            Some(n) if n.value == 0 || n.value > 256 => {
-                d.at(n, format!("{at}.transcode.threads: between 1 and 256"));
-                1
-            }
-            Some(n) => n.value as usize,
-        };
-        let mut ladder: Vec<Rung> = Vec::new();
-        for (i, r) in t.ladder.iter().flatten().enumerate() {
-            let key = format!("{at}.transcode.ladder[{i}]");
-            if r.height.value < 16 || r.height.value > 4320 || r.height.value % 2 != 0 {
-                d.at(&r.height, format!("{key}.height: an even number of pixels between 16 and 4320"));
-            }
-            let bitrate = match parse_size(&r.bitrate.value) {
-                Ok(b) if (10_000..=100_000_000).contains(&b) => b,
-                Ok(_) => {
-                    d.at(&r.bitrate, format!("{key}.bitrate: between 10k and 100M"));
+    let transcode = n
+        .transcode
+        .as_ref()
+        .filter(|_| role != Role::Edge)
+        .map(|t| {
+            let preset = t.preset.as_ref().map_or("veryfast".to_owned(), |p| {
+                if !X264_PRESETS.contains(&p.value.as_str()) {
+                    d.at(
+                        p,
+                        format!(
+                            "{at}.transcode.preset: `{}` is not an x264 preset ({})",
+                            p.value,
+                            X264_PRESETS.join(", ")
+                        ),
+                    );
+                }
+                p.value.clone()
+            });
+            let tune = t.tune.as_ref().map(|p| {
+                if !X264_TUNES.contains(&p.value.as_str()) {
+                    d.at(
+                        p,
+                        format!(
+                            "{at}.transcode.tune: `{}` is not an x264 tune ({})",
+                            p.value,
+                            X264_TUNES.join(", ")
+                        ),
+                    );
+                }
+                p.value.clone()
+            });
+            let threads = match &t.threads {
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                Some(n) if n.value == 0 || n.value > 256 => {
+                    d.at(n, format!("{at}.transcode.threads: between 1 and 256"));
                     1
                 }
-                Err(e) => {
-                    d.at(&r.bitrate, format!("{key}.bitrate: {e}"));
-                    1
-                }
+                Some(n) => n.value as usize,
             };
-            if ladder.iter().any(|o| o.height == r.height.value as u32) {
-                d.at(&r.height, format!("{key}.height: two rungs with height {}", r.height.value));
+            let mut ladder: Vec<Rung> = Vec::new();
+            for (i, r) in t.ladder.iter().flatten().enumerate() {
+                let key = format!("{at}.transcode.ladder[{i}]");
+                if r.height.value < 16 || r.height.value > 4320 || r.height.value % 2 != 0 {
+                    d.at(
+                        &r.height,
+                        format!("{key}.height: an even number of pixels between 16 and 4320"),
+                    );
+                }
+                let bitrate = match parse_size(&r.bitrate.value) {
+                    Ok(b) if (10_000..=100_000_000).contains(&b) => b,
+                    Ok(_) => {
+                        d.at(&r.bitrate, format!("{key}.bitrate: between 10k and 100M"));
+                        1
+                    }
+                    Err(e) => {
+                        d.at(&r.bitrate, format!("{key}.bitrate: {e}"));
+                        1
+                    }
+                };
+                if ladder.iter().any(|o| o.height == r.height.value as u32) {
+                    d.at(
+                        &r.height,
+                        format!("{key}.height: two rungs with height {}", r.height.value),
+                    );
+                }
+                ladder.push(Rung {
+                    height: r.height.value as u32,
+                    bitrate,
+                });
             }
-            ladder.push(Rung { height: r.height.value as u32, bitrate });
-        }
-        if ladder.is_empty() {
-            d.at(&n.name, format!("{at}.transcode.ladder: at least one rung"));
-        }
-        ladder.sort_by(|a, b| b.height.cmp(&a.height));
-        TranscodeConfig { preset, tune, threads, ladder }
-    });
+            if ladder.is_empty() {
+                d.at(&n.name, format!("{at}.transcode.ladder: at least one rung"));
+            }
+            ladder.sort_by_key(|r| std::cmp::Reverse(r.height));
+            TranscodeConfig {
+                preset,
+                tune,
+                threads,
+                ladder,
+            }
+        });
 
     let maxconn = n.maxconn.as_ref().map_or(10_000, |m| {
         if m.value == 0 {
@@ -269,7 +386,11 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         http: http?,
         relay,
         apps,
-        hls: HlsConfig { segment, window, wait },
+        hls: HlsConfig {
+            segment,
+            window,
+            wait,
+        },
         transcode,
         maxconn: usize::try_from(maxconn).unwrap_or(usize::MAX),
     })

@@ -15,16 +15,20 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .ok_or_else(|| format!("invalid duration `{raw}`: missing unit (use ms, s, m, h or d)"))?;
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{raw}`: expected a number then a unit, e.g. 250ms, 5s, 2h"))?;
+    let value: f64 = number.parse().map_err(|_| {
+        format!("invalid duration `{raw}`: expected a number then a unit, e.g. 250ms, 5s, 2h")
+    })?;
     let scale = match unit {
         "ms" => 0.001,
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
         "d" => 86400.0,
-        _ => return Err(format!("invalid duration `{raw}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "invalid duration `{raw}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     let seconds = value * scale;
     // Ten years is far beyond any timeout or interval this server has; it also keeps the
@@ -55,7 +59,11 @@ pub fn parse_size(raw: &str) -> Result<u64, String> {
         "Ki" => 1024.0,
         "Mi" => 1024.0 * 1024.0,
         "Gi" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("invalid size `{raw}`: unknown suffix `{suffix}` (use k, M, G, Ki, Mi or Gi)")),
+        _ => {
+            return Err(format!(
+                "invalid size `{raw}`: unknown suffix `{suffix}` (use k, M, G, Ki, Mi or Gi)"
+            ));
+        }
     };
     let total = (value * scale).round();
     if !total.is_finite() || total > 1e15 {
@@ -76,9 +84,9 @@ pub fn parse_addr(raw: &str) -> Result<SocketAddr, String> {
 /// Formats a duration the way the config language writes it (for messages and the stats page).
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 3_600_000 == 0 && ms > 0 {
+    if ms.is_multiple_of(3_600_000) && ms > 0 {
         format!("{}h", ms / 3_600_000)
-    } else if ms % 1000 == 0 && ms > 0 {
+    } else if ms.is_multiple_of(1000) && ms > 0 {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -100,7 +108,11 @@ mod tests {
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("99999999999h").unwrap_err().contains("too large"));
+        assert!(
+            parse_duration("99999999999h")
+                .unwrap_err()
+                .contains("too large")
+        );
     }
 
     #[test]

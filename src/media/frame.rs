@@ -112,7 +112,11 @@ mod tests {
         assert_eq!(e.extend(1000), 1000);
         assert_eq!(e.extend(0xFFFF_FF00), 0xFFFF_FF00);
         assert_eq!(e.extend(0x10), (1 << 32) + 0x10, "wrapped forward");
-        assert_eq!(e.extend(0xFFFF_FFF0), 0xFFFF_FFF0, "a late frame from before the wrap");
+        assert_eq!(
+            e.extend(0xFFFF_FFF0),
+            0xFFFF_FFF0,
+            "a late frame from before the wrap"
+        );
         assert_eq!(e.extend(0x20), (1 << 32) + 0x20);
         // Small jitter backwards stays on the same cycle.
         assert_eq!(e.extend(0x18), (1 << 32) + 0x18);

@@ -20,7 +20,7 @@ use crate::proto::aac::{AdtsHeader, AudioSpecificConfig};
 use crate::proto::avc::{DecoderConfig, write_annexb};
 use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
 use crate::proto::hls::{MediaPlaylist, Segment};
-use crate::proto::ts::{TsMuxer, Tracks};
+use crate::proto::ts::{Tracks, TsMuxer};
 
 /// Segments kept beyond the playlist window, for players that fetched an older playlist.
 const EXTRA_SEGMENTS: usize = 3;
@@ -76,8 +76,10 @@ pub struct HlsPackager {
 }
 
 impl HlsPackager {
-    /// A packager for the hub named `name`.
-    pub fn new(name: &str, config: &HlsConfig) -> Self {
+    /// A packager for the hub named `name` whose segment numbers start at `first_seq` (the hub
+    /// passes its creation time in seconds, so segment names never repeat across hub lifetimes
+    /// and can be cached).
+    pub fn new(name: &str, config: &HlsConfig, first_seq: u64) -> Self {
         let window = NonZeroUsize::new(config.window).unwrap_or(NonZeroUsize::MIN);
         HlsPackager {
             name: name.to_owned(),
@@ -88,7 +90,7 @@ impl HlsPackager {
             info: Arc::new(StreamInfo::default()),
             generation: 0,
             open: None,
-            next_seq: 0,
+            next_seq: first_seq,
             discontinuity: false,
             anchor: None,
             view: watch::Sender::new(Arc::new(HlsView::default())),
@@ -122,11 +124,12 @@ impl HlsPackager {
         if self.codecs.as_ref().map(|c| c.tracks) != Some(codecs.tracks) {
             self.close_segment();
             self.muxer = Some(TsMuxer::new(codecs.tracks));
-            if self.discontinuity {
-                if let Some(m) = &mut self.muxer {
-                    m.set_discontinuity();
-                }
-            }
+        }
+        // The first packets after a break carry discontinuity_indicator too.
+        if self.discontinuity
+            && let Some(m) = &mut self.muxer
+        {
+            m.set_discontinuity();
         }
         self.codecs = Some(codecs);
         self.info = info;
@@ -150,17 +153,19 @@ impl HlsPackager {
                 Duration::from_millis(frame.dts.saturating_sub(s.start_dts)) >= self.segment_target
             });
             if due {
-                self.close_segment();
+                self.close_segment_at(Some(frame.dts));
                 self.open_segment(frame.dts);
             }
         }
         if let Some(open) = &self.open
             && open.buf.len() > MAX_SEGMENT_BYTES
         {
-            self.close_segment();
+            self.close_segment_at(Some(frame.dts));
             self.open_segment(frame.dts);
         }
-        let (Some(open), Some(muxer), Some(codecs)) = (&mut self.open, &mut self.muxer, &self.codecs) else {
+        let (Some(open), Some(muxer), Some(codecs)) =
+            (&mut self.open, &mut self.muxer, &self.codecs)
+        else {
             // Nothing is written before the first keyframe: players need one to start.
             return;
         };
@@ -175,21 +180,37 @@ impl HlsPackager {
         match frame.kind {
             TrackKind::Video => {
                 let Some(config) = &codecs.video else { return };
-                let Ok(VideoTag { body: VideoBody::Avc(AvcPacket::Nalu { composition_time, data }), .. }) = VideoTag::parse(&frame.body) else {
+                let Ok(VideoTag {
+                    body:
+                        VideoBody::Avc(AvcPacket::Nalu {
+                            composition_time,
+                            data,
+                        }),
+                    ..
+                }) = VideoTag::parse(&frame.body)
+                else {
                     return;
                 };
                 let mut annexb = BytesMut::with_capacity(data.len() + 64);
                 if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
                     return;
                 }
-                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
-                if let Err(e) = muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf) {
+                let pts90 = ((frame.dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0)
+                    as u64
+                    * 90;
+                if let Err(e) =
+                    muxer.write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf)
+                {
                     tracing::debug!(stream = %self.name, error = %e, "video frame not packaged");
                 }
             }
             TrackKind::Audio => {
                 let Some(adts) = &codecs.audio else { return };
-                let Ok(AudioTag { body: AudioBody::Aac(AacPacket::Raw(data)), .. }) = AudioTag::parse(&frame.body) else {
+                let Ok(AudioTag {
+                    body: AudioBody::Aac(AacPacket::Raw(data)),
+                    ..
+                }) = AudioTag::parse(&frame.body)
+                else {
                     return;
                 };
                 let mut pes = BytesMut::with_capacity(data.len() + 7);
@@ -220,10 +241,14 @@ impl HlsPackager {
     }
 
     fn close_segment(&mut self) {
+        self.close_segment_at(None);
+    }
+
+    /// Closes the open segment. Ended by the next segment's first frame (`next`): exact.
+    /// Ended by a stop: up to the last frame plus one frame interval.
+    fn close_segment_at(&mut self, next: Option<u64>) {
         let Some(open) = self.open.take() else { return };
-        // Ended by the next keyframe: exact. Ended by a stop: up to the last frame plus one
-        // frame interval.
-        let end = open.last_dts + self.frame_interval;
+        let end = next.unwrap_or(open.last_dts + self.frame_interval);
         let duration = Duration::from_millis(end.saturating_sub(open.start_dts).max(1));
         let segment = Segment {
             uri: format!("{}-{}.ts", self.name, open.seq),
@@ -246,26 +271,185 @@ impl HlsPackager {
     }
 }
 
+impl std::fmt::Debug for HlsPackager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsPackager")
+            .field("name", &self.name)
+            .field("generation", &self.generation)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
 fn codecs(info: &StreamInfo) -> Codecs {
-    let video = info.video.as_ref().and_then(|v| match VideoTag::parse(&v.sequence_header) {
-        Ok(VideoTag { body: VideoBody::Avc(AvcPacket::SequenceHeader(record)), .. }) => DecoderConfig::parse(&record).ok(),
-        _ => None,
-    });
-    let audio = info.audio.as_ref().and_then(|a| match AudioTag::parse(&a.sequence_header) {
-        Ok(AudioTag { body: AudioBody::Aac(AacPacket::SequenceHeader(asc)), .. }) => {
-            AudioSpecificConfig::parse(&asc).ok().and_then(|c| AdtsHeader::new(&c).ok())
-        }
-        _ => None,
-    });
+    let video = info
+        .video
+        .as_ref()
+        .and_then(|v| match VideoTag::parse(&v.sequence_header) {
+            Ok(VideoTag {
+                body: VideoBody::Avc(AvcPacket::SequenceHeader(record)),
+                ..
+            }) => DecoderConfig::parse(&record).ok(),
+            _ => None,
+        });
+    let audio = info
+        .audio
+        .as_ref()
+        .and_then(|a| match AudioTag::parse(&a.sequence_header) {
+            Ok(AudioTag {
+                body: AudioBody::Aac(AacPacket::SequenceHeader(asc)),
+                ..
+            }) => AudioSpecificConfig::parse(&asc)
+                .ok()
+                .and_then(|c| AdtsHeader::new(&c).ok()),
+            _ => None,
+        });
     let tracks = match (video.is_some(), audio.is_some()) {
         (true, true) => Tracks::VideoAndAudio,
         (true, false) => Tracks::Video,
         (false, true) => Tracks::Audio,
         (false, false) => Tracks::Video,
     };
-    Codecs { video, audio, tracks }
+    Codecs {
+        video,
+        audio,
+        tracks,
+    }
 }
 
 fn unix_ms_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::frame::VideoTrack;
+    use crate::proto::avc::{PPS_X264, SPS_640X360};
+
+    fn encode_video(tag: VideoTag) -> Bytes {
+        let mut b = BytesMut::new();
+        tag.encode(&mut b).unwrap();
+        b.freeze()
+    }
+
+    fn info() -> Arc<StreamInfo> {
+        let config = DecoderConfig::from_parameter_sets(
+            Bytes::from_static(SPS_640X360),
+            Bytes::from_static(PPS_X264),
+        )
+        .unwrap();
+        let mut record = BytesMut::new();
+        config.encode(&mut record).unwrap();
+        Arc::new(StreamInfo {
+            video: Some(VideoTrack {
+                sequence_header: encode_video(VideoTag::avc_sequence_header(record.freeze())),
+                width: 640,
+                height: 360,
+                codec: "avc1.64001e".into(),
+                frame_rate: Some(30.0),
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// A 30 fps frame with one slice NAL (IDR on keyframes), 4-byte length prefixes.
+    fn frame(n: u64) -> Frame {
+        let keyframe = n.is_multiple_of(30);
+        let nal: &[u8] = if keyframe {
+            &[0x65, 0x88, 0x84, 0x00]
+        } else {
+            &[0x41, 0x9a, 0x02, 0x00]
+        };
+        let mut au = (nal.len() as u32).to_be_bytes().to_vec();
+        au.extend_from_slice(nal);
+        Frame {
+            kind: TrackKind::Video,
+            dts: n * 1000 / 30,
+            keyframe,
+            body: encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))),
+        }
+    }
+
+    fn config() -> HlsConfig {
+        HlsConfig {
+            segment: Duration::from_secs(2),
+            window: 3,
+            wait: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn cuts_on_keyframes_slides_the_window_and_marks_republish() {
+        let mut p = HlsPackager::new("demo", &config(), 0);
+        let views = p.subscribe();
+        p.start(info(), 1);
+        for n in 0..(7 * 30) {
+            p.push(&frame(n));
+        }
+        let view = p.view();
+        assert_eq!(
+            view.segments.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        for (_, ts) in &view.segments {
+            assert_eq!(ts.len() % 188, 0);
+            assert!(
+                ts.chunks(188).all(|p| p[0] == 0x47),
+                "every packet starts with the sync byte"
+            );
+        }
+        let text = std::str::from_utf8(view.playlist.as_ref().unwrap())
+            .unwrap()
+            .to_owned();
+        let playlist = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("valid playlist");
+        assert_eq!(playlist.segments.len(), 3);
+        for s in &playlist.segments {
+            assert!(
+                (s.duration - 2.0).abs() < 0.001,
+                "cut at the first keyframe after 2s: {}",
+                s.duration
+            );
+            assert!(s.program_date_time.is_some());
+            assert!(u64::from(playlist.target_duration as u32) >= s.duration.round() as u64);
+        }
+        assert_eq!(playlist.segments[0].uri, "demo-0.ts");
+        assert!(views.has_changed().unwrap());
+
+        // The publisher leaves: the open segment (6s..7s) is published.
+        p.stop();
+        let v = p.view();
+        assert_eq!(v.segments.back().unwrap().0, 3);
+        // Republish: a new generation, timestamps from zero again, a discontinuity.
+        p.start(info(), 2);
+        for n in 0..(3 * 30) {
+            p.push(&frame(n));
+        }
+        let text = String::from_utf8(p.view().playlist.as_ref().unwrap().to_vec()).unwrap();
+        let playlist = m3u8_rs::parse_media_playlist_res(text.as_bytes()).unwrap();
+        assert_eq!(playlist.media_sequence, 2, "window of 3 slid");
+        let uris: Vec<&str> = playlist.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, ["demo-2.ts", "demo-3.ts", "demo-4.ts"]);
+        assert!(!playlist.segments[1].discontinuity);
+        assert!(
+            playlist.segments[2].discontinuity,
+            "republished segment is discontinuous:\n{text}"
+        );
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"));
+        // Segments beyond the window stay fetchable for a while.
+        assert!(p.view().segments.iter().any(|(s, _)| *s == 1));
+    }
+
+    #[test]
+    fn nothing_before_the_first_keyframe() {
+        let mut p = HlsPackager::new("x", &config(), 0);
+        p.start(info(), 1);
+        for n in 1..29 {
+            p.push(&frame(n));
+        }
+        p.stop();
+        assert!(p.view().playlist.is_none(), "no keyframe, no segment");
+    }
 }

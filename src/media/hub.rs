@@ -20,6 +20,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
 use super::frame::{Frame, StreamInfo, TrackKind};
+use super::hls::HlsPackager;
+use crate::config::HlsConfig;
 
 /// Events a subscriber receives.
 #[derive(Debug, Clone)]
@@ -74,10 +76,26 @@ pub struct HubMetrics {
 impl HubMetrics {
     /// Registers the counters.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("hub_skips", "Slow subscribers that skipped to the next keyframe", self.skips.clone());
-        registry.register("hub_disconnects", "Subscribers disconnected for staying behind", self.disconnects.clone());
-        registry.register("hub_publishers", "Streams with a publisher", self.publishers.clone());
-        registry.register("hub_subscribers", "Subscribers of all streams", self.subscribers.clone());
+        registry.register(
+            "hub_skips",
+            "Slow subscribers that skipped to the next keyframe",
+            self.skips.clone(),
+        );
+        registry.register(
+            "hub_disconnects",
+            "Subscribers disconnected for staying behind",
+            self.disconnects.clone(),
+        );
+        registry.register(
+            "hub_publishers",
+            "Streams with a publisher",
+            self.publishers.clone(),
+        );
+        registry.register(
+            "hub_subscribers",
+            "Subscribers of all streams",
+            self.subscribers.clone(),
+        );
     }
 }
 
@@ -133,6 +151,8 @@ pub struct Hub {
     next_id: AtomicU64,
     /// Bumped at every publish start/stop, so waiters (edges, playlist requests) can watch.
     live: watch::Sender<bool>,
+    /// HLS packaging of this hub, fed from the publisher's task.
+    hls: Option<Mutex<HlsPackager>>,
 }
 
 /// The right to publish into a hub; dropping it ends the publish session.
@@ -155,10 +175,19 @@ pub struct Subscription {
 pub struct AlreadyPublishing(pub HubKey);
 
 impl Hub {
-    fn new(key: HubKey, metrics: HubMetrics) -> Self {
+    fn new(key: HubKey, metrics: HubMetrics, hls: Option<&HlsConfig>) -> Self {
         Hub {
+            hls: hls.map(|c| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                Mutex::new(HlsPackager::new(&key.name, c, now))
+            }),
             key,
-            inner: Mutex::new(Inner { idle_since: Some(Instant::now()), ..Default::default() }),
+            inner: Mutex::new(Inner {
+                idle_since: Some(Instant::now()),
+                ..Default::default()
+            }),
             metrics,
             next_id: AtomicU64::new(1),
             live: watch::Sender::new(false),
@@ -183,6 +212,13 @@ impl Hub {
     /// Watches the live flag (true while a publisher is active).
     pub fn watch_live(&self) -> watch::Receiver<bool> {
         self.live.subscribe()
+    }
+
+    /// The HLS packager, when the node packages HLS.
+    pub fn hls(&self) -> Option<MutexGuard<'_, HlsPackager>> {
+        self.hls
+            .as_ref()
+            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The current stream description.
@@ -221,13 +257,20 @@ impl Hub {
     }
 
     /// [`Hub::subscribe`] with a queue length.
-    pub fn subscribe_with_capacity(self: &Arc<Self>, kind: SubscriberKind, capacity: usize) -> Subscription {
+    pub fn subscribe_with_capacity(
+        self: &Arc<Self>,
+        kind: SubscriberKind,
+        capacity: usize,
+    ) -> Subscription {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
         let mut state = SubState::Live;
         if inner.info.video.is_some() || inner.info.audio.is_some() {
-            let start = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
+            let start = HubEvent::Start {
+                info: inner.info.clone(),
+                generation: inner.generation,
+            };
             if tx.try_send(start).is_err() {
                 state = SubState::Skipping;
             }
@@ -238,11 +281,20 @@ impl Hub {
                 }
             }
         }
-        inner.slots.push(Slot { id, kind, tx, state });
+        inner.slots.push(Slot {
+            id,
+            kind,
+            tx,
+            state,
+        });
         inner.idle_since = None;
         drop(inner);
         self.metrics.subscribers.inc();
-        Subscription { hub: self.clone(), id, rx }
+        Subscription {
+            hub: self.clone(),
+            id,
+            rx,
+        }
     }
 
     fn unsubscribe(&self, id: u64) {
@@ -264,7 +316,8 @@ impl Hub {
 
     /// Sends an event to every subscriber, applying the slow-subscriber policy.
     fn fan_out(&self, inner: &mut Inner, event: &HubEvent) {
-        let keyframe = matches!(event, HubEvent::Frame(f) if f.keyframe) || !matches!(event, HubEvent::Frame(_));
+        let keyframe = matches!(event, HubEvent::Frame(f) if f.keyframe)
+            || !matches!(event, HubEvent::Frame(_));
         let metrics = &self.metrics;
         inner.slots.retain_mut(|slot| {
             if matches!(slot.state, SubState::Skipping) && !keyframe {
@@ -306,8 +359,18 @@ impl Publisher {
     pub fn set_info(&self, info: StreamInfo) {
         let mut inner = self.hub.lock();
         inner.info = Arc::new(info);
-        let event = HubEvent::Start { info: inner.info.clone(), generation: inner.generation };
-        self.hub.fan_out(&mut inner, &event);
+        let (info, generation) = (inner.info.clone(), inner.generation);
+        self.hub.fan_out(
+            &mut inner,
+            &HubEvent::Start {
+                info: info.clone(),
+                generation,
+            },
+        );
+        drop(inner);
+        if let Some(mut hls) = self.hub.hls() {
+            hls.start(info, generation);
+        }
     }
 
     /// The current description (to update one field).
@@ -337,7 +400,12 @@ impl Publisher {
                 inner.gop_broken = true;
             }
         }
-        self.hub.fan_out(&mut inner, &HubEvent::Frame(frame));
+        let event = HubEvent::Frame(frame);
+        self.hub.fan_out(&mut inner, &event);
+        drop(inner);
+        if let (Some(mut hls), HubEvent::Frame(frame)) = (self.hub.hls(), &event) {
+            hls.push(frame);
+        }
     }
 }
 
@@ -352,6 +420,9 @@ impl Drop for Publisher {
             inner.idle_since = Some(Instant::now());
         }
         drop(inner);
+        if let Some(mut hls) = self.hub.hls() {
+            hls.stop();
+        }
         self.hub.metrics.publishers.dec();
         self.hub.live.send_replace(false);
     }
@@ -361,6 +432,12 @@ impl Subscription {
     /// The next event; `None` when the subscriber was disconnected for staying behind.
     pub async fn recv(&mut self) -> Option<HubEvent> {
         self.rx.recv().await
+    }
+
+    /// The next event if one is queued: `Empty` when none is, `Disconnected` when the
+    /// subscriber was dropped for staying behind.
+    pub fn try_recv(&mut self) -> Result<HubEvent, mpsc::error::TryRecvError> {
+        self.rx.try_recv()
     }
 
     /// The hub subscribed to.
@@ -380,12 +457,18 @@ impl Drop for Subscription {
 pub struct Hubs {
     map: Mutex<HashMap<HubKey, Arc<Hub>>>,
     metrics: HubMetrics,
+    /// HLS packaging settings for new hubs (none: no packaging).
+    hls: Option<HlsConfig>,
 }
 
 impl Hubs {
     /// An empty registry whose hubs count into `metrics`.
-    pub fn new(metrics: HubMetrics) -> Self {
-        Hubs { map: Mutex::default(), metrics }
+    pub fn new(metrics: HubMetrics, hls: Option<HlsConfig>) -> Self {
+        Hubs {
+            map: Mutex::default(),
+            metrics,
+            hls,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<HubKey, Arc<Hub>>> {
@@ -399,7 +482,16 @@ impl Hubs {
 
     /// The hub with that name, created if needed.
     pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
-        self.lock().entry(key.clone()).or_insert_with(|| Arc::new(Hub::new(key.clone(), self.metrics.clone()))).clone()
+        self.lock()
+            .entry(key.clone())
+            .or_insert_with(|| {
+                Arc::new(Hub::new(
+                    key.clone(),
+                    self.metrics.clone(),
+                    self.hls.as_ref(),
+                ))
+            })
+            .clone()
     }
 
     /// Every hub.
@@ -437,11 +529,19 @@ mod tests {
     use bytes::Bytes;
 
     fn key() -> HubKey {
-        HubKey { app: "live".into(), name: "s".into() }
+        HubKey {
+            app: "live".into(),
+            name: "s".into(),
+        }
     }
 
     fn video(dts: u64, keyframe: bool) -> Frame {
-        Frame { kind: TrackKind::Video, dts, keyframe, body: Bytes::from(vec![0u8; 10]) }
+        Frame {
+            kind: TrackKind::Video,
+            dts,
+            keyframe,
+            body: Bytes::from(vec![0u8; 10]),
+        }
     }
 
     fn info() -> StreamInfo {
@@ -474,9 +574,15 @@ mod tests {
             p.send(video(i as u64 * 33, k));
         }
         let mut s = hub.subscribe(SubscriberKind::Rtmp);
-        assert!(matches!(s.recv().await, Some(HubEvent::Start { generation: 1, .. })));
+        assert!(matches!(
+            s.recv().await,
+            Some(HubEvent::Start { generation: 1, .. })
+        ));
         let first = frame_of(s.recv().await.unwrap());
-        assert!(first.keyframe && first.dts == 99, "starts on the latest keyframe");
+        assert!(
+            first.keyframe && first.dts == 99,
+            "starts on the latest keyframe"
+        );
         assert_eq!(frame_of(s.recv().await.unwrap()).dts, 132);
         p.send(video(165, false));
         assert_eq!(frame_of(s.recv().await.unwrap()).dts, 165);
@@ -494,13 +600,16 @@ mod tests {
         assert!(matches!(s.recv().await, Some(HubEvent::Stop)));
         let p2 = hub.publish().unwrap();
         p2.set_info(info());
-        assert!(matches!(s.recv().await, Some(HubEvent::Start { generation: 2, .. })), "republish is a new generation");
+        assert!(
+            matches!(s.recv().await, Some(HubEvent::Start { generation: 2, .. })),
+            "republish is a new generation"
+        );
     }
 
     #[tokio::test]
     async fn slow_subscriber_skips_to_the_next_keyframe_then_is_disconnected() {
         let metrics = HubMetrics::default();
-        let hub = Hubs::new(metrics.clone()).get_or_create(&key());
+        let hub = Hubs::new(metrics.clone(), None).get_or_create(&key());
         let p = hub.publish().unwrap();
         let mut slow = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 4);
         let mut fast = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 64);
@@ -515,7 +624,11 @@ mod tests {
         }
         p.send(video(6, false));
         p.send(video(7, true));
-        assert_eq!(frame_of(slow.recv().await.unwrap()).dts, 7, "resumes at the keyframe");
+        assert_eq!(
+            frame_of(slow.recv().await.unwrap()).dts,
+            7,
+            "resumes at the keyframe"
+        );
         // Falls behind again and stays behind at the next keyframe: disconnected.
         for i in 8..20 {
             p.send(video(i, i == 15));
@@ -538,7 +651,10 @@ mod tests {
         let hub = hubs.get_or_create(&key());
         let s = hub.subscribe(SubscriberKind::Rtmp);
         drop(hub);
-        assert!(hubs.reap(std::time::Duration::ZERO).is_empty(), "subscribed");
+        assert!(
+            hubs.reap(std::time::Duration::ZERO).is_empty(),
+            "subscribed"
+        );
         drop(s);
         assert_eq!(hubs.reap(std::time::Duration::ZERO), vec![key()]);
         assert!(hubs.get(&key()).is_none());

@@ -2,9 +2,12 @@
 //! API, RTMP ingest/playback, the relay and the heartbeat.
 
 pub mod frame;
-pub mod http;
 pub mod hls;
+pub mod http;
 pub mod hub;
+pub mod leases;
+pub mod rtmp;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,9 +15,16 @@ use std::time::SystemTime;
 
 use tokio::net::TcpListener;
 
-use crate::cluster::heartbeat::{Heartbeat, Idle, NodeIdentity, StoreHealth};
-use crate::config::MediaConfig;
+use std::time::Duration;
+
+use self::http::hls::HlsViewers;
+use self::hub::{HubMetrics, Hubs};
+use self::leases::Leases;
+use self::stats::MediaStats;
+use crate::cluster::heartbeat::{Heartbeat, NodeIdentity, StoreHealth};
+use crate::config::{HlsConfig, MediaConfig, Role};
 use crate::node::NodeContext;
+use crate::runtime::Shutdown;
 use crate::runtime::listener::{accept_loop, bind_tcp, bind_udp, local_addr};
 use crate::runtime::metrics::NodeMetrics;
 use crate::runtime::{BindError, ConnLimit};
@@ -44,12 +54,22 @@ impl BoundMediaNode {
         let relay = match config.relay {
             Some(addr) => {
                 let s = bind_udp(&name, "relay", addr)?;
-                let a = s.local_addr().map_err(|source| BindError { node: name.clone(), listener: "relay".into(), addr, source })?;
+                let a = s.local_addr().map_err(|source| BindError {
+                    node: name.clone(),
+                    listener: "relay".into(),
+                    addr,
+                    source,
+                })?;
                 Some((s, a))
             }
             None => None,
         };
-        Ok(BoundMediaNode { config: Arc::new(config), rtmp, http: (l, http_addr), relay })
+        Ok(BoundMediaNode {
+            config: Arc::new(config),
+            rtmp,
+            http: (l, http_addr),
+            relay,
+        })
     }
 
     /// Listener names and their real addresses, in announcement order.
@@ -70,7 +90,14 @@ impl BoundMediaNode {
         let config = self.config;
         let health = Arc::new(StoreHealth::default());
         let limit = ConnLimit::new(config.maxconn);
-        let metrics = NodeMetrics::new(&config.name, config.role.as_str());
+        let mut metrics = NodeMetrics::new(&config.name, config.role.as_str());
+        let hub_metrics = HubMetrics::default();
+        hub_metrics.register(metrics.registry_mut());
+        let stats = Arc::new(MediaStats::default());
+        stats.register(metrics.registry_mut());
+        let hubs = Arc::new(Hubs::new(hub_metrics, Some(config.hls)));
+        stats.attach(hubs.clone());
+        let hls_viewers = Arc::new(HlsViewers::default());
         let host = |a: SocketAddr| join_host_port(&config.advertise, a.port());
         let identity = NodeIdentity {
             name: config.name.clone(),
@@ -81,6 +108,23 @@ impl BoundMediaNode {
             relay: self.relay.as_ref().map(|(_, a)| host(*a)),
             started_at: SystemTime::now(),
         };
+        // Origins own the streams published to them: a lease each.
+        let leases = (config.role != Role::Edge).then(|| {
+            Leases::new(
+                ctx.store.clone(),
+                config.name.clone(),
+                identity.relay.clone(),
+                ctx.cluster.node_timeout,
+                health.clone(),
+            )
+        });
+        if let Some(leases) = &leases {
+            ctx.shutdown.spawn_service(
+                leases
+                    .clone()
+                    .run(ctx.cluster.heartbeat, ctx.shutdown.clone()),
+            );
+        }
 
         let http_ctx = Arc::new(http::HttpContext {
             config: config.clone(),
@@ -89,6 +133,9 @@ impl BoundMediaNode {
             health: health.clone(),
             metrics,
             shutdown: ctx.shutdown.clone(),
+            hubs: hubs.clone(),
+            stats: stats.clone(),
+            hls_viewers: hls_viewers.clone(),
         });
         let (http_listener, _) = self.http;
         ctx.shutdown.spawn_service(accept_loop(
@@ -96,23 +143,33 @@ impl BoundMediaNode {
             limit.clone(),
             ctx.shutdown.clone(),
             format!("{}/http", config.name),
-            move |stream, peer, permit| http::serve_connection(http_ctx.clone(), stream, peer, permit),
+            move |stream, peer, permit| {
+                http::serve_connection(http_ctx.clone(), stream, peer, permit)
+            },
         ));
         if let Some((rtmp_listener, _)) = self.rtmp {
-            let node = config.name.clone();
+            let rtmp_ctx = Arc::new(rtmp::RtmpContext {
+                config: config.clone(),
+                hubs: hubs.clone(),
+                leases: leases.clone(),
+                stats: stats.clone(),
+                shutdown: ctx.shutdown.clone(),
+            });
             ctx.shutdown.spawn_service(accept_loop(
                 rtmp_listener,
                 limit.clone(),
                 ctx.shutdown.clone(),
                 format!("{}/rtmp", config.name),
-                move |_stream, peer, _permit| {
-                    let node = node.clone();
-                    async move {
-                        tracing::warn!(%node, %peer, "RTMP ingest is not built yet; closing connection");
-                    }
-                },
+                move |stream, peer, permit| rtmp::serve(rtmp_ctx.clone(), stream, peer, permit),
             ));
         }
+        ctx.shutdown.spawn_service(housekeeping(
+            hubs.clone(),
+            hls_viewers,
+            stats.clone(),
+            config.hls,
+            ctx.shutdown.clone(),
+        ));
         // The relay socket stays bound (its port is announced) until the relay is served.
         let relay_socket = self.relay.map(|(s, _)| s);
 
@@ -121,23 +178,47 @@ impl BoundMediaNode {
             identity,
             interval: ctx.cluster.heartbeat,
             health,
-            activity: Arc::new(Idle),
+            activity: stats,
             shutdown: ctx.shutdown.clone(),
             sys: Default::default(),
         };
         if let Err(e) = heartbeat.beat().await {
             tracing::warn!(node = %config.name, error = %e, "first heartbeat failed");
         }
-        let shutdown = ctx.shutdown.clone();
         ctx.shutdown.spawn_service(async move {
             let _relay_socket = relay_socket;
             heartbeat.run().await;
-            drop(shutdown);
         });
+    }
+}
+
+/// Periodic chores: forget idle hubs (after players had time to fetch the last segments),
+/// refresh the HLS viewer count.
+async fn housekeeping(
+    hubs: Arc<Hubs>,
+    viewers: Arc<HlsViewers>,
+    stats: Arc<MediaStats>,
+    hls: HlsConfig,
+    shutdown: Shutdown,
+) {
+    let linger = (hls.segment * (hls.window as u32 + 3)).max(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            () = shutdown.stopped() => break,
+        }
+        for key in hubs.reap(linger) {
+            tracing::debug!(stream = %key, "idle stream forgotten");
+        }
+        stats.hls_viewers.set(viewers.prune() as i64);
     }
 }
 
 /// `host:port`, with brackets around an IPv6 host.
 pub fn join_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }

@@ -6,4 +6,5 @@ pub mod avc;
 pub mod flv;
 pub mod hls;
 pub mod http;
+pub mod rtmp;
 pub mod ts;

@@ -56,7 +56,9 @@ impl ConnLimit {
                     self.paused.store(true, Ordering::Release);
                 }
                 if now <= self.max {
-                    return ConnPermit { limit: self.clone() };
+                    return ConnPermit {
+                        limit: self.clone(),
+                    };
                 }
                 // Lost a race with another listener: give the slot back and wait.
                 self.release();
@@ -98,9 +100,20 @@ mod tests {
         });
         // At 9 open (90 %) it must still wait: resumes only below 9.
         permits.pop();
-        assert!(tokio::time::timeout(Duration::from_millis(50), async { while !waiter.is_finished() { tokio::task::yield_now().await } }).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), async {
+                while !waiter.is_finished() {
+                    tokio::task::yield_now().await
+                }
+            })
+            .await
+            .is_err()
+        );
         permits.pop();
-        let p = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("resumed").expect("task");
+        let p = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("resumed")
+            .expect("task");
         assert_eq!(limit.active(), 9);
         drop(p);
         drop(permits);

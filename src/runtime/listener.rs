@@ -31,9 +31,23 @@ pub struct BindError {
 }
 
 /// Binds a TCP listener.
-pub async fn bind_tcp(node: &str, listener: &str, addr: SocketAddr) -> Result<TcpListener, BindError> {
-    let err = |source| BindError { node: node.into(), listener: listener.into(), addr, source };
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(err)?;
+pub async fn bind_tcp(
+    node: &str,
+    listener: &str,
+    addr: SocketAddr,
+) -> Result<TcpListener, BindError> {
+    let err = |source| BindError {
+        node: node.into(),
+        listener: listener.into(),
+        addr,
+        source,
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(err)?;
     // Restarting a node must not wait for TIME_WAIT sockets of the previous run.
     socket.set_reuseaddr(true).map_err(err)?;
     socket.bind(addr).map_err(err)?;
@@ -41,18 +55,42 @@ pub async fn bind_tcp(node: &str, listener: &str, addr: SocketAddr) -> Result<Tc
 }
 
 /// Binds a UDP socket (the QUIC relay).
-pub fn bind_udp(node: &str, listener: &str, addr: SocketAddr) -> Result<std::net::UdpSocket, BindError> {
-    std::net::UdpSocket::bind(addr).map_err(|source| BindError { node: node.into(), listener: listener.into(), addr, source })
+pub fn bind_udp(
+    node: &str,
+    listener: &str,
+    addr: SocketAddr,
+) -> Result<std::net::UdpSocket, BindError> {
+    std::net::UdpSocket::bind(addr).map_err(|source| BindError {
+        node: node.into(),
+        listener: listener.into(),
+        addr,
+        source,
+    })
 }
 
 /// The address a bound listener really has (port 0 resolved).
-pub fn local_addr(node: &str, listener: &str, addr: SocketAddr, l: &TcpListener) -> Result<SocketAddr, BindError> {
-    l.local_addr().map_err(|source| BindError { node: node.into(), listener: listener.into(), addr, source })
+pub fn local_addr(
+    node: &str,
+    listener: &str,
+    addr: SocketAddr,
+    l: &TcpListener,
+) -> Result<SocketAddr, BindError> {
+    l.local_addr().map_err(|source| BindError {
+        node: node.into(),
+        listener: listener.into(),
+        addr,
+        source,
+    })
 }
 
 /// Runs an accept loop until drain. `handle` gets each connection and its permit.
-pub async fn accept_loop<H, F>(listener: TcpListener, limit: Arc<ConnLimit>, shutdown: Shutdown, name: String, handle: H)
-where
+pub async fn accept_loop<H, F>(
+    listener: TcpListener,
+    limit: Arc<ConnLimit>,
+    shutdown: Shutdown,
+    name: String,
+    handle: H,
+) where
     H: Fn(TcpStream, SocketAddr, ConnPermit) -> F,
     F: Future<Output = ()> + Send + 'static,
 {

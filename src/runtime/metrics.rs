@@ -36,7 +36,11 @@ impl NodeMetrics {
             ]),
         );
         let uptime = Gauge::<f64, AtomicU64>::default();
-        registry.register("uptime_seconds", "Seconds since this node started", uptime.clone());
+        registry.register(
+            "uptime_seconds",
+            "Seconds since this node started",
+            uptime.clone(),
+        );
         let heartbeat_age = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "heartbeat_age_seconds",
@@ -44,8 +48,18 @@ impl NodeMetrics {
             heartbeat_age.clone(),
         );
         let store_up = Gauge::default();
-        registry.register("store_up", "1 when the last cluster store operation succeeded", store_up.clone());
-        NodeMetrics { registry, started: Instant::now(), uptime, heartbeat_age, store_up }
+        registry.register(
+            "store_up",
+            "1 when the last cluster store operation succeeded",
+            store_up.clone(),
+        );
+        NodeMetrics {
+            registry,
+            started: Instant::now(),
+            uptime,
+            heartbeat_age,
+            store_up,
+        }
     }
 
     /// For components registering their own metrics while the node is built.
@@ -57,7 +71,8 @@ impl NodeMetrics {
     pub fn render(&self, health: &StoreHealth) -> String {
         let snap = health.snapshot();
         self.uptime.set(self.started.elapsed().as_secs_f64());
-        self.heartbeat_age.set(snap.heartbeat_age.map_or(-1.0, |a| a.as_secs_f64()));
+        self.heartbeat_age
+            .set(snap.heartbeat_age.map_or(-1.0, |a| a.as_secs_f64()));
         self.store_up.set(i64::from(snap.reachable));
         let mut out = String::new();
         // Writing into a String cannot fail.

@@ -2,8 +2,8 @@
 //! accept loops, the stdout readiness contract.
 
 pub mod limit;
-pub mod metrics;
 pub mod listener;
+pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
 

@@ -8,7 +8,9 @@ use serde_json::json;
 
 /// Prints `{"event":"listening","node":..,"listener":..,"addr":..}`.
 pub fn listening(node: &str, listener: &str, addr: SocketAddr) {
-    emit(&json!({"event": "listening", "node": node, "listener": listener, "addr": addr.to_string()}));
+    emit(
+        &json!({"event": "listening", "node": node, "listener": listener, "addr": addr.to_string()}),
+    );
 }
 
 /// Prints `{"event":"ready"}`.

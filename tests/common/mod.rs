@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod lb;
+pub mod secantus;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -58,7 +59,10 @@ impl Proc {
         let mut child = Command::new(binary())
             .args(["run", "--config"])
             .arg(&config)
-            .env("RUST_LOG", std::env::var("STREAMFLEET_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("STREAMFLEET_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()
@@ -73,7 +77,14 @@ impl Proc {
                 }
             }
         });
-        Proc { child: Some(child), listeners: HashMap::new(), dir, config, stderr_path, lines: rx }
+        Proc {
+            child: Some(child),
+            listeners: HashMap::new(),
+            dir,
+            config,
+            stderr_path,
+            lines: rx,
+        }
     }
 
     /// Reads readiness lines until `{"event":"ready"}`.
@@ -83,14 +94,21 @@ impl Proc {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match self.lines.recv_timeout(left) {
                 Ok(l) => l,
-                Err(_) => panic!("streamfleet did not become ready; stderr:\n{}", self.stderr()),
+                Err(_) => panic!(
+                    "streamfleet did not become ready; stderr:\n{}",
+                    self.stderr()
+                ),
             };
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
             match v["event"].as_str() {
                 Some("listening") => {
-                    let key = (v["node"].as_str().unwrap().to_owned(), v["listener"].as_str().unwrap().to_owned());
-                    self.listeners.insert(key, v["addr"].as_str().unwrap().parse().unwrap());
+                    let key = (
+                        v["node"].as_str().unwrap().to_owned(),
+                        v["listener"].as_str().unwrap().to_owned(),
+                    );
+                    self.listeners
+                        .insert(key, v["addr"].as_str().unwrap().parse().unwrap());
                 }
                 Some("ready") => return,
                 _ => panic!("unexpected stdout line: {line}"),
@@ -103,7 +121,12 @@ impl Proc {
         *self
             .listeners
             .get(&(node.to_owned(), listener.to_owned()))
-            .unwrap_or_else(|| panic!("no listener {listener} on node {node}: {:?}", self.listeners))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no listener {listener} on node {node}: {:?}",
+                    self.listeners
+                )
+            })
     }
 
     /// `http://addr` of a node's HTTP listener.
@@ -123,7 +146,11 @@ impl Proc {
 
     /// Sends a signal (`"TERM"`, `"INT"`, `"KILL"`, `"STOP"`, `"CONT"`).
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill -{sig} failed");
     }
 
@@ -181,11 +208,15 @@ impl Http {
     }
     /// The body as JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     /// First header with that (lowercase) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -196,7 +227,10 @@ pub fn get(url: &str) -> Http {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut resp = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
@@ -204,7 +238,11 @@ pub fn get(url: &str) -> Http {
         .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
     let body = resp.body_mut().read_to_vec().expect("body");
-    Http { status, headers, body }
+    Http {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A temp dir path helper.

@@ -15,7 +15,12 @@ use crate::config::Role;
 
 /// Runs every check; panics (like a failed assertion) on the first violation.
 pub async fn run_all(store: &dyn Store) {
-    let tag = format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    let tag = format!(
+        "{:x}",
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
     store.ping().await.expect("ping");
     nodes(store, &tag).await;
     lease_lifecycle(store, &tag).await;
@@ -25,7 +30,9 @@ pub async fn run_all(store: &dyn Store) {
 
 fn t0() -> SystemTime {
     // Whole milliseconds: MongoDB stores dates with millisecond precision.
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     SystemTime::UNIX_EPOCH + Duration::from_millis(now.as_millis() as u64)
 }
 
@@ -78,7 +85,10 @@ async fn nodes(store: &dyn Store, tag: &str) {
     assert_eq!(got_a, &a, "node record round trip");
     assert_eq!(got_b.role, Role::Origin);
     assert!(got_a.alive(now, Duration::from_secs(10)));
-    assert!(!got_b.alive(now, Duration::from_secs(10)), "a node silent past node_timeout is dead");
+    assert!(
+        !got_b.alive(now, Duration::from_secs(10)),
+        "a node silent past node_timeout is dead"
+    );
     let names: Vec<&str> = all.iter().map(|n| n.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort();
@@ -89,13 +99,23 @@ async fn nodes(store: &dyn Store, tag: &str) {
     a2.state = NodeState::Draining;
     store.upsert_node(&a2).await.expect("upsert again");
     let all = store.nodes().await.expect("nodes");
-    assert_eq!(all.iter().filter(|n| n.name == a.name).count(), 1, "upsert replaces");
-    assert_eq!(all.iter().find(|n| n.name == a.name).map(|n| n.state), Some(NodeState::Draining));
+    assert_eq!(
+        all.iter().filter(|n| n.name == a.name).count(),
+        1,
+        "upsert replaces"
+    );
+    assert_eq!(
+        all.iter().find(|n| n.name == a.name).map(|n| n.state),
+        Some(NodeState::Draining)
+    );
 
     store.remove_node(&a.name).await.expect("remove");
     store.remove_node(&b.name).await.expect("remove");
     let all = store.nodes().await.expect("nodes");
-    assert!(!all.iter().any(|n| n.name == a.name || n.name == b.name), "removed");
+    assert!(
+        !all.iter().any(|n| n.name == a.name || n.name == b.name),
+        "removed"
+    );
 }
 
 async fn lease_lifecycle(store: &dyn Store, tag: &str) {
@@ -109,7 +129,10 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
         origin_relay: Some("127.0.0.1:5090".into()),
         renditions: vec![],
     };
-    let lease = store.claim_stream(&claim, now, lease_len).await.expect("first claim");
+    let lease = store
+        .claim_stream(&claim, now, lease_len)
+        .await
+        .expect("first claim");
     assert_eq!(lease.epoch, 1);
     let rec = store.stream(&key).await.expect("stream").expect("record");
     assert_eq!(rec.origin, "o1");
@@ -119,12 +142,23 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
 
     let update = StreamUpdate {
         renditions: Some(vec![rendition()]),
-        viewers: Viewers { hls: 3, rtmp: 1, edges: 2 },
+        viewers: Viewers {
+            hls: 3,
+            rtmp: 1,
+            edges: 2,
+        },
     };
     let later = now + Duration::from_secs(5);
-    store.renew_stream(&lease, &update, later, lease_len).await.expect("renew");
+    store
+        .renew_stream(&lease, &update, later, lease_len)
+        .await
+        .expect("renew");
     let rec = store.stream(&key).await.expect("stream").expect("record");
-    assert_eq!(rec.lease_until, later + lease_len, "renewal extends the lease");
+    assert_eq!(
+        rec.lease_until,
+        later + lease_len,
+        "renewal extends the lease"
+    );
     assert_eq!(rec.renditions, vec![rendition()]);
     assert_eq!(rec.viewers.hls, 3);
     assert_eq!(rec.started_at, now);
@@ -136,13 +170,21 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
     store.release_stream(&lease, later).await.expect("release");
     let rec = store.stream(&key).await.expect("stream").expect("record");
     assert_eq!(rec.status, StreamStatus::Finished);
-    assert!(matches!(
-        store.renew_stream(&lease, &StreamUpdate::default(), later, lease_len).await,
-        Err(StoreError::LeaseLost { .. })
-    ), "a released lease cannot be renewed");
+    assert!(
+        matches!(
+            store
+                .renew_stream(&lease, &StreamUpdate::default(), later, lease_len)
+                .await,
+            Err(StoreError::LeaseLost { .. })
+        ),
+        "a released lease cannot be renewed"
+    );
 
     // Republish: a new epoch.
-    let lease2 = store.claim_stream(&claim, later, lease_len).await.expect("republish");
+    let lease2 = store
+        .claim_stream(&claim, later, lease_len)
+        .await
+        .expect("republish");
     assert_eq!(lease2.epoch, 2);
 }
 
@@ -156,28 +198,45 @@ async fn lease_conflicts(store: &dyn Store, tag: &str) {
         origin_relay: None,
         renditions: vec![],
     };
-    let l1 = store.claim_stream(&claim("o1"), now, lease_len).await.expect("o1 claims");
-    match store.claim_stream(&claim("o2"), now + Duration::from_secs(1), lease_len).await {
+    let l1 = store
+        .claim_stream(&claim("o1"), now, lease_len)
+        .await
+        .expect("o1 claims");
+    match store
+        .claim_stream(&claim("o2"), now + Duration::from_secs(1), lease_len)
+        .await
+    {
         Err(StoreError::Owned { origin, .. }) => assert_eq!(origin, "o1"),
         other => panic!("o2 must not take a live lease: {other:?}"),
     }
     // o1 crashes: no renewals. Once the lease expires o2 takes over with a new epoch.
     let after = now + lease_len + Duration::from_secs(1);
-    let l2 = store.claim_stream(&claim("o2"), after, lease_len).await.expect("takeover");
+    let l2 = store
+        .claim_stream(&claim("o2"), after, lease_len)
+        .await
+        .expect("takeover");
     assert_eq!(l2.epoch, l1.epoch + 1);
     let rec = store.stream(&key).await.expect("stream").expect("record");
     assert_eq!(rec.origin, "o2");
     assert_eq!(rec.effective_status(after), StreamStatus::Broadcasting);
     // The old holder's late writes are refused and change nothing.
     assert!(matches!(
-        store.renew_stream(&l1, &StreamUpdate::default(), after, lease_len).await,
+        store
+            .renew_stream(&l1, &StreamUpdate::default(), after, lease_len)
+            .await,
         Err(StoreError::LeaseLost { .. })
     ));
     assert!(store.release_stream(&l1, after).await.is_err());
     let rec = store.stream(&key).await.expect("stream").expect("record");
-    assert_eq!((rec.origin.as_str(), rec.status), ("o2", StreamStatus::Broadcasting));
+    assert_eq!(
+        (rec.origin.as_str(), rec.status),
+        ("o2", StreamStatus::Broadcasting)
+    );
     // A restarted node may reclaim its own stream at once.
-    let l3 = store.claim_stream(&claim("o2"), after, lease_len).await.expect("same node reclaims");
+    let l3 = store
+        .claim_stream(&claim("o2"), after, lease_len)
+        .await
+        .expect("same node reclaims");
     assert_eq!(l3.epoch, l2.epoch + 1);
 }
 
@@ -191,7 +250,10 @@ async fn listing(store: &dyn Store, tag: &str) {
             origin_relay: None,
             renditions: vec![],
         };
-        store.claim_stream(&claim, now, Duration::from_secs(10)).await.expect("claim");
+        store
+            .claim_stream(&claim, now, Duration::from_secs(10))
+            .await
+            .expect("claim");
     }
     assert_eq!(store.stream_count(Some(&app)).await.expect("count"), 5);
     let page = store.streams(Some(&app), 1, 2).await.expect("page");

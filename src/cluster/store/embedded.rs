@@ -66,7 +66,12 @@ impl Store for EmbeddedStore {
         let epoch = match streams.get(&id) {
             None => 1,
             Some(r) if r.claimable(now) || r.origin == claim.origin => r.epoch + 1,
-            Some(r) => return Err(StoreError::Owned { key: claim.key.clone(), origin: r.origin.clone() }),
+            Some(r) => {
+                return Err(StoreError::Owned {
+                    key: claim.key.clone(),
+                    origin: r.origin.clone(),
+                });
+            }
         };
         streams.insert(
             id,
@@ -83,7 +88,11 @@ impl Store for EmbeddedStore {
                 viewers: Default::default(),
             },
         );
-        Ok(Lease { key: claim.key.clone(), origin: claim.origin.clone(), epoch })
+        Ok(Lease {
+            key: claim.key.clone(),
+            origin: claim.origin.clone(),
+            epoch,
+        })
     }
 
     async fn renew_stream(
@@ -95,7 +104,11 @@ impl Store for EmbeddedStore {
     ) -> Result<(), StoreError> {
         let mut streams = lock(&self.streams);
         match streams.get_mut(&lease.key.id()) {
-            Some(r) if r.epoch == lease.epoch && r.origin == lease.origin && r.status == StreamStatus::Broadcasting => {
+            Some(r)
+                if r.epoch == lease.epoch
+                    && r.origin == lease.origin
+                    && r.status == StreamStatus::Broadcasting =>
+            {
                 r.lease_until = now + lease_len;
                 r.updated_at = now;
                 r.viewers = update.viewers;
@@ -104,7 +117,10 @@ impl Store for EmbeddedStore {
                 }
                 Ok(())
             }
-            _ => Err(StoreError::LeaseLost { key: lease.key.clone(), epoch: lease.epoch }),
+            _ => Err(StoreError::LeaseLost {
+                key: lease.key.clone(),
+                epoch: lease.epoch,
+            }),
         }
     }
 
@@ -117,7 +133,10 @@ impl Store for EmbeddedStore {
                 r.updated_at = now;
                 Ok(())
             }
-            _ => Err(StoreError::LeaseLost { key: lease.key.clone(), epoch: lease.epoch }),
+            _ => Err(StoreError::LeaseLost {
+                key: lease.key.clone(),
+                epoch: lease.epoch,
+            }),
         }
     }
 
@@ -125,7 +144,12 @@ impl Store for EmbeddedStore {
         Ok(lock(&self.streams).get(&key.id()).cloned())
     }
 
-    async fn streams(&self, app: Option<&str>, offset: u64, limit: u64) -> Result<Vec<StreamRecord>, StoreError> {
+    async fn streams(
+        &self,
+        app: Option<&str>,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
         let streams = lock(&self.streams);
         Ok(streams
             .values()
@@ -137,7 +161,10 @@ impl Store for EmbeddedStore {
     }
 
     async fn stream_count(&self, app: Option<&str>) -> Result<u64, StoreError> {
-        Ok(lock(&self.streams).values().filter(|r| app.is_none_or(|a| r.key.app == a)).count() as u64)
+        Ok(lock(&self.streams)
+            .values()
+            .filter(|r| app.is_none_or(|a| r.key.app == a))
+            .count() as u64)
     }
 }
 

@@ -1,7 +1,7 @@
 //! The cluster store: one trait, two implementations.
 //!
 //! - [`embedded`]: in-process maps shared by the nodes of one process (the one-box default).
-//! - `mongodb`: the official driver, for nodes on several machines.
+//! - [`mongodb`]: the official driver, for nodes on several machines.
 //!
 //! Ownership of a stream is a lease taken by compare-and-set: [`Store::claim_stream`] succeeds
 //! when no valid lease exists (bumping the epoch), [`Store::renew_stream`] and
@@ -10,6 +10,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod mongodb;
 
 use std::time::{Duration, SystemTime};
 
@@ -50,6 +51,16 @@ pub enum StoreError {
         id: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The store's settings cannot work (malformed URI, unsupported scheme): retrying will not
+    /// help, the configuration must change.
+    #[error("cluster store settings are invalid: {reason}")]
+    Config {
+        /// What is wrong (credentials never included).
+        reason: String,
+        /// What the driver reported, when it did (credentials never included).
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 

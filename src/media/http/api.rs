@@ -17,7 +17,10 @@ pub(super) fn healthz(_ctx: &HttpContext) -> Response<Body> {
 
 pub(super) fn readyz(ctx: &HttpContext) -> Response<Body> {
     if ctx.shutdown.is_draining() {
-        return json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not ready", "reason": "draining"}));
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not ready", "reason": "draining"}),
+        );
     }
     let snap = ctx.health.snapshot();
     if !snap.reachable {
@@ -25,27 +28,41 @@ pub(super) fn readyz(ctx: &HttpContext) -> Response<Body> {
             Some(e) => e,
             None => "cluster store not reached yet".to_owned(),
         };
-        return json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not ready", "reason": reason}));
+        return json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "not ready", "reason": reason}),
+        );
     }
     json(StatusCode::OK, &json!({"status": "ready"}))
 }
 
 pub(super) fn metrics(ctx: &HttpContext) -> Response<Body> {
-    text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", ctx.metrics.render(&ctx.health))
+    text(
+        StatusCode::OK,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ctx.metrics.render(&ctx.health),
+    )
 }
 
-/// Parses `{offset}/{size}` path segments.
-pub fn page(offset: &str, size: &str) -> Result<(u64, u64), Response<Body>> {
+/// Parses `{offset}/{size}` path segments; `None` when they are not numbers.
+pub fn page(offset: &str, size: &str) -> Option<(u64, u64)> {
     match (offset.parse::<u64>(), size.parse::<u64>()) {
-        (Ok(o), Ok(s)) => Ok((o, s.min(MAX_PAGE))),
-        _ => Err(error(StatusCode::BAD_REQUEST, "offset and size must be non-negative integers")),
+        (Ok(o), Ok(s)) => Some((o, s.min(MAX_PAGE))),
+        _ => None,
     }
 }
 
+/// The answer to a malformed page request.
+pub fn bad_page() -> Response<Body> {
+    error(
+        StatusCode::BAD_REQUEST,
+        "offset and size must be non-negative integers",
+    )
+}
+
 pub(super) async fn cluster_nodes(ctx: &HttpContext, offset: &str, size: &str) -> Response<Body> {
-    let (offset, size) = match page(offset, size) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let Some((offset, size)) = page(offset, size) else {
+        return bad_page();
     };
     match ctx.store.nodes().await {
         Ok(nodes) => {
@@ -66,8 +83,14 @@ pub(super) async fn cluster_node_count(ctx: &HttpContext) -> Response<Body> {
     match ctx.store.nodes().await {
         Ok(nodes) => {
             let now = SystemTime::now();
-            let alive = nodes.iter().filter(|n| n.alive(now, ctx.node_timeout)).count();
-            json(StatusCode::OK, &json!({"number": nodes.len(), "alive": alive}))
+            let alive = nodes
+                .iter()
+                .filter(|n| n.alive(now, ctx.node_timeout))
+                .count();
+            json(
+                StatusCode::OK,
+                &json!({"number": nodes.len(), "alive": alive}),
+            )
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
@@ -80,7 +103,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A node as the REST and the console show it: DESIGN.md §4 fields, plus liveness and the

@@ -5,6 +5,8 @@
 //! request in flight and closes. Requests go through [`route`], a match on path segments.
 
 mod api;
+mod broadcasts;
+pub mod hls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +21,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use self::hls::HlsViewers;
+use super::hub::Hubs;
+use super::stats::MediaStats;
 use crate::cluster::heartbeat::StoreHealth;
 use crate::cluster::store::Store;
 use crate::config::MediaConfig;
@@ -42,18 +47,29 @@ pub struct HttpContext {
     pub metrics: NodeMetrics,
     /// Drain state for `/readyz`.
     pub shutdown: Shutdown,
+    /// The node's streams.
+    pub hubs: Arc<Hubs>,
+    /// Node counters.
+    pub stats: Arc<MediaStats>,
+    /// Recent HLS clients.
+    pub hls_viewers: Arc<HlsViewers>,
 }
 
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
 
 /// Serves one connection until it closes, the client idles out, or the node stops.
-pub async fn serve_connection(ctx: Arc<HttpContext>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
+pub async fn serve_connection(
+    ctx: Arc<HttpContext>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: ConnPermit,
+) {
     let _permit = permit;
     let shutdown = ctx.shutdown.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(route(&ctx, req).await) }
+        async move { Ok::<_, Infallible>(route(&ctx, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -78,21 +94,32 @@ pub async fn serve_connection(ctx: Arc<HttpContext>, stream: TcpStream, peer: So
 }
 
 /// Dispatches a request by method and path.
-async fn route(ctx: &HttpContext, req: Request<Incoming>) -> Response<Body> {
+async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     if req.method() == Method::OPTIONS {
         return preflight();
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return error(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here");
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served here",
+        );
     }
     match segments.as_slice() {
         ["healthz"] => api::healthz(ctx),
         ["readyz"] => api::readyz(ctx),
         ["metrics"] => api::metrics(ctx),
-        ["rest", "v2", "cluster", "nodes", offset, size] => api::cluster_nodes(ctx, offset, size).await,
+        ["rest", "v2", "cluster", "nodes", offset, size] => {
+            api::cluster_nodes(ctx, offset, size).await
+        }
         ["rest", "v2", "cluster", "node-count"] => api::cluster_node_count(ctx).await,
+        [app, "rest", "v2", "broadcasts", "list", offset, size] => {
+            broadcasts::list(ctx, app, offset, size).await
+        }
+        [app, "rest", "v2", "broadcasts", "count"] => broadcasts::count(ctx, app).await,
+        [app, "rest", "v2", "broadcasts", stream_id] => broadcasts::one(ctx, app, stream_id).await,
+        [app, "streams", file] => hls::serve(ctx, app, file, peer, req.headers()).await,
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -102,8 +129,14 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
@@ -114,10 +147,15 @@ pub fn error(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 /// A text response.
-pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
@@ -125,9 +163,21 @@ fn preflight() -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
     r
 }

@@ -22,6 +22,9 @@ pub use nal::{
     AnnexBNals, LengthPrefixedNals, MAX_NALS_PER_ACCESS_UNIT, NalUnitType, write_annexb,
     write_length_prefixed,
 };
+/// Real x264 parameter sets (640x360 High), for tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) use sps::tests::{PPS_X264, SPS_640X360};
 pub use sps::{FrameRate, MAX_DIMENSION, Sps};
 
 /// Everything that can be wrong with H.264 data handed to this module.

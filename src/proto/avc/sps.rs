@@ -397,7 +397,10 @@ pub(crate) mod tests {
         let sps = [&[0x67, 66, 0, 30][..], &body].concat();
         assert!(matches!(
             Sps::parse(&sps),
-            Err(AvcError::SpsValue { field: "pic_height_in_map_units_minus1", value: 1023 })
+            Err(AvcError::SpsValue {
+                field: "pic_height_in_map_units_minus1",
+                value: 1023
+            })
         ));
         // The same with 512 map units is 16384 rows: the largest height accepted.
         let body = pack("1 1 1 1 010 0 000010100 000000000 1000000000 0 0 1 0 0 1");

@@ -1,0 +1,249 @@
+//! HLS over HTTP, from memory: `/{app}/streams/{name}.m3u8` (live playlist, waiting up to
+//! `hls.wait` for a new stream's first segment), `/{app}/streams/{name}_adaptive.m3u8` (master
+//! playlist of the source and its renditions), `/{app}/streams/{name}-{seq}.ts` (segments).
+//!
+//! Segment requests also count HLS viewers: distinct clients (the last `X-Forwarded-For` hop,
+//! which our LB appends, else the peer address, plus the User-Agent) seen in the last 30 s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use super::{Body, HttpContext, error};
+use crate::cluster::model::{Rendition, StreamKey};
+use crate::media::hub::HubKey;
+use crate::media::rtmp::rendition_suffix;
+use crate::proto::hls::{Variant, write_master};
+
+/// A client counts as an HLS viewer this long after its last segment request.
+const VIEWER_WINDOW: Duration = Duration::from_secs(30);
+/// Most distinct viewers tracked per node (bounded memory under a flood).
+const MAX_TRACKED_VIEWERS: usize = 100_000;
+
+/// Recent HLS clients per stream.
+#[derive(Debug, Default)]
+pub struct HlsViewers {
+    seen: Mutex<HashMap<(HubKey, String), Instant>>,
+}
+
+impl HlsViewers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(HubKey, String), Instant>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn saw(&self, key: &HubKey, client: String) {
+        let mut seen = self.lock();
+        if seen.len() < MAX_TRACKED_VIEWERS || seen.contains_key(&(key.clone(), client.clone())) {
+            seen.insert((key.clone(), client), Instant::now());
+        }
+    }
+
+    /// Forgets clients not seen within the window; returns the total left.
+    pub fn prune(&self) -> usize {
+        let mut seen = self.lock();
+        seen.retain(|_, t| t.elapsed() < VIEWER_WINDOW);
+        seen.len()
+    }
+
+    /// Viewers of one stream (all its renditions).
+    pub fn of(&self, app: &str, stream: &str) -> u64 {
+        self.lock()
+            .iter()
+            .filter(|((k, _), t)| {
+                k.app == app && base_name(&k.name) == stream && t.elapsed() < VIEWER_WINDOW
+            })
+            .count() as u64
+    }
+}
+
+/// `demo_480p` -> `demo`; `demo` -> `demo`.
+fn base_name(name: &str) -> &str {
+    rendition_suffix(name).map_or(name, |(base, _)| base)
+}
+
+fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
+    let ip = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .last()
+        .map_or_else(|| peer.ip().to_string(), str::to_owned);
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    format!("{ip} {ua}")
+}
+
+fn respond(content_type: &'static str, cache: &'static str, body: Bytes) -> Response<Body> {
+    let mut r = Response::new(Full::new(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+fn playlist(body: Bytes) -> Response<Body> {
+    respond("application/vnd.apple.mpegurl", "no-cache", body)
+}
+
+/// Serves `/{app}/streams/{file}`.
+pub(super) async fn serve(
+    ctx: &HttpContext,
+    app: &str,
+    file: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    if ctx.config.app(app).is_none() {
+        return error(StatusCode::NOT_FOUND, "unknown application");
+    }
+    if let Some(name) = file.strip_suffix(".m3u8") {
+        if let Some(stream) = name.strip_suffix("_adaptive") {
+            return master(ctx, app, stream).await;
+        }
+        return media_playlist(ctx, app, name).await;
+    }
+    if let Some(stem) = file.strip_suffix(".ts")
+        && let Some((name, seq)) = stem.rsplit_once('-')
+        && let Ok(seq) = seq.parse::<u64>()
+    {
+        let key = HubKey {
+            app: app.to_owned(),
+            name: name.to_owned(),
+        };
+        let segment = ctx.hubs.get(&key).and_then(|hub| {
+            let hls = hub.hls()?;
+            let view = hls.view();
+            view.segments
+                .iter()
+                .find(|(s, _)| *s == seq)
+                .map(|(_, b)| b.clone())
+        });
+        return match segment {
+            Some(bytes) => {
+                ctx.hls_viewers.saw(&key, client_key(peer, headers));
+                ctx.stats.egress_bytes.inc_by(bytes.len() as u64);
+                // Segment names never repeat (sequence numbers start at the hub's creation
+                // time), so they can be cached.
+                respond("video/mp2t", "public, max-age=3600", bytes)
+            }
+            None => error(StatusCode::NOT_FOUND, "no such segment"),
+        };
+    }
+    error(StatusCode::NOT_FOUND, "not found")
+}
+
+async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Body> {
+    let key = HubKey {
+        app: app.to_owned(),
+        name: name.to_owned(),
+    };
+    let Some(hub) = ctx.hubs.get(&key) else {
+        return error(StatusCode::NOT_FOUND, "no such stream");
+    };
+    let Some(mut views) = hub.hls().map(|h| h.subscribe()) else {
+        return error(StatusCode::NOT_FOUND, "no HLS for this stream");
+    };
+    drop(hub);
+    // A stream that just started has no segment yet: wait for it instead of a 404 that
+    // players would give up on.
+    let ready = tokio::time::timeout(
+        ctx.config.hls.wait,
+        views.wait_for(|v| v.playlist.is_some()),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .and_then(|view| view.playlist.clone());
+    match ready {
+        Some(text) => playlist(text),
+        None => error(StatusCode::NOT_FOUND, "stream has no segment yet"),
+    }
+}
+
+/// The variants of a stream: the source and every rendition, from the stream record (which
+/// edges see too), falling back to the local hub when the store cannot answer.
+async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
+    let renditions: Vec<Rendition> = match ctx.store.stream(&StreamKey::new(app, stream)).await {
+        Ok(Some(record)) => record.renditions,
+        _ => Vec::new(),
+    };
+    let mut renditions = if renditions.is_empty() {
+        local_source(ctx, app, stream)
+    } else {
+        renditions
+    };
+    if renditions.is_empty() {
+        return error(StatusCode::NOT_FOUND, "no such stream");
+    }
+    // Highest first, as players list them.
+    renditions.sort_by_key(|r| std::cmp::Reverse((r.height, r.video_bitrate)));
+    let variants: Vec<Variant> = renditions
+        .iter()
+        .map(|r| {
+            let bandwidth = (r.video_bitrate + r.audio_bitrate).max(1);
+            let codecs = if r.audio_codec.is_empty() {
+                r.video_codec.clone()
+            } else {
+                format!("{},{}", r.video_codec, r.audio_codec)
+            };
+            Variant {
+                uri: if r.name == "source" {
+                    format!("{stream}.m3u8")
+                } else {
+                    format!("{stream}_{}.m3u8", r.name)
+                },
+                // Peak allowance over the average, as players budget for it.
+                bandwidth: bandwidth + bandwidth / 10,
+                average_bandwidth: Some(bandwidth),
+                resolution: Some((r.width, r.height)),
+                codecs,
+                frame_rate: (r.frame_rate > 0.0).then_some(r.frame_rate),
+            }
+        })
+        .collect();
+    match write_master(&variants) {
+        Ok(text) => playlist(Bytes::from(text)),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+fn local_source(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Rendition> {
+    let Some(hub) = ctx.hubs.get(&HubKey {
+        app: app.to_owned(),
+        name: stream.to_owned(),
+    }) else {
+        return Vec::new();
+    };
+    let info = hub.info();
+    let Some(video) = &info.video else {
+        return Vec::new();
+    };
+    vec![Rendition {
+        name: "source".into(),
+        width: video.width,
+        height: video.height,
+        video_bitrate: 0,
+        audio_bitrate: 0,
+        video_codec: video.codec.clone(),
+        audio_codec: info
+            .audio
+            .as_ref()
+            .map_or(String::new(), |a| a.codec.clone()),
+        frame_rate: video.frame_rate.unwrap_or(0.0),
+    }]
+}

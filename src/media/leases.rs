@@ -1,0 +1,360 @@
+//! Stream ownership of an origin: one lease per published stream, taken when the publisher
+//! starts, renewed every heartbeat (with renditions and viewer counts), released when it stops.
+//!
+//! A [`LeaseGuard`] is the registration: dropping it releases the lease. When the store is
+//! unreachable at publish time the stream is accepted anyway and the loop keeps trying to claim
+//! it (a store outage never stops streams). When another origin has taken the stream over (our
+//! lease expired during a partition) the guard's `lost` signal fires and the publisher is
+//! disconnected, so two origins never ingest one stream for long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::cluster::heartbeat::StoreHealth;
+use crate::cluster::model::{Lease, Rendition, StreamClaim, StreamKey, StreamUpdate, Viewers};
+use crate::cluster::store::{Store, StoreError};
+use crate::runtime::Shutdown;
+
+/// Bound on one store call made on behalf of a publisher.
+const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug)]
+struct Entry {
+    /// Identity of this registration (a stream may be re-registered after a republish).
+    id: u64,
+    lease: Option<Lease>,
+    renditions: Vec<Rendition>,
+    renditions_dirty: bool,
+    viewers: Viewers,
+    lost: watch::Sender<bool>,
+}
+
+/// The leases of one node.
+pub struct Leases {
+    store: Arc<dyn Store>,
+    node: String,
+    relay: Option<String>,
+    lease_len: Duration,
+    health: Arc<StoreHealth>,
+    entries: Mutex<HashMap<StreamKey, Entry>>,
+    next_id: Mutex<u64>,
+}
+
+/// Why a stream cannot be published here.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// Another origin holds a live lease.
+    #[error("stream is live on node {origin}")]
+    Owned {
+        /// The owner.
+        origin: String,
+    },
+}
+
+/// A held (or pending) lease; dropping it releases the stream.
+pub struct LeaseGuard {
+    leases: Arc<Leases>,
+    key: StreamKey,
+    id: u64,
+    lost: watch::Receiver<bool>,
+}
+
+impl Leases {
+    /// Leases of node `node`, whose relay is reachable at `relay`, lasting `lease_len`
+    /// (the cluster's `node_timeout`).
+    pub fn new(
+        store: Arc<dyn Store>,
+        node: String,
+        relay: Option<String>,
+        lease_len: Duration,
+        health: Arc<StoreHealth>,
+    ) -> Arc<Self> {
+        Arc::new(Leases {
+            store,
+            node,
+            relay,
+            lease_len,
+            health,
+            entries: Mutex::default(),
+            next_id: Mutex::new(1),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn claim_of(&self, key: &StreamKey, renditions: Vec<Rendition>) -> StreamClaim {
+        StreamClaim {
+            key: key.clone(),
+            origin: self.node.clone(),
+            origin_relay: self.relay.clone(),
+            renditions,
+        }
+    }
+
+    /// Claims `key` for a new publisher.
+    pub async fn claim(self: &Arc<Self>, key: &StreamKey) -> Result<LeaseGuard, ClaimError> {
+        let claim = self.claim_of(key, Vec::new());
+        let lease = match tokio::time::timeout(
+            CLAIM_TIMEOUT,
+            self.store
+                .claim_stream(&claim, SystemTime::now(), self.lease_len),
+        )
+        .await
+        {
+            Ok(Ok(lease)) => Some(lease),
+            Ok(Err(StoreError::Owned { origin, .. })) => return Err(ClaimError::Owned { origin }),
+            Ok(Err(e)) => {
+                tracing::warn!(stream = %key, error = %e, "cannot record the stream in the cluster store now; accepting it, will retry");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(stream = %key, "cluster store too slow to record the stream; accepting it, will retry");
+                None
+            }
+        };
+        let id = {
+            let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
+            *n += 1;
+            *n
+        };
+        let (lost_tx, lost) = watch::channel(false);
+        self.lock().insert(
+            key.clone(),
+            Entry {
+                id,
+                lease,
+                renditions: Vec::new(),
+                renditions_dirty: false,
+                viewers: Viewers::default(),
+                lost: lost_tx,
+            },
+        );
+        Ok(LeaseGuard {
+            leases: self.clone(),
+            key: key.clone(),
+            id,
+            lost,
+        })
+    }
+
+    /// Streams this node owns now.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn release(self: &Arc<Self>, key: &StreamKey, id: u64) {
+        let entry = {
+            let mut entries = self.lock();
+            match entries.get(key) {
+                Some(e) if e.id == id => entries.remove(key),
+                _ => None,
+            }
+        };
+        let Some(Entry {
+            lease: Some(lease), ..
+        }) = entry
+        else {
+            return;
+        };
+        let store = self.store.clone();
+        // Drop cannot await: release in the background, bounded.
+        tokio::spawn(async move {
+            match tokio::time::timeout(
+                CLAIM_TIMEOUT,
+                store.release_stream(&lease, SystemTime::now()),
+            )
+            .await
+            {
+                Ok(Ok(())) => tracing::debug!(stream = %lease.key, "stream released"),
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %lease.key, error = %e, "stream not released; its lease will expire")
+                }
+                Err(_) => {
+                    tracing::warn!(stream = %lease.key, "stream release timed out; its lease will expire")
+                }
+            }
+        });
+    }
+
+    /// Renews (or claims, after an outage) every lease once.
+    pub async fn renew_all(&self) {
+        let now = SystemTime::now();
+        let work: Vec<(StreamKey, u64, Option<Lease>, StreamUpdate)> = self
+            .lock()
+            .iter_mut()
+            .map(|(k, e)| {
+                let update = StreamUpdate {
+                    renditions: std::mem::take(&mut e.renditions_dirty)
+                        .then(|| e.renditions.clone()),
+                    viewers: e.viewers,
+                };
+                (k.clone(), e.id, e.lease.clone(), update)
+            })
+            .collect();
+        for (key, id, lease, update) in work {
+            let result = match &lease {
+                Some(lease) => self
+                    .store
+                    .renew_stream(lease, &update, now, self.lease_len)
+                    .await
+                    .map(|()| None),
+                None => {
+                    let claim = self.claim_of(&key, update.renditions.clone().unwrap_or_default());
+                    self.store
+                        .claim_stream(&claim, now, self.lease_len)
+                        .await
+                        .map(Some)
+                }
+            };
+            let mut entries = self.lock();
+            let Some(entry) = entries.get_mut(&key).filter(|e| e.id == id) else {
+                continue;
+            };
+            match result {
+                Ok(Some(new_lease)) => {
+                    tracing::info!(stream = %key, epoch = new_lease.epoch, "stream recorded in the cluster store");
+                    entry.lease = Some(new_lease);
+                    entry.renditions_dirty = true;
+                }
+                Ok(None) => {}
+                Err(StoreError::LeaseLost { .. } | StoreError::Owned { .. }) => {
+                    tracing::warn!(stream = %key, "another origin owns this stream now; disconnecting our publisher");
+                    entry.lost.send_replace(true);
+                }
+                Err(e) => {
+                    if update.renditions.is_some() {
+                        entry.renditions_dirty = true;
+                    }
+                    self.health.record_err(&e);
+                }
+            }
+        }
+    }
+
+    /// Renews every heartbeat until the node stops.
+    pub async fn run(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.stopped() => break,
+            }
+            self.renew_all().await;
+        }
+    }
+}
+
+impl LeaseGuard {
+    /// Records the stream's renditions (sent with the next renewal).
+    pub fn set_renditions(&self, renditions: Vec<Rendition>) {
+        if let Some(e) = self
+            .leases
+            .lock()
+            .get_mut(&self.key)
+            .filter(|e| e.id == self.id)
+        {
+            e.renditions = renditions;
+            e.renditions_dirty = true;
+        }
+    }
+
+    /// Records the stream's viewers (sent with the next renewal).
+    pub fn set_viewers(&self, viewers: Viewers) {
+        if let Some(e) = self
+            .leases
+            .lock()
+            .get_mut(&self.key)
+            .filter(|e| e.id == self.id)
+        {
+            e.viewers = viewers;
+        }
+    }
+
+    /// Resolves when another origin took the stream over.
+    pub async fn lost(&mut self) {
+        // A closed channel means the registry is gone: never resolves then.
+        if self.lost.wait_for(|l| *l).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.leases.release(&self.key, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::model::StreamStatus;
+    use crate::cluster::store::embedded::EmbeddedStore;
+
+    #[tokio::test]
+    async fn claim_renew_release_and_loss() {
+        let store = Arc::new(EmbeddedStore::new());
+        let health = Arc::new(StoreHealth::default());
+        let a = Leases::new(
+            store.clone(),
+            "o1".into(),
+            Some("127.0.0.1:5090".into()),
+            Duration::from_secs(10),
+            health.clone(),
+        );
+        let b = Leases::new(
+            store.clone(),
+            "o2".into(),
+            None,
+            Duration::from_secs(10),
+            health,
+        );
+        let key = StreamKey::new("live", "s");
+        let mut guard = a.claim(&key).await.expect("claimed");
+        assert!(matches!(b.claim(&key).await, Err(ClaimError::Owned { origin }) if origin == "o1"));
+        guard.set_viewers(Viewers {
+            hls: 0,
+            rtmp: 2,
+            edges: 1,
+        });
+        a.renew_all().await;
+        let rec = store.stream(&key).await.unwrap().unwrap();
+        assert_eq!(
+            (rec.viewers.rtmp, rec.origin_relay.as_deref()),
+            (2, Some("127.0.0.1:5090"))
+        );
+
+        // Someone else takes the stream over (our lease had expired): the guard reports it.
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let claim = StreamClaim {
+            key: key.clone(),
+            origin: "o2".into(),
+            origin_relay: None,
+            renditions: vec![],
+        };
+        store
+            .claim_stream(&claim, later, Duration::from_secs(10))
+            .await
+            .unwrap();
+        a.renew_all().await;
+        tokio::time::timeout(Duration::from_secs(1), guard.lost())
+            .await
+            .expect("lost fires");
+
+        let key2 = StreamKey::new("live", "t");
+        let g2 = a.claim(&key2).await.unwrap();
+        drop(g2);
+        // Release runs in the background.
+        for _ in 0..100 {
+            if store.stream(&key2).await.unwrap().unwrap().status == StreamStatus::Finished {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("release did not happen");
+    }
+}

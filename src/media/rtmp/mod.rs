@@ -1,0 +1,494 @@
+//! RTMP connections of a media node: socket bytes into the sans-IO [`ServerSession`], its
+//! events answered here (app check, publish rules, stream ownership, play), media into the hub,
+//! hub events out to players.
+//!
+//! One task per connection `select!`s over socket reads, the player's hub queue, the lease's
+//! "lost" signal and shutdown. Writes are awaited in the loop: a player that reads slowly fills
+//! its hub queue, and the hub's slow-subscriber policy takes over (skip, then disconnect).
+
+mod play;
+mod publish;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TryRecvError;
+
+use self::play::Playback;
+use self::publish::Ingest;
+use super::hub::{HubEvent, HubKey, Hubs, SubscriberKind};
+use super::leases::{ClaimError, Leases};
+use super::stats::MediaStats;
+use crate::cluster::model::StreamKey;
+use crate::config::{MediaConfig, Role};
+use crate::proto::rtmp::handshake::RANDOM_LEN;
+use crate::proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
+use crate::runtime::{ConnPermit, Shutdown};
+
+/// Time to complete the handshake and `connect`.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A publisher silent this long is gone.
+const PUBLISHER_IDLE: Duration = Duration::from_secs(30);
+/// A write blocked this long means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Hub events encoded per socket write for a player (batching keeps syscalls down).
+const PLAYER_BATCH: usize = 256;
+/// Longest stream id accepted.
+const MAX_STREAM_ID: usize = 128;
+
+/// What RTMP connections of one node share.
+pub struct RtmpContext {
+    /// The node.
+    pub config: Arc<MediaConfig>,
+    /// Its hubs.
+    pub hubs: Arc<Hubs>,
+    /// Stream ownership (origins and standalone nodes).
+    pub leases: Option<Arc<Leases>>,
+    /// Counters.
+    pub stats: Arc<MediaStats>,
+    /// Drain and stop.
+    pub shutdown: Shutdown,
+}
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    /// The socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer broke the protocol.
+    #[error("protocol: {0}")]
+    Protocol(#[from] SessionError),
+    /// The peer was too slow at something.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    /// Another origin took the stream over.
+    #[error("stream taken over by another origin")]
+    LeaseLost,
+    /// The player fell behind and the hub dropped it.
+    #[error("player too slow: disconnected by the hub")]
+    Slow,
+}
+
+/// Serves one RTMP connection until it closes.
+pub async fn serve(ctx: Arc<RtmpContext>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
+    let _permit = permit;
+    ctx.stats.rtmp_connections.inc();
+    let mut conn = Connection::new(ctx.clone(), peer);
+    match conn.run(stream).await {
+        Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
+        Err(e) => {
+            if matches!(e, ConnError::Protocol(_)) {
+                ctx.stats.rtmp_errors.inc();
+            }
+            tracing::info!(%peer, stream = conn.stream_name().as_deref().unwrap_or("-"), "rtmp connection closed: {e}");
+        }
+    }
+}
+
+struct Connection {
+    ctx: Arc<RtmpContext>,
+    peer: SocketAddr,
+    session: ServerSession,
+    app: Option<String>,
+    ingest: Option<Ingest>,
+    playback: Option<Playback>,
+}
+
+impl Connection {
+    fn new(ctx: Arc<RtmpContext>, peer: SocketAddr) -> Self {
+        let mut random = [0u8; RANDOM_LEN];
+        // Handshake filler only: if the OS has no randomness the zeros are still valid.
+        let _ = getrandom::fill(&mut random);
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u32);
+        Connection {
+            ctx,
+            peer,
+            session: ServerSession::new(ServerConfig::default(), epoch, &random),
+            app: None,
+            ingest: None,
+            playback: None,
+        }
+    }
+
+    fn stream_name(&self) -> Option<String> {
+        self.ingest.as_ref().map(|i| i.name()).or_else(|| {
+            self.playback
+                .as_ref()
+                .map(|p| p.sub.hub().key().to_string())
+        })
+    }
+
+    async fn run(&mut self, stream: TcpStream) -> Result<(), ConnError> {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut out = BytesMut::with_capacity(64 * 1024);
+        let connect_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        loop {
+            self.session.take_output(&mut out);
+            if !out.is_empty() {
+                match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&out)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(ConnError::Timeout("writing to the peer")),
+                }
+                self.ctx.stats.egress_bytes.inc_by(out.len() as u64);
+                out.clear();
+            }
+            if self.session.is_closed() {
+                return Ok(());
+            }
+            // Before `connect`: the handshake deadline. Publishers: an idle timeout. Players
+            // send almost nothing, so they get none (a dead player fails the writes instead).
+            let read_limit = if self.app.is_none() {
+                connect_deadline.saturating_duration_since(Instant::now())
+            } else if self.playback.is_some() && self.ingest.is_none() {
+                Duration::from_secs(24 * 3600)
+            } else {
+                PUBLISHER_IDLE
+            };
+            tokio::select! {
+                r = tokio::time::timeout(read_limit, rd.read(&mut buf)) => {
+                    let n = match r {
+                        Ok(r) => r?,
+                        Err(_) if self.app.is_none() => return Err(ConnError::Timeout("in the handshake")),
+                        Err(_) => return Err(ConnError::Timeout("waiting for the publisher's data")),
+                    };
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.ctx.stats.ingress_bytes.inc_by(n as u64);
+                    self.session.handle_input(&buf[..n])?;
+                    self.process_events().await?;
+                }
+                event = next_event(&mut self.playback) => {
+                    let Some(event) = event else { return Err(ConnError::Slow) };
+                    self.play_event(event)?;
+                    for _ in 0..PLAYER_BATCH {
+                        let Some(p) = &mut self.playback else { break };
+                        match p.sub.try_recv() {
+                            Ok(event) => self.play_event(event)?,
+                            Err(TryRecvError::Disconnected) => return Err(ConnError::Slow),
+                            Err(TryRecvError::Empty) => break,
+                        }
+                    }
+                }
+                () = lease_lost(&mut self.ingest) => return Err(ConnError::LeaseLost),
+                () = self.ctx.shutdown.stopped() => return Ok(()),
+            }
+        }
+    }
+
+    fn play_event(&mut self, event: HubEvent) -> Result<(), ConnError> {
+        if let Some(p) = &mut self.playback {
+            p.on_event(&mut self.session, event)?;
+        }
+        Ok(())
+    }
+
+    async fn process_events(&mut self) -> Result<(), ConnError> {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ServerEvent::HandshakeDone { .. } => {}
+                ServerEvent::Connect { app, .. } => {
+                    // Some clients put a query or a trailing slash on the app.
+                    let app = app
+                        .split('?')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_matches('/')
+                        .to_owned();
+                    if self.ctx.config.app(&app).is_some() {
+                        self.session.accept_connect()?;
+                        self.app = Some(app);
+                    } else {
+                        tracing::info!(peer = %self.peer, %app, "connect to an unknown application refused");
+                        self.session
+                            .reject_connect(&format!("unknown application `{app}`"))?;
+                    }
+                }
+                ServerEvent::Publish {
+                    stream_id, name, ..
+                } => self.on_publish(stream_id, &name).await?,
+                ServerEvent::Play {
+                    stream_id, name, ..
+                } => self.on_play(stream_id, &name)?,
+                ServerEvent::Audio {
+                    stream_id,
+                    timestamp,
+                    payload,
+                } => {
+                    if let Some(i) = self.ingest.as_mut().filter(|i| i.stream_id == stream_id) {
+                        i.audio(timestamp, payload);
+                    }
+                }
+                ServerEvent::Video {
+                    stream_id,
+                    timestamp,
+                    payload,
+                } => {
+                    if let Some(i) = self.ingest.as_mut().filter(|i| i.stream_id == stream_id) {
+                        i.video(timestamp, payload);
+                    }
+                }
+                ServerEvent::Metadata {
+                    stream_id, payload, ..
+                } => {
+                    if let Some(i) = self.ingest.as_mut().filter(|i| i.stream_id == stream_id) {
+                        i.metadata(payload);
+                    }
+                }
+                ServerEvent::Unpublish { stream_id } => {
+                    if self
+                        .ingest
+                        .as_ref()
+                        .is_some_and(|i| i.stream_id == stream_id)
+                    {
+                        let ingest = self.ingest.take();
+                        if let Some(i) = &ingest {
+                            tracing::info!(peer = %self.peer, stream = %i.name(), "publisher stopped");
+                        }
+                    }
+                }
+                ServerEvent::PlayStop { stream_id } => {
+                    if self
+                        .playback
+                        .as_ref()
+                        .is_some_and(|p| p.stream_id == stream_id)
+                    {
+                        self.playback = None;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse_publish(&mut self, stream_id: u32, code: &str, why: &str) -> Result<(), ConnError> {
+        self.ctx.stats.publish_refused.inc();
+        tracing::info!(peer = %self.peer, code, "publish refused: {why}");
+        self.session.reject_publish(stream_id, code, why)?;
+        Ok(())
+    }
+
+    async fn on_publish(&mut self, stream_id: u32, raw_name: &str) -> Result<(), ConnError> {
+        let Some(app) = self.app.clone() else {
+            return Ok(());
+        };
+        let (name, query) = split_name(raw_name);
+        if self.ctx.config.role == Role::Edge {
+            return self.refuse_publish(
+                stream_id,
+                "NetStream.Publish.Denied",
+                "this node is an edge: publish to an origin",
+            );
+        }
+        if let Err(why) = check_stream_id(name) {
+            return self.refuse_publish(stream_id, "NetStream.Publish.BadName", &why);
+        }
+        if self.ingest.is_some() {
+            return self.refuse_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                "this connection already publishes a stream",
+            );
+        }
+        let secret = self
+            .ctx
+            .config
+            .app(&app)
+            .and_then(|a| a.publish_token_secret.clone());
+        if let Some(secret) = secret
+            && !token_valid(secret.expose(), name, query)
+        {
+            return self.refuse_publish(
+                stream_id,
+                "NetStream.Publish.Unauthorized",
+                "missing or invalid publish token",
+            );
+        }
+        let hub = self.ctx.hubs.get_or_create(&HubKey {
+            app: app.clone(),
+            name: name.to_owned(),
+        });
+        let Ok(publisher) = hub.publish() else {
+            return self.refuse_publish(
+                stream_id,
+                "NetStream.Publish.BadName",
+                &format!("stream {app}/{name} is already being published"),
+            );
+        };
+        let lease = match &self.ctx.leases {
+            Some(leases) => match leases.claim(&StreamKey::new(app.clone(), name)).await {
+                Ok(guard) => Some(guard),
+                Err(ClaimError::Owned { origin }) => {
+                    drop(publisher);
+                    return self.refuse_publish(
+                        stream_id,
+                        "NetStream.Publish.BadName",
+                        &format!("stream {app}/{name} is live on node {origin}"),
+                    );
+                }
+            },
+            None => None,
+        };
+        self.session.accept_publish(stream_id)?;
+        tracing::info!(peer = %self.peer, stream = %format!("{app}/{name}"), "publishing");
+        self.ingest = Some(Ingest::new(stream_id, publisher, lease));
+        Ok(())
+    }
+
+    fn on_play(&mut self, stream_id: u32, raw_name: &str) -> Result<(), ConnError> {
+        let Some(app) = self.app.clone() else {
+            return Ok(());
+        };
+        let (name, _) = split_name(raw_name);
+        let key = HubKey {
+            app,
+            name: name.to_owned(),
+        };
+        let Some(hub) = self.ctx.hubs.get(&key).filter(|h| h.is_live()) else {
+            tracing::info!(peer = %self.peer, stream = %key, "play refused: stream not found");
+            self.session.reject_play(
+                stream_id,
+                "NetStream.Play.StreamNotFound",
+                &format!("no live stream {key}"),
+            )?;
+            return Ok(());
+        };
+        self.session.accept_play(stream_id)?;
+        tracing::info!(peer = %self.peer, stream = %key, "playing");
+        self.playback = Some(Playback::new(
+            stream_id,
+            hub.subscribe(SubscriberKind::Rtmp),
+        ));
+        Ok(())
+    }
+}
+
+async fn next_event(playback: &mut Option<Playback>) -> Option<HubEvent> {
+    match playback {
+        Some(p) => p.sub.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn lease_lost(ingest: &mut Option<Ingest>) {
+    match ingest.as_mut().and_then(|i| i.lease.as_mut()) {
+        Some(lease) => lease.lost().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `name?query` -> (`name`, `query`).
+fn split_name(raw: &str) -> (&str, &str) {
+    raw.split_once('?').unwrap_or((raw, ""))
+}
+
+/// Stream ids appear in URLs, file names and store keys: letters, digits, `_`, `-` and `.`.
+/// Names a rendition or the master playlist would use are reserved.
+pub fn check_stream_id(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_STREAM_ID {
+        return Err(format!(
+            "stream id must have 1 to {MAX_STREAM_ID} characters"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "stream id `{name}` may only hold letters, digits, _, - and ."
+        ));
+    }
+    if name.ends_with("_adaptive") || rendition_suffix(name).is_some() {
+        return Err(format!(
+            "stream id `{name}` ends like a rendition name (_adaptive, _<height>p)"
+        ));
+    }
+    Ok(())
+}
+
+/// `demo_480p` -> Some(("demo", 480)).
+pub fn rendition_suffix(name: &str) -> Option<(&str, u32)> {
+    let (base, suffix) = name.rsplit_once('_')?;
+    let height = suffix.strip_suffix('p')?;
+    if base.is_empty() || height.is_empty() || !height.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    height.parse().ok().map(|h| (base, h))
+}
+
+/// `?token=<hex HMAC-SHA256(secret, streamId)>`, compared in constant time.
+fn token_valid(secret: &str, stream_id: &str, query: &str) -> bool {
+    use hmac::{Hmac, KeyInit, Mac};
+    let Some(token) = query.split('&').find_map(|kv| kv.strip_prefix("token=")) else {
+        return false;
+    };
+    let Some(token) = decode_hex(token) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(stream_id.as_bytes());
+    mac.verify_slice(&token).is_ok()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids() {
+        assert!(check_stream_id("demo").is_ok());
+        assert!(check_stream_id("cam-1.main_2").is_ok());
+        assert!(check_stream_id("").is_err());
+        assert!(check_stream_id("a/b").is_err());
+        assert!(check_stream_id("../x").is_err());
+        assert!(check_stream_id("demo_480p").is_err());
+        assert!(check_stream_id("demo_adaptive").is_err());
+        assert_eq!(rendition_suffix("demo_480p"), Some(("demo", 480)));
+        assert_eq!(rendition_suffix("a_b_240p"), Some(("a_b", 240)));
+        assert_eq!(rendition_suffix("demo_p"), None);
+        assert_eq!(rendition_suffix("_480p"), None);
+    }
+
+    #[test]
+    fn publish_tokens() {
+        use hmac::{Hmac, KeyInit, Mac};
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
+        mac.update(b"cam1");
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(token_valid("s3cret", "cam1", &format!("token={hex}")));
+        assert!(token_valid("s3cret", "cam1", &format!("x=1&token={hex}")));
+        assert!(
+            !token_valid("s3cret", "cam2", &format!("token={hex}")),
+            "token is per stream"
+        );
+        assert!(!token_valid("other", "cam1", &format!("token={hex}")));
+        assert!(!token_valid("s3cret", "cam1", ""));
+        assert!(!token_valid("s3cret", "cam1", "token=zz"));
+    }
+}

@@ -1,0 +1,249 @@
+//! One accepted publisher: FLV tag bodies in, hub frames and stream description out.
+//!
+//! Sequence headers (AVC decoder configuration, AAC AudioSpecificConfig) and metadata update the
+//! hub's [`StreamInfo`]; coded frames become [`Frame`]s with extended timestamps. Codecs other
+//! than H.264 and AAC are dropped with one log line (HLS and players here need those two). The
+//! measured bit rates and frame rate go into the stream record's `source` rendition.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cluster::model::Rendition;
+use crate::media::frame::{
+    AudioTrack, Frame, StreamInfo, TimestampExtender, TrackKind, VideoTrack,
+};
+use crate::media::hub::Publisher;
+use crate::media::leases::LeaseGuard;
+use crate::proto::aac::AudioSpecificConfig;
+use crate::proto::avc::DecoderConfig;
+use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+
+/// How often the measured bit rates are written to the stream record.
+const RENDITION_REFRESH: Duration = Duration::from_secs(5);
+
+/// Bytes and frames over a sliding period.
+#[derive(Debug)]
+struct Meter {
+    since: Instant,
+    video_bytes: u64,
+    audio_bytes: u64,
+    video_frames: u64,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Meter {
+            since: Instant::now(),
+            video_bytes: 0,
+            audio_bytes: 0,
+            video_frames: 0,
+        }
+    }
+}
+
+/// A publishing message stream of an RTMP connection.
+pub struct Ingest {
+    /// RTMP message stream id the publisher sends on.
+    pub stream_id: u32,
+    publisher: Publisher,
+    /// Ownership in the cluster store; `None` on edges of a test harness without leases.
+    pub lease: Option<LeaseGuard>,
+    ts: TimestampExtender,
+    info: StreamInfo,
+    warned: bool,
+    meter: Meter,
+    rendition: Option<Rendition>,
+}
+
+impl Ingest {
+    /// Starts ingesting into `publisher`.
+    pub fn new(stream_id: u32, publisher: Publisher, lease: Option<LeaseGuard>) -> Self {
+        Ingest {
+            stream_id,
+            publisher,
+            lease,
+            ts: TimestampExtender::default(),
+            info: StreamInfo::default(),
+            warned: false,
+            meter: Meter::default(),
+            rendition: None,
+        }
+    }
+
+    /// The hub's name, for logs.
+    pub fn name(&self) -> String {
+        self.publisher.hub().key().to_string()
+    }
+
+    fn warn_once(&mut self, what: &str) {
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(stream = %self.name(), "{what}; dropping it (streamfleet packages H.264 and AAC)");
+        }
+    }
+
+    /// An FLV video tag body.
+    pub fn video(&mut self, timestamp: u32, body: Bytes) {
+        let dts = self.ts.extend(timestamp);
+        let tag = match VideoTag::parse(&body) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(stream = %self.name(), error = %e, "malformed video tag dropped");
+                return;
+            }
+        };
+        let keyframe = tag.is_keyframe();
+        match tag.body {
+            VideoBody::Avc(AvcPacket::SequenceHeader(record)) => {
+                match video_track(&body, &record) {
+                    Some(track) => {
+                        self.info.video = Some(track);
+                        self.publisher.set_info(self.info.clone());
+                        self.refresh_rendition(true);
+                    }
+                    None => {
+                        tracing::warn!(stream = %self.name(), "unreadable AVC sequence header ignored")
+                    }
+                }
+            }
+            VideoBody::Avc(AvcPacket::Nalu { .. }) => {
+                if self.info.video.is_none() {
+                    return;
+                }
+                self.meter.video_bytes += body.len() as u64;
+                self.meter.video_frames += 1;
+                self.publisher.send(Frame {
+                    kind: TrackKind::Video,
+                    dts,
+                    keyframe,
+                    body,
+                });
+                self.refresh_rendition(false);
+            }
+            VideoBody::Avc(AvcPacket::EndOfSequence) | VideoBody::Command { .. } => {}
+            VideoBody::Other { codec, .. } => {
+                self.warn_once(&format!("video codec {codec:?} is not H.264"))
+            }
+            VideoBody::Enhanced { fourcc, .. } => {
+                let name = String::from_utf8_lossy(&fourcc).into_owned();
+                self.warn_once(&format!("enhanced-RTMP video codec {name} is not H.264"));
+            }
+        }
+    }
+
+    /// An FLV audio tag body.
+    pub fn audio(&mut self, timestamp: u32, body: Bytes) {
+        let dts = self.ts.extend(timestamp);
+        let tag = match AudioTag::parse(&body) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!(stream = %self.name(), error = %e, "malformed audio tag dropped");
+                return;
+            }
+        };
+        match tag.body {
+            AudioBody::Aac(AacPacket::SequenceHeader(asc)) => {
+                match AudioSpecificConfig::parse(&asc) {
+                    Ok(config) => {
+                        self.info.audio = Some(AudioTrack {
+                            sequence_header: body,
+                            codec: config.codec_string(),
+                            sample_rate: config.sampling_frequency,
+                            channels: config.channel_configuration,
+                        });
+                        self.publisher.set_info(self.info.clone());
+                        self.refresh_rendition(true);
+                    }
+                    Err(e) => {
+                        tracing::warn!(stream = %self.name(), error = %e, "unreadable AAC config ignored")
+                    }
+                }
+            }
+            AudioBody::Aac(AacPacket::Raw(_)) => {
+                if self.info.audio.is_none() {
+                    return;
+                }
+                self.meter.audio_bytes += body.len() as u64;
+                self.publisher.send(Frame {
+                    kind: TrackKind::Audio,
+                    dts,
+                    keyframe: false,
+                    body,
+                });
+            }
+            AudioBody::Other { format, .. } => {
+                self.warn_once(&format!("audio format {format:?} is not AAC"))
+            }
+        }
+    }
+
+    /// `onMetaData` for players.
+    pub fn metadata(&mut self, payload: Bytes) {
+        self.info.metadata = Some(payload);
+        self.publisher.set_info(self.info.clone());
+    }
+
+    /// Updates the source rendition: its shape at once when the description changed
+    /// (`described`), its measured rates every [`RENDITION_REFRESH`].
+    fn refresh_rendition(&mut self, described: bool) {
+        let elapsed = self.meter.since.elapsed();
+        let measure = elapsed >= RENDITION_REFRESH;
+        if !described && !measure {
+            return;
+        }
+        let Some(video) = &self.info.video else {
+            return;
+        };
+        let mut r = self.rendition.take().unwrap_or_else(|| Rendition {
+            name: "source".into(),
+            width: 0,
+            height: 0,
+            video_bitrate: 0,
+            audio_bitrate: 0,
+            video_codec: String::new(),
+            audio_codec: String::new(),
+            frame_rate: 0.0,
+        });
+        r.width = video.width;
+        r.height = video.height;
+        r.video_codec = video.codec.clone();
+        r.audio_codec = self
+            .info
+            .audio
+            .as_ref()
+            .map_or(String::new(), |a| a.codec.clone());
+        if let Some(f) = video.frame_rate {
+            r.frame_rate = f;
+        }
+        if measure {
+            let secs = elapsed.as_secs_f64();
+            r.video_bitrate = (self.meter.video_bytes as f64 * 8.0 / secs) as u64;
+            r.audio_bitrate = (self.meter.audio_bytes as f64 * 8.0 / secs) as u64;
+            if video.frame_rate.is_none() {
+                r.frame_rate = (self.meter.video_frames as f64 / secs * 100.0).round() / 100.0;
+            }
+            self.meter = Meter::default();
+        }
+        if let Some(lease) = &self.lease {
+            lease.set_renditions(vec![r.clone()]);
+        }
+        self.rendition = Some(r);
+    }
+}
+
+/// Builds the video track from an AVC sequence header.
+fn video_track(tag_body: &Bytes, record: &Bytes) -> Option<VideoTrack> {
+    let config = DecoderConfig::parse(record).ok()?;
+    let sps = config.first_sps()?.ok()?;
+    Some(VideoTrack {
+        sequence_header: tag_body.clone(),
+        width: sps.width,
+        height: sps.height,
+        codec: config.codec_string(),
+        frame_rate: sps
+            .frame_rate
+            .map(|f| f.as_f64())
+            .filter(|f| f.is_finite() && *f > 0.0 && *f <= 240.0),
+    })
+}
