@@ -11,6 +11,7 @@
 //! - `backend`: servers, UP/DOWN state, snapshot of the server list; `select`: algorithms.
 //! - `health`: active checks; `discovery`: `servers_from`.
 //! - `upstream`: connecting to a server with retries; `pipe`: bidirectional byte copy.
+//! - `rtmp`: RTMP-aware routing with the splice filter.
 //! - `tls`: certificates and SNI; `counters`: stats counters; `error`: error types.
 
 pub mod backend;
@@ -21,6 +22,7 @@ pub mod health;
 pub mod l4;
 pub mod l7;
 pub mod pipe;
+pub mod rtmp;
 pub mod select;
 pub mod tls;
 pub mod upstream;
@@ -241,14 +243,12 @@ impl BoundLbNode {
                     ));
                 }
                 ProxyMode::Rtmp => {
-                    // RTMP-aware routing needs the sans-IO RTMP session; until it is merged,
-                    // an rtmp frontend pipes bytes to its publish backend.
                     shutdown.spawn_service(accept_loop(
                         listener,
                         limit.clone(),
                         shutdown.clone(),
                         name,
-                        move |s, peer, permit| l4::serve(fe.clone(), s, peer, permit),
+                        move |s, peer, permit| rtmp::serve(fe.clone(), s, peer, permit),
                     ));
                 }
                 ProxyMode::Http => {

@@ -104,13 +104,12 @@ fn load_pem(
     }
     let key = PrivateKeyDer::from_pem_slice(&bytes)
         .map_err(|e| invalid(format!("no usable private key: {e}")))?;
-    let certified =
-        CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                invalid("the private key does not match the certificate".into())
-            }
-            e => invalid(e.to_string()),
-        })?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            invalid("the private key does not match the certificate".into())
+        }
+        e => invalid(e.to_string()),
+    })?;
     // `from_der` tolerates keys whose consistency it cannot check; a mismatch is an error here.
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
         certified.keys_match()
