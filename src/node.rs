@@ -46,7 +46,8 @@ pub enum StartError {
 
 enum Bound {
     Media(BoundMediaNode),
-    Lb(BoundLbNode),
+    /// Boxed: it holds listeners and TLS acceptors for every frontend.
+    Lb(Box<BoundLbNode>),
 }
 
 /// Builds the store, binds and starts every node, prints the readiness lines.
@@ -71,7 +72,9 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
             NodeConfig::Media(m) => {
                 bound.push(Bound::Media(BoundMediaNode::bind(m.clone()).await?))
             }
-            NodeConfig::Lb(l) => bound.push(Bound::Lb(BoundLbNode::bind(l.clone()).await?)),
+            NodeConfig::Lb(l) => {
+                bound.push(Bound::Lb(Box::new(BoundLbNode::bind(l.clone()).await?)))
+            }
         }
     }
     for (node, b) in config.nodes.iter().zip(&bound) {
