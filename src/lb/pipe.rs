@@ -43,10 +43,8 @@ pub struct PipeTimeouts {
     pub client_fin: Duration,
 }
 
-/// Where a pipe counts its bytes: `bytes_in` = client -> server, `bytes_out` = server -> client.
-pub type CounterSet<'a> = &'a [&'a Arc<Counters>];
-
-/// Copies between `client` and `server` until both are closed, a timeout, or stop.
+/// Copies between `client` and `server` until both are closed, a timeout, or stop. Bytes are
+/// counted into every one of `counters`: `bytes_in` client -> server, `bytes_out` the other way.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<C, S>(
     client: C,
@@ -54,7 +52,7 @@ pub async fn run<C, S>(
     client_pending: &[u8],
     server_pending: &[u8],
     timeouts: PipeTimeouts,
-    counters: CounterSet<'_>,
+    counters: &[&Arc<Counters>],
     shutdown: &Shutdown,
 ) -> io::Result<PipeEnd>
 where
@@ -66,6 +64,7 @@ where
     let start = Instant::now();
     let last = AtomicU64::new(0);
     let client_done = std::sync::atomic::AtomicBool::new(false);
+    let fin_seen = tokio::sync::Notify::new();
     let stamp = || last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
 
     if !client_pending.is_empty() {
@@ -88,6 +87,8 @@ where
         .await?;
         client_done.store(true, Ordering::Relaxed);
         stamp();
+        // The watchdog may be asleep on the longer tunnel limit: wake it to apply client_fin.
+        fin_seen.notify_one();
         io::Result::Ok(())
     };
     let down = async {
@@ -110,7 +111,10 @@ where
             if elapsed >= deadline {
                 return;
             }
-            tokio::time::sleep(deadline - elapsed).await;
+            tokio::select! {
+                () = tokio::time::sleep(deadline - elapsed) => {}
+                () = fin_seen.notified() => {}
+            }
         }
     };
     tokio::select! {

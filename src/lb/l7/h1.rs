@@ -25,8 +25,8 @@ use super::super::error::ProxyError;
 use super::super::pipe::{self, PipeTimeouts};
 use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
 use super::{
-    READ_CHUNK, count_error, read_response_head, read_upstream, route, sticky, write_downstream,
-    write_upstream,
+    READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream, route, sticky,
+    write_downstream, write_upstream,
 };
 use crate::proto::http::response::write_https_redirect;
 use crate::proto::http::{
@@ -146,7 +146,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
 
     /// Answers a failed exchange with the LB's error page when nothing was sent yet.
     async fn fail(&mut self, e: ProxyError, responded: bool, backend: Option<Arc<Backend>>) {
-        count_error(self.fe, backend.as_deref(), None, &e);
+        count_error(self.fe, backend.as_deref(), &e);
         tracing::debug!(frontend = %self.fe.config.name, peer = %self.peer, error = %e, source = ?std::error::Error::source(&e), "exchange failed");
         if responded {
             return;
@@ -213,7 +213,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         let _server_session = server.counters.open();
         let result = self.forward(&head, &edits, up, &backend, responded).await;
         if let Err(e) = &result {
-            count_error(fe, None, Some(&server), e);
+            count_server_error(&server, e);
         }
         result.map_err(|e| (e, Some(backend.clone())))
     }

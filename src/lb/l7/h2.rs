@@ -12,6 +12,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
@@ -23,7 +24,10 @@ use super::super::backend::Backend;
 use super::super::counters::{add, inc};
 use super::super::error::ProxyError;
 use super::super::upstream::{ConnectPlan, connect};
-use super::{count_error, read_response_head, read_upstream, route, sticky, write_upstream};
+use super::{
+    count_error, count_server_error, read_response_head, read_upstream, route, sticky,
+    write_upstream,
+};
 use crate::proto::http::cookie::prefix_set_cookie;
 use crate::proto::http::{
     BodyFraming, BodyReader, CHUNK_END, ForwardedProto, HeadLimits, Header, HttpError, LAST_CHUNK,
@@ -101,7 +105,7 @@ async fn stream(
     let Err((e, backend)) = proxy(fe, peer, request, &mut respond, &mut responded).await else {
         return;
     };
-    count_error(fe, backend.as_deref(), None, &e);
+    count_error(fe, backend.as_deref(), &e);
     tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "HTTP/2 exchange failed");
     match e.status().filter(|_| !responded) {
         Some(status) => {
@@ -306,7 +310,7 @@ async fn proxy(
                 for r in ranges.drain(..) {
                     let data = consumed.slice(r);
                     delivered += data.len() as u64;
-                    send_all(&mut send, data).await?;
+                    send_all(&mut send, data, client_timeout).await?;
                 }
             }
             if reader.is_complete() {
@@ -333,19 +337,26 @@ async fn proxy(
     }
     .await;
     if let Err(e) = &result {
-        count_error(fe, None, Some(&server), e);
+        count_server_error(&server, e);
     }
     result.map_err(fail)
 }
 
 /// Sends `data` as the flow-control window allows.
-async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), ProxyError> {
+async fn send_all(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    client_timeout: Duration,
+) -> Result<(), ProxyError> {
     while data.has_remaining() {
         send.reserve_capacity(data.len());
-        let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
-            Some(Ok(n)) => n,
-            Some(Err(e)) => return Err(ProxyError::H2(e)),
-            None => return Err(ProxyError::DownstreamClosed),
+        // A client that stops opening its window is a stalled reader: `timeouts.client`.
+        let capacity = std::future::poll_fn(|cx| send.poll_capacity(cx));
+        let granted = match tokio::time::timeout(client_timeout, capacity).await {
+            Err(_) => return Err(ProxyError::DownstreamTimeout),
+            Ok(Some(Ok(n))) => n,
+            Ok(Some(Err(e))) => return Err(ProxyError::H2(e)),
+            Ok(None) => return Err(ProxyError::DownstreamClosed),
         };
         if granted == 0 {
             continue;

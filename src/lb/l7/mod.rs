@@ -146,23 +146,23 @@ pub(crate) async fn write_downstream<S: AsyncWrite + Unpin>(
     }
 }
 
-/// Counts a failed exchange on the side that failed.
-pub(crate) fn count_error(
-    fe: &Frontend,
-    backend: Option<&Backend>,
-    server: Option<&super::backend::Server>,
-    e: &ProxyError,
-) {
+/// Counts a failed exchange on the frontend or backend, by the side that failed (connect
+/// failures are counted where they happen).
+pub(crate) fn count_error(fe: &Frontend, backend: Option<&Backend>, e: &ProxyError) {
     match e.side() {
         Some(Side::Downstream) => inc(&fe.counters.request_errors),
         Some(Side::Upstream) if !matches!(e, ProxyError::Connect { .. }) => {
             if let Some(b) = backend {
                 inc(&b.counters.response_errors);
             }
-            if let Some(s) = server {
-                inc(&s.counters.response_errors);
-            }
         }
         _ => {}
+    }
+}
+
+/// Counts a failed exchange on the server it was sent to (its response errors only).
+pub(crate) fn count_server_error(server: &super::backend::Server, e: &ProxyError) {
+    if e.side() == Some(Side::Upstream) && !matches!(e, ProxyError::Connect { .. }) {
+        inc(&server.counters.response_errors);
     }
 }
