@@ -219,3 +219,14 @@ fn request_bodies_are_forwarded_verbatim_including_chunked_and_expect_continue()
     assert_eq!(reqs[1].body.len(), body.len());
     assert_eq!(reqs[1].header("expect"), Some("100-continue"));
 }
+
+#[test]
+fn the_stats_listener_is_bound_and_announced() {
+    let up = Upstream::start("s1");
+    let p = Proc::start(&one_backend(&up, "", "", "    stats: {bind: \"127.0.0.1:0\", uri: /haproxy_stats}\n"));
+    let stats = p.addr("lb1", "stats");
+    assert_ne!(stats.port(), 0);
+    // Until the stats page exists (issue 4) every path answers 503, as unknown paths will.
+    let reply = raw(stats, b"GET /elsewhere HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(reply.starts_with("HTTP/1.1 503 "), "{reply}");
+}

@@ -12,6 +12,7 @@
 //! - `health`: active checks; `discovery`: `servers_from`.
 //! - `upstream`: connecting to a server with retries; `pipe`: bidirectional byte copy.
 //! - `rtmp`: RTMP-aware routing with the splice filter.
+//! - `stats`: the stats listener.
 //! - `tls`: certificates and SNI; `counters`: stats counters; `error`: error types.
 
 pub mod backend;
@@ -24,6 +25,7 @@ pub mod l7;
 pub mod pipe;
 pub mod rtmp;
 pub mod select;
+pub mod stats;
 pub mod tls;
 pub mod upstream;
 
@@ -45,6 +47,9 @@ use crate::node::NodeContext;
 use crate::proto::http::response::{ErrorFile, error_response, parse_errorfile};
 use crate::runtime::listener::{accept_loop, bind_tcp, local_addr};
 use crate::runtime::{BindError, ConnLimit};
+
+/// Connections the stats listener serves at once (outside `maxconn`).
+pub const STATS_MAXCONN: usize = 32;
 
 /// Why an LB node could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +152,8 @@ pub struct BoundLbNode {
     config: LbConfig,
     /// (frontend index, listener, address).
     listeners: Vec<(usize, TcpListener, SocketAddr)>,
+    /// The stats listener, when configured.
+    stats: Option<(TcpListener, SocketAddr)>,
     tls: Vec<Option<TlsAcceptor>>,
     errors: Arc<ErrorPages>,
 }
@@ -171,20 +178,35 @@ impl BoundLbNode {
                 listeners.push((i, l, a));
             }
         }
+        let stats = match &config.stats {
+            Some(st) => {
+                let l = bind_tcp(&config.name, "stats", st.bind).await?;
+                let a = local_addr(&config.name, "stats", st.bind, &l)?;
+                Some((l, a))
+            }
+            None => None,
+        };
         Ok(BoundLbNode {
             config,
             listeners,
+            stats,
             tls,
             errors,
         })
     }
 
-    /// Listener names (`frontend:<name>`) and their real addresses, in announcement order.
+    /// Listener names (`frontend:<name>`, then `stats`) and their real addresses, in
+    /// announcement order.
     pub fn listeners(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners
+        let mut out: Vec<(String, SocketAddr)> = self
+            .listeners
             .iter()
             .map(|(i, _, a)| (format!("frontend:{}", self.config.frontends[*i].name), *a))
-            .collect()
+            .collect();
+        if let Some((_, a)) = &self.stats {
+            out.push(("stats".into(), *a));
+        }
+        out
     }
 
     /// Starts health checks, discovery, the heartbeat and the accept loops.
@@ -229,6 +251,20 @@ impl BoundLbNode {
             })
             .collect();
         let limit = ConnLimit::new(config.maxconn);
+        if let Some((listener, _)) = self.stats {
+            let view = Arc::new(stats::LbView {
+                frontends: frontends.clone(),
+                backends: backends.clone(),
+            });
+            // The stats listener has its own small limit: it must answer while traffic is at maxconn.
+            shutdown.spawn_service(accept_loop(
+                listener,
+                ConnLimit::new(STATS_MAXCONN),
+                shutdown.clone(),
+                format!("{}/stats", config.name),
+                move |s, peer, permit| stats::serve(view.clone(), s, peer, permit),
+            ));
+        }
         for (i, listener, addr) in self.listeners {
             let fe = frontends[i].clone();
             let name = format!("{}/frontend:{}@{addr}", config.name, fe.config.name);
