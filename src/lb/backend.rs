@@ -220,6 +220,7 @@ fn smooth_wheel(weights: &[u32]) -> Vec<u16> {
     const MAX_WHEEL: u64 = 1 << 16;
     let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
     let len = total.min(MAX_WHEEL);
+    // `current` has one slot per weight, so every index below (from `enumerate`) is in range.
     let mut current = vec![0i64; weights.len()];
     let mut wheel = Vec::with_capacity(len as usize);
     for _ in 0..len {

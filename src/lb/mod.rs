@@ -266,6 +266,7 @@ impl BoundLbNode {
             ));
         }
         for (i, listener, addr) in self.listeners {
+            // `i` was taken from enumerating `config.frontends`, which `frontends` mirrors.
             let fe = frontends[i].clone();
             let name = format!("{}/frontend:{}@{addr}", config.name, fe.config.name);
             match fe.config.mode {

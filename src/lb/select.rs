@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use super::backend::{Backend, ServerSet};
 use crate::config::Balance;
 
-/// Picks a server of `set` for a client, skipping `tried`.
+/// Picks a server of `set` for a client, skipping `tried`. Indices come from `0..len` of the
+/// set or from its wheel (built for the same servers), so the indexing below is in range.
 pub fn pick(backend: &Backend, set: &ServerSet, client: IpAddr, tried: &[usize]) -> Option<usize> {
     let eligible = |i: usize| {
         !tried.contains(&i)
