@@ -23,8 +23,14 @@ fn config(servers: &[(&Upstream, u32)], balance: &str, extra_node: &str) -> Stri
 }
 
 fn body(lb: SocketAddr) -> String {
-    let reply = raw(lb, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+    let reply = raw(
+        lb,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -47,7 +53,8 @@ fn leastconn_avoids_the_busy_server() {
     let mut stuck = Vec::new();
     for i in 0..10 {
         let mut s = TcpStream::connect(lb).unwrap();
-        s.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         stuck.push(s);
         let got = wait_for("the request to land", Duration::from_secs(5), || {
             let (na, nb) = (a.requests().len(), b.requests().len());
@@ -73,19 +80,35 @@ fn leastconn_avoids_the_busy_server() {
 
 #[test]
 fn source_hashing_keeps_each_client_address_on_one_server() {
-    let (a, b, c) = (Upstream::start("a"), Upstream::start("b"), Upstream::start("c"));
+    let (a, b, c) = (
+        Upstream::start("a"),
+        Upstream::start("b"),
+        Upstream::start("c"),
+    );
     let p = Proc::start(&config(&[(&a, 1), (&b, 1), (&c, 1)], "source", ""));
     let lb = p.addr("lb1", "frontend:web");
     let mut seen = std::collections::HashSet::new();
     for client in 1..=12 {
         let ip = format!("127.0.0.{client}");
         let bodies: Vec<String> = (0..3)
-            .map(|_| String::from_utf8_lossy(&curl(&["--interface", &ip, &format!("http://{lb}/")]).stdout).to_string())
+            .map(|_| {
+                String::from_utf8_lossy(
+                    &curl(&["--interface", &ip, &format!("http://{lb}/")]).stdout,
+                )
+                .to_string()
+            })
             .collect();
-        assert!(bodies.iter().all(|b| *b == bodies[0]), "client {ip} moved: {bodies:?}");
+        assert!(
+            bodies.iter().all(|b| *b == bodies[0]),
+            "client {ip} moved: {bodies:?}"
+        );
         seen.insert(bodies[0].clone());
     }
-    assert_eq!(seen.len(), 3, "twelve client addresses spread over the three servers: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "twelve client addresses spread over the three servers: {seen:?}"
+    );
 }
 
 #[test]
@@ -99,21 +122,32 @@ fn maxconn_stops_accepting_at_the_limit_and_resumes_below_ninety_percent() {
             let s = TcpStream::connect(lb).unwrap();
             s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut r = BufReader::new(s.try_clone().unwrap());
-            (&s).write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            (&s).write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             assert_eq!(read_response(&mut r).1, "s");
             s
         })
         .collect();
     let mut extra = TcpStream::connect(lb).unwrap(); // queued by the kernel, not accepted
-    extra.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    extra.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    extra
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut buf = [0u8; 64];
     assert!(extra.read(&mut buf).is_err(), "not served at the limit");
     held.pop(); // 9 open = 90 %: still paused
     assert!(extra.read(&mut buf).is_err(), "not served at 90 %");
     held.pop(); // 8 open: below 90 %, accepting again
-    extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut reply = Vec::new();
     extra.read_to_end(&mut reply).unwrap();
-    assert!(String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+    assert!(
+        String::from_utf8_lossy(&reply).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 }

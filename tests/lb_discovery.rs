@@ -32,9 +32,16 @@ nodes:
 
 /// Which node answered `/metrics` through the LB.
 fn node_behind(lb: std::net::SocketAddr, cookie: &str) -> String {
-    let reply = raw(lb, format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{cookie}Connection: close\r\n\r\n").as_bytes());
+    let reply = raw(
+        lb,
+        format!("GET /metrics HTTP/1.1\r\nHost: x\r\n{cookie}Connection: close\r\n\r\n").as_bytes(),
+    );
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
-    ["origin-1", "edge-1", "edge-2"].into_iter().find(|n| reply.contains(&format!("node=\"{n}\""))).unwrap_or("none").to_owned()
+    ["origin-1", "edge-1", "edge-2"]
+        .into_iter()
+        .find(|n| reply.contains(&format!("node=\"{n}\"")))
+        .unwrap_or("none")
+        .to_owned()
 }
 
 #[test]
@@ -43,10 +50,15 @@ fn servers_follow_the_live_edges_of_the_store() {
     let lb = p.addr("lb1", "frontend:web");
     let seen = wait_for("both edges behind the LB", Duration::from_secs(10), || {
         let nodes: Vec<String> = (0..4).map(|_| node_behind(lb, "")).collect();
-        (nodes.contains(&"edge-1".to_string()) && nodes.contains(&"edge-2".to_string())).then_some(nodes)
+        (nodes.contains(&"edge-1".to_string()) && nodes.contains(&"edge-2".to_string()))
+            .then_some(nodes)
     });
     assert!(!seen.contains(&"origin-1".to_string()), "{seen:?}");
     for _ in 0..4 {
-        assert_eq!(node_behind(lb, "Cookie: JSESSIONID=edge-2~abc\r\n"), "edge-2", "cookie = node name");
+        assert_eq!(
+            node_behind(lb, "Cookie: JSESSIONID=edge-2~abc\r\n"),
+            "edge-2",
+            "cookie = node name"
+        );
     }
 }

@@ -21,9 +21,15 @@ fn config(a: &Upstream, b: &Upstream, kind: &str) -> String {
 }
 
 fn status_and_body(lb: SocketAddr) -> (u16, String) {
-    let reply = raw(lb, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let reply = raw(
+        lb,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -34,23 +40,41 @@ fn a_killed_server_goes_down_after_fall_checks_and_up_after_rise() {
     let lb = p.addr("lb1", "frontend:web");
     let killed = Instant::now();
     a.kill();
-    wait_for("a DOWN", Duration::from_secs(10), || p.stderr().contains("Server b/a is DOWN").then_some(()));
+    wait_for("a DOWN", Duration::from_secs(10), || {
+        p.stderr().contains("Server b/a is DOWN").then_some(())
+    });
     let down_after = killed.elapsed();
     // Three failed checks 200 ms apart: at least two intervals after the first failure.
-    assert!(down_after >= Duration::from_millis(400) && down_after < Duration::from_secs(3), "DOWN after {down_after:?}");
+    assert!(
+        down_after >= Duration::from_millis(400) && down_after < Duration::from_secs(3),
+        "DOWN after {down_after:?}"
+    );
     for _ in 0..4 {
         assert_eq!(status_and_body(lb), (200, "b".into()));
     }
     let back = Upstream::start_on("a", a.addr);
     let restarted = Instant::now();
-    wait_for("a UP", Duration::from_secs(10), || p.stderr().contains("Server b/a is UP").then_some(()));
-    assert!(restarted.elapsed() >= Duration::from_millis(200), "two good checks are needed");
+    wait_for("a UP", Duration::from_secs(10), || {
+        p.stderr().contains("Server b/a is UP").then_some(())
+    });
+    assert!(
+        restarted.elapsed() >= Duration::from_millis(200),
+        "two good checks are needed"
+    );
     let bodies: Vec<String> = (0..4).map(|_| status_and_body(lb).1).collect();
     assert!(bodies.contains(&"a".to_string()), "{bodies:?}");
     assert!(!back.requests().is_empty());
     let log = p.stderr();
-    assert_eq!(log.matches("Server b/a is DOWN").count(), 1, "logged once:\n{log}");
-    assert_eq!(log.matches("Server b/a is UP").count(), 1, "logged once:\n{log}");
+    assert_eq!(
+        log.matches("Server b/a is DOWN").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    assert_eq!(
+        log.matches("Server b/a is UP").count(),
+        1,
+        "logged once:\n{log}"
+    );
 }
 
 #[test]
@@ -67,7 +91,11 @@ fn every_server_down_means_503() {
     });
     let before = a.requests().len() + b.requests().len();
     assert_eq!(status_and_body(lb).0, 503);
-    assert_eq!(a.requests().len() + b.requests().len(), before, "no server was tried");
+    assert_eq!(
+        a.requests().len() + b.requests().len(),
+        before,
+        "no server was tried"
+    );
 }
 
 /// The number the issue asks for: a server dies (refuses service and fails its checks) while
@@ -91,16 +119,22 @@ fn time_from_death_to_last_routed_request() {
             sent
         }
     });
-    wait_for("traffic on a", Duration::from_secs(10), || (a.requests().len() >= 5).then_some(()));
+    wait_for("traffic on a", Duration::from_secs(10), || {
+        (a.requests().len() >= 5).then_some(())
+    });
     // Death: every request is dropped unanswered, every check fails.
     a.set(Behaviour::Close);
     a.set_healthy(false);
     let died = Instant::now();
-    wait_for("a DOWN", Duration::from_secs(10), || p.stderr().contains("Server b/a is DOWN").then_some(()));
+    wait_for("a DOWN", Duration::from_secs(10), || {
+        p.stderr().contains("Server b/a is DOWN").then_some(())
+    });
     let detected = died.elapsed();
     // Keep the traffic going for a while after DOWN to show nothing more reaches a.
     let quiet_until = Instant::now() + Duration::from_millis(600);
-    wait_for("traffic after DOWN", Duration::from_secs(10), || (Instant::now() >= quiet_until).then_some(()));
+    wait_for("traffic after DOWN", Duration::from_secs(10), || {
+        (Instant::now() >= quiet_until).then_some(())
+    });
     stop.store(true, Ordering::SeqCst);
     let sent = client.join().unwrap();
     let last = a.requests().iter().map(|r| r.at).max().unwrap();
@@ -109,6 +143,9 @@ fn time_from_death_to_last_routed_request() {
         "MEASURED interval=200ms fall=3: death -> DOWN logged {:?}; death -> last request routed to the dead server {:?} ({sent} requests sent)",
         detected, last_routed
     );
-    assert!(last_routed < detected + Duration::from_millis(50), "nothing routed to a after DOWN ({last_routed:?} vs {detected:?})");
+    assert!(
+        last_routed < detected + Duration::from_millis(50),
+        "nothing routed to a after DOWN ({last_routed:?} vs {detected:?})"
+    );
     assert!(last_routed < Duration::from_millis(1200), "{last_routed:?}");
 }

@@ -13,7 +13,16 @@ use common::lb::{Nginx, TEST_SOURCE, lb_config};
 use common::{Proc, wait_for};
 
 fn publish(url: &str, size: &str) -> Child {
-    let args: Vec<String> = TEST_SOURCE.iter().map(|a| if a.starts_with("testsrc=") { format!("testsrc=size={size}:rate=25") } else { (*a).to_owned() }).collect();
+    let args: Vec<String> = TEST_SOURCE
+        .iter()
+        .map(|a| {
+            if a.starts_with("testsrc=") {
+                format!("testsrc=size={size}:rate=25")
+            } else {
+                (*a).to_owned()
+            }
+        })
+        .collect();
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error"])
         .args(&args)
@@ -28,7 +37,19 @@ fn publish(url: &str, size: &str) -> Child {
 fn width(url: &str) -> String {
     wait_for(&format!("{url} to play"), Duration::from_secs(30), || {
         let out = Command::new("ffprobe")
-            .args(["-v", "error", "-rw_timeout", "3000000", "-select_streams", "v", "-show_entries", "stream=width", "-of", "csv=p=0", url])
+            .args([
+                "-v",
+                "error",
+                "-rw_timeout",
+                "3000000",
+                "-select_streams",
+                "v",
+                "-show_entries",
+                "stream=width",
+                "-of",
+                "csv=p=0",
+                url,
+            ])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
@@ -50,14 +71,44 @@ fn publishers_and_players_go_to_their_own_backends() {
     let mut through_lb = publish(&format!("rtmp://{lb}/live/cam"), "320x240");
     let mut direct = publish(&format!("rtmp://{}/live/cam", play_server.addr), "160x120");
 
-    assert_eq!(width(&format!("rtmp://{}/live/cam", publish_server.addr)), "320", "the LB's publisher landed on the publish backend");
-    assert_eq!(width(&format!("rtmp://{lb}/live/cam")), "160", "players through the LB reach the play backend");
+    assert_eq!(
+        width(&format!("rtmp://{}/live/cam", publish_server.addr)),
+        "320",
+        "the LB's publisher landed on the publish backend"
+    );
+    assert_eq!(
+        width(&format!("rtmp://{lb}/live/cam")),
+        "160",
+        "players through the LB reach the play backend"
+    );
     let play = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-rw_timeout", "5000000", "-i", &format!("rtmp://{lb}/live/cam"), "-t", "2", "-f", "null", "-"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rw_timeout",
+            "5000000",
+            "-i",
+            &format!("rtmp://{lb}/live/cam"),
+            "-t",
+            "2",
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .unwrap();
-    assert!(play.status.success(), "ffmpeg player through the LB: {}", String::from_utf8_lossy(&play.stderr));
+    assert!(
+        play.status.success(),
+        "ffmpeg player through the LB: {}",
+        String::from_utf8_lossy(&play.stderr)
+    );
     let status = through_lb.wait().unwrap();
-    assert!(status.success(), "publisher through the LB failed; LB log:\n{}\nnginx:\n{}", p.stderr(), publish_server.log());
+    assert!(
+        status.success(),
+        "publisher through the LB failed; LB log:\n{}\nnginx:\n{}",
+        p.stderr(),
+        publish_server.log()
+    );
     let _ = direct.wait();
 }

@@ -34,11 +34,18 @@ pub struct Recorded {
 impl Recorded {
     /// First header with that name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     /// Every header with that name.
     pub fn all(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 }
 
@@ -89,7 +96,8 @@ impl Upstream {
 
     /// Starts on `addr` (to bring a killed upstream back on its port).
     pub fn start_on(name: &str, addr: SocketAddr) -> Upstream {
-        let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind upstream {addr}: {e}"));
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind upstream {addr}: {e}"));
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             name: name.into(),
@@ -120,7 +128,14 @@ impl Upstream {
 
     /// Requests received so far, health checks left out.
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.requests.lock().unwrap().iter().filter(|r| r.path != "/healthz").cloned().collect()
+        self.shared
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path != "/healthz")
+            .cloned()
+            .collect()
     }
 
     /// Every request, health checks included.
@@ -152,9 +167,11 @@ impl Upstream {
             let _ = c.shutdown(Shutdown::Both);
         }
         // The listener is closed once a connect is refused.
-        super::wait_for("killed upstream to stop listening", Duration::from_secs(5), || {
-            TcpStream::connect(self.addr).is_err().then_some(())
-        });
+        super::wait_for(
+            "killed upstream to stop listening",
+            Duration::from_secs(5),
+            || TcpStream::connect(self.addr).is_err().then_some(()),
+        );
     }
 }
 
@@ -167,7 +184,11 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             return;
         }
         let mut parts = line.trim_end().splitn(3, ' ');
-        let (method, path, version) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
+        let (method, path, version) = (
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+            parts.next().unwrap_or("").to_owned(),
+        );
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -181,8 +202,19 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             let (n, v) = h.split_once(':').unwrap_or((h, ""));
             headers.push((n.to_owned(), v.trim().to_owned()));
         }
-        let mut rec = Recorded { conn, method, path, version, headers, body: Vec::new(), at: Instant::now() };
-        if rec.header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        let mut rec = Recorded {
+            conn,
+            method,
+            path,
+            version,
+            headers,
+            body: Vec::new(),
+            at: Instant::now(),
+        };
+        if rec
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
             loop {
                 let mut size = String::new();
                 reader.read_line(&mut size).unwrap();
@@ -194,14 +226,22 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
                 }
                 rec.body.extend_from_slice(&chunk[..n]);
             }
-        } else if let Some(n) = rec.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            if rec.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
+        } else if let Some(n) = rec
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if rec
+                .header("expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+            {
                 writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
             }
             rec.body = vec![0; n];
             reader.read_exact(&mut rec.body).unwrap();
         }
-        let websocket = rec.header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+        let websocket = rec
+            .header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
         let health = rec.path == "/healthz";
         let behaviour = s.behaviour.lock().unwrap().clone();
         s.requests.lock().unwrap().push(rec.clone());
@@ -248,10 +288,23 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             }
             Behaviour::Normal => {}
         }
-        let body = if rec.method == "HEAD" { String::new() } else { s.name.clone() };
-        let response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Server: {}\r\n{extra}\r\n{body}", s.name.len(), s.name);
-        let client_closes = rec.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        if writer.write_all(response.as_bytes()).is_err() || extra.starts_with("Connection: close") || client_closes {
+        let body = if rec.method == "HEAD" {
+            String::new()
+        } else {
+            s.name.clone()
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Server: {}\r\n{extra}\r\n{body}",
+            s.name.len(),
+            s.name
+        );
+        let client_closes = rec
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        if writer.write_all(response.as_bytes()).is_err()
+            || extra.starts_with("Connection: close")
+            || client_closes
+        {
             return;
         }
     }
@@ -265,7 +318,8 @@ fn websocket_echo(s: &Shared, rec: Recorded, mut stream: TcpStream) {
         s.name
     );
     stream.write_all(response.as_bytes()).unwrap();
-    let mut ws = tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Server, None);
+    let mut ws =
+        tungstenite::WebSocket::from_raw_socket(stream, tungstenite::protocol::Role::Server, None);
     while let Ok(msg) = ws.read() {
         if msg.is_close() {
             break;
@@ -291,7 +345,10 @@ pub fn read_response(s: &mut BufReader<TcpStream>) -> (String, String) {
     let mut head = String::new();
     loop {
         let mut line = String::new();
-        assert!(s.read_line(&mut line).unwrap() > 0, "connection closed; head so far: {head}");
+        assert!(
+            s.read_line(&mut line).unwrap() > 0,
+            "connection closed; head so far: {head}"
+        );
         head.push_str(&line);
         if line == "\r\n" {
             break;
@@ -299,7 +356,11 @@ pub fn read_response(s: &mut BufReader<TcpStream>) -> (String, String) {
     }
     let len = head
         .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
         .unwrap_or(0);
     let mut body = vec![0; len];
     s.read_exact(&mut body).unwrap();
@@ -308,15 +369,25 @@ pub fn read_response(s: &mut BufReader<TcpStream>) -> (String, String) {
 
 /// Runs curl with `args` (`-s` added), returns its output.
 pub fn curl(args: &[&str]) -> Output {
-    Command::new("curl").arg("-s").args(args).output().expect("run curl")
+    Command::new("curl")
+        .arg("-s")
+        .args(args)
+        .output()
+        .expect("run curl")
 }
 
 /// Writes `<name>.pem` (certificate then key) for `names` into `dir`; returns (pem file,
 /// certificate-only file for `curl --cacert`).
 pub fn write_cert(dir: &Path, name: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-    let g = rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let g =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
     let pem = dir.join(format!("{name}.pem"));
-    std::fs::write(&pem, format!("{}{}", g.cert.pem(), g.signing_key.serialize_pem())).unwrap();
+    std::fs::write(
+        &pem,
+        format!("{}{}", g.cert.pem(), g.signing_key.serialize_pem()),
+    )
+    .unwrap();
     let ca = dir.join(format!("{name}.crt"));
     std::fs::write(&ca, g.cert.pem()).unwrap();
     (pem, ca)
@@ -334,7 +405,11 @@ impl Nginx {
     /// Starts nginx in `dir`; retries with another port if the one picked was taken meanwhile.
     pub fn start(dir: &Path) -> Nginx {
         for _ in 0..10 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             let conf = dir.join("nginx.conf");
             std::fs::write(
                 &conf,
@@ -359,7 +434,11 @@ impl Nginx {
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 if TcpStream::connect(addr).is_ok() {
-                    return Nginx { addr, child, dir: dir.to_owned() };
+                    return Nginx {
+                        addr,
+                        child,
+                        dir: dir.to_owned(),
+                    };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // Most likely the port was taken: try another.
@@ -368,7 +447,10 @@ impl Nginx {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        panic!("nginx could not start; log:\n{}", std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default());
+        panic!(
+            "nginx could not start; log:\n{}",
+            std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default()
+        );
     }
 
     /// nginx's error log.
@@ -386,11 +468,34 @@ impl Drop for Nginx {
 
 /// A small FLV test source: `ffmpeg` arguments producing 10 s of 320x240 H.264 + AAC.
 pub const TEST_SOURCE: &[&str] = &[
-    "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-    "-t", "10", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25", "-c:a", "aac", "-f", "flv",
+    "-re",
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc=size=320x240:rate=25",
+    "-f",
+    "lavfi",
+    "-i",
+    "sine=frequency=440:sample_rate=44100",
+    "-t",
+    "10",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+    "-g",
+    "25",
+    "-c:a",
+    "aac",
+    "-f",
+    "flv",
 ];
 
 /// A one-LB config: `node` is the YAML of the LB node's keys (indented by four spaces).
 pub fn lb_config(node: &str) -> String {
-    format!("cluster: {{store: embedded, heartbeat: 200ms, node_timeout: 2s}}\nshutdown_grace: 2s\nnodes:\n  - role: lb\n    name: lb1\n{node}")
+    format!(
+        "cluster: {{store: embedded, heartbeat: 200ms, node_timeout: 2s}}\nshutdown_grace: 2s\nnodes:\n  - role: lb\n    name: lb1\n{node}"
+    )
 }
