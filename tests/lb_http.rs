@@ -138,6 +138,25 @@ fn errorfiles_replace_the_lbs_own_errors_only() {
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     );
     assert_eq!(reply, page, "the errorfile is sent byte for byte");
+
+    // A server's own 503 passes through untouched.
+    let up = Upstream::start("s1");
+    up.set(Behaviour::Status(503));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("503.http"), page).unwrap();
+    let yaml = lb_config(&format!(
+        "    errorfiles: {{503: 503.http}}\n    frontends:\n      - {{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: b}}\n    backends:\n      - {{name: b, mode: http, servers: [{{name: s1, addr: \"{}\"}}]}}\n",
+        up.addr
+    ));
+    let p = Proc::start_in(dir, &yaml);
+    let reply = raw(
+        p.addr("lb1", "frontend:web"),
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 503 Upstream\r\n") && reply.ends_with("upstream says 503"),
+        "{reply}"
+    );
 }
 
 #[test]

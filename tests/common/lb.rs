@@ -62,6 +62,8 @@ pub enum Behaviour {
     Close,
     /// Answer `Connection: close` after each response.
     CloseAfter,
+    /// This status with body `upstream says <status>`.
+    Status(u16),
     /// `200` with a chunked body of this many bytes (`0123456789` repeated), in 1000-byte chunks.
     Chunked(usize),
 }
@@ -272,6 +274,17 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
             }
             Behaviour::SetCookie(c) => extra = format!("Set-Cookie: {c}\r\n"),
             Behaviour::CloseAfter => extra = "Connection: close\r\n".into(),
+            Behaviour::Status(code) => {
+                let body = format!("upstream says {code}");
+                let response = format!(
+                    "HTTP/1.1 {code} Upstream\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if writer.write_all(response.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
             Behaviour::Chunked(n) => {
                 let body = chunked_body(n);
                 let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
