@@ -109,7 +109,7 @@ fn nodes_join_drain_and_die_without_an_lb_restart() {
     wait_for("edge-1 to join", Duration::from_secs(15), || {
         (behind(web) == ["edge-1"]).then_some(())
     });
-    let mut e2 = edge(&uri, "edge-2");
+    let e2 = edge(&uri, "edge-2");
     wait_for("edge-2 to join", Duration::from_secs(15), || {
         (behind(web) == ["edge-1", "edge-2"]).then_some(())
     });
