@@ -8,6 +8,7 @@ use crate::cluster::store::Store;
 use crate::cluster::store::embedded::EmbeddedStore;
 use crate::cluster::store::mongodb::MongoStore;
 use crate::config::{ClusterConfig, Config, NodeConfig, StoreConfig};
+use crate::lb::{BoundLbNode, LbBindError};
 use crate::media::BoundMediaNode;
 use crate::runtime::{BindError, Shutdown, readiness};
 
@@ -27,21 +28,18 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// An LB node could not be set up (a listener, a certificate, an errorfile).
+    #[error(transparent)]
+    Lb(#[from] LbBindError),
     /// The cluster store could not be set up.
     #[error("cluster store: {0}")]
     Store(String),
-    /// A role this build cannot run.
-    #[error("node {node}: role {role} is not built yet")]
-    NotBuilt {
-        /// Node name.
-        node: String,
-        /// Role.
-        role: String,
-    },
 }
 
 enum Bound {
     Media(BoundMediaNode),
+    /// Boxed: it holds listeners and TLS acceptors for every frontend.
+    Lb(Box<BoundLbNode>),
 }
 
 /// Builds the store, binds and starts every node, prints the readiness lines.
@@ -67,10 +65,7 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
                 bound.push(Bound::Media(BoundMediaNode::bind(m.clone()).await?))
             }
             NodeConfig::Lb(l) => {
-                return Err(StartError::NotBuilt {
-                    node: l.name.clone(),
-                    role: "lb".into(),
-                });
+                bound.push(Bound::Lb(Box::new(BoundLbNode::bind(l.clone()).await?)))
             }
         }
     }
@@ -81,11 +76,22 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
                     readiness::listening(node.name(), listener, addr);
                 }
             }
+            Bound::Lb(l) => {
+                for (listener, addr) in l.listeners() {
+                    readiness::listening(node.name(), &listener, addr);
+                }
+            }
         }
     }
-    for b in bound {
+    // Media nodes first: their first heartbeat is in the store before an LB in the same
+    // process reads it for `servers_from`.
+    let (media, lbs): (Vec<_>, Vec<_>) = bound
+        .into_iter()
+        .partition(|b| matches!(b, Bound::Media(_)));
+    for b in media.into_iter().chain(lbs) {
         match b {
             Bound::Media(m) => m.start(&ctx).await,
+            Bound::Lb(l) => l.start(&ctx).await,
         }
     }
     readiness::ready();

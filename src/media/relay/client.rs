@@ -554,8 +554,8 @@ impl Rendition {
             }
         }
         self.info = StreamInfo {
-            video: video.as_ref().and_then(|v| video_track(v)),
-            audio: audio.as_ref().and_then(|a| audio_track(a)),
+            video: video.as_ref().and_then(video_track),
+            audio: audio.as_ref().and_then(audio_track),
             metadata,
         };
         if let Some(p) = &self.publisher {

@@ -1,0 +1,368 @@
+//! HTTP/2 downstream connections (ALPN `h2` on TLS frontends), proxied to HTTP/1.1 upstreams.
+//!
+//! Data flow: the `h2` crate drives the connection in this task (accepting streams, flow
+//! control); each request stream gets its own task: route -> sticky -> connect (pooled) ->
+//! request head written from the h2 parts (`:authority` -> Host, cookies joined, framing
+//! announced) -> body relayed (chunk-encoded when its length is unknown) -> HTTP/1.1
+//! response head -> h2 response (hop-by-hop headers and Transfer-Encoding dropped, Set-Cookie
+//! prefixed) -> body un-chunked with `feed_decoded` and sent as DATA frames within the
+//! stream's flow-control window. The connection closes gracefully after `timeouts.client`
+//! without streams, or when the node drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::super::Frontend;
+use super::super::backend::Backend;
+use super::super::counters::{add, inc};
+use super::super::error::ProxyError;
+use super::super::upstream::{ConnectPlan, connect};
+use super::{
+    count_error, count_server_error, read_response_head, read_upstream, route, sticky,
+    write_upstream,
+};
+use crate::proto::http::cookie::prefix_set_cookie;
+use crate::proto::http::{
+    BodyFraming, BodyReader, CHUNK_END, ForwardedProto, HeadLimits, Header, HttpError, LAST_CHUNK,
+    PartsBody, RequestEdits, RequestParts, ResponseParser, Side, find_server_cookie,
+    write_chunk_head, write_request_from_parts,
+};
+
+/// Streams one client may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// Largest header list accepted from a client (the HTTP/1 head limit).
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+
+/// Serves HTTP/2 on a TLS connection until it closes.
+pub async fn serve<S>(fe: &Arc<Frontend>, io: S, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handshake = h2::server::Builder::new()
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .handshake::<_, Bytes>(io);
+    let mut conn = match tokio::time::timeout(fe.timeouts.client, handshake).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            inc(&fe.counters.request_errors);
+            tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+        Err(_) => {
+            inc(&fe.counters.request_errors);
+            return;
+        }
+    };
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut closing = false;
+    loop {
+        let idle = active.load(Ordering::Relaxed) == 0;
+        tokio::select! {
+            r = conn.accept() => match r {
+                Some(Ok((request, respond))) => {
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let (fe, active) = (fe.clone(), active.clone());
+                    fe.shutdown.clone().spawn_connection(async move {
+                        stream(&fe, peer, request, respond).await;
+                        active.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "HTTP/2 connection error");
+                    break;
+                }
+                None => break,
+            },
+            () = tokio::time::sleep(fe.timeouts.client), if idle && !closing => {
+                conn.graceful_shutdown();
+                closing = true;
+            }
+            () = fe.shutdown.draining(), if !closing => {
+                conn.graceful_shutdown();
+                closing = true;
+            }
+            () = fe.shutdown.stopped() => break,
+        }
+    }
+}
+
+/// Proxies one request stream, answering with the LB's error page when that is still possible.
+async fn stream(
+    fe: &Arc<Frontend>,
+    peer: SocketAddr,
+    request: http::Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
+    let mut responded = false;
+    let Err((e, backend)) = proxy(fe, peer, request, &mut respond, &mut responded).await else {
+        return;
+    };
+    count_error(fe, backend.as_deref(), &e);
+    tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "HTTP/2 exchange failed");
+    match e.status().filter(|_| !responded) {
+        Some(status) => {
+            fe.counters.response(status);
+            if let Some(b) = &backend {
+                b.counters.response(status);
+            }
+            send_error_page(fe, &mut respond, status);
+        }
+        None => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+    }
+}
+
+/// Sends the LB's error page (an HTTP/1 response, builtin or errorfile) as an h2 response.
+fn send_error_page(fe: &Frontend, respond: &mut SendResponse<Bytes>, status: u16) {
+    let page = fe.errors.page(status);
+    let Ok(Some(head)) = ResponseParser::default().parse(&page) else {
+        return;
+    };
+    let mut builder = http::Response::builder().status(head.status());
+    for h in head
+        .end_to_end_headers()
+        .filter(|h| !h.is(b"content-length"))
+    {
+        builder = builder.header(h.name, h.value);
+    }
+    let body = page.slice(head.head_len()..);
+    let Ok(response) = builder.body(()) else {
+        return;
+    };
+    if let Ok(mut send) = respond.send_response(response, body.is_empty()) {
+        add(&fe.counters.bytes_out, body.len() as u64);
+        // A small page fits in the initial window; a refused send only means the client left.
+        let _ = send.send_data(body, true);
+    }
+}
+
+async fn proxy(
+    fe: &Frontend,
+    peer: SocketAddr,
+    request: http::Request<RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+    responded: &mut bool,
+) -> Result<(), (ProxyError, Option<Arc<Backend>>)> {
+    inc(&fe.counters.requests);
+    let (parts, mut body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Some(backend) = route(fe, path.as_bytes()).cloned() else {
+        return Err((ProxyError::NoServer, None));
+    };
+    let fail = |e| (e, Some(backend.clone()));
+    inc(&backend.counters.requests);
+    let headers: Vec<Header<'_>> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| Header {
+            name: n.as_str().as_bytes(),
+            value: v.as_bytes(),
+        })
+        .collect();
+    let framing = if body.is_end_stream() {
+        PartsBody::Empty
+    } else {
+        // h2 has checked content-length against the DATA frames it announces.
+        match parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            Some(n) => PartsBody::ContentLength(n),
+            None => PartsBody::Chunked,
+        }
+    };
+    let set = backend.servers();
+    let found = backend
+        .sticky_cookie
+        .as_deref()
+        .and_then(|name| find_server_cookie(headers.iter().copied(), name.as_bytes()));
+    let edits = RequestEdits {
+        forwarded_for: Some(peer.ip()),
+        forwarded_proto: Some(ForwardedProto::Https),
+        keep_alive: !backend.http_server_close,
+        cookie: found.map(|f| f.strip),
+    };
+    let request_parts = RequestParts {
+        method: parts.method.as_str().as_bytes(),
+        path: path.as_bytes(),
+        authority: parts.uri.authority().map(|a| a.as_str().as_bytes()),
+        headers: headers.iter().copied(),
+        body: framing,
+    };
+    let mut out = BytesMut::new();
+    write_request_from_parts(&request_parts, &edits, &mut out).map_err(|e| {
+        fail(ProxyError::Http {
+            side: Side::Downstream,
+            source: HttpError::Parts(e),
+        })
+    })?;
+    let plan = ConnectPlan {
+        preferred: sticky(&set, found.map(|f| f.server)),
+        client: peer.ip(),
+        timeout: fe.timeouts.connect,
+        pooled: !backend.http_server_close,
+    };
+    let mut up = connect(&backend, &set, plan).await.map_err(fail)?;
+    let server = up.server.clone();
+    let _backend_session = backend.counters.open();
+    let _server_session = server.counters.open();
+    let counters = [&fe.counters, &backend.counters, &server.counters];
+    let (client_timeout, server_timeout) = (fe.timeouts.client, fe.timeouts.server);
+    let result: Result<(), ProxyError> = async {
+        write_upstream(&mut up.stream, &out, server_timeout).await?;
+        let mut sent = out.len() as u64;
+        while let Some(chunk) = tokio::time::timeout(client_timeout, body.data())
+            .await
+            .map_err(|_| ProxyError::DownstreamTimeout)?
+        {
+            let chunk = chunk.map_err(ProxyError::H2)?;
+            // The data is copied out at once, so the window can reopen at once.
+            let _ = body.flow_control().release_capacity(chunk.len());
+            out.clear();
+            if framing == PartsBody::Chunked {
+                if chunk.is_empty() {
+                    continue;
+                }
+                write_chunk_head(chunk.len(), &mut out);
+                out.extend_from_slice(&chunk);
+                out.extend_from_slice(CHUNK_END);
+            } else {
+                out.extend_from_slice(&chunk);
+            }
+            write_upstream(&mut up.stream, &out, server_timeout).await?;
+            sent += out.len() as u64;
+        }
+        if framing == PartsBody::Chunked {
+            write_upstream(&mut up.stream, LAST_CHUNK, server_timeout).await?;
+        }
+        counters.iter().for_each(|c| add(&c.bytes_in, sent));
+
+        let mut ubuf = BytesMut::new();
+        let mut rparser = ResponseParser::new(HeadLimits::default());
+        let mut resp =
+            read_response_head(&mut up.stream, &mut ubuf, &mut rparser, server_timeout).await?;
+        while resp.is_interim() {
+            // 100/103 mean nothing to this client; 101 cannot happen (no upgrade is forwarded).
+            if resp.is_switching_protocols() {
+                return Err(ProxyError::UpstreamIo(std::io::Error::other(
+                    "unexpected 101 Switching Protocols",
+                )));
+            }
+            resp =
+                read_response_head(&mut up.stream, &mut ubuf, &mut rparser, server_timeout).await?;
+        }
+        let status = resp.status();
+        let head_request = parts.method == http::Method::HEAD;
+        let response_framing = resp.framing(head_request);
+        let mut builder = http::Response::builder().status(status);
+        let prefix = backend
+            .sticky_cookie
+            .as_deref()
+            .zip(server.cookie.as_deref());
+        for h in resp.end_to_end_headers() {
+            match prefix
+                .filter(|_| h.is(b"set-cookie"))
+                .and_then(|(name, srv)| prefix_set_cookie(h.value, name.as_bytes(), srv.as_bytes()))
+            {
+                Some(v) => builder = builder.header(h.name, v),
+                None => builder = builder.header(h.name, h.value),
+            }
+        }
+        let response = builder
+            .body(())
+            .map_err(|e| ProxyError::UpstreamIo(std::io::Error::other(e)))?;
+        for c in counters {
+            c.response(status);
+        }
+        let empty = response_framing == BodyFraming::None;
+        let mut send = respond
+            .send_response(response, empty)
+            .map_err(ProxyError::H2)?;
+        *responded = true;
+        if empty {
+            if resp.keep_alive(head_request) && edits.keep_alive && ubuf.is_empty() {
+                server.pool.put(up.stream);
+            }
+            return Ok(());
+        }
+        let mut reader = BodyReader::new(response_framing);
+        let mut ranges = Vec::new();
+        let mut delivered: u64 = 0;
+        loop {
+            if !ubuf.is_empty() {
+                ranges.clear();
+                let p = reader
+                    .feed_decoded(&ubuf, |r| ranges.push(r))
+                    .map_err(|e| ProxyError::Http {
+                        side: Side::Upstream,
+                        source: HttpError::Body(e),
+                    })?;
+                let consumed = ubuf.split_to(p.consumed).freeze();
+                for r in ranges.drain(..) {
+                    let data = consumed.slice(r);
+                    delivered += data.len() as u64;
+                    send_all(&mut send, data, client_timeout).await?;
+                }
+            }
+            if reader.is_complete() {
+                break;
+            }
+            match read_upstream(&mut up.stream, &mut ubuf, server_timeout).await {
+                Ok(_) => {}
+                Err(ProxyError::UpstreamIo(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    reader.finish().map_err(|e| ProxyError::Http {
+                        side: Side::Upstream,
+                        source: HttpError::Body(e),
+                    })?;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        send.send_data(Bytes::new(), true).map_err(ProxyError::H2)?;
+        counters.iter().for_each(|c| add(&c.bytes_out, delivered));
+        if resp.keep_alive(head_request) && edits.keep_alive && ubuf.is_empty() {
+            server.pool.put(up.stream);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = &result {
+        count_server_error(&server, e);
+    }
+    result.map_err(fail)
+}
+
+/// Sends `data` as the flow-control window allows.
+async fn send_all(
+    send: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    client_timeout: Duration,
+) -> Result<(), ProxyError> {
+    while data.has_remaining() {
+        send.reserve_capacity(data.len());
+        // A client that stops opening its window is a stalled reader: `timeouts.client`.
+        let capacity = std::future::poll_fn(|cx| send.poll_capacity(cx));
+        let granted = match tokio::time::timeout(client_timeout, capacity).await {
+            Err(_) => return Err(ProxyError::DownstreamTimeout),
+            Ok(Some(Ok(n))) => n,
+            Ok(Some(Err(e))) => return Err(ProxyError::H2(e)),
+            Ok(None) => return Err(ProxyError::DownstreamClosed),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let piece = data.split_to(granted.min(data.len()));
+        send.send_data(piece, false).map_err(ProxyError::H2)?;
+    }
+    Ok(())
+}

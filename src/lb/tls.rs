@@ -1,0 +1,303 @@
+//! TLS termination for `mode: http` frontends (rustls with the aws-lc-rs provider).
+//!
+//! Data flow at start: each PEM file of `tls.certs` (full chain, then the private key) ->
+//! parsed with `rustls-pki-types` -> a [`CertifiedKey`] whose key is checked against the
+//! leaf certificate -> the SNI table ([`SniResolver`]); the first file is the default for
+//! clients that send no (or an unknown) server name. A missing, unreadable or mismatched file
+//! stops startup with an error naming it; with `self_signed: true` a missing file is created
+//! first (a development certificate for localhost, 127.0.0.1 and ::1). Per connection: the
+//! handshake runs inside the connection task under `timeouts.client`, and ALPN says whether
+//! the client speaks `h2` or `http/1.1`.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite as suites};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use super::error::LbStartError;
+use crate::config::TlsConfig;
+
+/// The names a self-signed development certificate covers.
+pub const SELF_SIGNED_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// The crypto provider with Mozilla's "intermediate" cipher choice. rustls only implements
+/// AEAD suites with forward secrecy, which is that list minus the DHE-RSA suites (rustls has
+/// no finite-field DHE); the order is Mozilla's.
+pub fn intermediate_provider() -> CryptoProvider {
+    CryptoProvider {
+        cipher_suites: vec![
+            suites::TLS13_AES_128_GCM_SHA256,
+            suites::TLS13_AES_256_GCM_SHA384,
+            suites::TLS13_CHACHA20_POLY1305_SHA256,
+            suites::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            suites::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            suites::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            suites::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            suites::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            suites::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..provider::default_provider()
+    }
+}
+
+/// Builds the acceptor of one frontend: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
+pub fn acceptor(node: &str, config: &TlsConfig) -> Result<TlsAcceptor, LbStartError> {
+    let provider = Arc::new(intermediate_provider());
+    let mut certs = Vec::with_capacity(config.certs.len());
+    for file in &config.certs {
+        if config.self_signed && !file.exists() {
+            write_self_signed(node, file)?;
+        }
+        certs.push(load_pem(node, file, &provider)?);
+    }
+    let resolver = SniResolver::new(certs).ok_or_else(|| LbStartError::CertInvalid {
+        node: node.into(),
+        file: Default::default(),
+        reason: "no certificate configured".into(),
+    })?;
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| LbStartError::CertInvalid {
+            node: node.into(),
+            file: Default::default(),
+            reason: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    let mut server = server;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Reads a PEM file holding a chain then a key, and checks that they belong together.
+fn load_pem(
+    node: &str,
+    file: &Path,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, LbStartError> {
+    let invalid = |reason: String| LbStartError::CertInvalid {
+        node: node.into(),
+        file: file.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(file).map_err(|source| LbStartError::CertRead {
+        node: node.into(),
+        file: file.to_owned(),
+        source,
+    })?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(invalid(
+            "no CERTIFICATE block (expected the full chain, then the private key)".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&bytes)
+        .map_err(|e| invalid(format!("no usable private key: {e}")))?;
+    let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            invalid("the private key does not match the certificate".into())
+        }
+        e => invalid(e.to_string()),
+    })?;
+    // `from_der` tolerates keys whose consistency it cannot check; a mismatch is an error here.
+    if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
+        certified.keys_match()
+    {
+        return Err(invalid(
+            "the private key does not match the certificate".into(),
+        ));
+    }
+    Ok(Arc::new(certified))
+}
+
+/// Generates a development certificate for [`SELF_SIGNED_NAMES`] and writes it to `file`
+/// (certificate then key, mode 0600).
+fn write_self_signed(node: &str, file: &Path) -> Result<(), LbStartError> {
+    let fail = |reason: String| LbStartError::SelfSigned {
+        node: node.into(),
+        file: file.to_owned(),
+        reason,
+    };
+    let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| (*s).to_owned()).collect();
+    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    }
+    let pem = format!(
+        "{}{}",
+        generated.cert.pem(),
+        generated.signing_key.serialize_pem()
+    );
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| fail(e.to_string()))?;
+    out.write_all(pem.as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::warn!(%node, file = %file.display(), names = ?SELF_SIGNED_NAMES, "created a self-signed development certificate; browsers will not trust it");
+    Ok(())
+}
+
+/// Chooses a certificate by SNI: exact DNS names first, then `*.` wildcards one label deep,
+/// else the first configured certificate.
+#[derive(Debug)]
+pub struct SniResolver {
+    default: Arc<CertifiedKey>,
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+}
+
+impl SniResolver {
+    /// The table for `certs` (first = default); `None` when there is none.
+    pub fn new(certs: Vec<Arc<CertifiedKey>>) -> Option<SniResolver> {
+        let default = certs.first()?.clone();
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for cert in certs {
+            let Some(leaf) = cert.cert.first() else {
+                continue;
+            };
+            let Ok(parsed) = webpki::EndEntityCert::try_from(leaf) else {
+                continue;
+            };
+            for name in parsed.valid_dns_names() {
+                let name = name.to_ascii_lowercase();
+                // The first file naming a host wins, as with HAProxy's crt list order.
+                match name.strip_prefix("*.") {
+                    Some(parent) => wildcard
+                        .entry(parent.to_owned())
+                        .or_insert_with(|| cert.clone()),
+                    None => exact.entry(name).or_insert_with(|| cert.clone()),
+                };
+            }
+        }
+        Some(SniResolver {
+            default,
+            exact,
+            wildcard,
+        })
+    }
+
+    /// The certificate for a server name (already lowercase, as rustls gives it).
+    pub fn lookup(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = name else {
+            return self.default.clone();
+        };
+        if let Some(c) = self.exact.get(name) {
+            return c.clone();
+        }
+        name.split_once('.')
+            .and_then(|(_, parent)| self.wildcard.get(parent))
+            .unwrap_or(&self.default)
+            .clone()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.lookup(hello.server_name()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pem_for(names: &[&str]) -> (Vec<u8>, Arc<CertifiedKey>) {
+        let g = rcgen::generate_simple_self_signed(
+            names.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let pem = format!("{}{}", g.cert.pem(), g.signing_key.serialize_pem()).into_bytes();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.pem");
+        std::fs::write(&file, &pem).unwrap();
+        let key = load_pem("lb", &file, &intermediate_provider()).unwrap();
+        (pem, key)
+    }
+
+    #[test]
+    fn sni_exact_wildcard_and_default() {
+        let (_, a) = pem_for(&["a.example"]);
+        let (_, b) = pem_for(&["b.example", "*.wild.example"]);
+        let r = SniResolver::new(vec![a.clone(), b.clone()]).unwrap();
+        assert!(Arc::ptr_eq(&r.lookup(Some("b.example")), &b));
+        assert!(Arc::ptr_eq(&r.lookup(Some("x.wild.example")), &b));
+        assert!(
+            Arc::ptr_eq(&r.lookup(Some("y.x.wild.example")), &a),
+            "wildcards cover one label"
+        );
+        assert!(Arc::ptr_eq(&r.lookup(Some("other.example")), &a));
+        assert!(Arc::ptr_eq(&r.lookup(None), &a));
+    }
+
+    #[test]
+    fn missing_mismatched_and_keyless_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = intermediate_provider();
+        let missing = dir.path().join("missing.pem");
+        let e = load_pem("lb", &missing, &p).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+
+        let one = rcgen::generate_simple_self_signed(vec!["a".to_string()]).unwrap();
+        let two = rcgen::generate_simple_self_signed(vec!["b".to_string()]).unwrap();
+        let mismatched = dir.path().join("mismatched.pem");
+        std::fs::write(
+            &mismatched,
+            format!("{}{}", one.cert.pem(), two.signing_key.serialize_pem()),
+        )
+        .unwrap();
+        let e = load_pem("lb", &mismatched, &p).unwrap_err();
+        assert!(
+            e.to_string().contains("mismatched.pem") && e.to_string().contains("does not match"),
+            "{e}"
+        );
+
+        let keyless = dir.path().join("keyless.pem");
+        std::fs::write(&keyless, one.cert.pem()).unwrap();
+        let e = load_pem("lb", &keyless, &p).unwrap_err();
+        assert!(
+            e.to_string().contains("keyless.pem") && e.to_string().contains("private key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn self_signed_is_written_once_with_mode_0600() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("certs/dev.pem");
+        let config = TlsConfig {
+            certs: vec![file.clone()],
+            self_signed: true,
+        };
+        acceptor("lb", &config).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let first = std::fs::read(&file).unwrap();
+        acceptor("lb", &config).unwrap();
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            first,
+            "an existing file is reused"
+        );
+        let text = String::from_utf8(first).unwrap();
+        assert!(
+            text.find("BEGIN CERTIFICATE").unwrap() < text.find("PRIVATE KEY").unwrap(),
+            "chain then key"
+        );
+    }
+}

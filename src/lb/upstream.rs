@@ -1,0 +1,187 @@
+//! Getting a connection to a server of a backend: reuse a pooled one or connect under
+//! `timeouts.connect`; on a failed connect try another server, up to `retries` more attempts,
+//! then give up (the caller answers 503).
+//!
+//! Data flow: the caller loads the backend's server set once, maybe names a sticky server, and
+//! calls [`connect`]; the result is the chosen server (for counters, cookies and the pool) and
+//! the stream. Counters: `econ` per failed attempt, `wretr` per retry, `wredis` when a retry
+//! lands on another server than the first pick.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use super::backend::{Backend, Server, ServerSet};
+use super::counters::inc;
+use super::error::ProxyError;
+use super::select::pick;
+
+/// A connection to a server.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The server.
+    pub server: Arc<Server>,
+    /// The connection.
+    pub stream: TcpStream,
+    /// Taken from the pool (the server may have closed it meanwhile).
+    pub reused: bool,
+}
+
+/// How to choose and reach the server.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectPlan {
+    /// Server to try first (a sticky cookie naming a server that is UP).
+    pub preferred: Option<usize>,
+    /// Client address, for `balance: source`.
+    pub client: IpAddr,
+    /// `timeouts.connect`.
+    pub timeout: Duration,
+    /// Whether a pooled connection may be used.
+    pub pooled: bool,
+}
+
+/// Connects to a server of `backend` chosen from `set`.
+pub async fn connect(
+    backend: &Backend,
+    set: &ServerSet,
+    plan: ConnectPlan,
+) -> Result<Upstream, ProxyError> {
+    let mut failed: Vec<usize> = Vec::new();
+    let mut first_pick = None;
+    let mut last_error = None;
+    for attempt in 0..=backend.retries {
+        let index = match plan.preferred.filter(|_| attempt == 0) {
+            Some(i) => Some(i),
+            None => pick(backend, set, plan.client, &failed),
+        };
+        let Some(index) = index else { break };
+        let Some(server) = set.servers.get(index) else {
+            break;
+        };
+        if attempt > 0 {
+            inc(&backend.counters.retries);
+            inc(&server.counters.retries);
+            if first_pick != Some(index) {
+                inc(&backend.counters.redispatches);
+                inc(&server.counters.redispatches);
+            }
+        }
+        first_pick.get_or_insert(index);
+        if plan.pooled
+            && let Some(stream) = server.pool.take()
+        {
+            return Ok(Upstream {
+                server: server.clone(),
+                stream,
+                reused: true,
+            });
+        }
+        match connect_addr(server, plan.timeout).await {
+            Ok(stream) => {
+                return Ok(Upstream {
+                    server: server.clone(),
+                    stream,
+                    reused: false,
+                });
+            }
+            Err(e) => {
+                inc(&server.counters.connection_errors);
+                inc(&backend.counters.connection_errors);
+                tracing::debug!(backend = %backend.name, server = %server.name, error = %e, "connect failed");
+                failed.push(index);
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or(ProxyError::NoServer))
+}
+
+/// Connects to one server, bounded by `timeout`, with TCP_NODELAY.
+pub async fn connect_addr(server: &Server, timeout: Duration) -> Result<TcpStream, ProxyError> {
+    let addr = server.addr;
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(source)) => return Err(ProxyError::Connect { addr, source }),
+        Err(_) => {
+            return Err(ProxyError::Connect {
+                addr,
+                source: io::ErrorKind::TimedOut.into(),
+            });
+        }
+    };
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%addr, error = %e, "set_nodelay failed");
+    }
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::TcpListener;
+
+    use super::*;
+    use crate::config::{BackendConfig, Balance, ProxyMode, ServerConfig};
+
+    async fn dead_addr() -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_failed_connect_moves_to_another_server() {
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let servers = vec![
+            ServerConfig {
+                name: "dead".into(),
+                addr: dead_addr().await,
+                cookie: None,
+                weight: 1,
+            },
+            ServerConfig {
+                name: "live".into(),
+                addr: live.local_addr().unwrap(),
+                cookie: None,
+                weight: 1,
+            },
+        ];
+        let b = Backend::new(&BackendConfig {
+            name: "b".into(),
+            mode: ProxyMode::Tcp,
+            balance: Balance::RoundRobin,
+            health: None,
+            sticky_cookie: None,
+            servers,
+            servers_from: None,
+            retries: 3,
+            http_server_close: false,
+        });
+        let set = b.servers();
+        let plan = ConnectPlan {
+            preferred: Some(0),
+            client: "127.0.0.1".parse().unwrap(),
+            timeout: Duration::from_secs(5),
+            pooled: false,
+        };
+        let up = connect(&b, &set, plan).await.unwrap();
+        assert_eq!(up.server.name, "live");
+        let s = b.counters.snapshot();
+        assert_eq!((s.connection_errors, s.retries, s.redispatches), (1, 1, 1));
+
+        let only_dead = ServerSet::new(vec![set.servers[0].clone()]);
+        let e = connect(
+            &b,
+            &only_dead,
+            ConnectPlan {
+                preferred: None,
+                ..plan
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(e, ProxyError::Connect { .. }), "{e:?}");
+        assert_eq!(e.status(), Some(503));
+    }
+}
