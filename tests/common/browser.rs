@@ -44,3 +44,19 @@ pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
         ok: out.status.success(),
     }
 }
+
+/// Opens `base/#/cluster` and waits until the console lists every node of `names` alive.
+pub fn console_lists(base: &str, names: &[&str]) -> BrowserResult {
+    let out = Command::new("timeout")
+        .args(["-k", "5", "90", "node"])
+        .arg(dir().join("console.mjs"))
+        .arg(base)
+        .arg(names.join(","))
+        .args(["--timeout", "60"])
+        .output()
+        .expect("node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("console.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    BrowserResult { json, ok: out.status.success() }
+}
