@@ -74,9 +74,12 @@ enum ConnError {
     /// The player fell behind and the hub dropped it.
     #[error("player too slow: disconnected by the hub")]
     Slow,
-    /// The peer hung up before completing the handshake and `connect`.
+    /// The peer hung up in the middle of the handshake or before `connect`.
     #[error("peer closed the connection before connecting")]
     EarlyClose,
+    /// The peer connected and hung up without sending a byte (a TCP health check).
+    #[error("peer closed the connection without sending anything")]
+    Probe,
 }
 
 /// Serves one RTMP connection until it closes.
@@ -86,6 +89,7 @@ pub async fn serve(ctx: Arc<RtmpContext>, stream: TcpStream, peer: SocketAddr, p
     let mut conn = Connection::new(ctx.clone(), peer);
     match conn.run(stream).await {
         Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
+        Err(e @ ConnError::Probe) => tracing::debug!(%peer, "rtmp connection closed: {e}"),
         Err(e) => {
             if matches!(e, ConnError::Protocol(_)) {
                 ctx.stats.rtmp_errors.inc();
@@ -135,6 +139,7 @@ impl Connection {
         let mut buf = vec![0u8; 64 * 1024];
         let mut out = BytesMut::with_capacity(64 * 1024);
         let connect_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut received = 0usize;
         loop {
             self.session.take_output(&mut out);
             if !out.is_empty() {
@@ -165,9 +170,14 @@ impl Connection {
                         Err(_) => return Err(ConnError::Timeout("waiting for the publisher's data")),
                     };
                     if n == 0 {
-                        return if self.app.is_none() { Err(ConnError::EarlyClose) } else { Ok(()) };
+                        return match (self.app.is_some(), received) {
+                            (true, _) => Ok(()),
+                            (false, 0) => Err(ConnError::Probe),
+                            (false, _) => Err(ConnError::EarlyClose),
+                        };
                     }
                     self.ctx.stats.ingress_bytes.inc_by(n as u64);
+                    received += n;
                     self.session.handle_input(&buf[..n])?;
                     self.process_events().await?;
                 }
