@@ -489,3 +489,85 @@ fn the_one_box_config_serves_publishers_and_players_through_the_lb() {
         .sum();
     assert!(edge_pulls >= 1.0, "players were served by an edge");
 }
+
+#[test]
+fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let o1 = origin(&db, "origin-1");
+    let o2 = origin(&db, "origin-2");
+    let e1 = edge(&db, "edge-1");
+    let first = Publisher::start(
+        &format!("rtmp://{}/live/move", o1.addr("origin-1", "rtmp")),
+        Source {
+            seconds: 60,
+            ..Source::default()
+        },
+    );
+    wait_broadcasting(&e1, "edge-1", "move", "origin-1");
+    let playlist = format!("{}/live/streams/move.m3u8", e1.http("edge-1"));
+    // One player reads 10 s of the stream from the edge while the publisher moves.
+    let reader = std::thread::spawn({
+        let url = playlist.clone();
+        move || {
+            std::process::Command::new("timeout")
+                .args([
+                    "-k",
+                    "5",
+                    "60",
+                    "ffmpeg",
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-rw_timeout",
+                    "15000000",
+                ])
+                .args(["-i", &url, "-t", "10", "-map", "0:v", "-f", "null", "-"])
+                .arg("-progress")
+                .arg("pipe:1")
+                .output()
+                .unwrap()
+        }
+    });
+    wait_for(
+        "the edge to serve a few segments",
+        Duration::from_secs(20),
+        || (get(&playlist).text().matches("#EXTINF").count() >= 3).then_some(()),
+    );
+    // The publisher leaves origin-1 and comes back on origin-2.
+    first.stop();
+    let _second = Publisher::start(
+        &format!("rtmp://{}/live/move", o2.addr("origin-2", "rtmp")),
+        Source {
+            seconds: 60,
+            ..Source::default()
+        },
+    );
+    wait_broadcasting(&e1, "edge-1", "move", "origin-2");
+    let out = reader.join().unwrap();
+    let progress = String::from_utf8_lossy(&out.stdout);
+    let frames: u64 = progress
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .last()
+        .and_then(|f| f.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(
+        out.status.success(),
+        "the player ran to the end: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        frames >= 270,
+        "10 s of video across the move, got {frames} frames"
+    );
+    let text = get(&playlist).text();
+    assert!(
+        text.contains("#EXT-X-DISCONTINUITY"),
+        "the move shows as a discontinuity:\n{text}"
+    );
+    assert_eq!(
+        metric(&e1, "edge-1", "streamfleet_relay_resubscribes_total"),
+        1.0
+    );
+}
