@@ -23,6 +23,7 @@ use self::publish::Ingest;
 use super::hub::{HubEvent, HubKey, Hubs, SubscriberKind};
 use super::leases::{ClaimError, Leases};
 use super::stats::MediaStats;
+use super::transcode::Transcoder;
 use crate::cluster::model::StreamKey;
 use crate::config::{MediaConfig, Role};
 use crate::proto::rtmp::handshake::RANDOM_LEN;
@@ -52,6 +53,8 @@ pub struct RtmpContext {
     pub stats: Arc<MediaStats>,
     /// Drain and stop.
     pub shutdown: Shutdown,
+    /// ABR ladder (origins and standalone nodes with `transcode`).
+    pub transcoder: Option<Arc<Transcoder>>,
 }
 
 /// Why a connection ended early.
@@ -342,7 +345,12 @@ impl Connection {
         };
         self.session.accept_publish(stream_id)?;
         tracing::info!(peer = %self.peer, stream = %format!("{app}/{name}"), "publishing");
-        self.ingest = Some(Ingest::new(stream_id, publisher, lease));
+        let transcode = self
+            .ctx
+            .transcoder
+            .as_ref()
+            .map(|t| t.session(publisher.hub().key().clone()));
+        self.ingest = Some(Ingest::new(stream_id, publisher, lease, transcode));
         Ok(())
     }
 
