@@ -16,10 +16,10 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ffmpeg_next as ffmpeg;
 
+use super::TranscodeMetrics;
 use super::encode::{EncodeInput, EncodeStage};
 use super::lane::{Lane, Rejected, Stage};
 use super::policy::ShedPolicy;
-use super::TranscodeMetrics;
 use crate::proto::avc::{DecoderConfig, write_annexb};
 
 /// Packets remembered while their pictures are still inside the decoder (reorder depth is at
@@ -125,8 +125,13 @@ impl H264Decoder {
         out: &mut Vec<ffmpeg::frame::Video>,
     ) -> Result<(), DecodeError> {
         self.annexb.clear();
-        write_annexb(&packet.data, &self.config, packet.keyframe, &mut self.annexb)
-            .map_err(DecodeError::AccessUnit)?;
+        write_annexb(
+            &packet.data,
+            &self.config,
+            packet.keyframe,
+            &mut self.annexb,
+        )
+        .map_err(DecodeError::AccessUnit)?;
         let mut p = ffmpeg::Packet::copy(&self.annexb);
         p.set_pts(Some(packet.pts));
         p.set_dts(i64::try_from(packet.dts).ok());
@@ -189,10 +194,7 @@ impl DtsQueue {
     /// keyframe. A keyframe resynchronises the queue (packets before it whose pictures never
     /// came out are forgotten). The result never goes back and never passes `pts`.
     pub(crate) fn decoded(&mut self, pts: i64) -> (u64, bool) {
-        let key_at = self
-            .pending
-            .iter()
-            .position(|t| t.keyframe && t.pts == pts);
+        let key_at = self.pending.iter().position(|t| t.keyframe && t.pts == pts);
         let times = match key_at {
             Some(i) => {
                 self.pending.drain(..i);
@@ -203,7 +205,10 @@ impl DtsQueue {
         let keyframe = key_at.is_some();
         let floor = self.last.unwrap_or(0);
         let ceiling = u64::try_from(pts).unwrap_or(0);
-        let dts = times.map_or(ceiling, |t| t.dts).max(floor).min(ceiling.max(floor));
+        let dts = times
+            .map_or(ceiling, |t| t.dts)
+            .max(floor)
+            .min(ceiling.max(floor));
         self.last = Some(dts);
         (dts, keyframe)
     }
@@ -362,8 +367,16 @@ mod tests {
         q.sent(66, 66, false);
         q.sent(99, 99, true);
         assert_eq!(q.decoded(0), (0, true));
-        assert_eq!(q.decoded(66), (33, false), "positions slip while the picture is lost");
-        assert_eq!(q.decoded(99), (99, true), "the next keyframe is exact again");
+        assert_eq!(
+            q.decoded(66),
+            (33, false),
+            "positions slip while the picture is lost"
+        );
+        assert_eq!(
+            q.decoded(99),
+            (99, true),
+            "the next keyframe is exact again"
+        );
     }
 
     #[test]
@@ -390,10 +403,15 @@ mod tests {
             threads: 1,
         })
         .unwrap();
-        let config = DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
+        let config =
+            DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
         let mut dec = H264Decoder::new(config).unwrap();
         let mut out = Vec::new();
-        let (y, u, v) = (vec![90u8; 64 * 48], vec![128u8; 32 * 24], vec![128u8; 32 * 24]);
+        let (y, u, v) = (
+            vec![90u8; 64 * 48],
+            vec![128u8; 32 * 24],
+            vec![128u8; 32 * 24],
+        );
         for i in 0..10i64 {
             let img = Image {
                 width: 64,

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
+use super::TranscodeMetrics;
 use super::decode::SourcePicture;
 use super::lane::Stage;
 use super::scale::Scaler;
 use super::x264::{Encoded, Encoder, EncoderSettings};
-use super::TranscodeMetrics;
 use crate::media::frame::{Frame, TrackKind, VideoTrack};
 use crate::proto::avc::DecoderConfig;
 use crate::proto::flv::VideoTag;
@@ -129,7 +129,8 @@ impl EncodeStage {
     /// The rendition's video track, from the encoder's parameter sets.
     fn track(&self, encoder: &Encoder) -> Option<VideoTrack> {
         let config =
-            DecoderConfig::from_parameter_sets(encoder.sps().clone(), encoder.pps().clone()).ok()?;
+            DecoderConfig::from_parameter_sets(encoder.sps().clone(), encoder.pps().clone())
+                .ok()?;
         let mut record = BytesMut::new();
         config.encode(&mut record).ok()?;
         let mut tag = BytesMut::new();
@@ -199,7 +200,9 @@ impl EncodeStage {
 
     fn flush(&mut self) {
         loop {
-            let Some(encoder) = &mut self.encoder else { return };
+            let Some(encoder) = &mut self.encoder else {
+                return;
+            };
             if encoder.delayed_frames() == 0 {
                 return;
             }

@@ -197,13 +197,26 @@ mod tests {
     }
 
     fn pool(n: usize) -> Arc<ThreadPool> {
-        Arc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap())
+        Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap(),
+        )
     }
 
     #[test]
     fn processes_in_order_one_at_a_time() {
         let (tx, rx) = mpsc::channel();
-        let lane = Lane::new(Recorder { out: tx, gate: None }, 1000, pool(4), "t".into());
+        let lane = Lane::new(
+            Recorder {
+                out: tx,
+                gate: None,
+            },
+            1000,
+            pool(4),
+            "t".into(),
+        );
         for i in 0..500 {
             lane.push(i).unwrap();
         }
@@ -217,7 +230,15 @@ mod tests {
     fn full_queue_hands_the_item_back_and_close_drops_the_rest() {
         let (tx, rx) = mpsc::channel();
         let (open, gate) = mpsc::channel();
-        let lane = Lane::new(Recorder { out: tx, gate: Some(gate) }, 2, pool(1), "t".into());
+        let lane = Lane::new(
+            Recorder {
+                out: tx,
+                gate: Some(gate),
+            },
+            2,
+            pool(1),
+            "t".into(),
+        );
         lane.push(1).unwrap();
         // Wait until item 1 is in progress (blocked on the gate), so the queue is empty.
         while lane.len() != 0 {
@@ -231,21 +252,44 @@ mod tests {
         assert_eq!(lane.push(5), Err(Rejected::Closed(5)));
         open.send(()).unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
-        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err(), "2 and 3 were dropped");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "2 and 3 were dropped"
+        );
     }
 
     #[test]
     fn a_panicking_stage_closes_its_lane_only() {
         let (tx, rx) = mpsc::channel();
         let p = pool(1);
-        let lane = Lane::new(Recorder { out: tx.clone(), gate: None }, 10, p.clone(), "bad".into());
-        let other = Lane::new(Recorder { out: tx, gate: None }, 10, p, "good".into());
+        let lane = Lane::new(
+            Recorder {
+                out: tx.clone(),
+                gate: None,
+            },
+            10,
+            p.clone(),
+            "bad".into(),
+        );
+        let other = Lane::new(
+            Recorder {
+                out: tx,
+                gate: None,
+            },
+            10,
+            p,
+            "good".into(),
+        );
         lane.push(666).unwrap();
         while !lane.is_closed() {
             std::thread::yield_now();
         }
         assert!(matches!(lane.push(1), Err(Rejected::Closed(1))));
         other.push(7).unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 7, "the pool lives on");
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).unwrap(),
+            7,
+            "the pool lives on"
+        );
     }
 }

@@ -103,14 +103,24 @@ impl TranscodeMetrics {
         vec![("rendition".to_owned(), rendition.to_owned())]
     }
 
+    /// Makes `rendition`'s counters visible (at zero) before anything happened to it.
+    pub fn declare(&self, rendition: &str) {
+        self.dropped_gops.get_or_create(&Self::labels(rendition));
+        self.frames.get_or_create(&Self::labels(rendition));
+    }
+
     /// Counts a dropped GOP of `rendition`.
     pub fn dropped_gop(&self, rendition: &str) {
-        self.dropped_gops.get_or_create(&Self::labels(rendition)).inc();
+        self.dropped_gops
+            .get_or_create(&Self::labels(rendition))
+            .inc();
     }
 
     /// Dropped GOPs of `rendition` so far.
     pub fn dropped_gops_of(&self, rendition: &str) -> u64 {
-        self.dropped_gops.get_or_create(&Self::labels(rendition)).get()
+        self.dropped_gops
+            .get_or_create(&Self::labels(rendition))
+            .get()
     }
 
     /// Counts an encoded frame of `rendition`.
@@ -247,9 +257,21 @@ mod tests {
             "1080 is above the source; 16:9 widths rounded to even"
         );
         let portrait = plan(&ladder, 720, 1280);
-        assert_eq!((portrait[0].width, portrait[0].height), (608, 1080), "607.5 rounds to 608");
-        assert_eq!(plan(&[rung(720, 1)], 1280, 720)[0].width, 1280, "same height kept");
+        assert_eq!(
+            (portrait[0].width, portrait[0].height),
+            (608, 1080),
+            "607.5 rounds to 608"
+        );
+        assert_eq!(
+            plan(&[rung(720, 1)], 1280, 720)[0].width,
+            1280,
+            "same height kept"
+        );
         assert!(plan(&ladder, 0, 0).is_empty());
-        assert_eq!(plan(&[rung(240, 1)], 4, 480)[0].width, 2, "never narrower than 2");
+        assert_eq!(
+            plan(&[rung(240, 1)], 4, 480)[0].width,
+            2,
+            "never narrower than 2"
+        );
     }
 }

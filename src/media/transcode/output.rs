@@ -309,7 +309,10 @@ mod tests {
                 track: track(),
             })
             .expect("described");
-        assert_eq!((info.name.as_str(), info.width, info.bitrate), ("240p", 426, 300_000));
+        assert_eq!(
+            (info.name.as_str(), info.width, info.bitrate),
+            ("240p", 426, 300_000)
+        );
         for dts in [10, 30, 50] {
             out.audio(&frame(TrackKind::Audio, dts, false));
         }

@@ -6,9 +6,9 @@
 //! thread picks its lane up (one at a time).
 #![allow(unsafe_code)]
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
+use ffmpeg_next as ffmpeg;
 
 use super::x264::Image;
 
@@ -85,7 +85,11 @@ mod tests {
         let img = s.run(&src).unwrap();
         assert_eq!((img.width, img.height), (64, 36));
         assert!(img.planes[0].len() >= img.strides[0] * 35 + 64);
-        assert!(img.planes[0][..64].iter().all(|&p| (195..=205).contains(&p)));
+        assert!(
+            img.planes[0][..64]
+                .iter()
+                .all(|&p| (195..=205).contains(&p))
+        );
         let other = ffmpeg::frame::Video::new(Pixel::YUV420P, 100, 72);
         assert!(s.run(&other).is_err(), "a different input shape is refused");
     }

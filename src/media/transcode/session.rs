@@ -120,7 +120,11 @@ impl TranscodeSession {
         let mut lanes = Vec::new();
         let mut names = Vec::new();
         let fps = track.frame_rate.unwrap_or(30.0);
-        let fps = if fps.is_finite() && fps > 0.0 { fps } else { 30.0 };
+        let fps = if fps.is_finite() && fps > 0.0 {
+            fps
+        } else {
+            30.0
+        };
         for r in planned {
             let key = HubKey {
                 app: self.source.app.clone(),
@@ -133,6 +137,7 @@ impl TranscodeSession {
                     continue;
                 }
             };
+            t.metrics.declare(&r.name);
             let index = outputs.len();
             outputs.push(RenditionOutput::new(publisher, r.name.clone(), r.bitrate));
             let settings = EncoderSettings {
@@ -265,9 +270,9 @@ impl TranscodeSession {
 
     /// How full the decode queue is (0.0 .. 1.0): offline drivers wait while it is high.
     pub fn decode_fill(&self) -> f64 {
-        self.running.as_ref().map_or(0.0, |r| {
-            r.decode.len() as f64 / r.decode.capacity() as f64
-        })
+        self.running
+            .as_ref()
+            .map_or(0.0, |r| r.decode.len() as f64 / r.decode.capacity() as f64)
     }
 
     /// End of an offline input: decodes and encodes what is still inside the codecs.

@@ -135,17 +135,24 @@ unsafe impl Send for Encoder {}
 
 /// The parameters for `settings`, or why x264 refused them.
 fn parameters(settings: &EncoderSettings) -> Result<sys::x264_param_t, X264Error> {
-    let preset =
-        CString::new(settings.preset.as_str()).map_err(|_| X264Error::Nul(settings.preset.clone()))?;
+    let preset = CString::new(settings.preset.as_str())
+        .map_err(|_| X264Error::Nul(settings.preset.clone()))?;
     let tune = settings
         .tune
         .as_deref()
         .map(|t| CString::new(t).map_err(|_| X264Error::Nul(t.to_owned())))
         .transpose()?;
-    let int = |v: u64, what: &'static str| i32::try_from(v).map_err(|_| X264Error::OutOfRange(what));
+    let int =
+        |v: u64, what: &'static str| i32::try_from(v).map_err(|_| X264Error::OutOfRange(what));
     let kbps = int(settings.bitrate.div_ceil(1000), "bit rate")?;
-    if settings.width == 0 || settings.height == 0 || settings.width % 2 != 0 || settings.height % 2 != 0 {
-        return Err(X264Error::OutOfRange("dimensions must be even and non-zero"));
+    if settings.width == 0
+        || settings.height == 0
+        || settings.width % 2 != 0
+        || settings.height % 2 != 0
+    {
+        return Err(X264Error::OutOfRange(
+            "dimensions must be even and non-zero",
+        ));
     }
     if settings.fps.0 == 0 || settings.fps.1 == 0 {
         return Err(X264Error::OutOfRange("frame rate"));
@@ -197,7 +204,8 @@ fn parameters(settings: &EncoderSettings) -> Result<sys::x264_param_t, X264Error
     p.b_annexb = 0;
     p.b_repeat_headers = 0;
     p.b_aud = 0;
-    let profile = CString::new(settings.profile).map_err(|_| X264Error::Profile(settings.profile))?;
+    let profile =
+        CString::new(settings.profile).map_err(|_| X264Error::Profile(settings.profile))?;
     // SAFETY: `p` is an initialised parameter struct; `profile` is a valid C string.
     if unsafe { sys::x264_param_apply_profile(&mut p, profile.as_ptr()) } < 0 {
         return Err(X264Error::Profile(settings.profile));
@@ -273,7 +281,10 @@ impl Encoder {
 
     /// Encodes `image` shown at `pts` (an IDR if `idr`); with `None`, drains one delayed frame.
     /// Returns the access unit x264 finished, if any.
-    pub fn encode(&mut self, image: Option<(Image<'_>, i64, bool)>) -> Result<Option<Encoded>, X264Error> {
+    pub fn encode(
+        &mut self,
+        image: Option<(Image<'_>, i64, bool)>,
+    ) -> Result<Option<Encoded>, X264Error> {
         // SAFETY: x264_picture_t is plain data; `x264_picture_init` fills in its defaults.
         let mut pic_in: sys::x264_picture_t = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
@@ -315,7 +326,13 @@ impl Encoder {
         // hold `stride * rows` bytes each and that stay borrowed for this call; x264 copies the
         // input before returning. The NAL descriptors it returns stay valid until the next call.
         let size = unsafe {
-            sys::x264_encoder_encode(self.raw.as_ptr(), &mut nals, &mut count, pic_ptr, &mut pic_out)
+            sys::x264_encoder_encode(
+                self.raw.as_ptr(),
+                &mut nals,
+                &mut count,
+                pic_ptr,
+                &mut pic_out,
+            )
         };
         if size < 0 {
             return Err(X264Error::Encode(size));
@@ -355,13 +372,21 @@ impl Encoder {
             });
         }
         let (w, h) = (self.width as usize, self.height as usize);
-        let sizes = [(w, h), (w.div_ceil(2), h.div_ceil(2)), (w.div_ceil(2), h.div_ceil(2))];
+        let sizes = [
+            (w, h),
+            (w.div_ceil(2), h.div_ceil(2)),
+            (w.div_ceil(2), h.div_ceil(2)),
+        ];
         for (plane, (cols, rows)) in sizes.into_iter().enumerate() {
             let stride = img.strides[plane];
             let needed = stride * (rows - 1) + cols;
             let have = img.planes[plane].len();
             if stride < cols || have < needed {
-                return Err(X264Error::PlaneTooSmall { plane, have, needed });
+                return Err(X264Error::PlaneTooSmall {
+                    plane,
+                    have,
+                    needed,
+                });
             }
         }
         Ok(())
@@ -394,7 +419,11 @@ mod tests {
     }
 
     fn gray(w: usize, h: usize, shade: u8) -> [Vec<u8>; 3] {
-        [vec![shade; w * h], vec![128; w * h / 4], vec![128; w * h / 4]]
+        [
+            vec![shade; w * h],
+            vec![128; w * h / 4],
+            vec![128; w * h / 4],
+        ]
     }
 
     fn image(planes: &[Vec<u8>; 3], w: u32, h: u32) -> Image<'_> {
@@ -414,7 +443,8 @@ mod tests {
             ..settings()
         })
         .unwrap();
-        let config = DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
+        let config =
+            DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
         let sps = config.first_sps().unwrap().unwrap();
         assert_eq!((sps.width, sps.height), (64, 48));
         assert!(config.codec_string().starts_with("avc1.64"), "high profile");
@@ -422,7 +452,10 @@ mod tests {
         for i in 0..20i64 {
             let planes = gray(64, 48, (i * 10) as u8);
             let idr = i == 0 || i == 10;
-            if let Some(e) = enc.encode(Some((image(&planes, 64, 48), i * 33, idr))).unwrap() {
+            if let Some(e) = enc
+                .encode(Some((image(&planes, 64, 48), i * 33, idr)))
+                .unwrap()
+            {
                 out.push(e);
             }
         }
@@ -434,7 +467,11 @@ mod tests {
         }
         assert_eq!(out.len(), 20, "every picture comes out");
         let pts: Vec<i64> = out.iter().map(|e| e.pts).collect();
-        assert_eq!(pts, (0..20).map(|i| i * 33).collect::<Vec<_>>(), "no reordering");
+        assert_eq!(
+            pts,
+            (0..20).map(|i| i * 33).collect::<Vec<_>>(),
+            "no reordering"
+        );
         let keys: Vec<i64> = out.iter().filter(|e| e.keyframe).map(|e| e.pts).collect();
         assert_eq!(keys, vec![0, 330], "IDRs only where forced");
         for e in &out {
