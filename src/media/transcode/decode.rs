@@ -6,9 +6,14 @@
 //! parallelism). Pictures come out in presentation order; each gets the decode timestamp of the
 //! packet at the same position in decode order, so that renditions without B-frames keep valid
 //! timestamps and their IDRs keep the source keyframes' decode timestamps (the HLS packagers of
-//! all renditions then cut at the same frames). At every source keyframe the [`ShedPolicy`]
-//! decides which renditions take the GOP; a rendition whose queue is full mid-GOP loses the rest
-//! of it. Both are counted as dropped GOPs.
+//! all renditions then cut at the same frames).
+//!
+//! Pictures go to the highest rendition's lane, which scales them and hands its scaled picture
+//! down to the next rendition (a cascade: each rendition scales from the one above, which costs
+//! far less than scaling every rendition from the source). At every source keyframe the
+//! [`ShedPolicy`] decides how many renditions, highest first, take the GOP; if the highest
+//! rendition's queue is full mid-GOP, every rendition loses the rest of it. Both are counted as
+//! dropped GOPs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -75,6 +80,8 @@ pub struct SourcePicture {
     pub dts: u64,
     /// A source keyframe: renditions encode an IDR here.
     pub keyframe: bool,
+    /// How many renditions, highest first, take this picture's GOP.
+    pub renditions: usize,
 }
 
 impl std::fmt::Debug for SourcePicture {
@@ -176,14 +183,14 @@ struct Times {
 /// Gives decoded pictures (presentation order) the decode timestamps of the packets (decode
 /// order), position by position.
 #[derive(Debug, Default)]
-pub(crate) struct DtsQueue {
+pub struct DtsQueue {
     pending: VecDeque<Times>,
     last: Option<u64>,
 }
 
 impl DtsQueue {
     /// A packet went into the decoder.
-    pub(crate) fn sent(&mut self, dts: u64, pts: i64, keyframe: bool) {
+    pub fn sent(&mut self, dts: u64, pts: i64, keyframe: bool) {
         if self.pending.len() == MAX_PENDING_TIMES {
             self.pending.pop_front();
         }
@@ -193,7 +200,7 @@ impl DtsQueue {
     /// A picture shown at `pts` came out: its decode timestamp and whether it is a source
     /// keyframe. A keyframe resynchronises the queue (packets before it whose pictures never
     /// came out are forgotten). The result never goes back and never passes `pts`.
-    pub(crate) fn decoded(&mut self, pts: i64) -> (u64, bool) {
+    pub fn decoded(&mut self, pts: i64) -> (u64, bool) {
         let key_at = self.pending.iter().position(|t| t.keyframe && t.pts == pts);
         let times = match key_at {
             Some(i) => {
@@ -214,16 +221,19 @@ impl DtsQueue {
     }
 }
 
-/// The decode lane's work: decode, then hand pictures to the rendition lanes.
+/// The decode lane's work: decode, then hand pictures to the highest rendition's lane.
 pub struct DecodeStage {
     decoder: Result<H264Decoder, ()>,
     times: DtsQueue,
-    /// Highest rendition first.
+    /// Highest rendition first; pictures go to the first, the others are watched for their
+    /// queue fill.
     renditions: Vec<Arc<Lane<EncodeStage>>>,
     /// Rendition names, for metrics.
     names: Vec<String>,
-    /// Which renditions take the current GOP.
-    admitted: Vec<bool>,
+    /// How many renditions (highest first) take the current GOP.
+    take: usize,
+    /// The first lane was full during this GOP: nothing more of it goes down.
+    broken: bool,
     policy: ShedPolicy,
     metrics: TranscodeMetrics,
     /// For logs.
@@ -251,7 +261,8 @@ impl DecodeStage {
             times: DtsQueue::default(),
             renditions,
             names,
-            admitted: vec![false; n],
+            take: 0,
+            broken: false,
             policy: ShedPolicy::new(n),
             metrics,
             stream,
@@ -278,34 +289,36 @@ impl DecodeStage {
                 .iter()
                 .map(|l| l.len() as f64 / l.capacity() as f64)
                 .fold(0.0, f64::max);
-            self.policy.at_keyframe(fill);
-            for i in 0..self.renditions.len() {
-                let take = !self.policy.sheds(i);
-                self.admitted[i] = take;
-                if !take {
-                    self.metrics.dropped_gop(&self.names[i]);
-                }
+            let shed = self.policy.at_keyframe(fill);
+            self.take = self.renditions.len().saturating_sub(shed);
+            self.broken = false;
+            for name in self.names.iter().skip(self.take) {
+                self.metrics.dropped_gop(name);
             }
+        }
+        let Some(first) = self.renditions.first() else {
+            return;
+        };
+        if self.take == 0 || self.broken {
+            return;
         }
         let picture = Arc::new(SourcePicture {
             frame,
             pts,
             dts,
             keyframe,
+            renditions: self.take,
         });
-        for (i, lane) in self.renditions.iter().enumerate() {
-            if !self.admitted[i] {
-                continue;
-            }
-            match lane.push(EncodeInput::Picture(picture.clone())) {
-                Ok(()) => {}
-                Err(Rejected::Full(_)) => {
-                    // The rest of this GOP is lost for this rendition.
-                    self.admitted[i] = false;
-                    self.metrics.dropped_gop(&self.names[i]);
+        match first.push(EncodeInput::Picture(picture)) {
+            Ok(()) => {}
+            Err(Rejected::Full(_)) => {
+                // The rest of this GOP is lost for every rendition.
+                self.broken = true;
+                for name in self.names.iter().take(self.take) {
+                    self.metrics.dropped_gop(name);
                 }
-                Err(Rejected::Closed(_)) => self.admitted[i] = false,
             }
+            Err(Rejected::Closed(_)) => self.broken = true,
         }
     }
 }
@@ -332,11 +345,11 @@ impl Stage for DecodeStage {
             self.picture(frame);
         }
         self.decoded = decoded;
-        if matches!(item, DecodeInput::Flush) {
-            for lane in &self.renditions {
-                // A full lane cannot take the flush; its delayed frames are then lost.
-                let _ = lane.push(EncodeInput::Flush);
-            }
+        if matches!(item, DecodeInput::Flush)
+            && let Some(first) = self.renditions.first()
+        {
+            // A full lane cannot take the flush; the encoders' delayed frames are then lost.
+            let _ = first.push(EncodeInput::Flush);
         }
     }
 }

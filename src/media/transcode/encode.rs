@@ -3,7 +3,8 @@
 //!
 //! On its first picture the stage opens x264 (on the pool, like all the heavy work) and sends the
 //! rendition's video description (sequence header from x264's SPS/PPS). Each picture is scaled to
-//! the rung's size and encoded, with an IDR forced on source keyframes. x264 emits frames in
+//! the rung's size; the scaled picture goes on to the next rendition down (if it takes this GOP),
+//! which scales from it, then this rendition encodes it, with an IDR forced on source keyframes. x264 emits frames in
 //! input order (no B-frames), so each frame gets back the decode and presentation timestamps of
 //! its source picture. If the output channel is full the frame is dropped and so is the rest of
 //! its GOP (later frames would reference it), counted as a dropped GOP.
@@ -16,8 +17,8 @@ use tokio::sync::mpsc;
 
 use super::TranscodeMetrics;
 use super::decode::SourcePicture;
-use super::lane::Stage;
-use super::scale::Scaler;
+use super::lane::{Lane, Rejected, Stage};
+use super::scale::{Scaler, image};
 use super::x264::{Encoded, Encoder, EncoderSettings};
 use crate::media::frame::{Frame, TrackKind, VideoTrack};
 use crate::proto::avc::DecoderConfig;
@@ -71,6 +72,12 @@ pub struct EncodeStage {
     described: bool,
     /// Dropping output until the next IDR.
     skipping: bool,
+    /// The next rendition down, fed with this one's scaled pictures.
+    next: Option<Arc<Lane<EncodeStage>>>,
+    /// Names of the renditions below this one (for their dropped-GOP counts).
+    below: Vec<String>,
+    /// The next lane was full during this GOP: nothing more of it goes down.
+    next_broken: bool,
     metrics: TranscodeMetrics,
     stream: String,
 }
@@ -85,13 +92,17 @@ impl std::fmt::Debug for EncodeStage {
 }
 
 impl EncodeStage {
-    /// A stage for rendition `index` (`name` like `480p`), sending to `out`.
+    /// A stage for rendition `index` (`name` like `480p`), sending to `out`, feeding `next` (the
+    /// rendition below, whose own lower renditions are named in `below` after it).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         name: String,
         settings: EncoderSettings,
         frame_rate: Option<f64>,
         out: mpsc::Sender<PoolOutput>,
+        next: Option<Arc<Lane<EncodeStage>>>,
+        below: Vec<String>,
         metrics: TranscodeMetrics,
         stream: String,
     ) -> Self {
@@ -107,6 +118,9 @@ impl EncodeStage {
             out,
             described: false,
             skipping: false,
+            next,
+            below,
+            next_broken: false,
             metrics,
             stream,
         }
@@ -163,7 +177,8 @@ impl EncodeStage {
         }
     }
 
-    fn encode(&mut self, picture: &SourcePicture) {
+    /// Scales `picture` to this rendition's size (None if it cannot be).
+    fn scale(&mut self, picture: &SourcePicture) -> Option<Arc<SourcePicture>> {
         let shape = (
             picture.frame.format(),
             picture.frame.width(),
@@ -175,26 +190,57 @@ impl EncodeStage {
                 Err(e) => {
                     self.metrics.errors.inc();
                     tracing::warn!(stream = %self.stream, rendition = %self.name, error = %e, ?shape, "picture not scaled");
-                    return;
+                    return None;
                 }
             }
         }
-        let (Some(scaler), Some(encoder)) = (&mut self.scaler, &mut self.encoder) else {
-            return;
-        };
-        let image = match scaler.run(&picture.frame) {
-            Ok(i) => i,
+        let frame = match self.scaler.as_mut()?.run(&picture.frame) {
+            Ok(f) => f,
             Err(e) => {
                 self.metrics.errors.inc();
                 tracing::debug!(stream = %self.stream, rendition = %self.name, error = %e, "picture not scaled");
-                return;
+                return None;
             }
+        };
+        Some(Arc::new(SourcePicture {
+            frame,
+            pts: picture.pts,
+            dts: picture.dts,
+            keyframe: picture.keyframe,
+            renditions: picture.renditions,
+        }))
+    }
+
+    /// Hands a scaled picture to the next rendition down, if it takes this GOP.
+    fn forward(&mut self, scaled: &Arc<SourcePicture>) {
+        if scaled.keyframe {
+            self.next_broken = false;
+        }
+        let Some(next) = &self.next else { return };
+        if self.index + 1 >= scaled.renditions || self.next_broken {
+            return;
+        }
+        match next.push(EncodeInput::Picture(scaled.clone())) {
+            Ok(()) => {}
+            Err(Rejected::Full(_)) => {
+                self.next_broken = true;
+                for name in &self.below {
+                    self.metrics.dropped_gop(name);
+                }
+            }
+            Err(Rejected::Closed(_)) => self.next_broken = true,
+        }
+    }
+
+    fn encode(&mut self, picture: &SourcePicture) {
+        let Some(encoder) = &mut self.encoder else {
+            return;
         };
         if self.in_flight.len() == MAX_IN_FLIGHT {
             self.in_flight.pop_front();
         }
         self.in_flight.push_back((picture.pts, picture.dts));
-        let result = encoder.encode(Some((image, picture.pts, picture.keyframe)));
+        let result = encoder.encode(Some((image(&picture.frame), picture.pts, picture.keyframe)));
         self.emit(result);
     }
 
@@ -271,13 +317,23 @@ impl Stage for EncodeStage {
     type Item = EncodeInput;
 
     fn process(&mut self, item: EncodeInput) {
-        if self.open().is_none() {
-            return;
+        // A rendition whose encoder failed still scales for the ones below it.
+        if self.open().is_some() {
+            self.describe();
         }
-        self.describe();
         match item {
-            EncodeInput::Picture(p) => self.encode(&p),
-            EncodeInput::Flush => self.flush(),
+            EncodeInput::Picture(p) => {
+                let Some(scaled) = self.scale(&p) else { return };
+                self.forward(&scaled);
+                self.encode(&scaled);
+            }
+            EncodeInput::Flush => {
+                self.flush();
+                if let Some(next) = &self.next {
+                    // A full lane cannot take the flush; its delayed frames are then lost.
+                    let _ = next.push(EncodeInput::Flush);
+                }
+            }
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod x264;
 
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -40,8 +41,12 @@ use super::hub::{HubKey, Hubs};
 use crate::config::{Rung, TranscodeConfig};
 use crate::runtime::Shutdown;
 
-/// Labels of per-rendition counters: `rendition="480p"`.
-type RenditionLabels = Vec<(String, String)>;
+/// Labels of per-rendition counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RenditionLabels {
+    /// `480p`, ...
+    pub rendition: String,
+}
 
 /// Why the transcoder could not start.
 #[derive(Debug, thiserror::Error)]
@@ -100,13 +105,19 @@ impl TranscodeMetrics {
     }
 
     fn labels(rendition: &str) -> RenditionLabels {
-        vec![("rendition".to_owned(), rendition.to_owned())]
+        RenditionLabels {
+            rendition: rendition.to_owned(),
+        }
     }
 
     /// Makes `rendition`'s counters visible (at zero) before anything happened to it.
     pub fn declare(&self, rendition: &str) {
-        self.dropped_gops.get_or_create(&Self::labels(rendition));
-        self.frames.get_or_create(&Self::labels(rendition));
+        self.dropped_gops
+            .get_or_create(&Self::labels(rendition))
+            .inc_by(0);
+        self.frames
+            .get_or_create(&Self::labels(rendition))
+            .inc_by(0);
     }
 
     /// Counts a dropped GOP of `rendition`.

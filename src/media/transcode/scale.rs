@@ -1,5 +1,5 @@
-//! Scaling one decoded picture to a rendition's size and to I420 (libswscale through
-//! `ffmpeg-next`), into a frame reused for every picture of the rendition.
+//! Scaling a picture to a rendition's size as I420 with libswscale (bicubic, like ffmpeg's
+//! default `scale`), into a new frame that the next rendition down can scale from in turn.
 //!
 //! `ffmpeg-next`'s scaling context is not marked `Send`, though an `SwsContext` has no thread
 //! affinity; the wrapper here asserts that so a rendition's scaler can run on whichever pool
@@ -15,26 +15,25 @@ use super::x264::Image;
 /// A scaler from one input shape to one output size.
 pub struct Scaler {
     ctx: scaling::Context,
-    out: ffmpeg::frame::Video,
     input: (Pixel, u32, u32),
+    output: (u32, u32),
 }
 
-// SAFETY: an SwsContext holds no thread-local state; the scaler is only used through `&mut self`
-// (one thread at a time) and its output frame is an owned, reference-counted buffer.
+// SAFETY: an SwsContext holds no thread-local state, and the scaler is only used through
+// `&mut self` (one thread at a time).
 unsafe impl Send for Scaler {}
 
 impl std::fmt::Debug for Scaler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Scaler")
             .field("input", &self.input)
-            .field("output", &(self.out.width(), self.out.height()))
+            .field("output", &self.output)
             .finish()
     }
 }
 
 impl Scaler {
-    /// A scaler from `input` (format, width, height) to `width`x`height` I420, bicubic (as
-    /// ffmpeg's `scale` filter does by default).
+    /// A scaler from `input` (format, width, height) to `width`x`height` I420.
     pub fn new(input: (Pixel, u32, u32), width: u32, height: u32) -> Result<Self, ffmpeg::Error> {
         let ctx = scaling::Context::get(
             input.0,
@@ -47,8 +46,8 @@ impl Scaler {
         )?;
         Ok(Scaler {
             ctx,
-            out: ffmpeg::frame::Video::new(Pixel::YUV420P, width, height),
             input,
+            output: (width, height),
         })
     }
 
@@ -57,16 +56,24 @@ impl Scaler {
         self.input
     }
 
-    /// Scales `frame`; the result is valid until the next call.
-    pub fn run(&mut self, frame: &ffmpeg::frame::Video) -> Result<Image<'_>, ffmpeg::Error> {
-        self.ctx.run(frame, &mut self.out)?;
-        let out = &self.out;
-        Ok(Image {
-            width: out.width(),
-            height: out.height(),
-            planes: [out.data(0), out.data(1), out.data(2)],
-            strides: [out.stride(0), out.stride(1), out.stride(2)],
-        })
+    /// Scales `frame` into a new I420 frame.
+    pub fn run(
+        &mut self,
+        frame: &ffmpeg::frame::Video,
+    ) -> Result<ffmpeg::frame::Video, ffmpeg::Error> {
+        let mut out = ffmpeg::frame::Video::new(Pixel::YUV420P, self.output.0, self.output.1);
+        self.ctx.run(frame, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// The planes of an I420 frame, for x264.
+pub fn image(frame: &ffmpeg::frame::Video) -> Image<'_> {
+    Image {
+        width: frame.width(),
+        height: frame.height(),
+        planes: [frame.data(0), frame.data(1), frame.data(2)],
+        strides: [frame.stride(0), frame.stride(1), frame.stride(2)],
     }
 }
 
@@ -82,7 +89,8 @@ mod tests {
             src.data_mut(plane).fill(fill);
         }
         let mut s = Scaler::new((Pixel::YUV420P, 128, 72), 64, 36).unwrap();
-        let img = s.run(&src).unwrap();
+        let out = s.run(&src).unwrap();
+        let img = image(&out);
         assert_eq!((img.width, img.height), (64, 36));
         assert!(img.planes[0].len() >= img.strides[0] * 35 + 64);
         assert!(
@@ -92,5 +100,12 @@ mod tests {
         );
         let other = ffmpeg::frame::Video::new(Pixel::YUV420P, 100, 72);
         assert!(s.run(&other).is_err(), "a different input shape is refused");
+        let yuv422 = ffmpeg::frame::Video::new(Pixel::YUV422P, 128, 72);
+        let mut s = Scaler::new((Pixel::YUV422P, 128, 72), 64, 36).unwrap();
+        assert_eq!(
+            s.run(&yuv422).unwrap().format(),
+            Pixel::YUV420P,
+            "converted to I420"
+        );
     }
 }

@@ -117,8 +117,8 @@ impl TranscodeSession {
         let planned = plan(&t.config.ladder, track.width, track.height);
         let (tx, rx) = mpsc::channel::<PoolOutput>(OUTPUT_QUEUE);
         let mut outputs = Vec::new();
-        let mut lanes = Vec::new();
         let mut names = Vec::new();
+        let mut stages = Vec::new();
         let fps = track.frame_rate.unwrap_or(30.0);
         let fps = if fps.is_finite() && fps > 0.0 {
             fps
@@ -138,7 +138,6 @@ impl TranscodeSession {
                 }
             };
             t.metrics.declare(&r.name);
-            let index = outputs.len();
             outputs.push(RenditionOutput::new(publisher, r.name.clone(), r.bitrate));
             let settings = EncoderSettings {
                 width: r.width,
@@ -150,22 +149,31 @@ impl TranscodeSession {
                 fps: ((fps * 1000.0).round() as u32, 1000),
                 threads: 1,
             };
+            names.push(r.name);
+            stages.push(settings);
+        }
+        // Lanes are built from the lowest up: each feeds the one below it.
+        let mut lanes: Vec<Arc<Lane<EncodeStage>>> = Vec::new();
+        for (index, settings) in stages.into_iter().enumerate().rev() {
+            let name = names[index].clone();
             let stage = EncodeStage::new(
                 index,
-                r.name.clone(),
+                name.clone(),
                 settings,
                 track.frame_rate,
                 tx.clone(),
+                lanes.first().cloned(),
+                names[index + 1..].to_vec(),
                 t.metrics.clone(),
                 self.source.to_string(),
             );
-            lanes.push(Lane::new(
+            let lane = Lane::new(
                 stage,
                 RENDITION_QUEUE,
                 t.pool.clone(),
-                format!("{}/{}", self.source, r.name),
-            ));
-            names.push(r.name);
+                format!("{}/{}", self.source, name),
+            );
+            lanes.insert(0, lane);
         }
         drop(tx);
         if lanes.is_empty() {
@@ -268,11 +276,13 @@ impl TranscodeSession {
             .is_some_and(|r| r.shared.take_changed())
     }
 
-    /// How full the decode queue is (0.0 .. 1.0): offline drivers wait while it is high.
-    pub fn decode_fill(&self) -> f64 {
-        self.running
-            .as_ref()
-            .map_or(0.0, |r| r.decode.len() as f64 / r.decode.capacity() as f64)
+    /// Items queued in the decode lane and in the fullest rendition lane: offline drivers feed
+    /// while these are low, so that nothing is shed.
+    pub fn queued(&self) -> (usize, usize) {
+        self.running.as_ref().map_or((0, 0), |r| {
+            let encode = r.encode.iter().map(|l| l.len()).max().unwrap_or(0);
+            (r.decode.len(), encode)
+        })
     }
 
     /// End of an offline input: decodes and encodes what is still inside the codecs.
@@ -288,5 +298,238 @@ impl TranscodeSession {
         self.running
             .as_ref()
             .is_none_or(|r| r.decode.is_idle() && r.encode.iter().all(|l| l.is_idle()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Rung, TranscodeConfig};
+    use crate::media::frame::TrackKind;
+    use crate::media::hub::{HubEvent, HubMetrics, Hubs, SubscriberKind, Subscription};
+    use crate::media::transcode::TranscodeMetrics;
+    use crate::media::transcode::x264::{Encoder, EncoderSettings, Image};
+    use crate::runtime::Shutdown;
+    use bytes::BytesMut;
+    use std::time::Duration;
+
+    /// A 320x180 x264 stream: (sequence header tag body, frames (dts, keyframe, data)).
+    fn source(frames: usize, gop: usize) -> (VideoTrack, Vec<(u64, bool, Bytes)>) {
+        let mut enc = Encoder::open(&EncoderSettings {
+            width: 320,
+            height: 180,
+            bitrate: 500_000,
+            preset: "ultrafast".into(),
+            tune: None,
+            profile: "high",
+            fps: (30, 1),
+            threads: 1,
+        })
+        .unwrap();
+        let config =
+            DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
+        let mut record = BytesMut::new();
+        config.encode(&mut record).unwrap();
+        let mut tag = BytesMut::new();
+        VideoTag::avc_sequence_header(record.freeze())
+            .encode(&mut tag)
+            .unwrap();
+        let track = VideoTrack {
+            sequence_header: tag.freeze(),
+            width: 320,
+            height: 180,
+            codec: config.codec_string(),
+            frame_rate: Some(30.0),
+        };
+        let (u, v) = (vec![128u8; 160 * 90], vec![128u8; 160 * 90]);
+        let mut out = Vec::new();
+        for i in 0..frames {
+            let y: Vec<u8> = (0..320 * 180).map(|p| ((p + i * 7) % 251) as u8).collect();
+            let img = Image {
+                width: 320,
+                height: 180,
+                planes: [&y, &u, &v],
+                strides: [320, 160, 160],
+            };
+            let pts = i as i64 * 33;
+            if let Some(e) = enc.encode(Some((img, pts, i % gop == 0))).unwrap() {
+                out.push((e.pts as u64, e.keyframe, e.data));
+            }
+        }
+        while let Some(e) = enc.encode(None).unwrap() {
+            out.push((e.pts as u64, e.keyframe, e.data));
+        }
+        (track, out)
+    }
+
+    fn transcoder(hubs: Arc<Hubs>) -> Arc<Transcoder> {
+        Transcoder::new(
+            TranscodeConfig {
+                preset: "ultrafast".into(),
+                tune: None,
+                threads: 2,
+                ladder: vec![
+                    Rung {
+                        height: 360,
+                        bitrate: 1_000_000,
+                    },
+                    Rung {
+                        height: 120,
+                        bitrate: 200_000,
+                    },
+                    Rung {
+                        height: 90,
+                        bitrate: 100_000,
+                    },
+                ],
+            },
+            hubs,
+            TranscodeMetrics::default(),
+            Shutdown::new(),
+        )
+        .unwrap()
+    }
+
+    fn subscribe(hubs: &Hubs, name: &str) -> Subscription {
+        hubs.get_or_create(&HubKey {
+            app: "live".into(),
+            name: name.into(),
+        })
+        .subscribe_with_capacity(SubscriberKind::Internal, 4096)
+    }
+
+    /// (dts, keyframe) of the video frames a subscription received, and its last description.
+    fn drain(sub: &mut Subscription) -> (Vec<(u64, bool)>, Option<VideoTrack>) {
+        let (mut frames, mut track) = (Vec::new(), None);
+        while let Ok(e) = sub.try_recv() {
+            match e {
+                HubEvent::Start { info, .. } => track = info.video.clone(),
+                HubEvent::Frame(f) if f.kind == TrackKind::Video => {
+                    frames.push((f.dts, f.keyframe))
+                }
+                _ => {}
+            }
+        }
+        (frames, track)
+    }
+
+    async fn settle(session: &TranscodeSession) {
+        for _ in 0..2000 {
+            if session.is_idle() {
+                // Let the output task publish what the pool sent.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("pool never went idle");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renditions_are_keyframe_aligned_with_the_source() {
+        let hubs = Arc::new(Hubs::new(HubMetrics::default(), None));
+        let t = transcoder(hubs.clone());
+        let mut s120 = subscribe(&hubs, "cam_120p");
+        let mut s90 = subscribe(&hubs, "cam_90p");
+        let mut session = t.session(HubKey {
+            app: "live".into(),
+            name: "cam".into(),
+        });
+        let (track, frames) = source(60, 15);
+        session.video_track(&track);
+        assert!(
+            hubs.get(&HubKey {
+                app: "live".into(),
+                name: "cam_360p".into()
+            })
+            .is_none(),
+            "360p is above the source: no hub"
+        );
+        for (dts, key, data) in &frames {
+            // Fed at the pool's pace: nothing is shed.
+            while session.queued().0 > 2 || session.queued().1 > 8 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            session.video(*dts, 0, *key, data.clone());
+        }
+        session.finish();
+        settle(&session).await;
+        let source_keys: Vec<u64> = frames.iter().filter(|f| f.1).map(|f| f.0).collect();
+        assert_eq!(source_keys, vec![0, 495, 990, 1485]);
+        for (name, sub, width) in [("120p", &mut s120, 214), ("90p", &mut s90, 160)] {
+            let (got, track) = drain(sub);
+            let track = track.unwrap_or_else(|| panic!("{name} described"));
+            assert_eq!(
+                (track.width, track.height),
+                (width, name.trim_end_matches('p').parse().unwrap())
+            );
+            assert_eq!(
+                got.len(),
+                60,
+                "{name}: every frame encoded (encoded {}, dropped GOPs {}, decoded {})",
+                t.metrics().frames_of(name),
+                t.metrics().dropped_gops_of(name),
+                t.metrics().decoded.get()
+            );
+            let keys: Vec<u64> = got.iter().filter(|f| f.1).map(|f| f.0).collect();
+            assert_eq!(
+                keys, source_keys,
+                "{name}: IDRs exactly at the source keyframes"
+            );
+            let dts: Vec<u64> = got.iter().map(|f| f.0).collect();
+            assert_eq!(
+                dts,
+                frames.iter().map(|f| f.0).collect::<Vec<_>>(),
+                "{name}: source timing"
+            );
+        }
+        let names: Vec<String> = session.renditions().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, vec!["120p", "90p"]);
+        assert!(session.take_changed());
+        drop(session);
+        assert!(
+            matches!(s90.try_recv(), Ok(HubEvent::Stop)),
+            "dropping the session stops the rendition hubs at once"
+        );
+        assert_eq!(t.metrics().sessions.get(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_drops_whole_gops_and_never_waits() {
+        let hubs = Arc::new(Hubs::new(HubMetrics::default(), None));
+        let t = transcoder(hubs.clone());
+        let mut s120 = subscribe(&hubs, "cam_120p");
+        let mut session = t.session(HubKey {
+            app: "live".into(),
+            name: "cam".into(),
+        });
+        let (track, frames) = source(300, 10);
+        session.video_track(&track);
+        let started = std::time::Instant::now();
+        for (dts, key, data) in &frames {
+            session.video(*dts, 0, *key, data.clone());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "pushing 300 frames never waits for the pool"
+        );
+        session.finish();
+        settle(&session).await;
+        let dropped = t.metrics().dropped_gops_of("120p") + t.metrics().dropped_gops_of("90p");
+        assert!(dropped > 0, "the flood was shed");
+        let (got, _) = drain(&mut s120);
+        assert!(!got.is_empty() && got.len() < 300, "{} frames", got.len());
+        assert!(got[0].1, "starts on a keyframe");
+        // Every gap in the output ends on a keyframe: whole GOPs were dropped.
+        for pair in got.windows(2) {
+            if pair[1].0 - pair[0].0 > 33 {
+                assert!(
+                    pair[1].1,
+                    "after a gap at {} the next frame is an IDR",
+                    pair[0].0
+                );
+                assert_eq!(pair[1].0 % 330, 0, "and a source keyframe");
+            }
+        }
     }
 }
