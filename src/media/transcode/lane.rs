@@ -241,7 +241,7 @@ mod tests {
         );
         lane.push(1).unwrap();
         // Wait until item 1 is in progress (blocked on the gate), so the queue is empty.
-        while lane.len() != 0 {
+        while !lane.is_empty() {
             std::thread::yield_now();
         }
         lane.push(2).unwrap();

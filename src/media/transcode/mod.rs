@@ -170,11 +170,12 @@ pub fn plan(ladder: &[Rung], width: u32, height: u32) -> Vec<PlannedRendition> {
         .map(|r| {
             let h = r.height & !1;
             let exact = u64::from(width) * u64::from(h) / u64::from(height);
-            // Round to the nearest even number.
-            let w = (((exact + 1) / 2) * 2).max(2);
+            // Even (odd widths round up), at least 2.
+            let w = (exact.div_ceil(2) * 2).max(2);
             PlannedRendition {
                 name: format!("{h}p"),
-                width: u32::try_from(w).unwrap_or(u32::MAX & !1),
+                // `h <= height`, so `w <= width + 1` fits unless `width` is u32::MAX.
+                width: u32::try_from(w).unwrap_or(width),
                 height: h,
                 bitrate: r.bitrate,
             }

@@ -147,8 +147,8 @@ fn parameters(settings: &EncoderSettings) -> Result<sys::x264_param_t, X264Error
     let kbps = int(settings.bitrate.div_ceil(1000), "bit rate")?;
     if settings.width == 0
         || settings.height == 0
-        || settings.width % 2 != 0
-        || settings.height % 2 != 0
+        || !settings.width.is_multiple_of(2)
+        || !settings.height.is_multiple_of(2)
     {
         return Err(X264Error::OutOfRange(
             "dimensions must be even and non-zero",
