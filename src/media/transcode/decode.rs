@@ -223,7 +223,10 @@ impl DtsQueue {
 
 /// The decode lane's work: decode, then hand pictures to the highest rendition's lane.
 pub struct DecodeStage {
-    decoder: Result<H264Decoder, ()>,
+    /// The stream's configuration until the decoder is opened (on the pool, at the first item).
+    config: Option<DecoderConfig>,
+    /// `None` if opening failed.
+    decoder: Option<H264Decoder>,
     times: DtsQueue,
     /// Highest rendition first; pictures go to the first, the others are watched for their
     /// queue fill.
@@ -252,12 +255,10 @@ impl DecodeStage {
         metrics: TranscodeMetrics,
         stream: String,
     ) -> Self {
-        let decoder = H264Decoder::new(config).map_err(|e| {
-            tracing::error!(%stream, error = %e, "no decoder: stream not transcoded");
-        });
         let n = renditions.len();
         DecodeStage {
-            decoder,
+            config: Some(config),
+            decoder: None,
             times: DtsQueue::default(),
             renditions,
             names,
@@ -327,7 +328,16 @@ impl Stage for DecodeStage {
     type Item = DecodeInput;
 
     fn process(&mut self, item: DecodeInput) {
-        let Ok(decoder) = &mut self.decoder else {
+        if let Some(config) = self.config.take() {
+            match H264Decoder::new(config) {
+                Ok(d) => self.decoder = Some(d),
+                Err(e) => {
+                    self.metrics.errors.inc();
+                    tracing::error!(stream = %self.stream, error = %e, "no decoder: stream not transcoded");
+                }
+            }
+        }
+        let Some(decoder) = &mut self.decoder else {
             return;
         };
         let mut decoded = std::mem::take(&mut self.decoded);
