@@ -9,6 +9,7 @@ pub mod leases;
 pub mod relay;
 pub mod rtmp;
 pub mod stats;
+pub mod transcode;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use self::http::hls::HlsViewers;
 use self::hub::{HubMetrics, Hubs};
 use self::leases::Leases;
 use self::stats::MediaStats;
+use self::transcode::{TranscodeMetrics, Transcoder};
 use crate::cluster::heartbeat::{Heartbeat, NodeIdentity, StoreHealth};
 use crate::config::{HlsConfig, MediaConfig, Role};
 use crate::node::NodeContext;
@@ -97,6 +99,18 @@ impl BoundMediaNode {
         let stats = Arc::new(MediaStats::default());
         stats.register(metrics.registry_mut());
         let hubs = Arc::new(Hubs::new(hub_metrics, Some(config.hls)));
+        // One rayon pool for every transcoded stream of the node.
+        let transcoder = config.transcode.clone().and_then(|t| {
+            let transcode_metrics = TranscodeMetrics::default();
+            transcode_metrics.register(metrics.registry_mut());
+            match Transcoder::new(t, hubs.clone(), transcode_metrics, ctx.shutdown.clone()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(node = %config.name, error = %e, "transcoding disabled");
+                    None
+                }
+            }
+        });
         stats.attach(hubs.clone());
         let hls_viewers = Arc::new(HlsViewers::default());
         let relay_server_metrics = relay::server::ServerMetrics::default();
@@ -189,6 +203,7 @@ impl BoundMediaNode {
                 stats: stats.clone(),
                 shutdown: ctx.shutdown.clone(),
                 puller: puller.clone(),
+                transcoder,
             });
             ctx.shutdown.spawn_service(accept_loop(
                 rtmp_listener,

@@ -23,6 +23,7 @@ use self::publish::Ingest;
 use super::hub::{HubEvent, HubKey, Hubs, SubscriberKind};
 use super::leases::{ClaimError, Leases};
 use super::stats::MediaStats;
+use super::transcode::Transcoder;
 use crate::cluster::model::StreamKey;
 use crate::config::{MediaConfig, Role};
 use crate::proto::rtmp::handshake::RANDOM_LEN;
@@ -54,6 +55,8 @@ pub struct RtmpContext {
     pub shutdown: Shutdown,
     /// Pulls streams from origins (edges and standalone nodes).
     pub puller: Option<Arc<super::relay::client::Puller>>,
+    /// ABR ladder (origins and standalone nodes with `transcode`).
+    pub transcoder: Option<Arc<Transcoder>>,
 }
 
 /// Why a connection ended early.
@@ -354,7 +357,12 @@ impl Connection {
         };
         self.session.accept_publish(stream_id)?;
         tracing::info!(peer = %self.peer, stream = %format!("{app}/{name}"), "publishing");
-        self.ingest = Some(Ingest::new(stream_id, publisher, lease));
+        let transcode = self
+            .ctx
+            .transcoder
+            .as_ref()
+            .map(|t| t.session(publisher.hub().key().clone()));
+        self.ingest = Some(Ingest::new(stream_id, publisher, lease, transcode));
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! Sequence headers (AVC decoder configuration, AAC AudioSpecificConfig) and metadata update the
 //! hub's [`StreamInfo`]; coded frames become [`Frame`]s with extended timestamps. Codecs other
 //! than H.264 and AAC are dropped with one log line (HLS and players here need those two). The
-//! measured bit rates and frame rate go into the stream record's `source` rendition.
+//! measured bit rates and frame rate go into the stream record's `source` rendition. With a
+//! transcode ladder, the source's frames and descriptions also go to its [`TranscodeSession`],
+//! and the transcoded renditions join `source` in the stream record.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use crate::media::frame::{
 };
 use crate::media::hub::Publisher;
 use crate::media::leases::LeaseGuard;
+use crate::media::transcode::TranscodeSession;
 use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
 
 /// How often the measured bit rates are written to the stream record.
@@ -52,11 +55,18 @@ pub struct Ingest {
     warned: bool,
     meter: Meter,
     rendition: Option<Rendition>,
+    /// ABR ladder of this stream (origins with `transcode`).
+    transcode: Option<TranscodeSession>,
 }
 
 impl Ingest {
-    /// Starts ingesting into `publisher`.
-    pub fn new(stream_id: u32, publisher: Publisher, lease: Option<LeaseGuard>) -> Self {
+    /// Starts ingesting into `publisher` (and into `transcode`, when the node has a ladder).
+    pub fn new(
+        stream_id: u32,
+        publisher: Publisher,
+        lease: Option<LeaseGuard>,
+        transcode: Option<TranscodeSession>,
+    ) -> Self {
         Ingest {
             stream_id,
             publisher,
@@ -66,6 +76,7 @@ impl Ingest {
             warned: false,
             meter: Meter::default(),
             rendition: None,
+            transcode,
         }
     }
 
@@ -95,6 +106,9 @@ impl Ingest {
         match tag.body {
             VideoBody::Avc(AvcPacket::SequenceHeader(_)) => match video_track(&body) {
                 Some(track) => {
+                    if let Some(t) = &mut self.transcode {
+                        t.video_track(&track);
+                    }
                     self.info.video = Some(track);
                     self.publisher.set_info(self.info.clone());
                     self.refresh_rendition(true);
@@ -103,9 +117,15 @@ impl Ingest {
                     tracing::warn!(stream = %self.name(), "unreadable AVC sequence header ignored")
                 }
             },
-            VideoBody::Avc(AvcPacket::Nalu { .. }) => {
+            VideoBody::Avc(AvcPacket::Nalu {
+                composition_time,
+                data,
+            }) => {
                 if self.info.video.is_none() {
                     return;
+                }
+                if let Some(t) = &mut self.transcode {
+                    t.video(dts, composition_time, keyframe, data);
                 }
                 self.meter.video_bytes += body.len() as u64;
                 self.meter.video_frames += 1;
@@ -116,7 +136,8 @@ impl Ingest {
                     body,
                     published_us: 0,
                 });
-                self.refresh_rendition(false);
+                let described = self.transcode.as_ref().is_some_and(|t| t.take_changed());
+                self.refresh_rendition(described);
             }
             VideoBody::Avc(AvcPacket::EndOfSequence) | VideoBody::Command { .. } => {}
             VideoBody::Other { codec, .. } => {
@@ -142,6 +163,9 @@ impl Ingest {
         match tag.body {
             AudioBody::Aac(AacPacket::SequenceHeader(_)) => match audio_track(&body) {
                 Some(track) => {
+                    if let Some(t) = &mut self.transcode {
+                        t.audio_track(&track);
+                    }
                     self.info.audio = Some(track);
                     self.publisher.set_info(self.info.clone());
                     self.refresh_rendition(true);
@@ -153,13 +177,17 @@ impl Ingest {
                     return;
                 }
                 self.meter.audio_bytes += body.len() as u64;
-                self.publisher.send(Frame {
+                let frame = Frame {
                     kind: TrackKind::Audio,
                     dts,
                     keyframe: false,
                     body,
                     published_us: 0,
-                });
+                };
+                if let Some(t) = &mut self.transcode {
+                    t.audio(&frame);
+                }
+                self.publisher.send(frame);
             }
             AudioBody::Other { format, .. } => {
                 self.warn_once(&format!("audio format {format:?} is not AAC"))
@@ -215,7 +243,21 @@ impl Ingest {
             self.meter = Meter::default();
         }
         if let Some(lease) = &self.lease {
-            lease.set_renditions(vec![r.clone()]);
+            let mut all = vec![r.clone()];
+            if let Some(t) = &self.transcode {
+                // Transcoded renditions: configured video rate, the source's audio and rate.
+                all.extend(t.renditions().into_iter().map(|t| Rendition {
+                    name: t.name,
+                    width: t.width,
+                    height: t.height,
+                    video_bitrate: t.bitrate,
+                    audio_bitrate: r.audio_bitrate,
+                    video_codec: t.codec,
+                    audio_codec: r.audio_codec.clone(),
+                    frame_rate: r.frame_rate,
+                }));
+            }
+            lease.set_renditions(all);
         }
         self.rendition = Some(r);
     }
