@@ -1,7 +1,8 @@
-//! ABR transcoding end to end: ffmpeg publishes 1280x720 over RTMP to a standalone node with a
-//! ladder; the renditions play at their sizes and rates, are keyframe-aligned with the source
-//! (every segment starts at the same PTS in every rendition), are listed in the adaptive master
-//! playlist, play in hls.js with forced level switches, and stop with the publisher.
+//! ABR transcoding end to end: ffmpeg publishes 1280x720 over RTMP to an origin with a ladder;
+//! the renditions play at their sizes and rates, are keyframe-aligned with the source (every
+//! segment starts at the same PTS in every rendition), are listed in the adaptive master
+//! playlist, play in hls.js with forced level switches on the origin and through an edge that
+//! pulls them over the QUIC relay, and stop with the publisher.
 //!
 //! One test on purpose: the transcoder is the expensive part, and CI has two cores.
 
@@ -131,8 +132,8 @@ fn inspect(base: &str, stream: &str) -> (BTreeMap<i64, bool>, f64) {
     (starts, bytes as f64 * 8.0 / seconds.max(0.001))
 }
 
-fn metric(p: &Proc, name: &str) -> Option<f64> {
-    get(&format!("{}/metrics", p.http("s1")))
+fn metric(p: &Proc, node: &str, name: &str) -> Option<f64> {
+    get(&format!("{}/metrics", p.http(node)))
         .text()
         .lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
@@ -143,13 +144,19 @@ fn ladder_renditions_play_aligned_and_switchable() {
     require_ffmpeg();
     let p = Proc::start(
         r#"
-cluster: {heartbeat: 300ms, node_timeout: 2s}
+cluster: {heartbeat: 300ms, node_timeout: 2s, secret: transcode-test}
 shutdown_grace: 2s
 nodes:
-  - role: standalone
+  - role: edge
+    name: e1
+    rtmp: "127.0.0.1:0"
+    http: "127.0.0.1:0"
+    hls: {segment: 2s, window: 8, wait: 20s}
+  - role: origin
     name: s1
     rtmp: "127.0.0.1:0"
     http: "127.0.0.1:0"
+    relay: "127.0.0.1:0"
     hls: {segment: 2s, window: 8, wait: 20s}
     transcode:
       preset: veryfast
@@ -299,13 +306,45 @@ nodes:
         r.json
     );
 
+    // The same through an edge: the renditions ride the relay with the source.
+    let r = play_hls(
+        &format!("{}/live/streams/abr_adaptive.m3u8", p.http("e1")),
+        4,
+        &["--switch-levels"],
+    );
+    assert!(
+        r.ok && r.json["fatal"].is_null(),
+        "hls.js on the edge: {}",
+        r.json
+    );
+    let forced = r.json["forced"].as_array().cloned().unwrap_or_default();
+    let mut heights: Vec<u64> = forced.iter().filter_map(|f| f["height"].as_u64()).collect();
+    heights.sort_unstable();
+    assert_eq!(
+        heights,
+        vec![240, 360, 480, 720],
+        "every level played on the edge: {}",
+        r.json
+    );
+    assert_eq!(
+        metric(&p, "e1", "streamfleet_relay_upstream_subscriptions "),
+        Some(1.0),
+        "one upstream subscription carries every rendition"
+    );
+
     // Unpublish: the session ends and the rendition hubs stop.
-    assert_eq!(metric(&p, "streamfleet_transcode_sessions "), Some(1.0));
+    assert_eq!(
+        metric(&p, "s1", "streamfleet_transcode_sessions "),
+        Some(1.0)
+    );
     drop(publisher);
     wait_for(
         "the transcode session to end",
         Duration::from_secs(40),
-        || (metric(&p, "streamfleet_transcode_sessions ") == Some(0.0)).then_some(()),
+        || (metric(&p, "s1", "streamfleet_transcode_sessions ") == Some(0.0)).then_some(()),
     );
-    assert_eq!(metric(&p, "streamfleet_transcode_errors_total "), Some(0.0));
+    assert_eq!(
+        metric(&p, "s1", "streamfleet_transcode_errors_total "),
+        Some(0.0)
+    );
 }
