@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TryRecvError;
@@ -38,6 +37,11 @@ const PUBLISHER_IDLE: Duration = Duration::from_secs(30);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Hub events encoded per socket write for a player (batching keeps syscalls down).
 const PLAYER_BATCH: usize = 256;
+/// Payload bytes encoded per socket write for a player: bounds the output buffer (and so the
+/// memory each player keeps) when a GOP cache or a backlog is sent at once.
+const PLAYER_BATCH_BYTES: u64 = 64 * 1024;
+/// Shortest time between two batches of a player (adds at most this much latency).
+const PLAYER_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Longest stream id accepted.
 const MAX_STREAM_ID: usize = 128;
 
@@ -140,18 +144,19 @@ impl Connection {
     async fn run(&mut self, stream: TcpStream) -> Result<(), ConnError> {
         let (mut rd, mut wr) = stream.into_split();
         let mut buf = vec![0u8; 64 * 1024];
-        let mut out = BytesMut::with_capacity(64 * 1024);
         let connect_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let mut received = 0usize;
+        // Players take hub events at most once per flush interval, so each write (and each
+        // wake-up of this task and of the player) carries several frames.
+        let mut next_flush = Instant::now();
         loop {
-            self.session.take_output(&mut out);
-            if !out.is_empty() {
+            // The session's own buffer goes to the socket as it is (no second copy).
+            while let Some(out) = self.session.poll_output() {
                 match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&out)).await {
                     Ok(r) => r?,
                     Err(_) => return Err(ConnError::Timeout("writing to the peer")),
                 }
                 self.ctx.stats.egress_bytes.inc_by(out.len() as u64);
-                out.clear();
             }
             if self.session.is_closed() {
                 return Ok(());
@@ -184,13 +189,19 @@ impl Connection {
                     self.session.handle_input(&buf[..n])?;
                     self.process_events().await?;
                 }
-                event = next_event(&mut self.playback) => {
+                event = next_event(&mut self.playback, next_flush) => {
                     let Some(event) = event else { return Err(ConnError::Slow) };
-                    self.play_event(event)?;
+                    next_flush = Instant::now() + PLAYER_FLUSH_INTERVAL;
+                    let mut queued = self.play_event(event)?;
                     for _ in 0..PLAYER_BATCH {
                         let Some(p) = &mut self.playback else { break };
+                        if queued >= PLAYER_BATCH_BYTES {
+                            // A backlog: the rest goes right after this write.
+                            next_flush = Instant::now();
+                            break;
+                        }
                         match p.sub.try_recv() {
-                            Ok(event) => self.play_event(event)?,
+                            Ok(event) => queued += self.play_event(event)?,
                             Err(TryRecvError::Disconnected) => return Err(ConnError::Slow),
                             Err(TryRecvError::Empty) => break,
                         }
@@ -202,11 +213,12 @@ impl Connection {
         }
     }
 
-    fn play_event(&mut self, event: HubEvent) -> Result<(), ConnError> {
-        if let Some(p) = &mut self.playback {
-            p.on_event(&mut self.session, event)?;
+    /// Encodes one hub event for the player; returns the payload bytes queued.
+    fn play_event(&mut self, event: HubEvent) -> Result<u64, ConnError> {
+        match &mut self.playback {
+            Some(p) => Ok(p.on_event(&mut self.session, event)?),
+            None => Ok(0),
         }
-        Ok(())
     }
 
     async fn process_events(&mut self) -> Result<(), ConnError> {
@@ -405,9 +417,14 @@ impl Connection {
     }
 }
 
-async fn next_event(playback: &mut Option<Playback>) -> Option<HubEvent> {
+async fn next_event(playback: &mut Option<Playback>, not_before: Instant) -> Option<HubEvent> {
     match playback {
-        Some(p) => p.sub.recv().await,
+        Some(p) => {
+            if Instant::now() < not_before {
+                tokio::time::sleep_until(not_before.into()).await;
+            }
+            p.sub.recv().await
+        }
         None => std::future::pending().await,
     }
 }
