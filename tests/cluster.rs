@@ -548,8 +548,8 @@ fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() 
     let progress = String::from_utf8_lossy(&out.stdout);
     let frames: u64 = progress
         .lines()
-        .filter_map(|l| l.strip_prefix("frame="))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("frame="))
         .and_then(|f| f.trim().parse().ok())
         .unwrap_or(0);
     assert!(
