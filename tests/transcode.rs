@@ -139,6 +139,26 @@ fn metric(p: &Proc, node: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
+/// hls.js plays `master` in Chromium, is forced onto every level in turn, and plays each one
+/// (the source at 720p and the three renditions) with no fatal error.
+fn plays_every_level(master: &str, on: &str) {
+    let r = play_hls(master, 4, &["--switch-levels"]);
+    assert!(
+        r.ok && r.json["fatal"].is_null(),
+        "hls.js on the {on}: {}",
+        r.json
+    );
+    let forced = r.json["forced"].as_array().cloned().unwrap_or_default();
+    let mut heights: Vec<u64> = forced.iter().filter_map(|f| f["height"].as_u64()).collect();
+    heights.sort_unstable();
+    assert_eq!(
+        heights,
+        vec![240, 360, 480, 720],
+        "every level played on the {on}: {}",
+        r.json
+    );
+}
+
 #[test]
 fn ladder_renditions_play_aligned_and_switchable() {
     require_ffmpeg();
@@ -289,42 +309,12 @@ nodes:
         );
     }
 
-    // hls.js plays the adaptive playlist and survives forcing every level.
-    let r = play_hls(
-        &format!("{base}/abr_adaptive.m3u8"),
-        4,
-        &["--switch-levels"],
-    );
-    assert!(r.ok && r.json["fatal"].is_null(), "hls.js: {}", r.json);
-    let forced = r.json["forced"].as_array().cloned().unwrap_or_default();
-    let mut heights: Vec<u64> = forced.iter().filter_map(|f| f["height"].as_u64()).collect();
-    heights.sort_unstable();
-    assert_eq!(
-        heights,
-        vec![240, 360, 480, 720],
-        "every level played: {}",
-        r.json
-    );
-
-    // The same through an edge: the renditions ride the relay with the source.
-    let r = play_hls(
+    // hls.js plays the adaptive playlist and survives forcing every level, on the origin and
+    // through an edge (the renditions ride the relay with the source).
+    plays_every_level(&format!("{base}/abr_adaptive.m3u8"), "origin");
+    plays_every_level(
         &format!("{}/live/streams/abr_adaptive.m3u8", p.http("e1")),
-        4,
-        &["--switch-levels"],
-    );
-    assert!(
-        r.ok && r.json["fatal"].is_null(),
-        "hls.js on the edge: {}",
-        r.json
-    );
-    let forced = r.json["forced"].as_array().cloned().unwrap_or_default();
-    let mut heights: Vec<u64> = forced.iter().filter_map(|f| f["height"].as_u64()).collect();
-    heights.sort_unstable();
-    assert_eq!(
-        heights,
-        vec![240, 360, 480, 720],
-        "every level played on the edge: {}",
-        r.json
+        "edge",
     );
     assert_eq!(
         metric(&p, "e1", "streamfleet_relay_upstream_subscriptions "),

@@ -414,18 +414,15 @@ mod tests {
 
     #[test]
     fn decodes_an_x264_stream() {
-        use crate::media::transcode::x264::{Encoder, EncoderSettings, Image};
-        let mut enc = Encoder::open(&EncoderSettings {
-            width: 64,
-            height: 48,
-            bitrate: 300_000,
-            preset: "ultrafast".into(),
-            tune: None,
-            profile: "high",
-            fps: (30, 1),
-            threads: 1,
-        })
-        .unwrap();
+        use crate::media::transcode::x264::{Encoded, Encoder, Image, test_settings};
+        // x264 without B-frames: decode order is presentation order.
+        let packet = |e: Encoded| Packet {
+            dts: e.pts as u64,
+            pts: e.pts,
+            keyframe: e.keyframe,
+            data: e.data,
+        };
+        let mut enc = Encoder::open(&test_settings(64, 48, 300_000)).unwrap();
         let config =
             DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
         let mut dec = H264Decoder::new(config).unwrap();
@@ -443,23 +440,11 @@ mod tests {
                 strides: [64, 32, 32],
             };
             if let Some(e) = enc.encode(Some((img, i * 33, i == 0))).unwrap() {
-                let packet = Packet {
-                    dts: e.pts as u64,
-                    pts: e.pts,
-                    keyframe: e.keyframe,
-                    data: e.data,
-                };
-                dec.decode(&packet, &mut out).unwrap();
+                dec.decode(&packet(e), &mut out).unwrap();
             }
         }
         while let Some(e) = enc.encode(None).unwrap() {
-            let packet = Packet {
-                dts: e.pts as u64,
-                pts: e.pts,
-                keyframe: e.keyframe,
-                data: e.data,
-            };
-            dec.decode(&packet, &mut out).unwrap();
+            dec.decode(&packet(e), &mut out).unwrap();
         }
         dec.drain(&mut out).unwrap();
         assert_eq!(out.len(), 10);

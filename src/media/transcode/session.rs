@@ -308,24 +308,14 @@ mod tests {
     use crate::media::frame::TrackKind;
     use crate::media::hub::{HubEvent, HubMetrics, Hubs, SubscriberKind, Subscription};
     use crate::media::transcode::TranscodeMetrics;
-    use crate::media::transcode::x264::{Encoder, EncoderSettings, Image};
+    use crate::media::transcode::x264::{Encoder, Image, test_settings};
     use crate::runtime::Shutdown;
     use bytes::BytesMut;
     use std::time::Duration;
 
     /// A 320x180 x264 stream: (sequence header tag body, frames (dts, keyframe, data)).
     fn source(frames: usize, gop: usize) -> (VideoTrack, Vec<(u64, bool, Bytes)>) {
-        let mut enc = Encoder::open(&EncoderSettings {
-            width: 320,
-            height: 180,
-            bitrate: 500_000,
-            preset: "ultrafast".into(),
-            tune: None,
-            profile: "high",
-            fps: (30, 1),
-            threads: 1,
-        })
-        .unwrap();
+        let mut enc = Encoder::open(&test_settings(320, 180, 500_000)).unwrap();
         let config =
             DecoderConfig::from_parameter_sets(enc.sps().clone(), enc.pps().clone()).unwrap();
         let mut record = BytesMut::new();

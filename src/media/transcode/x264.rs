@@ -400,22 +400,28 @@ impl Drop for Encoder {
     }
 }
 
+/// Settings of the small, fast encoders unit tests use to make real H.264.
+#[cfg(test)]
+pub(crate) fn test_settings(width: u32, height: u32, bitrate: u64) -> EncoderSettings {
+    EncoderSettings {
+        width,
+        height,
+        bitrate,
+        preset: "ultrafast".into(),
+        tune: None,
+        profile: "high",
+        fps: (30, 1),
+        threads: 1,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::proto::avc::{DecoderConfig, LengthPrefixedNals, NalLengthSize};
 
     fn settings() -> EncoderSettings {
-        EncoderSettings {
-            width: 64,
-            height: 48,
-            bitrate: 200_000,
-            preset: "ultrafast".into(),
-            tune: None,
-            profile: "high",
-            fps: (30, 1),
-            threads: 1,
-        }
+        test_settings(64, 48, 200_000)
     }
 
     fn gray(w: usize, h: usize, shade: u8) -> [Vec<u8>; 3] {
