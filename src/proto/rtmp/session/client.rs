@@ -220,8 +220,7 @@ impl ClientSession {
 
     /// Appends pending output to `dst`.
     pub fn take_output(&mut self, dst: &mut BytesMut) {
-        dst.extend_from_slice(&self.out.buf);
-        self.out.buf.clear();
+        self.out.copy_to(dst);
     }
 
     /// Whether `connect` succeeded.
