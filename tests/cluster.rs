@@ -549,7 +549,7 @@ fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() 
     let frames: u64 = progress
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
-        .last()
+        .next_back()
         .and_then(|f| f.trim().parse().ok())
         .unwrap_or(0);
     assert!(
