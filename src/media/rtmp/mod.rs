@@ -45,6 +45,10 @@ const PLAYER_BATCH: usize = 256;
 /// memory each player keeps) when a GOP cache or a backlog is sent at once.
 const PLAYER_BATCH_BYTES: u64 = 64 * 1024;
 /// Shortest time between two batches of a player (adds at most this much latency).
+///
+/// 100 ms: one wake-up and one write carry about 3 video and 4 audio frames. 50 ms measured
+/// 12-19% more server CPU at 400 players (bench/fanout, two A/B rounds) for 50 ms less delay,
+/// small next to what RTMP play already has (the player's own buffer, a GOP-cache start).
 const PLAYER_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// First read buffer of a connection: enough for the handshake and a player's acknowledgements.
 const READ_BUF_MIN: usize = 4 * 1024;
