@@ -1,6 +1,7 @@
 //! What flows through a hub: frames as FLV tag bodies (RTMP play sends them untouched, the HLS
 //! packager and the relay read them), and the stream description players need first.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,6 +9,7 @@ use bytes::Bytes;
 use crate::proto::aac::AudioSpecificConfig;
 use crate::proto::avc::DecoderConfig;
 use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use crate::proto::rtmp::chunk::ChunkedBody;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,7 +35,33 @@ pub struct Frame {
     /// Wall clock (unix µs) when the frame entered its first hub (the origin's); relays carry
     /// it so edges can measure the added latency. 0 until a hub stamps it.
     pub published_us: u64,
+    /// `body` cut into RTMP chunks by the first player that sends this frame; every clone of
+    /// the frame (each player's copy of a hub event) shares it, so a frame is chunked once per
+    /// hub instead of once per player.
+    pub rtmp_chunks: RtmpChunks,
 }
+
+/// A frame's body in RTMP chunks, computed once and shared by the frame's clones.
+///
+/// A cache, not part of the frame's value: two frames compare equal whatever it holds.
+#[derive(Debug, Clone, Default)]
+pub struct RtmpChunks(Arc<OnceLock<Option<ChunkedBody>>>);
+
+impl RtmpChunks {
+    /// The chunked body, made by `make` on first use (`None` when it could not be made: players
+    /// then encode the frame themselves).
+    pub fn get_or_init(&self, make: impl FnOnce() -> Option<ChunkedBody>) -> Option<&ChunkedBody> {
+        self.0.get_or_init(make).as_ref()
+    }
+}
+
+impl PartialEq for RtmpChunks {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for RtmpChunks {}
 
 /// The video track of a stream.
 #[derive(Debug, Clone, PartialEq)]

@@ -404,6 +404,7 @@ mod tests {
             keyframe,
             body: encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))),
             published_us: 0,
+            rtmp_chunks: Default::default(),
         }
     }
 

@@ -563,6 +563,7 @@ mod tests {
             keyframe,
             body: Bytes::from(vec![0u8; 10]),
             published_us: 0,
+            rtmp_chunks: Default::default(),
         }
     }
 

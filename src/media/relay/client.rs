@@ -604,6 +604,7 @@ async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopFrame>, stop:
                 keyframe,
                 body,
                 published_us: origin_us,
+                rtmp_chunks: Default::default(),
             },
             _ => return,
         };

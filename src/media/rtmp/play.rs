@@ -3,10 +3,16 @@
 //! Timestamps are rebased per player: the first frame it receives is at 0 and time only moves
 //! forward, across republishes too (a new publish session continues where the old one
 //! stopped), which is what RTMP players expect.
+//!
+//! Frames are chunked once per hub, not once per player: the first player to send a frame
+//! cuts its body into RTMP chunks ([`ChunkedBody`], cached in the frame that every player's
+//! hub event shares); each player then encodes only its own message header (its own
+//! timestamp) and queues the shared chunks behind it without a copy.
 
 use crate::media::frame::{StreamInfo, TrackKind};
 use crate::media::hub::{HubEvent, Subscription};
-use crate::proto::rtmp::session::{ServerSession, SessionError};
+use crate::proto::rtmp::chunk::ChunkedBody;
+use crate::proto::rtmp::session::{CSID_AUDIO, CSID_VIDEO, ServerSession, SessionError};
 
 /// A playing message stream of an RTMP connection.
 pub struct Playback {
@@ -68,9 +74,19 @@ impl Playback {
                 if let Some(info) = self.pending_info.take() {
                     sent += send_info(session, id, ts, &info)?;
                 }
-                match frame.kind {
-                    TrackKind::Video => session.send_video(id, ts, &frame.body)?,
-                    TrackKind::Audio => session.send_audio(id, ts, &frame.body)?,
+                let csid = match frame.kind {
+                    TrackKind::Video => CSID_VIDEO,
+                    TrackKind::Audio => CSID_AUDIO,
+                };
+                let chunk_size = session.outgoing_chunk_size();
+                let shared = frame
+                    .rtmp_chunks
+                    .get_or_init(|| ChunkedBody::new(chunk_size, csid, frame.body.clone()).ok());
+                match (frame.kind, shared) {
+                    (TrackKind::Video, Some(body)) => session.send_video_chunked(id, ts, body)?,
+                    (TrackKind::Audio, Some(body)) => session.send_audio_chunked(id, ts, body)?,
+                    (TrackKind::Video, None) => session.send_video(id, ts, &frame.body)?,
+                    (TrackKind::Audio, None) => session.send_audio(id, ts, &frame.body)?,
                 }
                 Ok(sent + frame.body.len() as u64)
             }

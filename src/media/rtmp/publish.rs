@@ -135,6 +135,7 @@ impl Ingest {
                     keyframe,
                     body,
                     published_us: 0,
+                    rtmp_chunks: Default::default(),
                 });
                 let described = self.transcode.as_ref().is_some_and(|t| t.take_changed());
                 self.refresh_rendition(described);
@@ -183,6 +184,7 @@ impl Ingest {
                     keyframe: false,
                     body,
                     published_us: 0,
+                    rtmp_chunks: Default::default(),
                 };
                 if let Some(t) = &mut self.transcode {
                     t.audio(&frame);

@@ -303,6 +303,7 @@ impl EncodeStage {
             keyframe: encoded.keyframe,
             body: Bytes::from(body),
             published_us: 0,
+            rtmp_chunks: Default::default(),
         };
         let index = self.index;
         if let Err(mpsc::error::TrySendError::Full(_)) =

@@ -267,6 +267,7 @@ mod tests {
             keyframe,
             body: Bytes::from_static(b"x"),
             published_us: 0,
+            rtmp_chunks: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ mod decoder;
 mod encoder;
 
 pub use decoder::{ChunkDecoder, DecoderLimits};
-pub use encoder::ChunkEncoder;
+pub use encoder::{ChunkEncoder, ChunkedBody};
 
 use bytes::Bytes;
 

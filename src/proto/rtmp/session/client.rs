@@ -213,15 +213,15 @@ impl ClientSession {
         self.events.pop_front()
     }
 
-    /// Pending output bytes, if any.
+    /// The next piece of pending output, in wire order; call until `None`. Pieces can be
+    /// shared media chunks (no copy): write them as they are, e.g. with one vectored write.
     pub fn poll_output(&mut self) -> Option<Bytes> {
         self.out.take()
     }
 
     /// Appends pending output to `dst`.
     pub fn take_output(&mut self, dst: &mut BytesMut) {
-        dst.extend_from_slice(&self.out.buf);
-        self.out.buf.clear();
+        self.out.copy_to(dst);
     }
 
     /// Whether `connect` succeeded.

@@ -16,10 +16,12 @@ mod pair_tests;
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{PublishKind, ServerConfig, ServerEvent, ServerSession, SharedFrameParams};
 
+use std::collections::VecDeque;
+
 use bytes::{Bytes, BytesMut};
 
 use super::amf0::Amf0Value;
-use super::chunk::{ChunkEncoder, ChunkError};
+use super::chunk::{ChunkEncoder, ChunkError, ChunkedBody};
 use super::handshake::HandshakeError;
 use super::message::{Command, Message, MessageError};
 
@@ -94,11 +96,16 @@ impl From<MessageError> for SessionError {
 }
 
 /// The session's outgoing side: one chunk encoder and the bytes it produced.
+///
+/// Output is a chain: `queue` (frozen pieces, shared chunked bodies among them), then `buf`.
+/// Whatever is written into `buf` goes on the wire after every piece in `queue`.
 #[derive(Debug, Default)]
 struct Outbox {
     /// Header compression state towards the peer.
     encoder: ChunkEncoder,
-    /// Bytes waiting for the IO layer.
+    /// Pieces waiting for the IO layer, in wire order, before `buf`.
+    queue: VecDeque<Bytes>,
+    /// Bytes waiting for the IO layer, after `queue`.
     buf: BytesMut,
 }
 
@@ -136,6 +143,40 @@ impl Outbox {
         Ok(())
     }
 
+    /// Encodes a media body already cut into chunks: this connection's header goes into `buf`,
+    /// the shared chunks are queued after it without a copy (or copied in when they do not fit
+    /// this connection, see [`ChunkEncoder::write_chunked`]).
+    fn send_chunked(
+        &mut self,
+        type_id: u8,
+        timestamp: u32,
+        stream_id: u32,
+        body: &ChunkedBody,
+    ) -> Result<(), SessionError> {
+        let shared =
+            self.encoder
+                .write_chunked(timestamp, type_id, stream_id, body, &mut self.buf)?;
+        if let Some(wire) = shared.filter(|w| !w.is_empty()) {
+            self.queue.push_back(self.buf.split().freeze());
+            self.queue.push_back(wire);
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting in all.
+    fn len(&self) -> usize {
+        self.queue.iter().map(Bytes::len).sum::<usize>() + self.buf.len()
+    }
+
+    /// Appends every waiting byte to `dst` (a copy) and empties the outbox.
+    fn copy_to(&mut self, dst: &mut BytesMut) {
+        for piece in self.queue.drain(..) {
+            dst.extend_from_slice(&piece);
+        }
+        dst.extend_from_slice(&self.buf);
+        self.buf.clear();
+    }
+
     /// Encodes a command: on csid 3 for stream 0, on csid 5 for other streams.
     fn command(
         &mut self,
@@ -159,8 +200,11 @@ impl Outbox {
         self.send(csid, 0, stream_id, &Message::Command(command))
     }
 
-    /// Moves the pending bytes out.
+    /// Moves the next waiting piece out, in wire order.
     fn take(&mut self) -> Option<Bytes> {
+        if let Some(piece) = self.queue.pop_front() {
+            return Some(piece);
+        }
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
     }
 }

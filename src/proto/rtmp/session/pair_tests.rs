@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::proto::rtmp::amf0::{self, Amf0Value};
-use crate::proto::rtmp::chunk::{ChunkEncoder, RawMessage};
+use crate::proto::rtmp::chunk::{ChunkEncoder, ChunkedBody, RawMessage};
 use crate::proto::rtmp::handshake::{HandshakeMode, RANDOM_LEN};
 use crate::proto::rtmp::message::{Message, UserControl};
 
@@ -345,6 +345,102 @@ fn play_gets_status_sequence_media_and_shared_frames() {
     pair.run();
     assert_eq!(pair.drain().0, vec![ServerEvent::PlayStop { stream_id: 1 }]);
     assert!(pair.server.send_video(1, 80, &frame(10, 0)).is_err());
+}
+
+/// A connected client playing `key` on message stream 1, its setup events drained.
+fn playing() -> Pair {
+    let mut pair = Pair::connected(accept_all);
+    let stream_id = pair.create_stream();
+    pair.client.play(stream_id, "key").unwrap();
+    pair.run();
+    pair.drain();
+    pair
+}
+
+#[test]
+fn chunked_frames_are_shared_by_players_without_a_copy() {
+    let mut players = [playing(), playing()];
+    let chunk_size = players[0].server.outgoing_chunk_size();
+    let video = ChunkedBody::new(chunk_size, CSID_VIDEO, frame(9000, 3)).unwrap();
+    let audio = ChunkedBody::new(chunk_size, CSID_AUDIO, frame(300, 4)).unwrap();
+    let metadata = amf0::encode_all([&Amf0Value::string("onMetaData")]).freeze();
+    for (n, pair) in players.iter_mut().enumerate() {
+        // Each player has its own timeline (timestamps are rebased per player).
+        let base = 1000 * n as u32;
+        pair.server.send_metadata(1, base, &metadata).unwrap();
+        pair.server.send_video_chunked(1, base, &video).unwrap();
+        pair.server
+            .send_audio_chunked(1, base + 10, &audio)
+            .unwrap();
+        pair.server
+            .send_video_chunked(1, base + 33, &video)
+            .unwrap();
+        pair.server
+            .send_video(1, base + 66, video.payload())
+            .unwrap();
+        pair.server
+            .send_video_chunked(1, base + 99, &video)
+            .unwrap();
+        let mut pieces = Vec::new();
+        while let Some(piece) = pair.server.poll_output() {
+            pieces.push(piece);
+        }
+        let shared = |body: &ChunkedBody| {
+            pieces
+                .iter()
+                .filter(|p| p.as_ptr() == body.wire().as_ptr() && p.len() == body.wire().len())
+                .count()
+        };
+        assert_eq!(
+            shared(&video),
+            3,
+            "every chunked video frame is the shared bytes"
+        );
+        assert_eq!(shared(&audio), 1);
+        for piece in &pieces {
+            pair.client.handle_input(piece).unwrap();
+        }
+        pair.run();
+        let video_at = |timestamp| ClientEvent::Video {
+            stream_id: 1,
+            timestamp,
+            payload: video.payload().clone(),
+        };
+        assert_eq!(
+            pair.drain().1,
+            vec![
+                ClientEvent::Data {
+                    stream_id: 1,
+                    timestamp: base,
+                    values: vec![Amf0Value::string("onMetaData")],
+                },
+                video_at(base),
+                ClientEvent::Audio {
+                    stream_id: 1,
+                    timestamp: base + 10,
+                    payload: audio.payload().clone(),
+                },
+                video_at(base + 33),
+                video_at(base + 66),
+                video_at(base + 99),
+            ]
+        );
+    }
+    // A body cut for another chunk stream is re-encoded, not sent with the wrong separators.
+    let pair = &mut players[0];
+    pair.server.send_audio_chunked(1, 2000, &video).unwrap();
+    pair.run();
+    assert_eq!(
+        pair.drain().1,
+        vec![ClientEvent::Audio {
+            stream_id: 1,
+            timestamp: 2000,
+            payload: video.payload().clone(),
+        }]
+    );
+    pair.client.close_stream(1).unwrap();
+    pair.run();
+    assert!(pair.server.send_video_chunked(1, 2100, &video).is_err());
 }
 
 #[test]

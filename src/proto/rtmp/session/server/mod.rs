@@ -22,7 +22,7 @@ use super::{
     SessionError, status,
 };
 use crate::proto::rtmp::amf0::{Amf0Limits, Amf0Value};
-use crate::proto::rtmp::chunk::{ChunkDecoder, DecoderLimits};
+use crate::proto::rtmp::chunk::{ChunkDecoder, ChunkedBody, DecoderLimits};
 use crate::proto::rtmp::handshake::{HandshakeMode, RANDOM_LEN, ServerHandshake};
 use crate::proto::rtmp::message::{BandwidthLimit, Message, UserControl, type_id};
 use crate::proto::rtmp::splice::DownstreamState;
@@ -288,20 +288,25 @@ impl ServerSession {
         self.events.pop_front()
     }
 
-    /// Pending output bytes, if any.
+    /// The next piece of pending output, in wire order; call until `None`. Pieces can be
+    /// shared media chunks (no copy): write them as they are, e.g. with one vectored write.
     pub fn poll_output(&mut self) -> Option<Bytes> {
         self.out.take()
     }
 
     /// Appends pending output to `dst`.
     pub fn take_output(&mut self, dst: &mut BytesMut) {
-        dst.extend_from_slice(&self.out.buf);
-        self.out.buf.clear();
+        self.out.copy_to(dst);
     }
 
     /// Whether output is waiting.
     pub fn has_output(&self) -> bool {
-        !self.out.buf.is_empty()
+        self.out.len() > 0
+    }
+
+    /// Bytes of output waiting (for a caller that bounds what it queues per write).
+    pub fn output_len(&self) -> usize {
+        self.out.len()
     }
 
     /// Whether an event is waiting for `accept_*` / `reject_*` (input processing is paused).
@@ -508,6 +513,35 @@ impl ServerSession {
             .send_body(CSID_VIDEO, type_id::VIDEO, timestamp, stream_id, payload)
     }
 
+    /// Sends a video frame whose body was cut into chunks once for many players
+    /// ([`ChunkedBody`] for [`CSID_VIDEO`] at [`Self::outgoing_chunk_size`]): only this
+    /// connection's header is encoded, the shared chunks follow it in the output without a copy.
+    /// A body cut for another chunk size or chunk stream is re-encoded for this connection.
+    pub fn send_video_chunked(
+        &mut self,
+        stream_id: u32,
+        timestamp: u32,
+        body: &ChunkedBody,
+    ) -> Result<(), SessionError> {
+        self.send_media_chunked(CSID_VIDEO, type_id::VIDEO, stream_id, timestamp, body)
+    }
+
+    /// [`Self::send_video_chunked`] for an audio frame ([`ChunkedBody`] for [`CSID_AUDIO`]).
+    pub fn send_audio_chunked(
+        &mut self,
+        stream_id: u32,
+        timestamp: u32,
+        body: &ChunkedBody,
+    ) -> Result<(), SessionError> {
+        self.send_media_chunked(CSID_AUDIO, type_id::AUDIO, stream_id, timestamp, body)
+    }
+
+    /// The chunk size of what this session sends (fixed by [`ServerConfig::chunk_size`] once
+    /// `connect` is accepted): the size shared [`ChunkedBody`]s must be cut with.
+    pub fn outgoing_chunk_size(&self) -> u32 {
+        self.out.encoder.chunk_size()
+    }
+
     /// Sends metadata (an AMF0 data body such as [`ServerEvent::Metadata`]'s) to a playing
     /// stream.
     pub fn send_metadata(
@@ -614,6 +648,25 @@ impl ServerSession {
             Some(StreamState::Playing) => Ok(()),
             _ => Err(SessionError::StreamNotActive(stream_id)),
         }
+    }
+
+    /// Sends a pre-chunked media body on `csid`, or re-encodes it when it was cut for another
+    /// chunk stream.
+    fn send_media_chunked(
+        &mut self,
+        csid: u32,
+        type_id: u8,
+        stream_id: u32,
+        timestamp: u32,
+        body: &ChunkedBody,
+    ) -> Result<(), SessionError> {
+        self.check_playing(stream_id)?;
+        if body.csid() != csid {
+            return self
+                .out
+                .send_body(csid, type_id, timestamp, stream_id, body.payload());
+        }
+        self.out.send_chunked(type_id, timestamp, stream_id, body)
     }
 
     /// Sends a user control event on csid 2.
