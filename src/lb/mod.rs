@@ -12,7 +12,7 @@
 //! - `health`: active checks; `discovery`: `servers_from`.
 //! - `upstream`: connecting to a server with retries; `pipe`: bidirectional byte copy.
 //! - `rtmp`: RTMP-aware routing with the splice filter.
-//! - `stats`: the stats listener.
+//! - `stats`: the stats listener (HTML page, CSV, `/metrics`); `log`: the access log.
 //! - `tls`: certificates and SNI; `counters`: stats counters; `error`: error types.
 
 pub mod backend;
@@ -22,6 +22,7 @@ pub mod error;
 pub mod health;
 pub mod l4;
 pub mod l7;
+pub mod log;
 pub mod pipe;
 pub mod rtmp;
 pub mod select;
@@ -32,7 +33,7 @@ pub mod upstream;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
@@ -41,6 +42,7 @@ use tokio_rustls::TlsAcceptor;
 use self::backend::Backend;
 use self::counters::Counters;
 use self::error::LbStartError;
+use self::log::AccessLog;
 use crate::cluster::heartbeat::{Heartbeat, Idle, NodeIdentity, StoreHealth};
 use crate::config::{FrontendConfig, LbConfig, LbTimeouts, ProxyMode, Role};
 use crate::node::NodeContext;
@@ -129,6 +131,10 @@ pub struct Frontend {
     pub errors: Arc<ErrorPages>,
     /// Process shutdown.
     pub shutdown: crate::runtime::Shutdown,
+    /// The node's access log.
+    pub log: AccessLog,
+    /// The node's connection limit (its open connections are the log's `actconn`).
+    pub limit: Arc<ConnLimit>,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -234,6 +240,18 @@ impl BoundLbNode {
                 d.start().await;
             }
         }
+        let limit = ConnLimit::new(config.maxconn);
+        let log = AccessLog::start(&config.name, config.log);
+        if log.enabled() {
+            let (log, shutdown2) = (log.clone(), shutdown.clone());
+            // Lines still buffered are written before the process exits.
+            shutdown.spawn_service(async move {
+                shutdown2.stopped().await;
+                if let Err(e) = tokio::task::spawn_blocking(move || log.close()).await {
+                    tracing::warn!(error = %e, "access log: final flush failed");
+                }
+            });
+        }
         let frontends: Vec<Arc<Frontend>> = config
             .frontends
             .iter()
@@ -247,14 +265,21 @@ impl BoundLbNode {
                     timeouts: config.timeouts,
                     errors: self.errors.clone(),
                     shutdown: shutdown.clone(),
+                    log: log.clone(),
+                    limit: limit.clone(),
                 })
             })
             .collect();
-        let limit = ConnLimit::new(config.maxconn);
-        if let Some((listener, _)) = self.stats {
+        if let (Some((listener, _)), Some(stats_config)) = (self.stats, config.stats.clone()) {
             let view = Arc::new(stats::LbView {
+                node: config.name.clone(),
+                config: stats_config,
                 frontends: frontends.clone(),
                 backends: backends.clone(),
+                limit: limit.clone(),
+                started: Instant::now(),
+                errors: self.errors.clone(),
+                timeout: config.timeouts.client,
             });
             // The stats listener has its own small limit: it must answer while traffic is at maxconn.
             shutdown.spawn_service(accept_loop(
