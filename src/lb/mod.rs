@@ -5,7 +5,8 @@
 //! Data flow: [`BoundLbNode::bind`] binds every frontend listener and loads what must be valid
 //! before anything is served (certificates, errorfiles); [`BoundLbNode::start`] builds the
 //! backends, starts health checks, discovery and the heartbeat, then one accept loop per
-//! listener. Each accepted connection gets one task: `l4` (byte pipe), `rtmp` (RTMP-aware
+//! listener on each of the node's `threads` event-loop threads (`workers`). Each accepted
+//! connection gets one task on the thread that accepted it: `l4` (byte pipe), `rtmp` (RTMP-aware
 //! routing, then a byte pipe) or `l7` (TLS handshake if any, then HTTP/1.1 or HTTP/2).
 //!
 //! - `backend`: servers, UP/DOWN state, snapshot of the server list; `select`: algorithms.
@@ -29,6 +30,7 @@ pub mod select;
 pub mod stats;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,13 +40,14 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use self::backend::Backend;
 use self::counters::Counters;
 use self::error::LbStartError;
 use self::log::AccessLog;
 use crate::cluster::heartbeat::{Heartbeat, Idle, NodeIdentity, StoreHealth};
-use crate::config::{FrontendConfig, LbConfig, LbTimeouts, ProxyMode, Role};
+use crate::config::{FrontendConfig, LbConfig, LbTimeouts, Role};
 use crate::node::NodeContext;
 use crate::proto::http::response::{ErrorFile, error_response, parse_errorfile};
 use crate::runtime::listener::{accept_loop, bind_tcp, local_addr};
@@ -290,38 +293,38 @@ impl BoundLbNode {
                 move |s, peer, permit| stats::serve(view.clone(), s, peer, permit),
             ));
         }
+        let mut served = Vec::with_capacity(self.listeners.len());
         for (i, listener, addr) in self.listeners {
             // `i` was taken from enumerating `config.frontends`, which `frontends` mirrors.
             let fe = frontends[i].clone();
             let name = format!("{}/frontend:{}@{addr}", config.name, fe.config.name);
-            match fe.config.mode {
-                ProxyMode::Tcp => {
-                    shutdown.spawn_service(accept_loop(
-                        listener,
-                        limit.clone(),
-                        shutdown.clone(),
-                        name,
-                        move |s, peer, permit| l4::serve(fe.clone(), s, peer, permit),
-                    ));
+            match listener.into_std() {
+                Ok(socket) => served.push(workers::Listener {
+                    frontend: fe,
+                    socket,
+                    name,
+                }),
+                Err(e) => tracing::error!(listener = %name, error = %e, "listener unusable"),
+            }
+        }
+        match workers::start(&config.name, config.threads, &served, &limit, &shutdown) {
+            Ok(n) if n > 0 => {}
+            outcome => {
+                // No event-loop thread: serve on the process's runtime instead.
+                if let Err(e) = outcome {
+                    tracing::error!(node = %config.name, error = %e, "LB threads did not start; serving on the main runtime");
                 }
-                ProxyMode::Rtmp => {
-                    shutdown.spawn_service(accept_loop(
-                        listener,
-                        limit.clone(),
-                        shutdown.clone(),
-                        name,
-                        move |s, peer, permit| rtmp::serve(fe.clone(), s, peer, permit),
-                    ));
-                }
-                ProxyMode::Http => {
-                    shutdown.spawn_service(accept_loop(
-                        listener,
-                        limit.clone(),
-                        shutdown.clone(),
-                        name,
-                        move |s, peer, permit| l7::serve(fe.clone(), s, peer, permit),
-                    ));
-                }
+                let listeners = served
+                    .into_iter()
+                    .filter_map(|l| match TcpListener::from_std(l.socket) {
+                        Ok(s) => Some((l.frontend, s, l.name)),
+                        Err(e) => {
+                            tracing::error!(listener = %l.name, error = %e, "listener unusable");
+                            None
+                        }
+                    })
+                    .collect();
+                workers::spawn_accept_loops(listeners, &limit, &shutdown, &TaskTracker::new());
             }
         }
 

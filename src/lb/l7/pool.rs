@@ -4,24 +4,40 @@
 //! Data flow: after a response that leaves the upstream connection reusable, the connection
 //! task [`Pool::put`]s it; the next request to that server [`Pool::take`]s the most recently
 //! parked one (LIFO keeps few connections warm), skipping connections that have been idle too
-//! long or that the server has closed or written to meanwhile.
+//! long or that the server has closed or written to meanwhile. A connection is only reused
+//! on the LB thread that opened it: its socket is registered with that thread's event loop, so
+//! using it elsewhere would route every wake-up through another thread.
 
 use std::sync::Mutex;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
-/// Idle connections kept per server; more are closed.
-pub const MAX_IDLE_PER_SERVER: usize = 128;
+/// Idle connections kept per server; more are closed. HTTP/2 clients multiplex many requests
+/// on one connection, each needing its own HTTP/1.1 upstream connection while in flight: 50
+/// clients with 10 streams each keep ~500 busy, and a smaller pool closed and reopened an
+/// upstream connection every few requests. (HAProxy's `pool-max-conn` is unlimited by default;
+/// `MAX_IDLE_TIME` bounds how long any of these stay open.)
+pub const MAX_IDLE_PER_SERVER: usize = 2048;
 /// An idle connection older than this is closed rather than reused: servers close idle
 /// connections on their own schedule (nginx after 75 s), and reusing one they are closing
 /// fails the request.
 pub const MAX_IDLE_TIME: Duration = Duration::from_secs(15);
 
 /// Idle connections to one server.
+/// One parked connection.
+struct Idle {
+    stream: TcpStream,
+    /// When it was parked.
+    since: Instant,
+    /// The thread whose event loop polls it.
+    thread: ThreadId,
+}
+
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<(TcpStream, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -31,15 +47,21 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(TcpStream, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // A Vec of sockets stays valid after any panic.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A live idle connection, if one is parked.
+    /// A live idle connection parked by this thread, if there is one.
     pub fn take(&self) -> Option<TcpStream> {
         loop {
-            let (stream, since) = self.lock().pop()?;
+            let here = std::thread::current().id();
+            let (stream, since) = {
+                let mut idle = self.lock();
+                let i = idle.iter().rposition(|c| c.thread == here)?;
+                let c = idle.remove(i);
+                (c.stream, c.since)
+            };
             if since.elapsed() > MAX_IDLE_TIME {
                 continue;
             }
@@ -57,7 +79,11 @@ impl Pool {
     pub fn put(&self, stream: TcpStream) {
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE_PER_SERVER {
-            idle.push((stream, Instant::now()));
+            idle.push(Idle {
+                stream,
+                since: Instant::now(),
+                thread: std::thread::current().id(),
+            });
         }
     }
 
@@ -106,5 +132,21 @@ mod tests {
             "b (closed by the server) is skipped"
         );
         assert!(pool.is_empty());
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_only_on_the_thread_that_parked_them() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = std::sync::Arc::new(Pool::default());
+        let a = TcpStream::connect(addr).await.unwrap();
+        let (_server_a, _) = listener.accept().await.unwrap();
+        pool.put(a);
+        let other = pool.clone();
+        let elsewhere = std::thread::spawn(move || other.take().is_some())
+            .join()
+            .unwrap();
+        assert!(!elsewhere, "another thread does not get it");
+        assert!(pool.take().is_some(), "the parking thread does");
     }
 }
