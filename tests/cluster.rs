@@ -63,24 +63,17 @@ fn broadcast(node: &Proc, name: &str, id: &str) -> serde_json::Value {
 fn metric(node: &Proc, name: &str, metric: &str) -> f64 {
     let text = get(&format!("{}/metrics", node.http(name))).text();
     text.lines()
-        .find_map(|l| {
-            l.strip_prefix(metric)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
+        .find_map(|l| l.strip_prefix(metric).and_then(|rest| rest.strip_prefix(' ')))
         .unwrap_or_else(|| panic!("no {metric} in\n{text}"))
         .parse()
         .unwrap()
 }
 
 fn wait_broadcasting(node: &Proc, name: &str, id: &str, on: &str) {
-    wait_for(
-        &format!("{id} broadcasting on {on}"),
-        Duration::from_secs(25),
-        || {
-            let b = broadcast(node, name, id);
-            (b["status"] == "broadcasting" && b["origin"] == on).then_some(())
-        },
-    );
+    wait_for(&format!("{id} broadcasting on {on}"), Duration::from_secs(25), || {
+        let b = broadcast(node, name, id);
+        (b["status"] == "broadcasting" && b["origin"] == on).then_some(())
+    });
 }
 
 #[test]
@@ -94,67 +87,27 @@ fn publish_through_the_lb_and_play_from_every_edge() {
     let lb_rtmp = lb.addr("lb1", "frontend:rtmp_lb");
     let lb_http = lb.addr("lb1", "frontend:http_lb");
 
-    let publisher = Publisher::start(
-        &format!("rtmp://{lb_rtmp}/live/demo"),
-        Source {
-            seconds: 20,
-            ..Source::default()
-        },
-    );
+    let publisher = Publisher::start(&format!("rtmp://{lb_rtmp}/live/demo"), Source { seconds: 20, ..Source::default() });
     wait_broadcasting(&e1, "edge-1", "demo", "origin-1");
 
     // Through the LB (HTTP to an edge), and from each edge directly with several viewers.
     let through_lb = format!("http://{lb_http}/live/streams/demo.m3u8");
-    assert_plays(
-        &probe(&through_lb, 3),
-        640,
-        360,
-        30,
-        30,
-        3,
-        "HLS through the LB",
-    );
+    assert_plays(&probe(&through_lb, 3), 640, 360, 30, 30, 3, "HLS through the LB");
     for (p, name) in [(&e1, "edge-1"), (&e2, "edge-2")] {
         let url = format!("{}/live/streams/demo.m3u8", p.http(name));
-        let viewers: Vec<_> = (0..3)
-            .map(|_| {
-                let url = url.clone();
-                std::thread::spawn(move || probe(&url, 3))
-            })
-            .collect();
+        let viewers: Vec<_> = (0..3).map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || probe(&url, 3))
+        }).collect();
         for v in viewers {
-            assert_plays(
-                &v.join().unwrap(),
-                640,
-                360,
-                30,
-                30,
-                3,
-                &format!("HLS from {name}"),
-            );
+            assert_plays(&v.join().unwrap(), 640, 360, 30, 30, 3, &format!("HLS from {name}"));
         }
-        assert_eq!(
-            metric(p, name, "streamfleet_relay_upstream_subscriptions"),
-            1.0,
-            "{name}: one upstream subscription for all its viewers"
-        );
+        assert_eq!(metric(p, name, "streamfleet_relay_upstream_subscriptions"), 1.0, "{name}: one upstream subscription for all its viewers");
         assert!(metric(p, name, "streamfleet_relay_latency_seconds_count") > 100.0);
     }
     // RTMP play through the LB goes to an edge, which pulls from the origin.
-    assert_plays(
-        &probe(&format!("rtmp://{lb_rtmp}/live/demo"), 3),
-        640,
-        360,
-        30,
-        30,
-        3,
-        "RTMP through the LB",
-    );
-    assert_eq!(
-        metric(&o1, "origin-1", "streamfleet_relay_edges"),
-        2.0,
-        "both edges connected to the origin"
-    );
+    assert_plays(&probe(&format!("rtmp://{lb_rtmp}/live/demo"), 3), 640, 360, 30, 30, 3, "RTMP through the LB");
+    assert_eq!(metric(&o1, "origin-1", "streamfleet_relay_edges"), 2.0, "both edges connected to the origin");
 
     // The console, in a real browser, lists every running node.
     let r = console_lists(&e2.http("edge-2"), &["origin-1", "edge-1", "edge-2", "lb1"]);
@@ -172,88 +125,39 @@ fn a_killed_origin_expires_and_a_new_origin_takes_over_without_restarts() {
     let lb = lb(&db);
     let lb_rtmp = lb.addr("lb1", "frontend:rtmp_lb");
     let (edge_pid, lb_pid) = (e1.pid(), lb.pid());
-    let publisher = Publisher::start(
-        &format!("rtmp://{lb_rtmp}/live/cam"),
-        Source {
-            seconds: 60,
-            ..Source::default()
-        },
-    );
+    let publisher = Publisher::start(&format!("rtmp://{lb_rtmp}/live/cam"), Source { seconds: 60, ..Source::default() });
     wait_broadcasting(&e1, "edge-1", "cam", "origin-1");
     let playlist = format!("{}/live/streams/cam.m3u8", e1.http("edge-1"));
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "edge before the crash",
-    );
+    assert_plays(&probe(&playlist, 2), 640, 360, 30, 30, 2, "edge before the crash");
 
     o1.signal("KILL");
     let killed = Instant::now();
     publisher.stop();
     let limit = Duration::from_millis(NODE_TIMEOUT_MS) + Duration::from_secs(2);
-    wait_for("the stream to stop broadcasting", limit, || {
-        (broadcast(&e1, "edge-1", "cam")["status"] == "finished").then_some(())
+    wait_for("the stream to stop broadcasting", limit, || (broadcast(&e1, "edge-1", "cam")["status"] == "finished").then_some(()));
+    wait_for("the edge to answer 404", limit.saturating_sub(killed.elapsed()) + Duration::from_millis(100), || {
+        (get(&playlist).status == 404).then_some(())
     });
-    wait_for(
-        "the edge to answer 404",
-        limit.saturating_sub(killed.elapsed()) + Duration::from_millis(100),
-        || (get(&playlist).status == 404).then_some(()),
-    );
-    assert!(
-        killed.elapsed() <= limit + Duration::from_millis(200),
-        "took {:?}",
-        killed.elapsed()
-    );
+    assert!(killed.elapsed() <= limit + Duration::from_millis(200), "took {:?}", killed.elapsed());
 
     // A second origin; the publisher comes back through the same LB; the same edge serves it.
     let _o2 = origin(&db, "origin-2");
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut again = Publisher::start(
-        &format!("rtmp://{lb_rtmp}/live/cam"),
-        Source {
-            seconds: 30,
-            ..Source::default()
-        },
-    );
+    let mut again = Publisher::start(&format!("rtmp://{lb_rtmp}/live/cam"), Source { seconds: 30, ..Source::default() });
     loop {
         let b = broadcast(&e1, "edge-1", "cam");
         if b["status"] == "broadcasting" && b["origin"] == "origin-2" {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "republish never reached origin-2: {b}"
-        );
+        assert!(Instant::now() < deadline, "republish never reached origin-2: {b}");
         if !again.running() {
             // The LB had not noticed origin-1's death yet: publish again.
-            again = Publisher::start(
-                &format!("rtmp://{lb_rtmp}/live/cam"),
-                Source {
-                    seconds: 30,
-                    ..Source::default()
-                },
-            );
+            again = Publisher::start(&format!("rtmp://{lb_rtmp}/live/cam"), Source { seconds: 30, ..Source::default() });
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(
-        broadcast(&e1, "edge-1", "cam")["epoch"],
-        2,
-        "ownership changed by compare-and-set"
-    );
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "edge after the takeover",
-    );
+    assert_eq!(broadcast(&e1, "edge-1", "cam")["epoch"], 2, "ownership changed by compare-and-set");
+    assert_plays(&probe(&playlist, 2), 640, 360, 30, 30, 2, "edge after the takeover");
     assert_eq!((e1.pid(), lb.pid()), (edge_pid, lb_pid), "no restarts");
 }
 
@@ -263,75 +167,33 @@ fn a_store_outage_keeps_streams_flowing_and_readiness_recovers() {
     let mut db = Secantus::start();
     let o1 = origin(&db, "origin-1");
     let e1 = edge(&db, "edge-1");
-    let _publisher = Publisher::start(
-        &format!("rtmp://{}/live/steady", o1.addr("origin-1", "rtmp")),
-        Source {
-            seconds: 60,
-            ..Source::default()
-        },
-    );
+    let _publisher = Publisher::start(&format!("rtmp://{}/live/steady", o1.addr("origin-1", "rtmp")), Source { seconds: 60, ..Source::default() });
     wait_broadcasting(&e1, "edge-1", "steady", "origin-1");
     let playlist = format!("{}/live/streams/steady.m3u8", e1.http("edge-1"));
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "before the outage",
-    );
+    assert_plays(&probe(&playlist, 2), 640, 360, 30, 30, 2, "before the outage");
     for (p, n) in [(&o1, "origin-1"), (&e1, "edge-1")] {
         assert_eq!(get(&format!("{}/readyz", p.http(n))).status, 200);
     }
 
     db.stop();
     for (p, n) in [(&o1, "origin-1"), (&e1, "edge-1")] {
-        let r = wait_for(
-            &format!("{n} to report not ready"),
-            Duration::from_secs(15),
-            || {
-                let r = get(&format!("{}/readyz", p.http(n)));
-                (r.status == 503).then_some(r)
-            },
-        );
-        assert!(
-            r.json()["reason"]
-                .as_str()
-                .unwrap()
-                .contains("cluster store"),
-            "{}",
-            r.text()
-        );
-        assert_eq!(
-            get(&format!("{}/healthz", p.http(n))).status,
-            200,
-            "alive all along"
-        );
+        let r = wait_for(&format!("{n} to report not ready"), Duration::from_secs(15), || {
+            let r = get(&format!("{}/readyz", p.http(n)));
+            (r.status == 503).then_some(r)
+        });
+        assert!(r.json()["reason"].as_str().unwrap().contains("cluster store"), "{}", r.text());
+        assert_eq!(get(&format!("{}/healthz", p.http(n))).status, 200, "alive all along");
     }
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "during the outage",
-    );
+    assert_plays(&probe(&playlist, 2), 640, 360, 30, 30, 2, "during the outage");
 
     db.restart_same_port();
     for (p, n) in [(&o1, "origin-1"), (&e1, "edge-1")] {
-        wait_for(
-            &format!("{n} to be ready again"),
-            Duration::from_secs(30),
-            || (get(&format!("{}/readyz", p.http(n))).status == 200).then_some(()),
-        );
+        wait_for(&format!("{n} to be ready again"), Duration::from_secs(30), || {
+            (get(&format!("{}/readyz", p.http(n))).status == 200).then_some(())
+        });
     }
     wait_broadcasting(&e1, "edge-1", "steady", "origin-1");
-    assert!(
-        !o1.stderr().contains("test-secret") && !o1.stderr().contains(db.password()),
-        "no secret in logs"
-    );
+    assert!(!o1.stderr().contains("test-secret") && !o1.stderr().contains(db.password()), "no secret in logs");
 }
 
 #[test]
@@ -341,36 +203,18 @@ fn a_node_that_stops_heartbeating_is_reported_dead_after_node_timeout() {
     let b = edge(&db, "edge-b");
     let nodes = format!("{}/rest/v2/cluster/nodes/0/10", a.http("edge-a"));
     let state = |name: &str| -> Option<bool> {
-        get(&nodes)
-            .json()
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == name)
-            .map(|n| n["alive"] == true)
+        get(&nodes).json().as_array().unwrap().iter().find(|n| n["name"] == name).map(|n| n["alive"] == true)
     };
-    wait_for("edge-b alive", Duration::from_secs(10), || {
-        (state("edge-b") == Some(true)).then_some(())
-    });
+    wait_for("edge-b alive", Duration::from_secs(10), || (state("edge-b") == Some(true)).then_some(()));
     b.signal("STOP");
     let stopped = Instant::now();
-    wait_for("edge-b reported dead", Duration::from_secs(10), || {
-        (state("edge-b") == Some(false)).then_some(())
-    });
+    wait_for("edge-b reported dead", Duration::from_secs(10), || (state("edge-b") == Some(false)).then_some(()));
     let took = stopped.elapsed();
     let timeout = Duration::from_millis(NODE_TIMEOUT_MS);
-    assert!(
-        took + Duration::from_millis(HEARTBEAT_MS) >= timeout,
-        "dead only after node_timeout ({took:?})"
-    );
-    assert!(
-        took <= timeout + Duration::from_millis(1500),
-        "dead soon after node_timeout ({took:?})"
-    );
+    assert!(took + Duration::from_millis(HEARTBEAT_MS) >= timeout, "dead only after node_timeout ({took:?})");
+    assert!(took <= timeout + Duration::from_millis(1500), "dead soon after node_timeout ({took:?})");
     b.signal("CONT");
-    wait_for("edge-b alive again", Duration::from_secs(10), || {
-        (state("edge-b") == Some(true)).then_some(())
-    });
+    wait_for("edge-b alive again", Duration::from_secs(10), || (state("edge-b") == Some(true)).then_some(()));
 }
 
 #[test]
@@ -379,44 +223,23 @@ fn a_peer_without_the_cluster_secret_is_refused_by_the_relay() {
     let db = Secantus::start();
     let o1 = origin(&db, "origin-1");
     let intruder = edge_with_secret(&db, "edge-x", "wrong-secret");
-    let _publisher = Publisher::start(
-        &format!("rtmp://{}/live/priv", o1.addr("origin-1", "rtmp")),
-        Source {
-            seconds: 30,
-            ..Source::default()
-        },
-    );
+    let _publisher = Publisher::start(&format!("rtmp://{}/live/priv", o1.addr("origin-1", "rtmp")), Source { seconds: 30, ..Source::default() });
     wait_broadcasting(&intruder, "edge-x", "priv", "origin-1");
-    let r = get(&format!(
-        "{}/live/streams/priv.m3u8",
-        intruder.http("edge-x")
-    ));
+    let r = get(&format!("{}/live/streams/priv.m3u8", intruder.http("edge-x")));
     assert_eq!(r.status, 404, "the intruder cannot pull");
     let line = wait_for("the origin's log line", Duration::from_secs(10), || {
-        o1.stderr()
-            .lines()
-            .find(|l| l.contains("relay peer refused"))
-            .map(str::to_owned)
+        o1.stderr().lines().find(|l| l.contains("relay peer refused")).map(str::to_owned)
     });
-    assert!(
-        !line.contains("wrong-secret") && !line.contains("test-secret"),
-        "{line}"
-    );
+    assert!(!line.contains("wrong-secret") && !line.contains("test-secret"), "{line}");
     assert!(metric(&o1, "origin-1", "streamfleet_relay_auth_failures_total") >= 1.0);
-    assert!(
-        intruder.stderr().contains("relay"),
-        "the intruder logs why: {}",
-        intruder.stderr()
-    );
+    assert!(intruder.stderr().contains("relay"), "the intruder logs why: {}", intruder.stderr());
 }
 
 #[test]
 fn the_one_box_config_serves_publishers_and_players_through_the_lb() {
     require_ffmpeg();
     // config.example.yaml as shipped, with every port made 0 and the certificate in a temp dir.
-    let example =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))
-            .unwrap();
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml")).unwrap();
     let mut yaml = String::new();
     for line in example.lines() {
         let mut l = line.to_owned();
@@ -431,57 +254,21 @@ fn the_one_box_config_serves_publishers_and_players_through_the_lb() {
     }
     let dir = tempfile::tempdir().unwrap();
     let p = Proc::start_in(dir, &yaml);
-    assert!(
-        p.dir.path().join("certs/dev.pem").exists(),
-        "development certificate made on first run"
-    );
+    assert!(p.dir.path().join("certs/dev.pem").exists(), "development certificate made on first run");
     let lb_rtmp = p.addr("lb1", "frontend:rtmp_lb");
-    let _publisher = Publisher::start(
-        &format!("rtmp://{lb_rtmp}/live/demo"),
-        Source {
-            seconds: 20,
-            ..Source::default()
-        },
-    );
+    let _publisher = Publisher::start(&format!("rtmp://{lb_rtmp}/live/demo"), Source { seconds: 20, ..Source::default() });
     wait_broadcasting(&p, "edge-1", "demo", "origin-1");
-    let http = format!(
-        "http://{}/live/streams/demo.m3u8",
-        p.addr("lb1", "frontend:http_lb")
-    );
-    assert_plays(
-        &probe(&http, 3),
-        640,
-        360,
-        30,
-        30,
-        3,
-        "one box: HLS through the LB",
-    );
-    let https = format!(
-        "https://{}/live/streams/demo.m3u8",
-        p.addr("lb1", "frontend:frontend_https")
-    );
+    let http = format!("http://{}/live/streams/demo.m3u8", p.addr("lb1", "frontend:http_lb"));
+    assert_plays(&probe(&http, 3), 640, 360, 30, 30, 3, "one box: HLS through the LB");
+    let https = format!("https://{}/live/streams/demo.m3u8", p.addr("lb1", "frontend:frontend_https"));
     let out = std::process::Command::new("curl")
         .args(["-sS", "--cacert"])
         .arg(p.dir.path().join("certs/dev.pem"))
-        .args([
-            "--resolve",
-            &format!(
-                "localhost:{}:127.0.0.1",
-                p.addr("lb1", "frontend:frontend_https").port()
-            ),
-        ])
+        .args(["--resolve", &format!("localhost:{}:127.0.0.1", p.addr("lb1", "frontend:frontend_https").port())])
         .arg(https.replace("127.0.0.1", "localhost"))
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("#EXTM3U"),
-        "HTTPS with the dev certificate: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let edge_pulls: f64 = ["edge-1", "edge-2"]
-        .iter()
-        .map(|n| metric(&p, n, "streamfleet_relay_upstream_subscriptions"))
-        .sum();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("#EXTM3U"), "HTTPS with the dev certificate: {}", String::from_utf8_lossy(&out.stderr));
+    let edge_pulls: f64 = ["edge-1", "edge-2"].iter().map(|n| metric(&p, n, "streamfleet_relay_upstream_subscriptions")).sum();
     assert!(edge_pulls >= 1.0, "players were served by an edge");
 }

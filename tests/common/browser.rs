@@ -56,15 +56,7 @@ pub fn console_lists(base: &str, names: &[&str]) -> BrowserResult {
         .output()
         .expect("node");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let json =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "console.mjs printed no JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    BrowserResult {
-        json,
-        ok: out.status.success(),
-    }
+    let json = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("console.mjs printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    BrowserResult { json, ok: out.status.success() }
 }

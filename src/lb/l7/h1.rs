@@ -387,16 +387,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         *responded = true;
         self.x.phase = Phase::Data;
         let sent = self.relay_response_body(&mut up.stream, framing).await;
-        let sent = sent?;
-        for c in counters {
-            add(&c.bytes_out, sent);
-        }
+        let mut sent = sent?;
+        // The upstream connection goes back to the pool before the response's last bytes go
+        // to the client: a client's next request, maybe on another connection served by
+        // another thread, can then reuse it.
         if edits.keep_alive
             && resp.keep_alive(head.is_head_request())
             && !body_unread
             && self.ubuf.is_empty()
         {
             server.pool.put(up.stream);
+        }
+        let last = self.flush_out().await;
+        sent += last?;
+        for c in counters {
+            add(&c.bytes_out, sent);
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
@@ -466,7 +471,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Writes the response head in `out` and relays the body; returns the bytes sent.
+    /// Writes what `out` holds to the client; returns how many bytes that was.
+    async fn flush_out(&mut self) -> Result<u64, ProxyError> {
+        if self.out.is_empty() {
+            return Ok(0);
+        }
+        write_downstream(&mut self.io, &self.out, self.fe.timeouts.client).await?;
+        let n = self.out.len() as u64;
+        self.x.bytes_out += n;
+        self.out.clear();
+        Ok(n)
+    }
+
+    /// Relays the response body after the head in `out`; returns the bytes sent. The last
+    /// piece is left in `out` once the upstream has sent the whole body, for [`Self::flush_out`].
     async fn relay_response_body(
         &mut self,
         up: &mut tokio::net::TcpStream,
@@ -484,17 +502,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 self.out.extend_from_slice(&self.ubuf[..p.consumed]);
                 self.ubuf.advance(p.consumed);
             }
-            let complete = body.is_complete();
-            if !self.out.is_empty()
-                && (complete || self.out.len() >= COALESCE || self.ubuf.is_empty())
-            {
-                write_downstream(&mut self.io, &self.out, fe.timeouts.client).await?;
-                sent += self.out.len() as u64;
-                self.x.bytes_out += self.out.len() as u64;
-                self.out.clear();
-            }
-            if complete {
+            if body.is_complete() {
+                // The last piece stays in `out` for the caller's `flush_out`.
                 return Ok(sent);
+            }
+            if !self.out.is_empty() && (self.out.len() >= COALESCE || self.ubuf.is_empty()) {
+                sent += self.flush_out().await?;
             }
             match read_upstream(up, &mut self.ubuf, fe.timeouts.server).await {
                 Ok(_) => {}

@@ -4,9 +4,9 @@
 //! Data flow: after a response that leaves the upstream connection reusable, the connection
 //! task [`Pool::put`]s it; the next request to that server [`Pool::take`]s the most recently
 //! parked one (LIFO keeps few connections warm), skipping connections that have been idle too
-//! long or that the server has closed or written to meanwhile. A connection is only reused
-//! on the LB thread that opened it: its socket is registered with that thread's event loop, so
-//! using it elsewhere would route every wake-up through another thread.
+//! long or that the server has closed or written to meanwhile. A thread takes the connections
+//! it parked itself first: their sockets are registered with its event loop. When it has none,
+//! it takes another thread's and registers it with its own event loop.
 
 use std::sync::Mutex;
 use std::thread::ThreadId;
@@ -52,25 +52,36 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A live idle connection parked by this thread, if there is one.
+    /// A live idle connection, preferably one parked by this thread. One parked by another
+    /// thread is moved to this thread's event loop first (two `epoll_ctl` calls), so it is
+    /// never polled from one thread and woken by another.
     pub fn take(&self) -> Option<TcpStream> {
+        let here = std::thread::current().id();
         loop {
-            let here = std::thread::current().id();
-            let (stream, since) = {
+            let c = {
                 let mut idle = self.lock();
-                let i = idle.iter().rposition(|c| c.thread == here)?;
-                let c = idle.remove(i);
-                (c.stream, c.since)
+                let i = match idle.iter().rposition(|c| c.thread == here) {
+                    Some(i) => i,
+                    None => idle.len().checked_sub(1)?,
+                };
+                idle.remove(i)
             };
-            if since.elapsed() > MAX_IDLE_TIME {
+            if c.since.elapsed() > MAX_IDLE_TIME {
                 continue;
             }
             // An idle connection must have nothing to read: EOF means the server closed it,
             // data means it broke the protocol. Either way it cannot carry a request.
             let mut probe = [0u8; 1];
-            match stream.try_read(&mut probe) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(stream),
+            match c.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 _ => continue,
+            }
+            if c.thread == here {
+                return Some(c.stream);
+            }
+            match c.stream.into_std().and_then(TcpStream::from_std) {
+                Ok(stream) => return Some(stream),
+                Err(e) => tracing::debug!(error = %e, "idle connection could not change threads"),
             }
         }
     }
@@ -135,18 +146,48 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connections_are_reused_only_on_the_thread_that_parked_them() {
+    async fn a_thread_takes_its_own_connections_first_then_moves_another_threads() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pool = std::sync::Arc::new(Pool::default());
-        let a = TcpStream::connect(addr).await.unwrap();
-        let (_server_a, _) = listener.accept().await.unwrap();
-        pool.put(a);
-        let other = pool.clone();
-        let elsewhere = std::thread::spawn(move || other.take().is_some())
+        let mine = TcpStream::connect(addr).await.unwrap();
+        let (_server_mine, _) = listener.accept().await.unwrap();
+        let mine_local = mine.local_addr().unwrap();
+        pool.put(mine);
+        // Another thread, with its own event loop, parks a connection after ours.
+        let (other_pool, theirs_local, mut server_theirs) = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let theirs = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+                    let (server, _) = l.accept().await.unwrap();
+                    let local = theirs.local_addr().unwrap();
+                    pool.put(theirs);
+                    (pool, local, server.into_std().unwrap())
+                })
+            })
             .join()
-            .unwrap();
-        assert!(!elsewhere, "another thread does not get it");
-        assert!(pool.take().is_some(), "the parking thread does");
+            .unwrap()
+        };
+        let first = pool.take().expect("ours");
+        assert_eq!(
+            first.local_addr().unwrap(),
+            mine_local,
+            "own connection first"
+        );
+        let second = other_pool.take().expect("the other thread's");
+        assert_eq!(second.local_addr().unwrap(), theirs_local);
+        // It now works on this thread's event loop (its old one is gone with that thread).
+        use std::io::Write as _;
+        server_theirs.write_all(b"x").unwrap();
+        second.readable().await.unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(second.try_read(&mut b).unwrap(), 1);
+        assert!(pool.is_empty());
     }
 }

@@ -413,7 +413,7 @@ fn push_name(out: &mut String, name: &str) {
 /// Writes `b`, or `#XX` for controls, bytes past ASCII, `#`, `"` and the `extra` bytes
 /// (HAProxy's log escaping).
 fn push_escaped(out: &mut String, b: u8, extra: &[u8]) {
-    if b < 0x20 || b >= 0x7f || b == b'#' || b == b'"' || extra.contains(&b) {
+    if !(0x20..0x7f).contains(&b) || b == b'#' || b == b'"' || extra.contains(&b) {
         let _ = write!(out, "#{b:02X}");
     } else {
         out.push(char::from(b));

@@ -108,9 +108,9 @@ pub fn render(proxies: &[Proxy], info: &PageInfo<'_>) -> String {
     } else if info.refresh_configured {
         let _ = write!(out, "<li><a href=\"{base}{up}\">Enable refresh</a></li>");
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<li><a href=\"{base}{up}{norefresh}\">Refresh now</a></li><li><a href=\"{base};csv\">CSV export</a></li></ul></td></tr></table>\n"
+        "<li><a href=\"{base}{up}{norefresh}\">Refresh now</a></li><li><a href=\"{base};csv\">CSV export</a></li></ul></td></tr></table>"
     );
     for p in proxies {
         table(&mut out, p, info.up_only);
@@ -221,9 +221,9 @@ fn row(out: &mut String, r: &Row) {
                 l.duration.as_millis()
             )
         });
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "<td class=\"ac\">{}</td><td>{}</td><td class=\"al\">{last_check}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+        "<td class=\"ac\">{}</td><td>{}</td><td class=\"al\">{last_check}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         r.state.text(),
         r.last_change.map_or(String::new(), human),
         opt(r.weight),
