@@ -30,7 +30,7 @@ use super::super::pipe::{self, PipeTimeouts};
 use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
 use super::{
     Exchange, READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream,
-    route, sticky, write_downstream, write_upstream,
+    read_upstream_up_to, route, sticky, write_downstream, write_upstream,
 };
 use crate::proto::http::response::write_https_redirect;
 use crate::proto::http::{
@@ -41,6 +41,13 @@ use crate::proto::http::{
 
 /// Bytes of response body gathered before a write to the client.
 const COALESCE: usize = 32 * 1024;
+/// Room for one read of a response body: large bodies then take a few big reads and writes
+/// instead of many 16 KiB ones (each write to a local socket also pays for the receiver's
+/// TCP processing and wake-up). Buffers grown past [`KEEP_BUFFER`] are released after the
+/// response, so idle keep-alive connections do not hold them.
+const BODY_READ: usize = 64 * 1024;
+/// Largest buffer capacity a connection keeps between exchanges.
+const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
 /// What happens after an exchange.
 #[derive(Debug, PartialEq, Eq)]
@@ -400,6 +407,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
         let last = self.flush_out().await;
         sent += last?;
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = BytesMut::new();
+        }
+        if self.ubuf.is_empty() && self.ubuf.capacity() > KEEP_BUFFER {
+            self.ubuf = BytesMut::new();
+        }
         for c in counters {
             add(&c.bytes_out, sent);
         }
@@ -509,7 +522,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             if !self.out.is_empty() && (self.out.len() >= COALESCE || self.ubuf.is_empty()) {
                 sent += self.flush_out().await?;
             }
-            match read_upstream(up, &mut self.ubuf, fe.timeouts.server).await {
+            match read_upstream_up_to(up, &mut self.ubuf, BODY_READ, fe.timeouts.server).await {
                 Ok(_) => {}
                 Err(ProxyError::UpstreamIo(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     // The end of a close-delimited body; truncation for any other framing.

@@ -350,7 +350,17 @@ pub(crate) async fn read_upstream(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<usize, ProxyError> {
-    buf.reserve(READ_CHUNK);
+    read_upstream_up_to(up, buf, READ_CHUNK, timeout).await
+}
+
+/// [`read_upstream`] with room for at least `chunk` bytes.
+pub(crate) async fn read_upstream_up_to(
+    up: &mut TcpStream,
+    buf: &mut BytesMut,
+    chunk: usize,
+    timeout: Duration,
+) -> Result<usize, ProxyError> {
+    buf.reserve(chunk);
     match tokio::time::timeout(timeout, up.read_buf(buf)).await {
         Err(_) => Err(ProxyError::UpstreamTimeout),
         Ok(Err(e)) => Err(ProxyError::UpstreamIo(e)),
