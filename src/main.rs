@@ -97,6 +97,7 @@ fn main() -> ExitCode {
                 Err(errors) => return config_errors(&errors),
             };
             let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.threads)
                 .enable_all()
                 .build()
             {

@@ -212,6 +212,18 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
         DEFAULT_SHUTDOWN_GRACE,
     );
 
+    let threads = f.threads.as_ref().map_or_else(super::default_threads, |t| {
+        if t.value == 0 || t.value > super::MAX_THREADS {
+            d.at(
+                t,
+                format!("threads: must be between 1 and {}", super::MAX_THREADS),
+            );
+            super::default_threads()
+        } else {
+            t.value as usize
+        }
+    });
+
     let node_files = f.nodes.as_deref().unwrap_or(&[]);
     if node_files.is_empty() {
         d.errors.push(ConfigError {
@@ -232,7 +244,7 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
             );
         }
         let node = match n.role.value {
-            RoleFile::Lb => super::lb::convert_lb(n, &at, d).map(NodeConfig::Lb),
+            RoleFile::Lb => super::lb::convert_lb(n, &at, threads, d).map(NodeConfig::Lb),
             _ => super::media::convert_media(n, &at, d).map(NodeConfig::Media),
         };
         if let Some(node) = node {
@@ -244,6 +256,7 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
         source: path.to_owned(),
         cluster,
         shutdown_grace,
+        threads,
         nodes: nodes.into_iter().map(|(_, n)| n).collect(),
     }
 }

@@ -22,6 +22,9 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFile>,
     /// How long SIGTERM waits for open connections to finish (default 10s).
     pub shutdown_grace: Option<Raw>,
+    /// Worker threads of the process (the async runtime, and each LB node's data path, one
+    /// single-threaded event loop per thread like HAProxy's `nbthread`); default: CPU cores.
+    pub threads: Option<Spanned<u64>>,
     /// The nodes this process runs.
     pub nodes: Option<Vec<NodeFile>>,
 }

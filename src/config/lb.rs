@@ -37,6 +37,8 @@ pub struct LbConfig {
     pub backends: Vec<BackendConfig>,
     /// Access log.
     pub log: AccessLogConfig,
+    /// Event-loop threads of the data path (the process's `threads`).
+    pub threads: usize,
 }
 
 impl LbConfig {
@@ -253,7 +255,7 @@ pub struct ServersFrom {
 /// Status codes an errorfile may replace.
 pub const ERRORFILE_CODES: &[u16] = &[400, 401, 403, 408, 431, 500, 502, 503, 504];
 
-pub(super) fn convert_lb(n: &NodeFile, at: &str, d: &mut Diag) -> Option<LbConfig> {
+pub(super) fn convert_lb(n: &NodeFile, at: &str, threads: usize, d: &mut Diag) -> Option<LbConfig> {
     for (present, key) in [
         (n.advertise.is_some(), "advertise"),
         (n.rtmp.is_some(), "rtmp"),
@@ -418,6 +420,7 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, d: &mut Diag) -> Option<LbConfi
         frontends,
         backends,
         log,
+        threads,
     })
 }
 
@@ -772,5 +775,38 @@ fn convert_backend(
         servers_from,
         retries: retries as u32,
         http_server_close: b.http_server_close.unwrap_or(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Config, NodeConfig};
+
+    fn lb(extra: &str) -> Result<Config, crate::config::ConfigErrors> {
+        let yaml = format!(
+            "{extra}nodes:\n  - role: lb\n    name: lb1\n    frontends: [{{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: b}}]\n    backends: [{{name: b, mode: http, servers: [{{name: s, addr: \"127.0.0.1:1\"}}]}}]\n"
+        );
+        Config::parse(&yaml, Path::new("t.yaml"))
+    }
+
+    #[test]
+    fn threads_size_the_process_and_the_lb() {
+        let c = lb("threads: 3\n").unwrap();
+        assert_eq!(c.threads, 3);
+        let NodeConfig::Lb(l) = &c.nodes[0] else {
+            panic!("an lb node")
+        };
+        assert_eq!(l.threads, 3);
+        let default = lb("").unwrap();
+        assert_eq!(default.threads, crate::config::default_threads());
+        for bad in ["threads: 0\n", "threads: 100000\n"] {
+            let e = lb(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("t.yaml:1:") && e.contains("threads: must be between 1 and 256"),
+                "{e}"
+            );
+        }
     }
 }

@@ -21,6 +21,13 @@ pub use media::*;
 
 /// Default for `shutdown_grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Most worker threads `threads` may ask for.
+pub const MAX_THREADS: u64 = 256;
+
+/// Default for `threads`: the CPUs this process may run on.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 /// The whole validated config of one process.
 #[derive(Debug, Clone)]
@@ -31,6 +38,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// How long a SIGTERM waits for open connections.
     pub shutdown_grace: Duration,
+    /// Worker threads: the async runtime's, and each LB node's event loops.
+    pub threads: usize,
     /// Nodes this process runs, in file order.
     pub nodes: Vec<NodeConfig>,
 }

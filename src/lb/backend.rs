@@ -266,6 +266,22 @@ pub struct Backend {
     servers: ArcSwap<ServerSet>,
     /// Round-robin position, shared by every request.
     cursor: AtomicUsize,
+    /// Whole-backend availability history, for the stats page.
+    history: Mutex<BackendHistory>,
+}
+
+/// When a backend as a whole (at least one server UP) changed state: HAProxy's backend
+/// `chkdown`, `lastchg` and `downtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendHistory {
+    /// Whether at least one server was UP at the last change.
+    pub up: bool,
+    /// When the backend last changed state (or was created).
+    pub last_change: Instant,
+    /// Time spent with every server DOWN, the current outage included by [`Backend::history`].
+    pub downtime: Duration,
+    /// Transitions to "every server DOWN".
+    pub down_transitions: u64,
 }
 
 impl Backend {
@@ -284,6 +300,12 @@ impl Backend {
             static_servers,
             counters: Arc::default(),
             cursor: AtomicUsize::new(0),
+            history: Mutex::new(BackendHistory {
+                up: true,
+                last_change: Instant::now(),
+                downtime: Duration::ZERO,
+                down_transitions: 0,
+            }),
         }
     }
 
@@ -295,6 +317,40 @@ impl Backend {
     /// Replaces the server list; new requests see it at once.
     pub fn replace_servers(&self, set: ServerSet) {
         self.servers.store(Arc::new(set));
+        self.refresh_history();
+    }
+
+    fn lock_history(&self) -> MutexGuard<'_, BackendHistory> {
+        // Plain data, valid after any panic.
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a change of the whole backend's state, if the servers' states amount to one.
+    /// Called after every server transition and server-list change.
+    pub fn refresh_history(&self) {
+        let up = self.has_up_server();
+        let mut h = self.lock_history();
+        if h.up == up {
+            return;
+        }
+        let now = Instant::now();
+        if up {
+            let outage = now.duration_since(h.last_change);
+            h.downtime += outage;
+        } else {
+            h.down_transitions += 1;
+        }
+        h.up = up;
+        h.last_change = now;
+    }
+
+    /// Availability history, the current outage counted in `downtime`.
+    pub fn history(&self) -> BackendHistory {
+        let mut h = *self.lock_history();
+        if !h.up {
+            h.downtime += h.last_change.elapsed();
+        }
+        h
     }
 
     /// Next round-robin position.
@@ -356,6 +412,53 @@ mod tests {
         assert_eq!(s.streak(), 0);
         assert_eq!(s.record_check(outcome(false), 2, 3), None);
         assert!(s.is_up());
+    }
+
+    #[test]
+    fn backend_history_counts_whole_backend_outages() {
+        let b = Backend::new(&BackendConfig {
+            name: "b".into(),
+            mode: ProxyMode::Http,
+            balance: Balance::RoundRobin,
+            health: None,
+            sticky_cookie: None,
+            servers: vec![ServerConfig {
+                name: "s".into(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+                cookie: None,
+                weight: 1,
+            }],
+            servers_from: None,
+            retries: 3,
+            http_server_close: false,
+        });
+        let s = b.servers().servers[0].clone();
+        b.refresh_history();
+        assert_eq!(
+            b.history().down_transitions,
+            0,
+            "no change, nothing recorded"
+        );
+        for _ in 0..3 {
+            s.record_check(outcome(false), 2, 3);
+        }
+        b.refresh_history();
+        b.refresh_history();
+        let h = b.history();
+        assert!(!h.up);
+        assert_eq!(h.down_transitions, 1, "one outage, counted once");
+        for _ in 0..2 {
+            s.record_check(outcome(true), 2, 3);
+        }
+        b.refresh_history();
+        let h = b.history();
+        assert!(h.up);
+        let frozen = h.downtime;
+        assert_eq!(
+            b.history().downtime,
+            frozen,
+            "downtime stops growing once UP"
+        );
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// `hrsp_1xx` .. `hrsp_5xx`, then `hrsp_other`.
     pub responses: [AtomicU64; 6],
+    /// `cli_abrt`: transfers the client aborted after the server was reached.
+    pub client_aborts: AtomicU64,
+    /// `srv_abrt`: transfers the server aborted (also counted in `response_errors`).
+    pub server_aborts: AtomicU64,
+    /// `connect`: new connections opened to servers.
+    pub connects: AtomicU64,
+    /// `reuse`: requests sent on a pooled (kept-alive) server connection.
+    pub reuses: AtomicU64,
 }
 
 /// A consistent-enough copy of [`Counters`] for rendering.
@@ -69,6 +77,14 @@ pub struct CounterSnapshot {
     pub requests: u64,
     /// See [`Counters::responses`].
     pub responses: [u64; 6],
+    /// See [`Counters::client_aborts`].
+    pub client_aborts: u64,
+    /// See [`Counters::server_aborts`].
+    pub server_aborts: u64,
+    /// See [`Counters::connects`].
+    pub connects: u64,
+    /// See [`Counters::reuses`].
+    pub reuses: u64,
 }
 
 /// Bumps a counter by one.
@@ -132,6 +148,10 @@ impl Counters {
             redispatches: l(&self.redispatches),
             requests: l(&self.requests),
             responses: std::array::from_fn(|i| self.responses.get(i).map_or(0, l)),
+            client_aborts: l(&self.client_aborts),
+            server_aborts: l(&self.server_aborts),
+            connects: l(&self.connects),
+            reuses: l(&self.reuses),
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn spawn_checker(backend: &Arc<Backend>, server: &Arc<Server>, shutdown: &Sh
             let (status, code) = (outcome.status, outcome.code);
             let duration = outcome.duration;
             if let Some(t) = server.record_check(outcome, health.rise, health.fall) {
+                backend.refresh_history();
                 let left = backend
                     .servers()
                     .servers

@@ -5,14 +5,15 @@
 //! Data flow: [`BoundLbNode::bind`] binds every frontend listener and loads what must be valid
 //! before anything is served (certificates, errorfiles); [`BoundLbNode::start`] builds the
 //! backends, starts health checks, discovery and the heartbeat, then one accept loop per
-//! listener. Each accepted connection gets one task: `l4` (byte pipe), `rtmp` (RTMP-aware
+//! listener on each of the node's `threads` event-loop threads (`workers`). Each accepted
+//! connection gets one task on the thread that accepted it: `l4` (byte pipe), `rtmp` (RTMP-aware
 //! routing, then a byte pipe) or `l7` (TLS handshake if any, then HTTP/1.1 or HTTP/2).
 //!
 //! - `backend`: servers, UP/DOWN state, snapshot of the server list; `select`: algorithms.
 //! - `health`: active checks; `discovery`: `servers_from`.
 //! - `upstream`: connecting to a server with retries; `pipe`: bidirectional byte copy.
 //! - `rtmp`: RTMP-aware routing with the splice filter.
-//! - `stats`: the stats listener.
+//! - `stats`: the stats listener (HTML page, CSV, `/metrics`); `log`: the access log.
 //! - `tls`: certificates and SNI; `counters`: stats counters; `error`: error types.
 
 pub mod backend;
@@ -22,27 +23,31 @@ pub mod error;
 pub mod health;
 pub mod l4;
 pub mod l7;
+pub mod log;
 pub mod pipe;
 pub mod rtmp;
 pub mod select;
 pub mod stats;
 pub mod tls;
 pub mod upstream;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
 
 use self::backend::Backend;
 use self::counters::Counters;
 use self::error::LbStartError;
+use self::log::AccessLog;
 use crate::cluster::heartbeat::{Heartbeat, Idle, NodeIdentity, StoreHealth};
-use crate::config::{FrontendConfig, LbConfig, LbTimeouts, ProxyMode, Role};
+use crate::config::{FrontendConfig, LbConfig, LbTimeouts, Role};
 use crate::node::NodeContext;
 use crate::proto::http::response::{ErrorFile, error_response, parse_errorfile};
 use crate::runtime::listener::{accept_loop, bind_tcp, local_addr};
@@ -129,6 +134,10 @@ pub struct Frontend {
     pub errors: Arc<ErrorPages>,
     /// Process shutdown.
     pub shutdown: crate::runtime::Shutdown,
+    /// The node's access log.
+    pub log: AccessLog,
+    /// The node's connection limit (its open connections are the log's `actconn`).
+    pub limit: Arc<ConnLimit>,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -234,6 +243,18 @@ impl BoundLbNode {
                 d.start().await;
             }
         }
+        let limit = ConnLimit::new(config.maxconn);
+        let log = AccessLog::start(&config.name, config.log);
+        if log.enabled() {
+            let (log, shutdown2) = (log.clone(), shutdown.clone());
+            // Lines still buffered are written before the process exits.
+            shutdown.spawn_service(async move {
+                shutdown2.stopped().await;
+                if let Err(e) = tokio::task::spawn_blocking(move || log.close()).await {
+                    tracing::warn!(error = %e, "access log: final flush failed");
+                }
+            });
+        }
         let frontends: Vec<Arc<Frontend>> = config
             .frontends
             .iter()
@@ -247,14 +268,21 @@ impl BoundLbNode {
                     timeouts: config.timeouts,
                     errors: self.errors.clone(),
                     shutdown: shutdown.clone(),
+                    log: log.clone(),
+                    limit: limit.clone(),
                 })
             })
             .collect();
-        let limit = ConnLimit::new(config.maxconn);
-        if let Some((listener, _)) = self.stats {
+        if let (Some((listener, _)), Some(stats_config)) = (self.stats, config.stats.clone()) {
             let view = Arc::new(stats::LbView {
+                node: config.name.clone(),
+                config: stats_config,
                 frontends: frontends.clone(),
                 backends: backends.clone(),
+                limit: limit.clone(),
+                started: Instant::now(),
+                errors: self.errors.clone(),
+                timeout: config.timeouts.client,
             });
             // The stats listener has its own small limit: it must answer while traffic is at maxconn.
             shutdown.spawn_service(accept_loop(
@@ -265,38 +293,38 @@ impl BoundLbNode {
                 move |s, peer, permit| stats::serve(view.clone(), s, peer, permit),
             ));
         }
+        let mut served = Vec::with_capacity(self.listeners.len());
         for (i, listener, addr) in self.listeners {
             // `i` was taken from enumerating `config.frontends`, which `frontends` mirrors.
             let fe = frontends[i].clone();
             let name = format!("{}/frontend:{}@{addr}", config.name, fe.config.name);
-            match fe.config.mode {
-                ProxyMode::Tcp => {
-                    shutdown.spawn_service(accept_loop(
-                        listener,
-                        limit.clone(),
-                        shutdown.clone(),
-                        name,
-                        move |s, peer, permit| l4::serve(fe.clone(), s, peer, permit),
-                    ));
+            match listener.into_std() {
+                Ok(socket) => served.push(workers::Listener {
+                    frontend: fe,
+                    socket,
+                    name,
+                }),
+                Err(e) => tracing::error!(listener = %name, error = %e, "listener unusable"),
+            }
+        }
+        match workers::start(&config.name, config.threads, &served, &limit, &shutdown) {
+            Ok(n) if n > 0 => {}
+            outcome => {
+                // No event-loop thread: serve on the process's runtime instead.
+                if let Err(e) = outcome {
+                    tracing::error!(node = %config.name, error = %e, "LB threads did not start; serving on the main runtime");
                 }
-                ProxyMode::Rtmp => {
-                    shutdown.spawn_service(accept_loop(
-                        listener,
-                        limit.clone(),
-                        shutdown.clone(),
-                        name,
-                        move |s, peer, permit| rtmp::serve(fe.clone(), s, peer, permit),
-                    ));
-                }
-                ProxyMode::Http => {
-                    shutdown.spawn_service(accept_loop(
-                        listener,
-                        limit.clone(),
-                        shutdown.clone(),
-                        name,
-                        move |s, peer, permit| l7::serve(fe.clone(), s, peer, permit),
-                    ));
-                }
+                let listeners = served
+                    .into_iter()
+                    .filter_map(|l| match TcpListener::from_std(l.socket) {
+                        Ok(s) => Some((l.frontend, s, l.name)),
+                        Err(e) => {
+                            tracing::error!(listener = %l.name, error = %e, "listener unusable");
+                            None
+                        }
+                    })
+                    .collect();
+                workers::spawn_accept_loops(listeners, &limit, &shutdown, &TaskTracker::new());
             }
         }
 

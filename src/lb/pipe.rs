@@ -22,6 +22,9 @@ use crate::runtime::Shutdown;
 
 /// Copy buffer per direction.
 const BUF: usize = 16 * 1024;
+/// A direction whose reads fill the buffer (bulk transfer) grows it to this, for fewer and
+/// larger reads and writes; quiet pipes (most RTMP players between bursts) keep [`BUF`].
+const BULK_BUF: usize = 64 * 1024;
 
 /// How a pipe ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -143,6 +146,9 @@ where
         }
         w.write_all(&buf[..n]).await?;
         counted(n as u64);
+        if n == buf.len() && buf.len() < BULK_BUF {
+            buf.resize(BULK_BUF, 0);
+        }
     }
 }
 

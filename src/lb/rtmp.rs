@@ -13,16 +13,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Frontend;
+use super::backend::{Backend, Server};
 use super::counters::{Counters, add, inc};
+use super::l4::{conns, pipe_termination};
+use super::log::{Cause, Phase, TcpEntry, Termination};
 use super::pipe::{self, PipeTimeouts};
-use super::upstream::{ConnectPlan, connect};
+use super::upstream::{ConnectPlan, ConnectTrace, connect};
 use crate::proto::rtmp::amf0::Amf0Value;
 use crate::proto::rtmp::chunk::{ChunkDecoder, ChunkError, DecoderLimits};
 use crate::proto::rtmp::handshake::{ClientHandshake, HandshakeError, RANDOM_LEN};
@@ -91,10 +94,68 @@ enum Intent {
 /// Serves one client of an RTMP frontend.
 pub async fn serve(fe: Arc<Frontend>, client: TcpStream, peer: SocketAddr, permit: ConnPermit) {
     let _permit = permit;
+    let start = Instant::now();
     let _fe_session = fe.counters.open();
-    if let Err(e) = run(&fe, client, peer).await {
-        inc(&fe.counters.request_errors);
-        tracing::info!(frontend = %fe.config.name, %peer, error = %e, source = ?std::error::Error::source(&e), "rtmp session ended");
+    let mut route = Route::default();
+    let result = run(&fe, client, peer, &mut route).await;
+    let termination = match &result {
+        Ok(t) => *t,
+        Err(e) => {
+            inc(&fe.counters.request_errors);
+            tracing::info!(frontend = %fe.config.name, %peer, error = %e, source = ?std::error::Error::source(&e), "rtmp session ended");
+            e.termination(route.server.is_some())
+        }
+    };
+    let bytes = route.session.snapshot();
+    let entry = TcpEntry {
+        client: peer,
+        start,
+        frontend: &fe.config.name,
+        backend: route.backend.as_deref().map(|b| b.name.as_str()),
+        server: route.server.as_deref().map(|s| s.name.as_str()),
+        t_queue: route.backend.as_ref().map(|_| Duration::ZERO),
+        t_connect: route.t_connect,
+        bytes_in: bytes.bytes_in,
+        bytes_out: bytes.bytes_out,
+        termination,
+        conns: conns(
+            &fe,
+            route.backend.as_deref(),
+            route.server.as_deref(),
+            &route.trace,
+        ),
+    };
+    fe.log.tcp(&entry, Instant::now());
+}
+
+/// Where a session went, for the access log.
+#[derive(Debug, Default)]
+struct Route {
+    backend: Option<Arc<Backend>>,
+    server: Option<Arc<Server>>,
+    t_connect: Option<Duration>,
+    trace: ConnectTrace,
+    /// This session's own byte counts.
+    session: Arc<Counters>,
+}
+
+impl RtmpProxyError {
+    /// The access log's termination state; `routed` once a server was reached.
+    fn termination(&self, routed: bool) -> Termination {
+        let phase = if routed { Phase::Data } else { Phase::Request };
+        let which = |w: &str| w == "client";
+        let cause = match self {
+            RtmpProxyError::Client(_) => Cause::Proxy,
+            RtmpProxyError::Timeout { which: w } if which(w) => Cause::ClientTimeout,
+            RtmpProxyError::Timeout { .. } => Cause::ServerTimeout,
+            RtmpProxyError::Io { which: w, .. } | RtmpProxyError::Closed { which: w }
+                if which(w) || *w == "pipe" =>
+            {
+                Cause::ClientAbort
+            }
+            _ => Cause::ServerAbort,
+        };
+        Termination { cause, phase }
     }
 }
 
@@ -136,14 +197,20 @@ fn random() -> ([u8; RANDOM_LEN], u32) {
     (random, epoch)
 }
 
-async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(), RtmpProxyError> {
+async fn run(
+    fe: &Frontend,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    route: &mut Route,
+) -> Result<Termination, RtmpProxyError> {
     let t = fe.timeouts;
+    let session = route.session.clone();
     let (rand, epoch) = random();
     let config = ServerConfig {
         record_input: Some(MAX_RECORDED),
         ..ServerConfig::default()
     };
-    let mut session = ServerSession::new(config, epoch, &rand);
+    let mut rtmp = ServerSession::new(config, epoch, &rand);
     let mut cbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
 
@@ -151,15 +218,14 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
     let intent = loop {
         read(&mut client, &mut cbuf, t.client, "client").await?;
         add(&fe.counters.bytes_in, cbuf.len() as u64);
-        session
-            .handle_input(&cbuf)
-            .map_err(RtmpProxyError::Client)?;
+        add(&session.bytes_in, cbuf.len() as u64);
+        rtmp.handle_input(&cbuf).map_err(RtmpProxyError::Client)?;
         cbuf.clear();
         let mut intent = None;
-        while let Some(event) = session.poll_event() {
+        while let Some(event) = rtmp.poll_event() {
             match event {
                 ServerEvent::Connect { .. } => {
-                    session.accept_connect().map_err(RtmpProxyError::Client)?
+                    rtmp.accept_connect().map_err(RtmpProxyError::Client)?
                 }
                 ServerEvent::Publish {
                     stream_id, name, ..
@@ -171,10 +237,11 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
             }
         }
         out.clear();
-        session.take_output(&mut out);
+        rtmp.take_output(&mut out);
         if !out.is_empty() {
             write(&mut client, &out, t.client, "client").await?;
             add(&fe.counters.bytes_out, out.len() as u64);
+            add(&session.bytes_out, out.len() as u64);
         }
         if let Some(i) = intent {
             break i;
@@ -191,8 +258,9 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
     let Some(backend) = backend_index.and_then(|i| fe.backend(i)) else {
         return Err(RtmpProxyError::Closed { which: "server" });
     };
-    let recorded = session.take_recorded_input().unwrap_or_default();
-    let downstream = session.downstream_state();
+    route.backend = Some(backend.clone());
+    let recorded = rtmp.take_recorded_input().unwrap_or_default();
+    let downstream = rtmp.downstream_state();
 
     // 2. A server of the chosen backend.
     let set = backend.servers();
@@ -202,18 +270,30 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
         timeout: t.connect,
         pooled: false,
     };
-    let mut upstream = match connect(backend, &set, plan).await {
+    let connect_started = Instant::now();
+    let mut upstream = match connect(backend, &set, plan, &mut route.trace).await {
         Ok(u) => u,
         Err(e) => {
             tracing::info!(frontend = %fe.config.name, backend = %backend.name, %peer, error = %e, "no server reachable");
-            refuse(&mut session, &intent, &mut client, t.client).await;
-            return Ok(());
+            refuse(&mut rtmp, &intent, &mut client, t.client).await;
+            route.server = route.trace.server.clone();
+            return Ok(Termination {
+                cause: Cause::ServerAbort,
+                phase: Phase::Connect,
+            });
         }
     };
+    route.t_connect = Some(connect_started.elapsed());
+    route.server = Some(upstream.server.clone());
     let _be_session = backend.counters.open();
     let _srv_session = upstream.server.counters.open();
     tracing::debug!(frontend = %fe.config.name, %peer, ?intent, server = %upstream.server.name, "rtmp session routed");
-    let counters = [&fe.counters, &backend.counters, &upstream.server.counters];
+    let counters = [
+        &fe.counters,
+        &backend.counters,
+        &upstream.server.counters,
+        &session,
+    ];
     let server = &mut upstream.stream;
 
     // 3. Handshake with the server, replay, read up to the splice point.
@@ -235,9 +315,9 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
     }
     out.extend_from_slice(&recorded);
     write(server, &out, t.server, "server").await?;
-    counters[1..]
-        .iter()
-        .for_each(|c| add(&c.bytes_in, recorded.len() as u64));
+    // The frontend and this session counted these bytes when the client sent them.
+    add(&backend.counters.bytes_in, recorded.len() as u64);
+    add(&upstream.server.counters.bytes_in, recorded.len() as u64);
     let mut decoder = ChunkDecoder::new(DecoderLimits::default());
     let mut seen = 0;
     loop {
@@ -285,7 +365,7 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
             r = tokio::time::timeout(t.tunnel, client.read_buf(&mut from_client)) => match r {
                 Err(_) => return Err(RtmpProxyError::Timeout { which: "client" }),
                 Ok(Err(source)) => return Err(RtmpProxyError::Io { which: "client", source }),
-                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(0)) => return Ok(Termination::NORMAL),
                 Ok(Ok(n)) => {
                     write(server, &from_client, t.server, "server").await?;
                     from_client.clear();
@@ -295,10 +375,10 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
             r = tokio::time::timeout(t.tunnel, server.read_buf(&mut sbuf)) => match r {
                 Err(_) => return Err(RtmpProxyError::Timeout { which: "server" }),
                 Ok(Err(source)) => return Err(RtmpProxyError::Io { which: "server", source }),
-                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(0)) => return Ok(Termination::NORMAL),
                 Ok(Ok(_)) => {}
             },
-            () = fe.shutdown.stopped() => return Ok(()),
+            () = fe.shutdown.stopped() => return Ok(Termination { cause: Cause::Killed, phase: Phase::Data }),
         }
     }
     let timeouts = PipeTimeouts {
@@ -316,18 +396,18 @@ async fn run(fe: &Frontend, mut client: TcpStream, peer: SocketAddr) -> Result<(
     )
     .await
     {
-        Ok(end) => tracing::debug!(frontend = %fe.config.name, %peer, ?end, "rtmp session ended"),
-        Err(source) => {
-            return Err(RtmpProxyError::Io {
-                which: "pipe",
-                source,
-            });
+        Ok(end) => {
+            tracing::debug!(frontend = %fe.config.name, %peer, ?end, "rtmp session ended");
+            Ok(pipe_termination(&end))
         }
+        Err(source) => Err(RtmpProxyError::Io {
+            which: "pipe",
+            source,
+        }),
     }
-    Ok(())
 }
 
-fn count(counters: &[&Arc<Counters>; 3], bytes_in: usize, bytes_out: usize) {
+fn count(counters: &[&Arc<Counters>; 4], bytes_in: usize, bytes_out: usize) {
     for c in counters {
         add(&c.bytes_in, bytes_in as u64);
         add(&c.bytes_out, bytes_out as u64);

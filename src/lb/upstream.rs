@@ -5,7 +5,8 @@
 //! Data flow: the caller loads the backend's server set once, maybe names a sticky server, and
 //! calls [`connect`]; the result is the chosen server (for counters, cookies and the pool) and
 //! the stream. Counters: `econ` per failed attempt, `wretr` per retry, `wredis` when a retry
-//! lands on another server than the first pick.
+//! lands on another server than the first pick, `connect` per new connection, `reuse` per
+//! pooled one. What happened is also left in a [`ConnectTrace`] for the access log.
 
 use std::io;
 use std::net::IpAddr;
@@ -43,11 +44,23 @@ pub struct ConnectPlan {
     pub pooled: bool,
 }
 
+/// What a [`connect`] call did, for the access log (filled even when it fails).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectTrace {
+    /// Attempts after the first.
+    pub retries: u32,
+    /// Whether a retry went to another server than the first pick.
+    pub redispatched: bool,
+    /// The last server tried.
+    pub server: Option<Arc<Server>>,
+}
+
 /// Connects to a server of `backend` chosen from `set`.
 pub async fn connect(
     backend: &Backend,
     set: &ServerSet,
     plan: ConnectPlan,
+    trace: &mut ConnectTrace,
 ) -> Result<Upstream, ProxyError> {
     let mut failed: Vec<usize> = Vec::new();
     let mut first_pick = None;
@@ -64,21 +77,28 @@ pub async fn connect(
         if attempt > 0 {
             inc(&backend.counters.retries);
             inc(&server.counters.retries);
+            trace.retries = attempt;
             if first_pick != Some(index) {
                 inc(&backend.counters.redispatches);
                 inc(&server.counters.redispatches);
+                trace.redispatched = true;
             }
         }
         first_pick.get_or_insert(index);
+        trace.server = Some(server.clone());
         if plan.pooled
             && let Some(stream) = server.pool.take()
         {
+            inc(&backend.counters.reuses);
+            inc(&server.counters.reuses);
             return Ok(Upstream {
                 server: server.clone(),
                 stream,
                 reused: true,
             });
         }
+        inc(&backend.counters.connects);
+        inc(&server.counters.connects);
         match connect_addr(server, plan.timeout).await {
             Ok(stream) => {
                 return Ok(Upstream {
@@ -165,10 +185,14 @@ mod tests {
             timeout: Duration::from_secs(5),
             pooled: false,
         };
-        let up = connect(&b, &set, plan).await.unwrap();
+        let mut trace = ConnectTrace::default();
+        let up = connect(&b, &set, plan, &mut trace).await.unwrap();
         assert_eq!(up.server.name, "live");
         let s = b.counters.snapshot();
         assert_eq!((s.connection_errors, s.retries, s.redispatches), (1, 1, 1));
+        assert_eq!(s.connects, 2);
+        assert_eq!((trace.retries, trace.redispatched), (1, true));
+        assert_eq!(trace.server.as_ref().map(|s| s.name.as_str()), Some("live"));
 
         let only_dead = ServerSet::new(vec![set.servers[0].clone()]);
         let e = connect(
@@ -178,6 +202,7 @@ mod tests {
                 preferred: None,
                 ..plan
             },
+            &mut ConnectTrace::default(),
         )
         .await
         .unwrap_err();

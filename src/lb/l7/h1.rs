@@ -9,10 +9,13 @@
 //! response) -> response head (504 on `timeouts.server`) rewritten with the Set-Cookie prefix
 //! -> body relayed verbatim, small pieces coalesced into one write -> upstream connection
 //! back to its pool when reusable. A `101` to a WebSocket upgrade turns the connection into a
-//! tunnel. Buffers live as long as the connection and are reused by every request.
+//! tunnel. Buffers live as long as the connection and are reused by every request. Each
+//! exchange leaves one `httplog` line, filled in as it goes through the phases
+//! ([`super::Exchange`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -22,11 +25,12 @@ use super::super::backend::Backend;
 use super::super::counters::Counters;
 use super::super::counters::{add, inc};
 use super::super::error::ProxyError;
+use super::super::log::{Cause, Phase, Termination};
 use super::super::pipe::{self, PipeTimeouts};
 use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
 use super::{
-    READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream, route, sticky,
-    write_downstream, write_upstream,
+    Exchange, READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream,
+    read_upstream_up_to, route, sticky, write_downstream, write_upstream,
 };
 use crate::proto::http::response::write_https_redirect;
 use crate::proto::http::{
@@ -37,6 +41,13 @@ use crate::proto::http::{
 
 /// Bytes of response body gathered before a write to the client.
 const COALESCE: usize = 32 * 1024;
+/// Room for one read of a response body: large bodies then take a few big reads and writes
+/// instead of many 16 KiB ones (each write to a local socket also pays for the receiver's
+/// TCP processing and wake-up). Buffers grown past [`KEEP_BUFFER`] are released after the
+/// response, so idle keep-alive connections do not hold them.
+const BODY_READ: usize = 64 * 1024;
+/// Largest buffer capacity a connection keeps between exchanges.
+const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
 /// What happens after an exchange.
 #[derive(Debug, PartialEq, Eq)]
@@ -62,11 +73,18 @@ struct Conn<'a, S> {
     parser: RequestParser,
     /// No request has been read yet: an idle timeout is then answered with 408.
     first: bool,
+    /// The access-log facts of the current exchange.
+    x: Exchange,
 }
 
 /// Serves HTTP/1.x on a (possibly TLS) client connection until it closes.
-pub async fn serve<S>(fe: &Frontend, io: S, peer: SocketAddr, proto: ForwardedProto)
-where
+pub async fn serve<S>(
+    fe: &Frontend,
+    io: S,
+    peer: SocketAddr,
+    proto: ForwardedProto,
+    accepted: Instant,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut c = Conn {
@@ -79,26 +97,47 @@ where
         out: BytesMut::new(),
         parser: RequestParser::new(HeadLimits::default()),
         first: true,
+        x: Exchange::new(accepted, proto == ForwardedProto::Https),
     };
     loop {
         let head = match c.read_head().await {
             Ok(Some(h)) => h,
-            Ok(None) => break,
+            Ok(None) => {
+                if c.first {
+                    // Connected, sent nothing, left: logged as HAProxy does (dontlognull
+                    // skips it).
+                    c.x.termination = Termination {
+                        cause: Cause::ClientAbort,
+                        phase: Phase::Request,
+                    };
+                    c.x.log(fe, peer, None);
+                }
+                break;
+            }
             Err(e) => {
+                c.x.bytes_in = c.buf.len() as u64;
                 c.fail(e, false, None).await;
+                c.x.log(fe, peer, None);
                 break;
             }
         };
         c.first = false;
+        c.x.t_request = Some(c.x.start.elapsed());
+        c.x.bytes_in = head.head_len() as u64;
         let mut responded = false;
-        match c.exchange(head, &mut responded).await {
-            Ok(Next::KeepAlive) if !fe.shutdown.is_draining() => {}
-            Ok(_) => break,
+        let result = c.exchange(&head, &mut responded).await;
+        let next = match result {
+            Ok(next) => next,
             Err((e, backend)) => {
                 c.fail(e, responded, backend).await;
-                break;
+                Next::Close
             }
+        };
+        c.x.log(fe, peer, Some(&head));
+        if next == Next::Close || fe.shutdown.is_draining() {
+            break;
         }
+        c.x.reset(Instant::now());
     }
     // Best effort: sends FIN (and TLS close_notify); the client may already be gone.
     let _ = tokio::time::timeout(fe.timeouts.client, c.io.shutdown()).await;
@@ -131,7 +170,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 r = self.io.read_buf(&mut self.buf) => match r {
                     Ok(0) if idle => return Ok(None),
                     Ok(0) => return Err(ProxyError::DownstreamClosed),
-                    Ok(_) => {}
+                    Ok(_) => {
+                        // A kept-alive connection's next request starts with its first byte.
+                        if idle && !self.first {
+                            self.x.start = Instant::now();
+                        }
+                    }
                     Err(e) => return Err(ProxyError::DownstreamIo(e)),
                 },
                 () = tokio::time::sleep_until(deadline) => {
@@ -147,6 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// Answers a failed exchange with the LB's error page when nothing was sent yet.
     async fn fail(&mut self, e: ProxyError, responded: bool, backend: Option<Arc<Backend>>) {
         count_error(self.fe, backend.as_deref(), &e);
+        self.x.failed(&e);
         tracing::debug!(frontend = %self.fe.config.name, peer = %self.peer, error = %e, source = ?std::error::Error::source(&e), "exchange failed");
         if responded {
             return;
@@ -158,6 +203,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             b.counters.response(status);
         }
         add(&self.fe.counters.bytes_out, page.len() as u64);
+        self.x.status = Some(status);
+        self.x.bytes_out += page.len() as u64;
         // The client may be gone; nothing more to do then.
         let _ = write_downstream(&mut self.io, &page, self.fe.timeouts.client).await;
     }
@@ -165,7 +212,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
     /// Proxies one request and its response.
     async fn exchange(
         &mut self,
-        head: RequestHead,
+        head: &RequestHead,
         responded: &mut bool,
     ) -> Result<Next, (ProxyError, Option<Arc<Backend>>)> {
         let fe = self.fe;
@@ -179,6 +226,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             fe.counters.response(302);
             add(&fe.counters.bytes_out, self.out.len() as u64);
             *responded = true;
+            self.x.status = Some(302);
+            self.x.bytes_out = self.out.len() as u64;
+            self.x.termination = Termination {
+                cause: Cause::Local,
+                phase: Phase::Request,
+            };
             write_downstream(&mut self.io, &self.out, fe.timeouts.client)
                 .await
                 .map_err(|e| (e, None))?;
@@ -188,13 +241,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             return Err((ProxyError::NoServer, None));
         };
         inc(&backend.counters.requests);
+        self.x.backend = Some(backend.clone());
         let set = backend.servers();
         let found = backend
             .sticky_cookie
             .as_deref()
             .and_then(|name| find_server_cookie(head.headers(), name.as_bytes()));
+        let preferred = sticky(&set, found.map(|f| f.server));
+        if backend.sticky_cookie.is_some() {
+            self.x.cookie_request =
+                super::cookie_request_state(&set, found.map(|f| f.server), preferred);
+        }
         let plan = ConnectPlan {
-            preferred: sticky(&set, found.map(|f| f.server)),
+            preferred,
             client: self.peer.ip(),
             timeout: fe.timeouts.connect,
             pooled: !backend.http_server_close,
@@ -205,15 +264,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             keep_alive: !backend.http_server_close,
             cookie: found.map(|f| f.strip),
         };
-        let up = connect(&backend, &set, plan)
-            .await
-            .map_err(|e| (e, Some(backend.clone())))?;
+        self.x.phase = Phase::Connect;
+        let connect_started = Instant::now();
+        let connected = connect(&backend, &set, plan, &mut self.x.trace).await;
+        self.x.server = self.x.trace.server.clone();
+        let up = connected.map_err(|e| (e, Some(backend.clone())))?;
+        self.x.connected(connect_started, up.reused);
         let server = up.server.clone();
         let _backend_session = backend.counters.open();
         let _server_session = server.counters.open();
-        let result = self.forward(&head, &edits, up, &backend, responded).await;
+        let result = self.forward(head, &edits, up, &backend, responded).await;
+        // The sessions are still open while the line is written.
+        self.x.snapshot_conns(fe, Some(&backend), Some(&server));
         if let Err(e) = &result {
             count_server_error(&server, e);
+            super::count_abort(&backend, &server, e, self.x.phase);
         }
         result.map_err(|e| (e, Some(backend.clone())))
     }
@@ -265,6 +330,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             match attempt.await {
                 Err(ProxyError::UpstreamIo(_)) if may_replay && self.ubuf.is_empty() => {
                     may_replay = false;
+                    inc(&backend.counters.connects);
+                    inc(&server.counters.connects);
                     up.stream = connect_addr(&up.server, fe.timeouts.connect).await?;
                     up.reused = false;
                     rparser = ResponseParser::default();
@@ -272,6 +339,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 other => break other?,
             }
         };
+        self.x.responded_head();
         let mut resp = resp;
         // Interim responses (100 Continue after the body was sent, 103) are passed on.
         while resp.is_interim() && !resp.is_switching_protocols() {
@@ -293,6 +361,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             return self.tunnel(head, &resp, &mut up, backend, responded).await;
         }
         let status = resp.status();
+        self.x.status = Some(status);
+        if let Some(name) = backend.sticky_cookie.as_deref() {
+            self.x.cookie_response =
+                super::cookie_response_state(&resp, name, up.server.cookie.is_some());
+        }
         let framing = resp.framing(head.is_head_request());
         let close = !head.keep_alive()
             || body_unread
@@ -319,16 +392,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             c.response(status);
         }
         *responded = true;
-        let sent = self.relay_response_body(&mut up.stream, framing).await?;
-        for c in counters {
-            add(&c.bytes_out, sent);
-        }
+        self.x.phase = Phase::Data;
+        let sent = self.relay_response_body(&mut up.stream, framing).await;
+        let mut sent = sent?;
+        // The upstream connection goes back to the pool before the response's last bytes go
+        // to the client: a client's next request, maybe on another connection served by
+        // another thread, can then reuse it.
         if edits.keep_alive
             && resp.keep_alive(head.is_head_request())
             && !body_unread
             && self.ubuf.is_empty()
         {
             server.pool.put(up.stream);
+        }
+        let last = self.flush_out().await;
+        sent += last?;
+        if self.out.capacity() > KEEP_BUFFER {
+            self.out = BytesMut::new();
+        }
+        if self.ubuf.is_empty() && self.ubuf.capacity() > KEEP_BUFFER {
+            self.ubuf = BytesMut::new();
+        }
+        for c in counters {
+            add(&c.bytes_out, sent);
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
@@ -362,6 +448,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             }
             if body.is_complete() {
                 counters.iter().for_each(|c| add(&c.bytes_in, sent));
+                self.x.bytes_in += sent;
                 return Ok(None);
             }
             self.buf.reserve(READ_CHUNK);
@@ -386,6 +473,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         Ok(Some(resp)) => {
                             self.ubuf.advance(resp.head_len());
                             counters.iter().for_each(|c| add(&c.bytes_in, sent));
+                            self.x.bytes_in += sent;
                             return Ok(Some(resp));
                         }
                         Ok(None) => {}
@@ -396,7 +484,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Writes the response head in `out` and relays the body; returns the bytes sent.
+    /// Writes what `out` holds to the client; returns how many bytes that was.
+    async fn flush_out(&mut self) -> Result<u64, ProxyError> {
+        if self.out.is_empty() {
+            return Ok(0);
+        }
+        write_downstream(&mut self.io, &self.out, self.fe.timeouts.client).await?;
+        let n = self.out.len() as u64;
+        self.x.bytes_out += n;
+        self.out.clear();
+        Ok(n)
+    }
+
+    /// Relays the response body after the head in `out`; returns the bytes sent. The last
+    /// piece is left in `out` once the upstream has sent the whole body, for [`Self::flush_out`].
     async fn relay_response_body(
         &mut self,
         up: &mut tokio::net::TcpStream,
@@ -414,18 +515,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 self.out.extend_from_slice(&self.ubuf[..p.consumed]);
                 self.ubuf.advance(p.consumed);
             }
-            let complete = body.is_complete();
-            if !self.out.is_empty()
-                && (complete || self.out.len() >= COALESCE || self.ubuf.is_empty())
-            {
-                write_downstream(&mut self.io, &self.out, fe.timeouts.client).await?;
-                sent += self.out.len() as u64;
-                self.out.clear();
-            }
-            if complete {
+            if body.is_complete() {
+                // The last piece stays in `out` for the caller's `flush_out`.
                 return Ok(sent);
             }
-            match read_upstream(up, &mut self.ubuf, fe.timeouts.server).await {
+            if !self.out.is_empty() && (self.out.len() >= COALESCE || self.ubuf.is_empty()) {
+                sent += self.flush_out().await?;
+            }
+            match read_upstream_up_to(up, &mut self.ubuf, BODY_READ, fe.timeouts.server).await {
                 Ok(_) => {}
                 Err(ProxyError::UpstreamIo(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     // The end of a close-delimited body; truncation for any other framing.
@@ -479,12 +576,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             c.response(101);
         }
         *responded = true;
+        self.x.status = Some(101);
+        self.x.phase = Phase::Data;
+        self.x.bytes_out += self.out.len() as u64;
         write_downstream(&mut self.io, &self.out, fe.timeouts.client).await?;
         let timeouts = PipeTimeouts {
             idle: fe.timeouts.tunnel,
             client_fin: fe.timeouts.client_fin,
         };
-        let counters = [&fe.counters, &backend.counters, &up.server.counters];
+        let tunnel = Arc::new(Counters::default());
+        let counters = [
+            &fe.counters,
+            &backend.counters,
+            &up.server.counters,
+            &tunnel,
+        ];
         let client_pending = std::mem::take(&mut self.buf);
         let server_pending = std::mem::take(&mut self.ubuf);
         match pipe::run(
@@ -499,12 +605,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         .await
         {
             Ok(end) => {
+                self.x.termination = super::super::l4::pipe_termination(&end);
                 tracing::debug!(frontend = %fe.config.name, peer = %self.peer, ?end, "websocket tunnel ended")
             }
             Err(e) => {
+                self.x.termination = Termination {
+                    cause: Cause::ClientAbort,
+                    phase: Phase::Data,
+                };
                 tracing::debug!(frontend = %fe.config.name, peer = %self.peer, error = %e, "websocket tunnel failed")
             }
         }
+        let moved = tunnel.snapshot();
+        self.x.bytes_in += moved.bytes_in;
+        self.x.bytes_out += moved.bytes_out;
         Ok(Next::Close)
     }
 }

@@ -7,12 +7,12 @@
 //! response head -> h2 response (hop-by-hop headers and Transfer-Encoding dropped, Set-Cookie
 //! prefixed) -> body un-chunked with `feed_decoded` and sent as DATA frames within the
 //! stream's flow-control window. The connection closes gracefully after `timeouts.client`
-//! without streams, or when the node drains.
+//! without streams, or when the node drains. Each stream leaves one `httplog` line.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use h2::server::SendResponse;
@@ -23,10 +23,12 @@ use super::super::Frontend;
 use super::super::backend::Backend;
 use super::super::counters::{add, inc};
 use super::super::error::ProxyError;
+use super::super::l4::conns;
+use super::super::log::{Phase, RequestLine};
 use super::super::upstream::{ConnectPlan, connect};
 use super::{
-    count_error, count_server_error, read_response_head, read_upstream, route, sticky,
-    write_upstream,
+    Exchange, count_abort, count_error, count_server_error, read_response_head, read_upstream,
+    route, sticky, write_upstream,
 };
 use crate::proto::http::cookie::prefix_set_cookie;
 use crate::proto::http::{
@@ -41,7 +43,7 @@ const MAX_CONCURRENT_STREAMS: u32 = 128;
 const MAX_HEADER_LIST: u32 = 64 * 1024;
 
 /// Serves HTTP/2 on a TLS connection until it closes.
-pub async fn serve<S>(fe: &Arc<Frontend>, io: S, peer: SocketAddr)
+pub async fn serve<S>(fe: &Arc<Frontend>, io: S, peer: SocketAddr, accepted: Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -63,6 +65,7 @@ where
     };
     let active = Arc::new(AtomicUsize::new(0));
     let mut closing = false;
+    let mut first = true;
     loop {
         let idle = active.load(Ordering::Relaxed) == 0;
         tokio::select! {
@@ -70,8 +73,11 @@ where
                 Some(Ok((request, respond))) => {
                     active.fetch_add(1, Ordering::Relaxed);
                     let (fe, active) = (fe.clone(), active.clone());
+                    // The first stream's request started with the connection (TLS included).
+                    let start = if first { accepted } else { Instant::now() };
+                    first = false;
                     fe.shutdown.clone().spawn_connection(async move {
-                        stream(&fe, peer, request, respond).await;
+                        stream(&fe, peer, request, respond, start).await;
                         active.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
@@ -100,30 +106,52 @@ async fn stream(
     peer: SocketAddr,
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
+    start: Instant,
 ) {
     let mut responded = false;
-    let Err((e, backend)) = proxy(fe, peer, request, &mut respond, &mut responded).await else {
-        return;
-    };
-    count_error(fe, backend.as_deref(), &e);
-    tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "HTTP/2 exchange failed");
-    match e.status().filter(|_| !responded) {
-        Some(status) => {
-            fe.counters.response(status);
-            if let Some(b) = &backend {
-                b.counters.response(status);
+    let mut x = Exchange::new(start, true);
+    x.t_request = Some(start.elapsed());
+    let method = request.method().clone();
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let result = proxy(fe, peer, request, &mut respond, &mut responded, &mut x).await;
+    if let Err((e, backend)) = result {
+        count_error(fe, backend.as_deref(), &e);
+        x.failed(&e);
+        tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "HTTP/2 exchange failed");
+        match e.status().filter(|_| !responded) {
+            Some(status) => {
+                fe.counters.response(status);
+                if let Some(b) = &backend {
+                    b.counters.response(status);
+                }
+                x.status = Some(status);
+                x.bytes_out += send_error_page(fe, &mut respond, status);
             }
-            send_error_page(fe, &mut respond, status);
+            None => respond.send_reset(h2::Reason::INTERNAL_ERROR),
         }
-        None => respond.send_reset(h2::Reason::INTERNAL_ERROR),
+    }
+    if fe.log.enabled() {
+        let counts = x
+            .conns
+            .unwrap_or_else(|| conns(fe, x.backend.as_deref(), None, &x.trace));
+        let line = RequestLine {
+            method: method.as_str().as_bytes(),
+            target: target.as_bytes(),
+            version: "HTTP/2.0",
+        };
+        x.write(fe, peer, counts, Some(line));
     }
 }
 
-/// Sends the LB's error page (an HTTP/1 response, builtin or errorfile) as an h2 response.
-fn send_error_page(fe: &Frontend, respond: &mut SendResponse<Bytes>, status: u16) {
+/// Sends the LB's error page (an HTTP/1 response, builtin or errorfile) as an h2 response;
+/// returns the body bytes sent.
+fn send_error_page(fe: &Frontend, respond: &mut SendResponse<Bytes>, status: u16) -> u64 {
     let page = fe.errors.page(status);
     let Ok(Some(head)) = ResponseParser::default().parse(&page) else {
-        return;
+        return 0;
     };
     let mut builder = http::Response::builder().status(head.status());
     for h in head
@@ -134,13 +162,16 @@ fn send_error_page(fe: &Frontend, respond: &mut SendResponse<Bytes>, status: u16
     }
     let body = page.slice(head.head_len()..);
     let Ok(response) = builder.body(()) else {
-        return;
+        return 0;
     };
-    if let Ok(mut send) = respond.send_response(response, body.is_empty()) {
-        add(&fe.counters.bytes_out, body.len() as u64);
-        // A small page fits in the initial window; a refused send only means the client left.
-        let _ = send.send_data(body, true);
-    }
+    let Ok(mut send) = respond.send_response(response, body.is_empty()) else {
+        return 0;
+    };
+    let len = body.len() as u64;
+    add(&fe.counters.bytes_out, len);
+    // A small page fits in the initial window; a refused send only means the client left.
+    let _ = send.send_data(body, true);
+    len
 }
 
 async fn proxy(
@@ -149,6 +180,7 @@ async fn proxy(
     request: http::Request<RecvStream>,
     respond: &mut SendResponse<Bytes>,
     responded: &mut bool,
+    x: &mut Exchange,
 ) -> Result<(), (ProxyError, Option<Arc<Backend>>)> {
     inc(&fe.counters.requests);
     let (parts, mut body) = request.into_parts();
@@ -158,6 +190,7 @@ async fn proxy(
     };
     let fail = |e| (e, Some(backend.clone()));
     inc(&backend.counters.requests);
+    x.backend = Some(backend.clone());
     let headers: Vec<Header<'_>> = parts
         .headers
         .iter()
@@ -205,16 +238,26 @@ async fn proxy(
             source: HttpError::Parts(e),
         })
     })?;
+    let preferred = sticky(&set, found.map(|f| f.server));
+    if backend.sticky_cookie.is_some() {
+        x.cookie_request = super::cookie_request_state(&set, found.map(|f| f.server), preferred);
+    }
     let plan = ConnectPlan {
-        preferred: sticky(&set, found.map(|f| f.server)),
+        preferred,
         client: peer.ip(),
         timeout: fe.timeouts.connect,
         pooled: !backend.http_server_close,
     };
-    let mut up = connect(&backend, &set, plan).await.map_err(fail)?;
+    x.phase = Phase::Connect;
+    let connect_started = Instant::now();
+    let connected = connect(&backend, &set, plan, &mut x.trace).await;
+    x.server = x.trace.server.clone();
+    let mut up = connected.map_err(fail)?;
+    x.connected(connect_started, up.reused);
     let server = up.server.clone();
     let _backend_session = backend.counters.open();
     let _server_session = server.counters.open();
+    x.snapshot_conns(fe, Some(&backend), Some(&server));
     let counters = [&fe.counters, &backend.counters, &server.counters];
     let (client_timeout, server_timeout) = (fe.timeouts.client, fe.timeouts.server);
     let result: Result<(), ProxyError> = async {
@@ -245,6 +288,7 @@ async fn proxy(
             write_upstream(&mut up.stream, LAST_CHUNK, server_timeout).await?;
         }
         counters.iter().for_each(|c| add(&c.bytes_in, sent));
+        x.bytes_in = sent;
 
         let mut ubuf = BytesMut::new();
         let mut rparser = ResponseParser::new(HeadLimits::default());
@@ -260,7 +304,12 @@ async fn proxy(
             resp =
                 read_response_head(&mut up.stream, &mut ubuf, &mut rparser, server_timeout).await?;
         }
+        x.responded_head();
         let status = resp.status();
+        x.status = Some(status);
+        if let Some(name) = backend.sticky_cookie.as_deref() {
+            x.cookie_response = super::cookie_response_state(&resp, name, server.cookie.is_some());
+        }
         let head_request = parts.method == http::Method::HEAD;
         let response_framing = resp.framing(head_request);
         let mut builder = http::Response::builder().status(status);
@@ -288,6 +337,7 @@ async fn proxy(
             .send_response(response, empty)
             .map_err(ProxyError::H2)?;
         *responded = true;
+        x.phase = Phase::Data;
         if empty {
             if resp.keep_alive(head_request) && edits.keep_alive && ubuf.is_empty() {
                 server.pool.put(up.stream);
@@ -310,6 +360,7 @@ async fn proxy(
                 for r in ranges.drain(..) {
                     let data = consumed.slice(r);
                     delivered += data.len() as u64;
+                    x.bytes_out += data.len() as u64;
                     send_all(&mut send, data, client_timeout).await?;
                 }
             }
@@ -338,6 +389,7 @@ async fn proxy(
     .await;
     if let Err(e) = &result {
         count_server_error(&server, e);
+        count_abort(&backend, &server, e, x.phase);
     }
     result.map_err(fail)
 }

@@ -5,7 +5,8 @@
 //! `h2`. Per request, the fixed phases: route (path prefixes, first match, else the
 //! frontend's backend) -> sticky cookie ([`sticky`]) -> pick upstream (`upstream::connect`)
 //! -> forward (head rewritten, body verbatim) -> rewrite response (Set-Cookie prefix) ->
-//! count. The helpers shared by both protocols live here.
+//! count -> log (one `httplog` line from the [`Exchange`] record the phases filled in). The
+//! helpers shared by both protocols live here.
 
 pub mod h1;
 pub mod h2;
@@ -13,17 +14,23 @@ pub mod pool;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Frontend;
-use super::backend::{Backend, ServerSet};
+use super::backend::{Backend, Server, ServerSet};
 use super::counters::inc;
 use super::error::ProxyError;
-use crate::proto::http::{ForwardedProto, HttpError, ResponseHead, ResponseParser, Side};
+use super::l4::conns;
+use super::log::{Cause, Conns, HttpEntry, Phase, RequestLine, Termination};
+use super::upstream::ConnectTrace;
+use crate::proto::http::cookie::set_cookie_value_offset;
+use crate::proto::http::{
+    ForwardedProto, HttpError, RequestHead, ResponseHead, ResponseParser, Side,
+};
 use crate::runtime::ConnPermit;
 
 /// Read buffers grow by this much at a time.
@@ -32,28 +39,262 @@ pub(crate) const READ_CHUNK: usize = 16 * 1024;
 /// Serves one connection of an HTTP frontend.
 pub async fn serve(fe: Arc<Frontend>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
     let _permit = permit;
+    let accepted = Instant::now();
     let _session = fe.counters.open();
     let Some(acceptor) = &fe.tls else {
-        h1::serve(&fe, stream, peer, ForwardedProto::Http).await;
+        h1::serve(&fe, stream, peer, ForwardedProto::Http, accepted).await;
         return;
     };
-    let tls = match tokio::time::timeout(fe.timeouts.client, acceptor.accept(stream)).await {
+    let handshake = tokio::time::timeout(fe.timeouts.client, acceptor.accept(stream)).await;
+    let tls = match handshake {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             inc(&fe.counters.request_errors);
             tracing::debug!(frontend = %fe.config.name, %peer, error = %e, "TLS handshake failed");
+            log_handshake_failure(&fe, peer, accepted, Cause::ClientAbort);
             return;
         }
         Err(_) => {
             inc(&fe.counters.request_errors);
             tracing::debug!(frontend = %fe.config.name, %peer, "TLS handshake timed out");
+            log_handshake_failure(&fe, peer, accepted, Cause::ClientTimeout);
             return;
         }
     };
     if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        h2::serve(&fe, tls, peer).await;
+        h2::serve(&fe, tls, peer, accepted).await;
     } else {
-        h1::serve(&fe, tls, peer, ForwardedProto::Https).await;
+        h1::serve(&fe, tls, peer, ForwardedProto::Https, accepted).await;
+    }
+}
+
+/// A failed TLS handshake: a `<BADREQ>` line (`dontlognull` cannot tell how much the client
+/// sent, so it skips these lines too: scanners and probes fail handshakes all day).
+fn log_handshake_failure(fe: &Frontend, peer: SocketAddr, accepted: Instant, cause: Cause) {
+    let mut x = Exchange::new(accepted, true);
+    x.termination = Termination {
+        cause,
+        phase: Phase::Request,
+    };
+    x.log(fe, peer, None);
+}
+
+/// The access-log facts of one HTTP exchange, filled in as it goes through its phases.
+#[derive(Debug)]
+pub struct Exchange {
+    /// When the request started: the accept for a connection's first request, else its
+    /// first byte.
+    pub start: Instant,
+    /// Whether the client came over TLS.
+    pub tls: bool,
+    /// `Tq`.
+    pub t_request: Option<Duration>,
+    /// The routed backend.
+    pub backend: Option<Arc<Backend>>,
+    /// The server tried last (or used).
+    pub server: Option<Arc<Server>>,
+    /// `Tc`.
+    pub t_connect: Option<Duration>,
+    /// When the server connection was ready (the start of `Tr`).
+    pub connected_at: Option<Instant>,
+    /// `Tr`.
+    pub t_response: Option<Duration>,
+    /// Status sent to the client.
+    pub status: Option<u16>,
+    /// Bytes sent to the client.
+    pub bytes_out: u64,
+    /// Bytes received from the client.
+    pub bytes_in: u64,
+    /// The phase reached (for the termination state of an error).
+    pub phase: Phase,
+    /// How it ended.
+    pub termination: Termination,
+    /// Persistence cookie states (`-` without persistence).
+    pub cookie_request: u8,
+    /// See [`HttpEntry::cookie_response`].
+    pub cookie_response: u8,
+    /// Retries and redispatch of the connect.
+    pub trace: ConnectTrace,
+    /// Connection counts taken while this exchange's sessions were open.
+    pub conns: Option<Conns>,
+}
+
+impl Exchange {
+    /// A fresh record for a request starting at `start`.
+    pub fn new(start: Instant, tls: bool) -> Exchange {
+        Exchange {
+            start,
+            tls,
+            t_request: None,
+            backend: None,
+            server: None,
+            t_connect: None,
+            connected_at: None,
+            t_response: None,
+            status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            phase: Phase::Request,
+            termination: Termination::NORMAL,
+            cookie_request: b'-',
+            cookie_response: b'-',
+            trace: ConnectTrace::default(),
+            conns: None,
+        }
+    }
+
+    /// Starts over for the next request on the connection.
+    pub fn reset(&mut self, start: Instant) {
+        *self = Exchange::new(start, self.tls);
+    }
+
+    /// A server connection is ready: `Tc` (0 for a pooled one) and the start of `Tr`.
+    pub fn connected(&mut self, started: Instant, reused: bool) {
+        let now = Instant::now();
+        self.t_connect = Some(if reused {
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(started)
+        });
+        self.connected_at = Some(now);
+        self.phase = Phase::Headers;
+    }
+
+    /// The server's response head arrived: `Tr`.
+    pub fn responded_head(&mut self) {
+        self.t_response = self.connected_at.map(|at| at.elapsed());
+    }
+
+    /// Takes the connection counts while the exchange's sessions are open.
+    pub fn snapshot_conns(
+        &mut self,
+        fe: &Frontend,
+        backend: Option<&Backend>,
+        server: Option<&Server>,
+    ) {
+        self.conns = Some(conns(fe, backend, server, &self.trace));
+    }
+
+    /// Records how a failed exchange ended (the first failure wins).
+    pub fn failed(&mut self, e: &ProxyError) {
+        if self.termination != Termination::NORMAL {
+            return;
+        }
+        self.termination = termination(e, self.phase);
+    }
+
+    /// Writes the line; `head` is the request (`None`: `<BADREQ>`).
+    pub fn log(&mut self, fe: &Frontend, peer: SocketAddr, head: Option<&RequestHead>) {
+        if !fe.log.enabled() {
+            return;
+        }
+        let conns = match self.conns {
+            Some(c) => c,
+            None => conns(fe, self.backend.as_deref(), None, &self.trace),
+        };
+        let request = head.map(|h| RequestLine {
+            method: h.method(),
+            target: h.target(),
+            version: std::str::from_utf8(h.version().as_bytes()).unwrap_or("HTTP/1.1"),
+        });
+        self.write(fe, peer, conns, request);
+    }
+
+    /// Writes the line with an explicit request line (HTTP/2 streams).
+    pub fn write(
+        &self,
+        fe: &Frontend,
+        peer: SocketAddr,
+        conns: Conns,
+        request: Option<RequestLine<'_>>,
+    ) {
+        let entry = HttpEntry {
+            client: peer,
+            start: self.start,
+            frontend: &fe.config.name,
+            tls: self.tls,
+            backend: self.backend.as_deref().map(|b| b.name.as_str()),
+            server: self.server.as_deref().map(|s| s.name.as_str()),
+            t_request: self.t_request,
+            t_connect: self.t_connect,
+            t_response: self.t_response,
+            status: self.status,
+            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in,
+            termination: self.termination,
+            cookie_request: self.cookie_request,
+            cookie_response: self.cookie_response,
+            conns,
+            request,
+        };
+        fe.log.http(&entry, Instant::now());
+    }
+}
+
+/// The termination state of a failed exchange that had reached `phase`.
+pub fn termination(e: &ProxyError, phase: Phase) -> Termination {
+    let (cause, phase) = match e {
+        ProxyError::DownstreamIo(_) | ProxyError::DownstreamClosed | ProxyError::H2(_) => {
+            (Cause::ClientAbort, phase)
+        }
+        ProxyError::DownstreamTimeout => (Cause::ClientTimeout, phase),
+        ProxyError::Http {
+            side: Side::Downstream,
+            ..
+        } => (Cause::Proxy, Phase::Request),
+        ProxyError::Connect { .. } | ProxyError::NoServer => (Cause::ServerAbort, Phase::Connect),
+        ProxyError::UpstreamTimeout => (Cause::ServerTimeout, phase),
+        ProxyError::Http { .. } | ProxyError::UpstreamIo(_) => (Cause::ServerAbort, phase),
+    };
+    Termination { cause, phase }
+}
+
+/// Counts an aborted transfer on the backend and server it was going through: the client
+/// leaving (`cli_abrt`) or the server breaking off a response it had started (`srv_abrt`).
+pub(crate) fn count_abort(backend: &Backend, server: &Server, e: &ProxyError, phase: Phase) {
+    match termination(e, phase).cause {
+        Cause::ClientAbort | Cause::ClientTimeout => {
+            inc(&backend.counters.client_aborts);
+            inc(&server.counters.client_aborts);
+        }
+        Cause::ServerAbort if phase == Phase::Data => {
+            inc(&backend.counters.server_aborts);
+            inc(&server.counters.server_aborts);
+        }
+        _ => {}
+    }
+}
+
+/// The request-side persistence state: `N` no cookie, `I` unknown server, `D` its server is
+/// DOWN, `V` valid.
+pub fn cookie_request_state(
+    set: &ServerSet,
+    server_cookie: Option<&[u8]>,
+    preferred: Option<usize>,
+) -> u8 {
+    match (server_cookie, preferred) {
+        (None, _) => b'N',
+        (Some(_), Some(_)) => b'V',
+        (Some(c), None) if set.by_cookie(c).is_some() => b'D',
+        (Some(_), None) => b'I',
+    }
+}
+
+/// The response-side persistence state: `R` when the server's `Set-Cookie` for the sticky
+/// cookie was prefixed, else `N`.
+pub fn cookie_response_state(
+    resp: &ResponseHead,
+    cookie_name: &str,
+    server_has_cookie: bool,
+) -> u8 {
+    let sets = resp
+        .headers()
+        .filter(|h| h.is(b"set-cookie"))
+        .any(|h| set_cookie_value_offset(h.value, cookie_name.as_bytes()).is_some());
+    if sets && server_has_cookie {
+        b'R'
+    } else {
+        b'N'
     }
 }
 
@@ -109,7 +350,17 @@ pub(crate) async fn read_upstream(
     buf: &mut BytesMut,
     timeout: Duration,
 ) -> Result<usize, ProxyError> {
-    buf.reserve(READ_CHUNK);
+    read_upstream_up_to(up, buf, READ_CHUNK, timeout).await
+}
+
+/// [`read_upstream`] with room for at least `chunk` bytes.
+pub(crate) async fn read_upstream_up_to(
+    up: &mut TcpStream,
+    buf: &mut BytesMut,
+    chunk: usize,
+    timeout: Duration,
+) -> Result<usize, ProxyError> {
+    buf.reserve(chunk);
     match tokio::time::timeout(timeout, up.read_buf(buf)).await {
         Err(_) => Err(ProxyError::UpstreamTimeout),
         Ok(Err(e)) => Err(ProxyError::UpstreamIo(e)),
