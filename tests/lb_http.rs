@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::Proc;
-use common::lb::{Behaviour, Upstream, curl, lb_config, raw, read_response};
+use common::lb::{Behaviour, Upstream, chunked_body, curl, lb_config, raw, read_response};
 
 fn one_backend(
     up: &Upstream,
@@ -213,6 +213,52 @@ fn upstream_connections_are_pooled_by_default() {
             .iter()
             .all(|r| r.header("connection") == Some("keep-alive"))
     );
+}
+
+#[test]
+fn large_response_bodies_arrive_byte_exact_on_one_kept_alive_connection() {
+    let up = Upstream::start("s1");
+    let p = Proc::start(&one_backend(&up, "", "", ""));
+    let lb = p.addr("lb1", "frontend:web");
+    let dir = tempfile::tempdir().unwrap();
+    // Sizes around the LB's read and coalescing sizes, and far beyond them.
+    for (behaviour, n) in [
+        (Behaviour::Sized(100 * 1024), 100 * 1024),
+        (Behaviour::Sized(1_000_000), 1_000_000),
+        (Behaviour::Chunked(1_000_000), 1_000_000),
+        (Behaviour::Sized(1), 1),
+    ] {
+        up.set(behaviour);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let url = format!("http://{lb}/big");
+        let out = curl(&[
+            "-s",
+            "-w",
+            "%{num_connects}",
+            "-o",
+            a.to_str().unwrap(),
+            &url,
+            "-o",
+            b.to_str().unwrap(),
+            &url,
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        // Two responses, one client connection: the second starts right after the first.
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "10",
+            "connects per URL"
+        );
+        for f in [&a, &b] {
+            let body = std::fs::read(f).unwrap();
+            assert!(
+                body == chunked_body(n),
+                "{n} bytes expected, {} differ",
+                body.len()
+            );
+        }
+    }
+    assert_eq!(up.connections(), 1, "the upstream connection was reused");
 }
 
 #[test]

@@ -66,6 +66,8 @@ pub enum Behaviour {
     Status(u16),
     /// `200` with a chunked body of this many bytes (`0123456789` repeated), in 1000-byte chunks.
     Chunked(usize),
+    /// `200` with the same body as [`Behaviour::Chunked`] behind a `Content-Length`.
+    Sized(usize),
 }
 
 /// The body [`Behaviour::Chunked`] sends.
@@ -294,6 +296,15 @@ fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
                     out.extend_from_slice(b"\r\n");
                 }
                 out.extend_from_slice(b"0\r\n\r\n");
+                if writer.write_all(&out).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Behaviour::Sized(n) => {
+                let mut out =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+                out.extend_from_slice(&chunked_body(n));
                 if writer.write_all(&out).is_err() {
                     return;
                 }

@@ -30,7 +30,7 @@ use super::super::pipe::{self, PipeTimeouts};
 use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
 use super::{
     Exchange, READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream,
-    read_upstream_up_to, route, sticky, write_downstream, write_upstream,
+    read_upstream_up_to, route, sticky, write_downstream, write_downstream_pair, write_upstream,
 };
 use crate::proto::http::response::write_https_redirect;
 use crate::proto::http::{
@@ -393,20 +393,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
         *responded = true;
         self.x.phase = Phase::Data;
-        let sent = self.relay_response_body(&mut up.stream, framing).await;
-        let mut sent = sent?;
+        let (mut sent, last) = self.relay_response_body(&mut up.stream, framing).await?;
         // The upstream connection goes back to the pool before the response's last bytes go
         // to the client: a client's next request, maybe on another connection served by
         // another thread, can then reuse it.
         if edits.keep_alive
             && resp.keep_alive(head.is_head_request())
             && !body_unread
-            && self.ubuf.is_empty()
+            && self.ubuf.len() == last
         {
             server.pool.put(up.stream);
         }
-        let last = self.flush_out().await;
-        sent += last?;
+        sent += self.flush_with(last).await?;
         if self.out.capacity() > KEEP_BUFFER {
             self.out = BytesMut::new();
         }
@@ -484,50 +482,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         }
     }
 
-    /// Writes what `out` holds to the client; returns how many bytes that was.
-    async fn flush_out(&mut self) -> Result<u64, ProxyError> {
-        if self.out.is_empty() {
-            return Ok(0);
-        }
-        write_downstream(&mut self.io, &self.out, self.fe.timeouts.client).await?;
-        let n = self.out.len() as u64;
-        self.x.bytes_out += n;
-        self.out.clear();
-        Ok(n)
-    }
-
-    /// Relays the response body after the head in `out`; returns the bytes sent. The last
-    /// piece is left in `out` once the upstream has sent the whole body, for [`Self::flush_out`].
+    /// Relays the response body after the head in `out`, writing the upstream's bytes straight
+    /// from `ubuf` (no copy). Returns the bytes sent and the length of the body's last piece,
+    /// left at the front of `ubuf` (with the head, if not yet sent, in `out`) once the upstream
+    /// has sent the whole body, for [`Self::flush_with`].
     async fn relay_response_body(
         &mut self,
         up: &mut tokio::net::TcpStream,
         framing: BodyFraming,
-    ) -> Result<u64, ProxyError> {
+    ) -> Result<(u64, usize), ProxyError> {
         let fe = self.fe;
         let mut body = BodyReader::new(framing);
         let mut sent: u64 = 0;
+        // Body bytes at the front of `ubuf` already fed to `body` but not yet written.
+        let mut pending = 0usize;
         loop {
-            if !self.ubuf.is_empty() && !body.is_complete() {
-                let p = body.feed(&self.ubuf).map_err(|e| ProxyError::Http {
-                    side: Side::Upstream,
-                    source: HttpError::Body(e),
-                })?;
-                self.out.extend_from_slice(&self.ubuf[..p.consumed]);
-                self.ubuf.advance(p.consumed);
+            if !body.is_complete() && self.ubuf.len() > pending {
+                let p = body
+                    .feed(&self.ubuf[pending..])
+                    .map_err(|e| ProxyError::Http {
+                        side: Side::Upstream,
+                        source: HttpError::Body(e),
+                    })?;
+                pending += p.consumed;
             }
             if body.is_complete() {
-                // The last piece stays in `out` for the caller's `flush_out`.
-                return Ok(sent);
+                return Ok((sent, pending));
             }
-            if !self.out.is_empty() && (self.out.len() >= COALESCE || self.ubuf.is_empty()) {
-                sent += self.flush_out().await?;
+            // Small pieces wait for more (fewer, larger writes) while input is incomplete.
+            if pending > 0 && (self.out.len() + pending >= COALESCE || self.ubuf.len() == pending) {
+                sent += self.flush_with(pending).await?;
+                pending = 0;
             }
             match read_upstream_up_to(up, &mut self.ubuf, BODY_READ, fe.timeouts.server).await {
                 Ok(_) => {}
                 Err(ProxyError::UpstreamIo(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     // The end of a close-delimited body; truncation for any other framing.
                     return match body.finish() {
-                        Ok(()) => Ok(sent),
+                        Ok(()) => Ok((sent, pending)),
                         Err(e) => Err(ProxyError::Http {
                             side: Side::Upstream,
                             source: HttpError::Body(e),
@@ -537,6 +529,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Writes `out` and the first `n` bytes of `ubuf` to the client, consuming both; returns
+    /// how many bytes that was.
+    async fn flush_with(&mut self, n: usize) -> Result<u64, ProxyError> {
+        write_downstream_pair(
+            &mut self.io,
+            &self.out,
+            &self.ubuf[..n],
+            self.fe.timeouts.client,
+        )
+        .await?;
+        let total = (self.out.len() + n) as u64;
+        self.x.bytes_out += total;
+        self.out.clear();
+        self.ubuf.advance(n);
+        Ok(total)
     }
 
     /// After `101`: relays the upgrade answer, then pipes both ways under `timeouts.tunnel`.

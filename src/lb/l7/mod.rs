@@ -397,6 +397,42 @@ pub(crate) async fn write_downstream<S: AsyncWrite + Unpin>(
     }
 }
 
+/// Writes `head` then `body` to the client with vectored writes (no copy into one buffer).
+pub(crate) async fn write_downstream_pair<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    head: &[u8],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(), ProxyError> {
+    match tokio::time::timeout(timeout, write_all_pair(io, head, body)).await {
+        Err(_) => Err(ProxyError::DownstreamTimeout),
+        Ok(Err(e)) => Err(ProxyError::DownstreamIo(e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+async fn write_all_pair<S: AsyncWrite + Unpin>(
+    io: &mut S,
+    mut a: &[u8],
+    mut b: &[u8],
+) -> std::io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = if a.is_empty() {
+            io.write(b).await?
+        } else {
+            io.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+                .await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[n - from_a..];
+    }
+    Ok(())
+}
+
 /// Counts a failed exchange on the frontend or backend, by the side that failed (connect
 /// failures are counted where they happen).
 pub(crate) fn count_error(fe: &Frontend, backend: Option<&Backend>, e: &ProxyError) {
