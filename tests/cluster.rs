@@ -50,7 +50,7 @@ fn lb(db: &Secantus) -> Proc {
     backends:
       - {{name: origins_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: origin, listener: rtmp}}}}
       - {{name: edges_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: edge, listener: rtmp}}}}
-      - {{name: edges_http, mode: http, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: edge, listener: http}}}}
+      - {{name: edges_http, mode: http, sticky: {{cookie: JSESSIONID, mode: prefix}}, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: edge, listener: http}}}}
 "#,
         cluster(&db.uri(), "test-secret")
     ))
@@ -113,6 +113,14 @@ fn publish_through_the_lb_and_play_from_every_edge() {
         30,
         3,
         "HLS through the LB",
+    );
+    // The edge gives a new player a session cookie, which the LB prefixes with the edge's name
+    // so that the player's segment requests stay on the edge that named the segments.
+    let first = get(&through_lb);
+    let cookie = first.header("set-cookie").unwrap_or_default().to_owned();
+    assert!(
+        cookie.starts_with("JSESSIONID=edge-1~") || cookie.starts_with("JSESSIONID=edge-2~"),
+        "{cookie:?}"
     );
     for (p, name) in [(&e1, "edge-1"), (&e2, "edge-2")] {
         let url = format!("{}/live/streams/demo.m3u8", p.http(name));

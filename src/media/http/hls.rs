@@ -83,6 +83,28 @@ fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
     format!("{ip} {ua}")
 }
 
+/// Whether the player already has a `JSESSIONID` cookie.
+fn has_session(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .any(|c| c.trim_start().starts_with("JSESSIONID="))
+}
+
+/// A `JSESSIONID` for a player without one, as Ant Media's servlet sessions give: a load
+/// balancer's sticky cookie (`sticky: {cookie: JSESSIONID, mode: prefix}`) then keeps the
+/// player's playlist and segment requests on this node, whose segment names it knows.
+fn new_session() -> HeaderValue {
+    let mut id = [0u8; 16];
+    // Without OS randomness the id stays zero: the LB's prefix still names this node.
+    let _ = getrandom::fill(&mut id);
+    let hex: String = id.iter().map(|b| format!("{b:02X}")).collect();
+    HeaderValue::from_str(&format!("JSESSIONID={hex}; Path=/; HttpOnly"))
+        .unwrap_or_else(|_| HeaderValue::from_static("JSESSIONID=0; Path=/"))
+}
+
 fn respond(content_type: &'static str, cache: &'static str, body: Bytes) -> Response<Body> {
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
@@ -111,10 +133,14 @@ pub(super) async fn serve(
         return error(StatusCode::NOT_FOUND, "unknown application");
     }
     if let Some(name) = file.strip_suffix(".m3u8") {
-        if let Some(stream) = name.strip_suffix("_adaptive") {
-            return master(ctx, app, stream).await;
+        let mut r = match name.strip_suffix("_adaptive") {
+            Some(stream) => master(ctx, app, stream).await,
+            None => media_playlist(ctx, app, name).await,
+        };
+        if r.status() == StatusCode::OK && !has_session(headers) {
+            r.headers_mut().insert(header::SET_COOKIE, new_session());
         }
-        return media_playlist(ctx, app, name).await;
+        return r;
     }
     if let Some(stem) = file.strip_suffix(".ts")
         && let Some((name, seq)) = stem.rsplit_once('-')
