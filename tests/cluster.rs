@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::browser::console_lists;
-use common::media::{Publisher, Source, assert_plays, probe, require_ffmpeg};
+use common::media::{Publisher, Source, assert_plays, assert_plays_default, probe, require_ffmpeg};
 use common::secantus::Secantus;
 use common::{Proc, get, wait_for};
 
@@ -105,15 +105,7 @@ fn publish_through_the_lb_and_play_from_every_edge() {
 
     // Through the LB (HTTP to an edge), and from each edge directly with several viewers.
     let through_lb = format!("http://{lb_http}/live/streams/demo.m3u8");
-    assert_plays(
-        &probe(&through_lb, 3),
-        640,
-        360,
-        30,
-        30,
-        3,
-        "HLS through the LB",
-    );
+    assert_plays_default(&through_lb, 3, "HLS through the LB");
     // The edge gives a new player a session cookie, which the LB prefixes with the edge's name
     // so that the player's segment requests stay on the edge that named the segments.
     let first = get(&through_lb);
@@ -149,12 +141,8 @@ fn publish_through_the_lb_and_play_from_every_edge() {
         assert!(metric(p, name, "streamfleet_relay_latency_seconds_count") > 100.0);
     }
     // RTMP play through the LB goes to an edge, which pulls from the origin.
-    assert_plays(
-        &probe(&format!("rtmp://{lb_rtmp}/live/demo"), 3),
-        640,
-        360,
-        30,
-        30,
+    assert_plays_default(
+        &format!("rtmp://{lb_rtmp}/live/demo"),
         3,
         "RTMP through the LB",
     );
@@ -189,15 +177,7 @@ fn a_killed_origin_expires_and_a_new_origin_takes_over_without_restarts() {
     );
     wait_broadcasting(&e1, "edge-1", "cam", "origin-1");
     let playlist = format!("{}/live/streams/cam.m3u8", e1.http("edge-1"));
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "edge before the crash",
-    );
+    assert_plays_default(&playlist, 2, "edge before the crash");
 
     o1.signal("KILL");
     let killed = Instant::now();
@@ -253,15 +233,7 @@ fn a_killed_origin_expires_and_a_new_origin_takes_over_without_restarts() {
         2,
         "ownership changed by compare-and-set"
     );
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "edge after the takeover",
-    );
+    assert_plays_default(&playlist, 2, "edge after the takeover");
     assert_eq!((e1.pid(), lb.pid()), (edge_pid, lb_pid), "no restarts");
 }
 
@@ -280,15 +252,7 @@ fn a_store_outage_keeps_streams_flowing_and_readiness_recovers() {
     );
     wait_broadcasting(&e1, "edge-1", "steady", "origin-1");
     let playlist = format!("{}/live/streams/steady.m3u8", e1.http("edge-1"));
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "before the outage",
-    );
+    assert_plays_default(&playlist, 2, "before the outage");
     for (p, n) in [(&o1, "origin-1"), (&e1, "edge-1")] {
         assert_eq!(get(&format!("{}/readyz", p.http(n))).status, 200);
     }
@@ -317,15 +281,7 @@ fn a_store_outage_keeps_streams_flowing_and_readiness_recovers() {
             "alive all along"
         );
     }
-    assert_plays(
-        &probe(&playlist, 2),
-        640,
-        360,
-        30,
-        30,
-        2,
-        "during the outage",
-    );
+    assert_plays_default(&playlist, 2, "during the outage");
 
     db.restart_same_port();
     for (p, n) in [(&o1, "origin-1"), (&e1, "edge-1")] {
@@ -460,15 +416,7 @@ fn the_one_box_config_serves_publishers_and_players_through_the_lb() {
         "http://{}/live/streams/demo.m3u8",
         p.addr("lb1", "frontend:http_lb")
     );
-    assert_plays(
-        &probe(&http, 3),
-        640,
-        360,
-        30,
-        30,
-        3,
-        "one box: HLS through the LB",
-    );
+    assert_plays_default(&http, 3, "one box: HLS through the LB");
     let https = format!(
         "https://{}/live/streams/demo.m3u8",
         p.addr("lb1", "frontend:frontend_https")

@@ -10,6 +10,7 @@ fuzz_target!(|data: &[u8]| {
     while let Ok(Some(msg)) = Message::decode(&mut buf) {
         let mut again = BytesMut::new();
         msg.encode(&mut again);
+        // The property under test: whatever decodes re-encodes to bytes that decode to it.
         let decoded = Message::decode(&mut again).expect("re-encoded message decodes").expect("complete");
         assert_eq!(decoded, msg);
         assert!(again.is_empty());

@@ -777,36 +777,3 @@ fn convert_backend(
         http_server_close: b.http_server_close.unwrap_or(false),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use std::path::Path;
-
-    use crate::config::{Config, NodeConfig};
-
-    fn lb(extra: &str) -> Result<Config, crate::config::ConfigErrors> {
-        let yaml = format!(
-            "{extra}nodes:\n  - role: lb\n    name: lb1\n    frontends: [{{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: b}}]\n    backends: [{{name: b, mode: http, servers: [{{name: s, addr: \"127.0.0.1:1\"}}]}}]\n"
-        );
-        Config::parse(&yaml, Path::new("t.yaml"))
-    }
-
-    #[test]
-    fn threads_size_the_process_and_the_lb() {
-        let c = lb("threads: 3\n").unwrap();
-        assert_eq!(c.threads, 3);
-        let NodeConfig::Lb(l) = &c.nodes[0] else {
-            panic!("an lb node")
-        };
-        assert_eq!(l.threads, 3);
-        let default = lb("").unwrap();
-        assert_eq!(default.threads, crate::config::default_threads());
-        for bad in ["threads: 0\n", "threads: 100000\n"] {
-            let e = lb(bad).unwrap_err().to_string();
-            assert!(
-                e.contains("t.yaml:1:") && e.contains("threads: must be between 1 and 256"),
-                "{e}"
-            );
-        }
-    }
-}

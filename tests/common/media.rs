@@ -174,6 +174,21 @@ pub fn probe(url: &str, seconds: u32) -> Vec<ProbedStream> {
         .unwrap_or_default()
 }
 
+/// Probes `seconds` of `url` and asserts it plays the default [`Source`] (640x360 H.264 at
+/// 30 fps with 1 s GOPs, AAC).
+pub fn assert_plays_default(url: &str, seconds: u32, what: &str) {
+    let s = Source::default();
+    assert_plays(
+        &probe(url, seconds),
+        s.width,
+        s.height,
+        s.fps,
+        s.gop,
+        seconds,
+        what,
+    );
+}
+
 /// Asserts a probe saw H.264 at `width`x`height` and AAC, with frame counts matching `seconds`
 /// of a `fps` stream (video within one GOP of `gop` frames, audio within a second).
 pub fn assert_plays(

@@ -24,7 +24,7 @@ struct Args {
     ladder: Vec<Rung>,
 }
 
-fn parse_rate(s: &str) -> u64 {
+fn parse_rate(s: &str) -> Result<u64, String> {
     let (n, mult) = match s.strip_suffix(['k', 'K']) {
         Some(n) => (n, 1_000.0),
         None => match s.strip_suffix(['m', 'M']) {
@@ -32,10 +32,11 @@ fn parse_rate(s: &str) -> u64 {
             None => (s, 1.0),
         },
     };
-    (n.parse::<f64>().unwrap_or_else(|_| panic!("bad bit rate {s}")) * mult) as u64
+    let n: f64 = n.parse().map_err(|_| format!("bad bit rate {s}"))?;
+    Ok((n * mult) as u64)
 }
 
-fn args() -> Args {
+fn args() -> Result<Args, String> {
     let mut a = Args {
         input: String::new(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -45,31 +46,40 @@ fn args() -> Args {
     let mut ladder = "480:1000k,360:600k,240:300k".to_owned();
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
         match k.as_str() {
-            "--input" => a.input = v(),
-            "--threads" => a.threads = v().parse().expect("--threads N"),
-            "--preset" => a.preset = v(),
-            "--ladder" => ladder = v(),
-            other => panic!("unknown argument {other}"),
+            "--input" => a.input = v,
+            "--threads" => {
+                a.threads = v
+                    .parse()
+                    .map_err(|_| format!("--threads {v}: not a number"))?
+            }
+            "--preset" => a.preset = v,
+            "--ladder" => ladder = v,
+            other => return Err(format!("unknown argument {other}")),
         }
     }
-    assert!(!a.input.is_empty(), "--input FILE.flv is required");
+    if a.input.is_empty() {
+        return Err("--input FILE.flv is required".into());
+    }
     for rung in ladder.split(',') {
-        let (h, b) = rung.split_once(':').expect("rung is HEIGHT:BITRATE");
+        let bad = || format!("ladder rung {rung:?} is not HEIGHT:BITRATE");
+        let (h, b) = rung.split_once(':').ok_or_else(bad)?;
         a.ladder.push(Rung {
-            height: h.parse().expect("height"),
-            bitrate: parse_rate(b),
+            height: h.parse().map_err(|_| bad())?,
+            bitrate: parse_rate(b)?,
         });
     }
     a.ladder.sort_by_key(|r| std::cmp::Reverse(r.height));
-    a
+    Ok(a)
 }
 
 /// (timestamp ms, body) of every video tag of an FLV file.
-fn video_tags(flv: &[u8]) -> Vec<(u32, Bytes)> {
-    assert!(flv.starts_with(b"FLV"), "not an FLV file");
-    let header = u32::from_be_bytes(flv[5..9].try_into().unwrap()) as usize;
+fn video_tags(flv: &[u8]) -> Result<Vec<(u32, Bytes)>, String> {
+    let header = match flv {
+        [b'F', b'L', b'V', _, _, a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]) as usize,
+        _ => return Err("not an FLV file".into()),
+    };
     let mut at = header + 4;
     let mut out = Vec::new();
     while at + 11 <= flv.len() {
@@ -85,7 +95,7 @@ fn video_tags(flv: &[u8]) -> Vec<(u32, Bytes)> {
         }
         at = body + size + 4;
     }
-    out
+    Ok(out)
 }
 
 /// CPU seconds (user + system) this process used so far.
@@ -95,19 +105,31 @@ fn cpu_seconds() -> f64 {
         .rsplit_once(')')
         .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
     // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks, 100 Hz).
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
 fn main() {
-    let a = args();
-    let flv = std::fs::read(&a.input).unwrap_or_else(|e| panic!("{}: {e}", a.input));
-    let tags = video_tags(&flv);
+    if let Err(e) = run() {
+        eprintln!("streamfleet-transcode-bench: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let a = args()?;
+    let flv = std::fs::read(&a.input).map_err(|e| format!("{}: {e}", a.input))?;
+    let tags = video_tags(&flv).map_err(|e| format!("{}: {e}", a.input))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .expect("runtime");
+        .map_err(|e| format!("tokio runtime: {e}"))?;
     let _guard = rt.enter();
     let hubs = Arc::new(Hubs::new(HubMetrics::default(), None));
     let metrics = TranscodeMetrics::default();
@@ -118,7 +140,7 @@ fn main() {
         ladder: a.ladder.clone(),
     };
     let transcoder = Transcoder::new(config, hubs, metrics.clone(), Shutdown::new())
-        .expect("transcoder");
+        .map_err(|e| format!("transcoder: {e}"))?;
     let mut session = transcoder.session(HubKey {
         app: "bench".into(),
         name: "src".into(),
@@ -130,12 +152,18 @@ fn main() {
     let start = Instant::now();
     for (timestamp, body) in tags {
         let dts = ts.extend(timestamp);
-        let Ok(tag) = VideoTag::parse(&body) else { continue };
+        let Ok(tag) = VideoTag::parse(&body) else {
+            continue;
+        };
         let keyframe = tag.is_keyframe();
         match tag.body {
             VideoBody::Avc(AvcPacket::SequenceHeader(record)) => {
-                let config = DecoderConfig::parse(&record).expect("AVC config");
-                let sps = config.first_sps().expect("SPS").expect("readable SPS");
+                let config =
+                    DecoderConfig::parse(&record).map_err(|e| format!("AVC config: {e}"))?;
+                let sps = config
+                    .first_sps()
+                    .ok_or("AVC config without an SPS")?
+                    .map_err(|e| format!("SPS: {e}"))?;
                 names = streamfleet::media::transcode::plan(&a.ladder, sps.width, sps.height)
                     .into_iter()
                     .map(|r| r.name)
@@ -184,4 +212,5 @@ fn main() {
         metrics.errors.get()
     );
     drop(session);
+    Ok(())
 }

@@ -20,10 +20,10 @@ const PREFIX: &str = "streamfleet_lb";
 /// How a metric reads a row: `None` when the row has no such value.
 type Read = fn(&Row) -> Option<f64>;
 
-/// One metric family of one object kind.
+/// One metric family, written once per object kind it applies to.
 struct Family {
-    /// Which rows it describes.
-    kind: RowKind,
+    /// Which rows it describes (one family per kind).
+    kinds: &'static [RowKind],
     /// Name after `<prefix>_<frontend|backend|server>_`.
     name: &'static str,
     /// `counter` or `gauge`.
@@ -33,14 +33,14 @@ struct Family {
 }
 
 const fn family(
-    kind: RowKind,
+    kinds: &'static [RowKind],
     name: &'static str,
     kind_name: &'static str,
     help: &'static str,
     read: Read,
 ) -> Family {
     Family {
-        kind,
+        kinds,
         name,
         kind_name,
         help,
@@ -60,353 +60,206 @@ use RowKind::{Backend as B, Frontend as F, Server as S};
 
 const FAMILIES: &[Family] = &[
     family(
-        F,
+        &[F],
         "status",
         "gauge",
         "1 while the frontend accepts connections (0 while draining).",
         |r| Some(f64::from(u8::from(r.state.is_up()))),
     ),
     family(
-        F,
+        &[F, B, S],
         "current_sessions",
         "gauge",
         "Current number of active sessions.",
         |r| n(r.counters.current),
     ),
     family(
-        F,
+        &[F, B, S],
         "max_sessions",
         "gauge",
         "Maximum observed number of active sessions.",
         |r| n(r.counters.max),
     ),
     family(
-        F,
+        &[F],
         "limit_sessions",
         "gauge",
         "Configured session limit.",
         |r| r.limit.map(|l| l as f64),
     ),
     family(
-        F,
+        &[F, B, S],
         "sessions_total",
         "counter",
         "Total number of sessions.",
         |r| n(r.counters.total),
     ),
     family(
-        F,
+        &[F, B, S],
         "bytes_in_total",
         "counter",
         "Current total of incoming bytes.",
         |r| n(r.counters.bytes_in),
     ),
     family(
-        F,
+        &[F, B, S],
         "bytes_out_total",
         "counter",
         "Current total of outgoing bytes.",
         |r| n(r.counters.bytes_out),
     ),
     family(
-        F,
+        &[F, B],
         "requests_denied_total",
         "counter",
         "Total number of denied requests.",
         |r| n(r.counters.denied),
     ),
     family(
-        F,
+        &[F],
         "request_errors_total",
         "counter",
         "Total number of request errors.",
         |r| n(r.counters.request_errors),
     ),
     family(
-        F,
+        &[F, B],
         "http_requests_total",
         "counter",
         "Total number of HTTP requests received.",
         |r| http(r, r.counters.requests),
     ),
     family(
-        B,
+        &[B],
         "status",
         "gauge",
         "1 while at least one server is UP.",
         |r| Some(f64::from(u8::from(r.state.is_up()))),
     ),
     family(
-        B,
-        "current_sessions",
-        "gauge",
-        "Current number of active sessions.",
-        |r| n(r.counters.current),
-    ),
-    family(
-        B,
-        "max_sessions",
-        "gauge",
-        "Maximum observed number of active sessions.",
-        |r| n(r.counters.max),
-    ),
-    family(
-        B,
-        "sessions_total",
-        "counter",
-        "Total number of sessions.",
-        |r| n(r.counters.total),
-    ),
-    family(
-        B,
-        "bytes_in_total",
-        "counter",
-        "Current total of incoming bytes.",
-        |r| n(r.counters.bytes_in),
-    ),
-    family(
-        B,
-        "bytes_out_total",
-        "counter",
-        "Current total of outgoing bytes.",
-        |r| n(r.counters.bytes_out),
-    ),
-    family(
-        B,
-        "requests_denied_total",
-        "counter",
-        "Total number of denied requests.",
-        |r| n(r.counters.denied),
-    ),
-    family(
-        B,
+        &[B, S],
         "connection_errors_total",
         "counter",
         "Total number of connection errors.",
         |r| n(r.counters.connection_errors),
     ),
     family(
-        B,
+        &[B, S],
         "response_errors_total",
         "counter",
         "Total number of response errors.",
         |r| n(r.counters.response_errors),
     ),
     family(
-        B,
+        &[B, S],
         "retry_warnings_total",
         "counter",
         "Total number of retry warnings.",
         |r| n(r.counters.retries),
     ),
     family(
-        B,
+        &[B, S],
         "redispatch_warnings_total",
         "counter",
         "Total number of redispatch warnings.",
         |r| n(r.counters.redispatches),
     ),
     family(
-        B,
+        &[B, S],
         "client_aborts_total",
         "counter",
         "Total number of data transfers aborted by the client.",
         |r| n(r.counters.client_aborts),
     ),
     family(
-        B,
+        &[B, S],
         "server_aborts_total",
         "counter",
         "Total number of data transfers aborted by the server.",
         |r| n(r.counters.server_aborts),
     ),
     family(
-        B,
+        &[B, S],
         "connection_attempts_total",
         "counter",
         "Total number of connection establishment attempts.",
         |r| n(r.counters.connects),
     ),
     family(
-        B,
+        &[B, S],
         "connection_reuses_total",
         "counter",
         "Total number of connection reuses.",
         |r| n(r.counters.reuses),
     ),
     family(
-        B,
-        "http_requests_total",
-        "counter",
-        "Total number of HTTP requests received.",
-        |r| http(r, r.counters.requests),
-    ),
-    family(
-        B,
+        &[B],
         "active_servers",
         "gauge",
         "Current number of active (UP) servers.",
         |r| r.active.map(|a| a as f64),
     ),
     family(
-        B,
+        &[B],
         "weight",
         "gauge",
         "Total weight of the UP servers.",
         |r| r.weight.map(|w| w as f64),
     ),
     family(
-        B,
+        &[B],
         "check_up_down_total",
         "counter",
         "Total number of transitions to every server DOWN.",
         |r| r.down_transitions.map(|d| d as f64),
     ),
     family(
-        B,
+        &[B, S],
         "check_last_change_seconds",
         "gauge",
         "Seconds since the last UP<->DOWN transition.",
         |r| r.last_change.map(|d| d.as_secs_f64()),
     ),
     family(
-        B,
+        &[B],
         "downtime_seconds_total",
         "counter",
         "Total time with every server DOWN.",
         |r| r.downtime.map(|d| d.as_secs_f64()),
     ),
     family(
-        S,
+        &[S],
         "status",
         "gauge",
         "1 while the server takes traffic (UP, going down, or no check).",
         |r| Some(f64::from(u8::from(r.state.is_up()))),
     ),
     family(
-        S,
-        "current_sessions",
-        "gauge",
-        "Current number of active sessions.",
-        |r| n(r.counters.current),
-    ),
-    family(
-        S,
-        "max_sessions",
-        "gauge",
-        "Maximum observed number of active sessions.",
-        |r| n(r.counters.max),
-    ),
-    family(
-        S,
-        "sessions_total",
-        "counter",
-        "Total number of sessions.",
-        |r| n(r.counters.total),
-    ),
-    family(
-        S,
-        "bytes_in_total",
-        "counter",
-        "Current total of incoming bytes.",
-        |r| n(r.counters.bytes_in),
-    ),
-    family(
-        S,
-        "bytes_out_total",
-        "counter",
-        "Current total of outgoing bytes.",
-        |r| n(r.counters.bytes_out),
-    ),
-    family(
-        S,
-        "connection_errors_total",
-        "counter",
-        "Total number of connection errors.",
-        |r| n(r.counters.connection_errors),
-    ),
-    family(
-        S,
-        "response_errors_total",
-        "counter",
-        "Total number of response errors.",
-        |r| n(r.counters.response_errors),
-    ),
-    family(
-        S,
-        "retry_warnings_total",
-        "counter",
-        "Total number of retry warnings.",
-        |r| n(r.counters.retries),
-    ),
-    family(
-        S,
-        "redispatch_warnings_total",
-        "counter",
-        "Total number of redispatch warnings.",
-        |r| n(r.counters.redispatches),
-    ),
-    family(
-        S,
-        "client_aborts_total",
-        "counter",
-        "Total number of data transfers aborted by the client.",
-        |r| n(r.counters.client_aborts),
-    ),
-    family(
-        S,
-        "server_aborts_total",
-        "counter",
-        "Total number of data transfers aborted by the server.",
-        |r| n(r.counters.server_aborts),
-    ),
-    family(
-        S,
-        "connection_attempts_total",
-        "counter",
-        "Total number of connection establishment attempts.",
-        |r| n(r.counters.connects),
-    ),
-    family(
-        S,
-        "connection_reuses_total",
-        "counter",
-        "Total number of connection reuses.",
-        |r| n(r.counters.reuses),
-    ),
-    family(
-        S,
+        &[S],
         "idle_connections_current",
         "gauge",
         "Current number of idle pooled connections.",
         |r| r.idle_connections.map(|i| i as f64),
     ),
-    family(S, "weight", "gauge", "Server weight.", |r| {
+    family(&[S], "weight", "gauge", "Server weight.", |r| {
         r.weight.map(|w| w as f64)
     }),
     family(
-        S,
+        &[S],
         "check_failures_total",
         "counter",
         "Total number of failed health checks.",
         |r| r.check.as_ref().map(|c| c.failures as f64),
     ),
     family(
-        S,
+        &[S],
         "check_up_down_total",
         "counter",
         "Total number of UP->DOWN transitions.",
         |r| r.down_transitions.map(|d| d as f64),
     ),
     family(
-        S,
-        "check_last_change_seconds",
-        "gauge",
-        "Seconds since the last UP<->DOWN transition.",
-        |r| r.last_change.map(|d| d.as_secs_f64()),
-    ),
-    family(
-        S,
+        &[S],
         "check_duration_seconds",
         "gauge",
         "Duration of the last health check.",
@@ -418,7 +271,7 @@ const FAMILIES: &[Family] = &[
         },
     ),
     family(
-        S,
+        &[S],
         "downtime_seconds_total",
         "counter",
         "Total time DOWN.",
@@ -441,10 +294,13 @@ pub fn render(proxies: &[Proxy], node: &str, version: Option<&str>) -> String {
         );
     }
     let rows = || proxies.iter().flat_map(|p| p.rows.iter());
-    for f in FAMILIES {
-        let object = object_name(f.kind);
+    for (f, &kind) in FAMILIES
+        .iter()
+        .flat_map(|f| f.kinds.iter().map(move |k| (f, k)))
+    {
+        let object = object_name(kind);
         let mut header = false;
-        for r in rows().filter(|r| r.kind == f.kind) {
+        for r in rows().filter(|r| r.kind == kind) {
             let Some(value) = (f.read)(r) else { continue };
             if !header {
                 let _ = writeln!(
