@@ -1,23 +1,30 @@
-//! The hub: one per stream (and per rendition). The publisher pushes frames in; every
-//! subscriber (RTMP player, edge relay, transcoder) has its own bounded queue; the GOP cache lets
-//! a new subscriber start at the latest keyframe at once.
+//! The hub: one per stream (and per rendition). The publisher appends events to one shared
+//! log; every subscriber (RTMP player, edge relay, transcoder) reads it at its own cursor, with a
+//! bound on how far behind it may fall; the GOP cache lets a new subscriber start at the latest
+//! keyframe at once.
 //!
-//! Slow subscribers: when a queue is full the subscriber skips frames until the next keyframe;
-//! if its queue still has no room at that keyframe it is disconnected. Both are counted. The
-//! publisher never waits for a subscriber.
+//! A published event costs the same whatever the number of subscribers: it is stored once, and
+//! only subscribers waiting for it are woken (players that take events on a timer are not).
+//! The log keeps what the slowest live subscriber has not read yet, so with subscribers that
+//! keep up it holds a few frames.
+//!
+//! Slow subscribers: one that falls more than its bound behind skips to the next keyframe
+//! (what it had not read is dropped); if it is still that far behind when the next keyframe
+//! arrives it is disconnected. Both are counted. The publisher never waits for a subscriber.
 //!
 //! Registrations are drop guards: dropping a [`Publisher`] ends the publish session, dropping a
 //! [`Subscription`] leaves the hub.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::frame::{Frame, StreamInfo, TrackKind};
 use super::hls::HlsPackager;
@@ -40,8 +47,10 @@ pub enum HubEvent {
     Stop,
 }
 
-/// Queue length of a subscriber, in events (~13 s of 30 fps video with AAC audio).
+/// How far a subscriber may fall behind, in events (~13 s of 30 fps video with AAC audio).
 pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// Events a subscriber copies out of the log per lock of the hub.
+const READ_BATCH: usize = 64;
 /// GOP cache bound: beyond it (a stream without keyframes) the cache is dropped until the next
 /// keyframe.
 const GOP_MAX_FRAMES: usize = 3000;
@@ -114,19 +123,36 @@ impl std::fmt::Display for HubKey {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubState {
     Live,
     /// Dropping frames until the next keyframe.
     Skipping,
+    /// Disconnected for staying behind; the subscription reads nothing more from the log.
+    Closed,
 }
 
 #[derive(Debug)]
 struct Slot {
-    id: u64,
     kind: SubscriberKind,
-    tx: mpsc::Sender<HubEvent>,
+    /// How far behind the head it may fall, in events.
+    bound: u64,
+    /// Sequence number of the next event it reads.
+    cursor: u64,
+    /// While skipping: the first event after the skip. A cursor at or past it means the
+    /// subscriber read since it began skipping.
+    resume_from: u64,
     state: SubState,
+    /// Set while the subscriber waits for an event.
+    waker: Option<Waker>,
+}
+
+/// Whether an event may start a subscriber that skipped: keyframes and stream events.
+fn resumes(event: &HubEvent) -> bool {
+    match event {
+        HubEvent::Frame(f) => f.keyframe,
+        HubEvent::Start { .. } | HubEvent::Stop => true,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -138,8 +164,27 @@ struct Inner {
     gop_bytes: usize,
     /// The cache was dropped (too big); wait for a keyframe before caching again.
     gop_broken: bool,
-    slots: Vec<Slot>,
+    /// Events not yet read by every live subscriber; `log[0]` has sequence number `log_start`.
+    log: VecDeque<HubEvent>,
+    log_start: u64,
+    /// Subscribers by index (a [`Subscription`] keeps its index); `None` is a free place.
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
     idle_since: Option<Instant>,
+}
+
+impl Inner {
+    fn head(&self) -> u64 {
+        self.log_start + self.log.len() as u64
+    }
+
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().flatten()
+    }
+
+    fn has_subscribers(&self) -> bool {
+        self.slots().next().is_some()
+    }
 }
 
 /// One stream's fan-out point.
@@ -148,7 +193,6 @@ pub struct Hub {
     key: HubKey,
     inner: Mutex<Inner>,
     metrics: HubMetrics,
-    next_id: AtomicU64,
     /// Bumped at every publish start/stop, so waiters (edges, playlist requests) can watch.
     live: watch::Sender<bool>,
     /// HLS packaging of this hub, fed from the publisher's task.
@@ -163,12 +207,26 @@ pub struct Publisher {
     hub: Arc<Hub>,
 }
 
-/// A subscriber's queue; dropping it leaves the hub.
+/// A subscriber's place in the hub; dropping it leaves the hub.
 #[derive(Debug)]
 pub struct Subscription {
     hub: Arc<Hub>,
-    id: u64,
-    rx: mpsc::Receiver<HubEvent>,
+    /// Index of its slot.
+    index: usize,
+    /// Events taken from the hub, not yet returned: the start of the stream at first (the
+    /// description and the GOP cache), then batches read from the log.
+    taken: VecDeque<HubEvent>,
+}
+
+/// Why [`Subscription::try_recv`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// Nothing new yet.
+    #[error("no event yet")]
+    Empty,
+    /// The hub disconnected the subscriber for staying behind.
+    #[error("disconnected for staying behind")]
+    Disconnected,
 }
 
 /// A publish attempt on a stream that already has a publisher.
@@ -191,7 +249,6 @@ impl Hub {
                 ..Default::default()
             }),
             metrics,
-            next_id: AtomicU64::new(1),
             live: watch::Sender::new(false),
             last_access: Mutex::new(None),
         }
@@ -241,7 +298,10 @@ impl Hub {
 
     /// Subscribers by kind.
     pub fn subscriber_count(&self, kind: SubscriberKind) -> usize {
-        self.lock().slots.iter().filter(|s| s.kind == kind).count()
+        self.lock()
+            .slots()
+            .filter(|s| s.kind == kind && s.state != SubState::Closed)
+            .count()
     }
 
     /// Takes the publisher role.
@@ -269,57 +329,61 @@ impl Hub {
         self.subscribe_with_capacity(kind, SUBSCRIBER_QUEUE)
     }
 
-    /// [`Hub::subscribe`] with a queue length.
+    /// [`Hub::subscribe`] with a bound on how far (in events) the subscriber may fall behind.
     pub fn subscribe_with_capacity(
         self: &Arc<Self>,
         kind: SubscriberKind,
         capacity: usize,
     ) -> Subscription {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
-        let mut state = SubState::Live;
+        let mut taken = VecDeque::new();
         if inner.info.video.is_some() || inner.info.audio.is_some() {
-            let start = HubEvent::Start {
+            taken.push_back(HubEvent::Start {
                 info: inner.info.clone(),
                 generation: inner.generation,
-            };
-            if tx.try_send(start).is_err() {
-                state = SubState::Skipping;
-            }
-            for f in &inner.gop {
-                if tx.try_send(HubEvent::Frame(f.clone())).is_err() {
-                    state = SubState::Skipping;
-                    break;
-                }
-            }
+            });
+            taken.extend(inner.gop.iter().cloned().map(HubEvent::Frame));
         }
-        inner.slots.push(Slot {
-            id,
+        let slot = Slot {
             kind,
-            tx,
-            state,
-        });
+            bound: capacity.max(1) as u64,
+            cursor: inner.head(),
+            resume_from: 0,
+            state: SubState::Live,
+            waker: None,
+        };
+        let index = match inner.free.pop() {
+            Some(i) => i,
+            None => {
+                inner.slots.push(None);
+                inner.slots.len() - 1
+            }
+        };
+        if let Some(place) = inner.slots.get_mut(index) {
+            *place = Some(slot);
+        }
         inner.idle_since = None;
         drop(inner);
         self.metrics.subscribers.inc();
         Subscription {
             hub: self.clone(),
-            id,
-            rx,
+            index,
+            taken,
         }
     }
 
-    fn unsubscribe(&self, id: u64) {
+    fn unsubscribe(&self, index: usize) {
         let mut inner = self.lock();
-        let before = inner.slots.len();
-        inner.slots.retain(|s| s.id != id);
-        if inner.slots.len() < before {
-            self.metrics.subscribers.dec();
+        if let Some(slot) = inner.slots.get_mut(index).and_then(Option::take) {
+            inner.free.push(index);
+            if slot.state != SubState::Closed {
+                self.metrics.subscribers.dec();
+            }
         }
-        if inner.slots.is_empty() && !inner.publishing {
+        if !inner.has_subscribers() && !inner.publishing {
             inner.idle_since = Some(Instant::now());
         }
+        trim_log(&mut inner);
     }
 
     /// When the hub became idle (no publisher, no subscriber), if it is.
@@ -327,38 +391,61 @@ impl Hub {
         self.lock().idle_since
     }
 
-    /// Sends an event to every subscriber, applying the slow-subscriber policy.
-    fn fan_out(&self, inner: &mut Inner, event: &HubEvent) {
-        let keyframe = matches!(event, HubEvent::Frame(f) if f.keyframe)
-            || !matches!(event, HubEvent::Frame(_));
+    /// Appends an event to the log for every subscriber, applying the slow-subscriber policy
+    /// and waking the subscribers that wait.
+    fn fan_out(&self, inner: &mut Inner, event: HubEvent) {
+        let resume = resumes(&event);
+        let head = inner.head();
         let metrics = &self.metrics;
-        inner.slots.retain_mut(|slot| {
-            if matches!(slot.state, SubState::Skipping) && !keyframe {
-                return true;
-            }
-            match slot.tx.try_send(event.clone()) {
-                Ok(()) => {
-                    slot.state = SubState::Live;
-                    true
+        // The new event has sequence number `head`: kept only if a live subscriber reads it.
+        let mut keep_from = head + 1;
+        for slot in inner.slots.iter_mut().flatten() {
+            match slot.state {
+                SubState::Live if head - slot.cursor.min(head) >= slot.bound => {
+                    // No room for this event: drop what it has not read, resume at a keyframe.
+                    slot.state = SubState::Skipping;
+                    slot.resume_from = head + 1;
+                    metrics.skips.inc();
                 }
-                Err(mpsc::error::TrySendError::Full(_)) => match slot.state {
-                    SubState::Live => {
-                        slot.state = SubState::Skipping;
-                        metrics.skips.inc();
-                        true
-                    }
-                    SubState::Skipping => {
+                SubState::Live => keep_from = keep_from.min(slot.cursor),
+                // Where it can resume: it does if it read since it began skipping, else it
+                // stayed behind.
+                SubState::Skipping if resume => {
+                    if slot.cursor >= slot.resume_from {
+                        slot.state = SubState::Live;
+                        slot.cursor = head;
+                        keep_from = head;
+                    } else {
+                        slot.state = SubState::Closed;
                         metrics.disconnects.inc();
                         metrics.subscribers.dec();
-                        false
                     }
-                },
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    metrics.subscribers.dec();
-                    false
                 }
+                SubState::Skipping | SubState::Closed => {}
             }
-        });
+            if let Some(waker) = slot.waker.take() {
+                waker.wake();
+            }
+        }
+        inner.log.push_back(event);
+        // Nobody live needs what is before `keep_from`; skipping subscribers resume at the
+        // next keyframe, wherever the log starts.
+        while inner.log_start < keep_from && inner.log.pop_front().is_some() {
+            inner.log_start += 1;
+        }
+    }
+}
+
+/// Drops the start of the log that no live subscriber still has to read.
+fn trim_log(inner: &mut Inner) {
+    let keep_from = inner
+        .slots()
+        .filter(|s| s.state == SubState::Live)
+        .map(|s| s.cursor)
+        .min()
+        .unwrap_or_else(|| inner.head());
+    while inner.log_start < keep_from && inner.log.pop_front().is_some() {
+        inner.log_start += 1;
     }
 }
 
@@ -375,7 +462,7 @@ impl Publisher {
         let (info, generation) = (inner.info.clone(), inner.generation);
         self.hub.fan_out(
             &mut inner,
-            &HubEvent::Start {
+            HubEvent::Start {
                 info: info.clone(),
                 generation,
             },
@@ -416,11 +503,10 @@ impl Publisher {
                 inner.gop_broken = true;
             }
         }
-        let event = HubEvent::Frame(frame);
-        self.hub.fan_out(&mut inner, &event);
+        self.hub.fan_out(&mut inner, HubEvent::Frame(frame.clone()));
         drop(inner);
-        if let (Some(mut hls), HubEvent::Frame(frame)) = (self.hub.hls(), &event) {
-            hls.push(frame);
+        if let Some(mut hls) = self.hub.hls() {
+            hls.push(&frame);
         }
     }
 }
@@ -431,8 +517,8 @@ impl Drop for Publisher {
         inner.publishing = false;
         inner.gop.clear();
         inner.gop_bytes = 0;
-        self.hub.fan_out(&mut inner, &HubEvent::Stop);
-        if inner.slots.is_empty() {
+        self.hub.fan_out(&mut inner, HubEvent::Stop);
+        if !inner.has_subscribers() {
             inner.idle_since = Some(Instant::now());
         }
         drop(inner);
@@ -447,13 +533,55 @@ impl Drop for Publisher {
 impl Subscription {
     /// The next event; `None` when the subscriber was disconnected for staying behind.
     pub async fn recv(&mut self) -> Option<HubEvent> {
-        self.rx.recv().await
+        poll_fn(|cx| match self.take(Some(cx.waker())) {
+            Ok(event) => Poll::Ready(Some(event)),
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(TryRecvError::Empty) => Poll::Pending,
+        })
+        .await
     }
 
-    /// The next event if one is queued: `Empty` when none is, `Disconnected` when the
+    /// The next event if one is there: `Empty` when none is, `Disconnected` when the
     /// subscriber was dropped for staying behind.
-    pub fn try_recv(&mut self) -> Result<HubEvent, mpsc::error::TryRecvError> {
-        self.rx.try_recv()
+    pub fn try_recv(&mut self) -> Result<HubEvent, TryRecvError> {
+        self.take(None)
+    }
+
+    /// The next event; with nothing to read, `waker` (if any) is woken by the next event.
+    fn take(&mut self, waker: Option<&Waker>) -> Result<HubEvent, TryRecvError> {
+        if let Some(event) = self.taken.pop_front() {
+            return Ok(event);
+        }
+        let mut guard = self.hub.lock();
+        let inner = &mut *guard;
+        let Some(slot) = inner.slots.get_mut(self.index).and_then(Option::as_mut) else {
+            return Err(TryRecvError::Disconnected);
+        };
+        match slot.state {
+            SubState::Closed => return Err(TryRecvError::Disconnected),
+            // Caught up with what it skipped: the next keyframe makes it live again.
+            SubState::Skipping => slot.cursor = slot.resume_from,
+            SubState::Live => {
+                let from = slot.cursor.max(inner.log_start);
+                let start = (from - inner.log_start) as usize;
+                let end = inner.log.len().min(start + READ_BATCH);
+                self.taken.extend(inner.log.range(start..end).cloned());
+                // The log is trimmed by the next event the publisher appends (or when a
+                // subscriber leaves): readers never pay for it.
+                slot.cursor = from + (end - start) as u64;
+            }
+        }
+        match self.taken.pop_front() {
+            Some(event) => Ok(event),
+            None => {
+                if let Some(waker) = waker
+                    && !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker))
+                {
+                    slot.waker = Some(waker.clone());
+                }
+                Err(TryRecvError::Empty)
+            }
+        }
     }
 
     /// The hub subscribed to.
@@ -464,7 +592,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.unsubscribe(self.id);
+        self.hub.unsubscribe(self.index);
     }
 }
 
@@ -641,10 +769,8 @@ mod tests {
             p.send(video(i, false));
         }
         assert_eq!(metrics.skips.get(), 1, "queue full: one skip episode");
-        // The slow one drains its queue, then gets nothing until the next keyframe.
-        for dts in 0..4 {
-            assert_eq!(frame_of(slow.recv().await.unwrap()).dts, dts);
-        }
+        // What the slow one had not read is dropped: nothing until the next keyframe.
+        assert_eq!(slow.try_recv().unwrap_err(), TryRecvError::Empty);
         p.send(video(6, false));
         p.send(video(7, true));
         assert_eq!(
@@ -661,11 +787,52 @@ mod tests {
         while slow.recv().await.is_some() {
             got += 1;
         }
-        assert!(got <= 4, "then the queue ends");
+        assert_eq!(got, 0, "nothing more after the disconnect");
         // The fast subscriber saw everything.
         for dts in 0..20 {
             assert_eq!(frame_of(fast.recv().await.unwrap()).dts, dts);
         }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_subscriber_is_woken_by_the_next_event() {
+        let hub = Hubs::default().get_or_create(&key());
+        let p = hub.publish().unwrap();
+        let mut s = hub.subscribe(SubscriberKind::Relay);
+        let waiter = tokio::spawn(async move { s.recv().await.map(frame_of) });
+        tokio::task::yield_now().await;
+        p.send(video(0, true));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(got.map(|f| f.dts), Some(0));
+    }
+
+    #[test]
+    fn the_log_keeps_only_what_a_live_subscriber_has_not_read() {
+        let hub = Hubs::default().get_or_create(&key());
+        let p = hub.publish().unwrap();
+        let mut ahead = hub.subscribe(SubscriberKind::Rtmp);
+        let mut behind = hub.subscribe(SubscriberKind::Rtmp);
+        for i in 0..10 {
+            p.send(video(i, i == 0));
+        }
+        while ahead.try_recv().is_ok() {}
+        for _ in 0..3 {
+            behind.try_recv().unwrap();
+        }
+        // Reading never trims; the next event does, down to what `behind` still needs. Its
+        // last batch (READ_BATCH events) counts as read.
+        p.send(video(10, false));
+        assert_eq!(hub.lock().log.len(), 1);
+        drop(behind);
+        while ahead.try_recv().is_ok() {}
+        p.send(video(11, false));
+        assert_eq!(hub.lock().log.len(), 1, "only the newest event");
+        drop(ahead);
+        p.send(video(12, false));
+        assert!(hub.lock().log.is_empty(), "no subscriber, no log");
     }
 
     #[test]

@@ -18,12 +18,11 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc::error::TryRecvError;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use self::play::Playback;
 use self::publish::Ingest;
-use super::hub::{HubEvent, HubKey, Hubs, SubscriberKind};
+use super::hub::{HubEvent, HubKey, Hubs, SubscriberKind, TryRecvError};
 use super::leases::{ClaimError, Leases};
 use super::stats::MediaStats;
 use super::transcode::Transcoder;
@@ -183,20 +182,21 @@ impl Connection {
                 return Ok(());
             }
             // Before `connect`: the handshake deadline. Publishers: an idle timeout. Players
-            // send almost nothing, so they get none (a dead player fails the writes instead).
+            // send almost nothing, so they get none (a dead player fails the writes instead),
+            // and no timer to set up at every batch.
             let read_limit = if self.app.is_none() {
-                connect_deadline.saturating_duration_since(Instant::now())
+                Some(connect_deadline.saturating_duration_since(Instant::now()))
             } else if self.playback.is_some() && self.ingest.is_none() {
-                Duration::from_secs(24 * 3600)
+                None
             } else {
-                PUBLISHER_IDLE
+                Some(PUBLISHER_IDLE)
             };
             tokio::select! {
-                r = tokio::time::timeout(read_limit, rd.read(&mut buf)) => {
+                r = read_within(&mut rd, &mut buf, read_limit) => {
                     let n = match r {
-                        Ok(r) => r?,
-                        Err(_) if self.app.is_none() => return Err(ConnError::Timeout("in the handshake")),
-                        Err(_) => return Err(ConnError::Timeout("waiting for the publisher's data")),
+                        Some(r) => r?,
+                        None if self.app.is_none() => return Err(ConnError::Timeout("in the handshake")),
+                        None => return Err(ConnError::Timeout("waiting for the publisher's data")),
                     };
                     if n == 0 {
                         return match (self.app.is_some(), received) {
@@ -215,7 +215,7 @@ impl Connection {
                 }
                 event = next_event(&mut self.playback, next_flush) => {
                     let Some(event) = event else { return Err(ConnError::Slow) };
-                    next_flush = Instant::now() + PLAYER_FLUSH_INTERVAL;
+                    next_flush = next_tick(Instant::now());
                     let mut queued = self.play_event(event)?;
                     for _ in 0..PLAYER_BATCH {
                         let Some(p) = &mut self.playback else { break };
@@ -473,6 +473,30 @@ async fn write_chain(wr: &mut OwnedWriteHalf, chain: &mut VecDeque<Bytes>) -> st
         }
     }
     Ok(written)
+}
+
+/// A read, within `limit` if there is one; `None` when the limit passed first.
+async fn read_within(
+    rd: &mut OwnedReadHalf,
+    buf: &mut [u8],
+    limit: Option<Duration>,
+) -> Option<std::io::Result<usize>> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, rd.read(buf)).await.ok(),
+        None => Some(rd.read(buf).await),
+    }
+}
+
+/// The first flush tick after `now`. Ticks are on one process-wide grid, so every player of
+/// the node wakes at the same instants: the runtime handles them in one pass per tick instead
+/// of waking (and parking its threads) for each player at its own phase.
+fn next_tick(now: Instant) -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let interval = PLAYER_FLUSH_INTERVAL.as_nanos();
+    let ticks = now.saturating_duration_since(epoch).as_nanos() / interval + 1;
+    let offset = u64::try_from(ticks * interval).unwrap_or(u64::MAX);
+    epoch + Duration::from_nanos(offset)
 }
 
 async fn next_event(playback: &mut Option<Playback>, not_before: Instant) -> Option<HubEvent> {
