@@ -2,9 +2,10 @@
 //! events answered here (app check, publish rules, stream ownership, play), media into the hub,
 //! hub events out to players.
 //!
-//! One task per connection `select!`s over socket reads, the player's hub queue, the lease's
-//! "lost" signal and shutdown. Writes are awaited in the loop: a player that reads slowly fills
-//! its hub queue, and the hub's slow-subscriber policy takes over (skip, then disconnect).
+//! One task per connection `select!`s over socket reads, the player's hub subscription, the
+//! lease's "lost" signal and shutdown. Writes are awaited in the loop: a player that reads
+//! slowly falls behind in the hub, and the hub's slow-subscriber policy takes over (skip, then
+//! disconnect).
 
 mod play;
 mod publish;
@@ -43,7 +44,8 @@ const PLAYER_BATCH: usize = 256;
 /// Payload bytes encoded per socket write for a player: bounds the output buffer (and so the
 /// memory each player keeps) when a GOP cache or a backlog is sent at once.
 const PLAYER_BATCH_BYTES: u64 = 64 * 1024;
-/// Shortest time between two batches of a player (adds at most this much latency).
+/// Time between two batches of a player (adds at most this much latency). Batches fall on a
+/// process-wide grid of this period ([`next_tick`]).
 ///
 /// 100 ms: one wake-up and one write carry about 3 video and 4 audio frames. 50 ms measured
 /// 12-19% more server CPU at 400 players (bench/fanout, two A/B rounds) for 50 ms less delay,
@@ -164,6 +166,11 @@ impl Connection {
         // Players take hub events at most once per flush interval, so each write (and each
         // wake-up of this task and of the player) carries several frames.
         let mut next_flush = Instant::now();
+        // Made once: a fresh wait at every batch would register and unregister with the
+        // shutdown token (one lock shared by every connection) each time.
+        let shutdown = self.ctx.shutdown.clone();
+        let stopped = shutdown.stopped();
+        tokio::pin!(stopped);
         loop {
             // The session's output (its own bytes and the frames' shared chunks) goes to the
             // socket as it is, in as few writes as possible, without a copy.
@@ -232,7 +239,7 @@ impl Connection {
                     }
                 }
                 () = lease_lost(&mut self.ingest) => return Err(ConnError::LeaseLost),
-                () = self.ctx.shutdown.stopped() => return Ok(()),
+                () = &mut stopped => return Ok(()),
             }
         }
     }
@@ -492,7 +499,7 @@ async fn read_within(
 /// of waking (and parking its threads) for each player at its own phase.
 fn next_tick(now: Instant) -> Instant {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
+    let epoch = *EPOCH.get_or_init(|| now);
     let interval = PLAYER_FLUSH_INTERVAL.as_nanos();
     let ticks = now.saturating_duration_since(epoch).as_nanos() / interval + 1;
     let offset = u64::try_from(ticks * interval).unwrap_or(u64::MAX);
@@ -601,6 +608,24 @@ mod tests {
         assert_eq!(rendition_suffix("a_b_240p"), Some(("a_b", 240)));
         assert_eq!(rendition_suffix("demo_p"), None);
         assert_eq!(rendition_suffix("_480p"), None);
+    }
+
+    #[test]
+    fn flush_ticks_are_shared_by_every_player() {
+        let now = Instant::now();
+        let a = next_tick(now);
+        assert!(a > now && a <= now + PLAYER_FLUSH_INTERVAL);
+        // Players at any phase of the same period wake at the same instant.
+        let period_start = a - PLAYER_FLUSH_INTERVAL;
+        for phase_ms in [0, 1, 37, 99] {
+            assert_eq!(next_tick(period_start + Duration::from_millis(phase_ms)), a);
+        }
+        assert_eq!(next_tick(a - Duration::from_nanos(1)), a);
+        assert_eq!(
+            next_tick(a),
+            a + PLAYER_FLUSH_INTERVAL,
+            "strictly after `now`"
+        );
     }
 
     #[test]
