@@ -414,7 +414,7 @@ impl Hub {
                     if slot.cursor >= slot.resume_from {
                         slot.state = SubState::Live;
                         slot.cursor = head;
-                        keep_from = head;
+                        keep_from = keep_from.min(head);
                     } else {
                         slot.state = SubState::Closed;
                         metrics.disconnects.inc();
@@ -762,8 +762,9 @@ mod tests {
         let metrics = HubMetrics::default();
         let hub = Hubs::new(metrics.clone(), None).get_or_create(&key());
         let p = hub.publish().unwrap();
-        let mut slow = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 4);
+        // `fast` first: what it has not read must outlive `slow` resuming.
         let mut fast = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 64);
+        let mut slow = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 4);
         p.send(video(0, true));
         for i in 1..6 {
             p.send(video(i, false));
