@@ -44,13 +44,6 @@ const PLAYER_BATCH: usize = 256;
 /// Payload bytes encoded per socket write for a player: bounds the output buffer (and so the
 /// memory each player keeps) when a GOP cache or a backlog is sent at once.
 const PLAYER_BATCH_BYTES: u64 = 64 * 1024;
-/// Time between two batches of a player (adds at most this much latency). Batches fall on a
-/// process-wide grid of this period ([`next_tick`]).
-///
-/// 100 ms: one wake-up and one write carry about 3 video and 4 audio frames. 50 ms measured
-/// 12-19% more server CPU at 400 players (bench/fanout, two A/B rounds) for 50 ms less delay,
-/// small next to what RTMP play already has (the player's own buffer, a GOP-cache start).
-const PLAYER_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// First read buffer of a connection: enough for the handshake and a player's acknowledgements.
 const READ_BUF_MIN: usize = 4 * 1024;
 /// Read buffer a busy connection (a publisher) grows to.
@@ -163,9 +156,8 @@ impl Connection {
         let mut chain = VecDeque::new();
         let connect_deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let mut received = 0usize;
-        // Players take hub events at most once per flush interval, so each write (and each
-        // wake-up of this task and of the player) carries several frames.
-        let mut next_flush = Instant::now();
+        // Players are paced by the hub (woken at most once per `hub::PACE_INTERVAL`), so each
+        // write (and each wake-up of this task and of the player) carries several frames.
         // Made once: a fresh wait at every batch would register and unregister with the
         // shutdown token (one lock shared by every connection) each time.
         let shutdown = self.ctx.shutdown.clone();
@@ -220,15 +212,13 @@ impl Connection {
                     }
                     self.process_events().await?;
                 }
-                event = next_event(&mut self.playback, next_flush) => {
+                event = next_event(&mut self.playback) => {
                     let Some(event) = event else { return Err(ConnError::Slow) };
-                    next_flush = next_tick(Instant::now());
                     let mut queued = self.play_event(event)?;
                     for _ in 0..PLAYER_BATCH {
                         let Some(p) = &mut self.playback else { break };
                         if queued >= PLAYER_BATCH_BYTES {
                             // A backlog: the rest goes right after this write.
-                            next_flush = Instant::now();
                             break;
                         }
                         match p.sub.try_recv() {
@@ -494,26 +484,9 @@ async fn read_within(
     }
 }
 
-/// The first flush tick after `now`. Ticks are on one process-wide grid, so every player of
-/// the node wakes at the same instants: the runtime handles them in one pass per tick instead
-/// of waking (and parking its threads) for each player at its own phase.
-fn next_tick(now: Instant) -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let epoch = *EPOCH.get_or_init(|| now);
-    let interval = PLAYER_FLUSH_INTERVAL.as_nanos();
-    let ticks = now.saturating_duration_since(epoch).as_nanos() / interval + 1;
-    let offset = u64::try_from(ticks * interval).unwrap_or(u64::MAX);
-    epoch + Duration::from_nanos(offset)
-}
-
-async fn next_event(playback: &mut Option<Playback>, not_before: Instant) -> Option<HubEvent> {
+async fn next_event(playback: &mut Option<Playback>) -> Option<HubEvent> {
     match playback {
-        Some(p) => {
-            if Instant::now() < not_before {
-                tokio::time::sleep_until(not_before.into()).await;
-            }
-            p.sub.recv().await
-        }
+        Some(p) => p.sub.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -608,24 +581,6 @@ mod tests {
         assert_eq!(rendition_suffix("a_b_240p"), Some(("a_b", 240)));
         assert_eq!(rendition_suffix("demo_p"), None);
         assert_eq!(rendition_suffix("_480p"), None);
-    }
-
-    #[test]
-    fn flush_ticks_are_shared_by_every_player() {
-        let now = Instant::now();
-        let a = next_tick(now);
-        assert!(a > now && a <= now + PLAYER_FLUSH_INTERVAL);
-        // Players at any phase of the same period wake at the same instant.
-        let period_start = a - PLAYER_FLUSH_INTERVAL;
-        for phase_ms in [0, 1, 37, 99] {
-            assert_eq!(next_tick(period_start + Duration::from_millis(phase_ms)), a);
-        }
-        assert_eq!(next_tick(a - Duration::from_nanos(1)), a);
-        assert_eq!(
-            next_tick(a),
-            a + PLAYER_FLUSH_INTERVAL,
-            "strictly after `now`"
-        );
     }
 
     #[test]
