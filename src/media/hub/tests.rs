@@ -1,0 +1,238 @@
+//! The hub's behaviour seen by publishers and subscribers: GOP start, republish, the slow-
+//! subscriber policy, the shared log's trimming, pacing, reaping.
+
+use super::*;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn key() -> HubKey {
+    HubKey {
+        app: "live".into(),
+        name: "s".into(),
+    }
+}
+
+fn video(dts: u64, keyframe: bool) -> Frame {
+    Frame {
+        kind: TrackKind::Video,
+        dts,
+        keyframe,
+        body: Bytes::from(vec![0u8; 10]),
+        published_us: 0,
+        rtmp_chunks: Default::default(),
+    }
+}
+
+fn info() -> StreamInfo {
+    StreamInfo {
+        video: Some(crate::media::frame::VideoTrack {
+            sequence_header: Bytes::from_static(b"seq"),
+            width: 640,
+            height: 360,
+            codec: "avc1.64001e".into(),
+            frame_rate: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn frame_of(e: HubEvent) -> Frame {
+    match e {
+        HubEvent::Frame(f) => f,
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn new_subscriber_starts_at_the_latest_keyframe() {
+    let hubs = Hubs::default();
+    let hub = hubs.get_or_create(&key());
+    let p = hub.publish().unwrap();
+    p.set_info(info());
+    for (i, k) in [true, false, false, true, false].into_iter().enumerate() {
+        p.send(video(i as u64 * 33, k));
+    }
+    let mut s = hub.subscribe(SubscriberKind::Rtmp);
+    assert!(matches!(
+        s.recv().await,
+        Some(HubEvent::Start { generation: 1, .. })
+    ));
+    let first = frame_of(s.recv().await.unwrap());
+    assert!(
+        first.keyframe && first.dts == 99,
+        "starts on the latest keyframe"
+    );
+    assert_eq!(frame_of(s.recv().await.unwrap()).dts, 132);
+    p.send(video(165, false));
+    assert_eq!(frame_of(s.recv().await.unwrap()).dts, 165);
+}
+
+#[tokio::test]
+async fn second_publisher_is_refused_and_the_first_goes_on() {
+    let hub = Hubs::default().get_or_create(&key());
+    let p = hub.publish().unwrap();
+    assert!(hub.publish().is_err());
+    let mut s = hub.subscribe(SubscriberKind::Rtmp);
+    p.send(video(0, true));
+    assert_eq!(frame_of(s.recv().await.unwrap()).dts, 0);
+    drop(p);
+    assert!(matches!(s.recv().await, Some(HubEvent::Stop)));
+    let p2 = hub.publish().unwrap();
+    p2.set_info(info());
+    assert!(
+        matches!(s.recv().await, Some(HubEvent::Start { generation: 2, .. })),
+        "republish is a new generation"
+    );
+}
+
+#[tokio::test]
+async fn slow_subscriber_skips_to_the_next_keyframe_then_is_disconnected() {
+    let metrics = HubMetrics::default();
+    let hub = Hubs::new(metrics.clone(), None).get_or_create(&key());
+    let p = hub.publish().unwrap();
+    // `fast` first: what it has not read must outlive `slow` resuming.
+    let mut fast = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 64);
+    let mut slow = hub.subscribe_with_capacity(SubscriberKind::Rtmp, 4);
+    p.send(video(0, true));
+    for i in 1..6 {
+        p.send(video(i, false));
+    }
+    assert_eq!(metrics.skips.get(), 1, "queue full: one skip episode");
+    // What the slow one had not read is dropped: nothing until the next keyframe.
+    assert_eq!(slow.try_recv().unwrap_err(), TryRecvError::Empty);
+    p.send(video(6, false));
+    p.send(video(7, true));
+    assert_eq!(
+        frame_of(slow.recv().await.unwrap()).dts,
+        7,
+        "resumes at the keyframe"
+    );
+    // Falls behind again and stays behind at the next keyframe: disconnected.
+    for i in 8..20 {
+        p.send(video(i, i == 15));
+    }
+    assert_eq!(metrics.disconnects.get(), 1);
+    let mut got = 0;
+    while slow.recv().await.is_some() {
+        got += 1;
+    }
+    assert_eq!(got, 0, "nothing more after the disconnect");
+    // The fast subscriber saw everything.
+    for dts in 0..20 {
+        assert_eq!(frame_of(fast.recv().await.unwrap()).dts, dts);
+    }
+}
+
+#[tokio::test]
+async fn a_waiting_subscriber_is_woken_by_the_next_event() {
+    let hub = Hubs::default().get_or_create(&key());
+    let p = hub.publish().unwrap();
+    let mut s = hub.subscribe(SubscriberKind::Relay);
+    let waiter = tokio::spawn(async move { s.recv().await.map(frame_of) });
+    tokio::task::yield_now().await;
+    p.send(video(0, true));
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert_eq!(got.map(|f| f.dts), Some(0));
+}
+
+#[test]
+fn the_log_keeps_only_what_a_live_subscriber_has_not_read() {
+    let hub = Hubs::default().get_or_create(&key());
+    let p = hub.publish().unwrap();
+    let mut ahead = hub.subscribe(SubscriberKind::Rtmp);
+    let mut behind = hub.subscribe(SubscriberKind::Rtmp);
+    for i in 0..10 {
+        p.send(video(i, i == 0));
+    }
+    while ahead.try_recv().is_ok() {}
+    for _ in 0..3 {
+        behind.try_recv().unwrap();
+    }
+    // Reading never trims; the next event does, down to what `behind` still needs. Its
+    // last batch (READ_BATCH events) counts as read.
+    p.send(video(10, false));
+    assert_eq!(hub.lock().log.len(), 1);
+    drop(behind);
+    while ahead.try_recv().is_ok() {}
+    p.send(video(11, false));
+    assert_eq!(hub.lock().log.len(), 1, "only the newest event");
+    drop(ahead);
+    p.send(video(12, false));
+    assert!(hub.lock().log.is_empty(), "no subscriber, no log");
+}
+
+#[test]
+fn pacing_ticks_are_shared_by_every_player() {
+    let now = tokio::time::Instant::now();
+    let a = next_tick(now);
+    assert!(a > now && a <= now + PACE_INTERVAL);
+    // Players at any phase of the same period wake at the same instant.
+    let period_start = a - PACE_INTERVAL;
+    for phase_ms in [0, 1, 37, 99] {
+        assert_eq!(next_tick(period_start + Duration::from_millis(phase_ms)), a);
+    }
+    assert_eq!(next_tick(a - Duration::from_nanos(1)), a);
+    assert_eq!(next_tick(a), a + PACE_INTERVAL, "strictly after `now`");
+}
+
+#[tokio::test(start_paused = true)]
+async fn players_are_woken_once_per_tick_relays_at_every_frame() {
+    let hub = Hubs::default().get_or_create(&key());
+    let p = hub.publish().unwrap();
+    let mut player = hub.subscribe(SubscriberKind::Rtmp);
+    let mut relay = hub.subscribe(SubscriberKind::Relay);
+    p.send(video(0, true));
+    let player_wakes = Arc::new(AtomicUsize::new(0));
+    let relay_wakes = Arc::new(AtomicUsize::new(0));
+    let count = |n: Arc<AtomicUsize>| std::task::Waker::from(Arc::new(CountWake(n)));
+    let (wp, wr) = (count(player_wakes.clone()), count(relay_wakes.clone()));
+    // Both read what is there, then wait.
+    while player.take(Some(&wp)).is_ok() {}
+    while relay.take(Some(&wr)).is_ok() {}
+    // Frames every 10 ms for one second: the relay is woken by each, the player once per
+    // tick (it re-registers at once, as a player that keeps up does).
+    for i in 1..=100u64 {
+        tokio::time::advance(Duration::from_millis(10)).await;
+        p.send(video(i * 10, false));
+        while player.take(Some(&wp)).is_ok() {}
+        while relay.take(Some(&wr)).is_ok() {}
+    }
+    assert_eq!(relay_wakes.load(Ordering::Relaxed), 100);
+    let ticks = player_wakes.load(Ordering::Relaxed);
+    assert!(
+        (9..=11).contains(&ticks),
+        "player woken {ticks} times in 1 s"
+    );
+    // A stream event wakes players at once.
+    drop(p);
+    assert_eq!(
+        player.take(None).map(|e| matches!(e, HubEvent::Stop)),
+        Ok(true)
+    );
+}
+
+struct CountWake(Arc<AtomicUsize>);
+
+impl std::task::Wake for CountWake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn idle_hubs_are_reaped() {
+    let hubs = Hubs::default();
+    let hub = hubs.get_or_create(&key());
+    let s = hub.subscribe(SubscriberKind::Rtmp);
+    drop(hub);
+    assert!(
+        hubs.reap(std::time::Duration::ZERO).is_empty(),
+        "subscribed"
+    );
+    drop(s);
+    assert_eq!(hubs.reap(std::time::Duration::ZERO), vec![key()]);
+    assert!(hubs.get(&key()).is_none());
+}
