@@ -4,10 +4,11 @@
 //! keyframe at once.
 //!
 //! A published event costs the same whatever the number of subscribers: it is stored once, and
-//! only subscribers waiting for it are woken. RTMP players are paced: they are woken by the first
-//! event after each tick of a process-wide [`PACE_INTERVAL`] grid, so each wake-up and each
-//! socket write carries several frames, every player of a node wakes at the same instants (the
-//! runtime serves them in one pass), and no player needs a timer of its own.
+//! only subscribers waiting for it are woken. RTMP players are paced: frames that arrive while
+//! they wait arm one timer per hub, which wakes them all at the next tick of a process-wide
+//! [`PACE_INTERVAL`] grid; so each wake-up and each socket write carries several frames, every
+//! player of a node wakes at the same instants (the runtime serves them in one pass), no player
+//! needs a timer of its own, and a frame waits at most one interval.
 //! The log keeps what the slowest live subscriber has not read yet, so with subscribers that
 //! keep up it holds a few frames.
 //!
@@ -183,9 +184,8 @@ struct Inner {
     slots: Vec<Option<Slot>>,
     free: Vec<usize>,
     idle_since: Option<Instant>,
-    /// Paced subscribers are woken by the first frame at or after this instant (tokio's clock,
-    /// so tests can drive it).
-    next_pace: Option<tokio::time::Instant>,
+    /// A timer will wake the paced subscribers at the next tick.
+    pace_armed: bool,
 }
 
 impl Inner {
@@ -407,22 +407,16 @@ impl Hub {
         self.lock().idle_since
     }
 
-    /// Appends an event to the log for every subscriber, applying the slow-subscriber policy
-    /// and waking the subscribers that wait.
-    fn fan_out(&self, inner: &mut Inner, event: HubEvent) {
+    /// Appends an event to the log for every subscriber, applying the slow-subscriber policy.
+    /// Returns the wakers of the subscribers to wake now (the caller wakes them once it has
+    /// let go of the hub), and arms the pacing timer for the paced ones that wait.
+    #[must_use = "the returned wakers must be woken"]
+    fn fan_out(self: &Arc<Self>, inner: &mut Inner, event: HubEvent) -> Vec<Waker> {
         let resume = resumes(&event);
-        // Frames wake paced subscribers once per tick; stream events wake everyone at once.
-        let pace_due = match &event {
-            HubEvent::Frame(_) => {
-                let now = tokio::time::Instant::now();
-                let due = inner.next_pace.is_none_or(|t| now >= t);
-                if due {
-                    inner.next_pace = Some(next_tick(now));
-                }
-                due
-            }
-            HubEvent::Start { .. } | HubEvent::Stop => true,
-        };
+        // Stream events wake everyone at once; frames wake paced subscribers at the next tick.
+        let stream_event = !matches!(event, HubEvent::Frame(_));
+        let mut wake = Vec::new();
+        let mut paced_waiting = false;
         let head = inner.head();
         let metrics = &self.metrics;
         // The new event has sequence number `head`: kept only if a live subscriber reads it.
@@ -431,15 +425,17 @@ impl Hub {
             match slot.state {
                 SubState::Live if head - slot.cursor.min(head) >= slot.bound => {
                     // No room for this event: drop what it has not read, resume at a keyframe.
+                    // Woken now, paced or not, so that it can show it still reads.
                     slot.state = SubState::Skipping;
                     slot.resume_from = head + 1;
                     metrics.skips.inc();
+                    wake.extend(slot.waker.take());
                 }
                 SubState::Live => keep_from = keep_from.min(slot.cursor),
-                // Where it can resume: it does if it read since it began skipping, else it
-                // stayed behind.
+                // Where it can resume: it does if it read since it began skipping (a waiting
+                // subscriber has read everything it had), else it stayed behind.
                 SubState::Skipping if resume => {
-                    if slot.cursor >= slot.resume_from {
+                    if slot.cursor >= slot.resume_from || slot.waker.is_some() {
                         slot.state = SubState::Live;
                         slot.cursor = head;
                         keep_from = keep_from.min(head);
@@ -451,10 +447,10 @@ impl Hub {
                 }
                 SubState::Skipping | SubState::Closed => {}
             }
-            if (pace_due || !slot.paced || slot.state == SubState::Closed)
-                && let Some(waker) = slot.waker.take()
-            {
-                waker.wake();
+            if stream_event || !slot.paced || slot.state == SubState::Closed {
+                wake.extend(slot.waker.take());
+            } else if slot.waker.is_some() {
+                paced_waiting = true;
             }
         }
         inner.log.push_back(event);
@@ -463,7 +459,45 @@ impl Hub {
         while inner.log_start < keep_from && inner.log.pop_front().is_some() {
             inner.log_start += 1;
         }
+        if paced_waiting && !inner.pace_armed {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    inner.pace_armed = true;
+                    let hub = Arc::downgrade(self);
+                    let tick = next_tick(tokio::time::Instant::now());
+                    runtime.spawn(async move {
+                        tokio::time::sleep_until(tick).await;
+                        if let Some(hub) = hub.upgrade() {
+                            hub.pace();
+                        }
+                    });
+                }
+                // Published from outside a runtime: no timer to pace with, wake them now.
+                Err(_) => wake.extend(paced_wakers(inner)),
+            }
+        }
+        wake
     }
+
+    /// The pacing tick: wakes the paced subscribers that wait.
+    fn pace(&self) {
+        let mut inner = self.lock();
+        inner.pace_armed = false;
+        let wake = paced_wakers(&mut inner);
+        drop(inner);
+        wake.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Takes the wakers of the paced subscribers that wait.
+fn paced_wakers(inner: &mut Inner) -> Vec<Waker> {
+    inner
+        .slots
+        .iter_mut()
+        .flatten()
+        .filter(|s| s.paced)
+        .filter_map(|s| s.waker.take())
+        .collect()
 }
 
 /// The first pacing tick after `now`. Ticks are on one process-wide grid, so the players of
@@ -471,6 +505,10 @@ impl Hub {
 fn next_tick(now: tokio::time::Instant) -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| now);
+    if now < epoch {
+        // Only a test clock moved back can do this; the grid starts here for it.
+        return now + PACE_INTERVAL;
+    }
     let interval = PACE_INTERVAL.as_nanos();
     let ticks = now.saturating_duration_since(epoch).as_nanos() / interval + 1;
     let offset = u64::try_from(ticks * interval).unwrap_or(u64::MAX);
@@ -501,7 +539,7 @@ impl Publisher {
         let mut inner = self.hub.lock();
         inner.info = Arc::new(info);
         let (info, generation) = (inner.info.clone(), inner.generation);
-        self.hub.fan_out(
+        let wake = self.hub.fan_out(
             &mut inner,
             HubEvent::Start {
                 info: info.clone(),
@@ -509,6 +547,7 @@ impl Publisher {
             },
         );
         drop(inner);
+        wake.into_iter().for_each(Waker::wake);
         if let Some(mut hls) = self.hub.hls() {
             hls.start(info, generation);
         }
@@ -544,8 +583,9 @@ impl Publisher {
                 inner.gop_broken = true;
             }
         }
-        self.hub.fan_out(&mut inner, HubEvent::Frame(frame.clone()));
+        let wake = self.hub.fan_out(&mut inner, HubEvent::Frame(frame.clone()));
         drop(inner);
+        wake.into_iter().for_each(Waker::wake);
         if let Some(mut hls) = self.hub.hls() {
             hls.push(&frame);
         }
@@ -558,11 +598,12 @@ impl Drop for Publisher {
         inner.publishing = false;
         inner.gop.clear();
         inner.gop_bytes = 0;
-        self.hub.fan_out(&mut inner, HubEvent::Stop);
+        let wake = self.hub.fan_out(&mut inner, HubEvent::Stop);
         if !inner.has_subscribers() {
             inner.idle_since = Some(Instant::now());
         }
         drop(inner);
+        wake.into_iter().for_each(Waker::wake);
         if let Some(mut hls) = self.hub.hls() {
             hls.stop();
         }

@@ -214,6 +214,26 @@ async fn players_are_woken_once_per_tick_relays_at_every_frame() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_paced_player_gets_a_lone_frame_within_one_interval() {
+    let hub = Hubs::default().get_or_create(&key());
+    let p = hub.publish().unwrap();
+    let mut player = hub.subscribe(SubscriberKind::Rtmp);
+    p.send(video(0, true));
+    assert_eq!(frame_of(player.recv().await.unwrap()).dts, 0);
+    let waiter = tokio::spawn(async move { player.recv().await.map(frame_of) });
+    tokio::task::yield_now().await;
+    // One more frame, then the publisher goes quiet (a stalled uplink): no later frame and no
+    // Stop come to wake the player, the pacing tick does.
+    tokio::time::advance(Duration::from_millis(3)).await;
+    p.send(video(33, false));
+    let got = tokio::time::timeout(PACE_INTERVAL + Duration::from_millis(1), waiter)
+        .await
+        .expect("woken within one pacing interval")
+        .unwrap();
+    assert_eq!(got.map(|f| f.dts), Some(33));
+}
+
 struct CountWake(Arc<AtomicUsize>);
 
 impl std::task::Wake for CountWake {
