@@ -413,6 +413,10 @@ impl Hub {
     #[must_use = "the returned wakers must be woken"]
     fn fan_out(self: &Arc<Self>, inner: &mut Inner, event: HubEvent) -> Vec<Waker> {
         let resume = resumes(&event);
+        // Every frame of an audio-only stream is a place to resume (but not one where a
+        // subscriber that has not read since it skipped is disconnected: it would get no time).
+        let audio_resume = inner.info.video.is_none()
+            && matches!(&event, HubEvent::Frame(f) if f.kind == TrackKind::Audio);
         // Stream events wake everyone at once; frames wake paced subscribers at the next tick.
         let stream_event = !matches!(event, HubEvent::Frame(_));
         let mut wake = Vec::new();
@@ -434,12 +438,12 @@ impl Hub {
                 SubState::Live => keep_from = keep_from.min(slot.cursor),
                 // Where it can resume: it does if it read since it began skipping (a waiting
                 // subscriber has read everything it had), else it stayed behind.
-                SubState::Skipping if resume => {
+                SubState::Skipping if resume || audio_resume => {
                     if slot.cursor >= slot.resume_from || slot.waker.is_some() {
                         slot.state = SubState::Live;
                         slot.cursor = head;
                         keep_from = keep_from.min(head);
-                    } else {
+                    } else if resume {
                         slot.state = SubState::Closed;
                         metrics.disconnects.inc();
                         metrics.subscribers.dec();

@@ -214,6 +214,30 @@ async fn players_are_woken_once_per_tick_relays_at_every_frame() {
     );
 }
 
+#[test]
+fn on_an_audio_only_stream_a_skipping_subscriber_resumes_at_the_next_frame() {
+    let metrics = HubMetrics::default();
+    let hub = Hubs::new(metrics.clone(), None).get_or_create(&key());
+    let p = hub.publish().unwrap();
+    let mut slow = hub.subscribe_with_capacity(SubscriberKind::Relay, 4);
+    let audio = |dts: u64| Frame {
+        kind: TrackKind::Audio,
+        ..video(dts, false)
+    };
+    for dts in 0..6 {
+        p.send(audio(dts));
+    }
+    assert_eq!(metrics.skips.get(), 1);
+    assert_eq!(slow.try_recv().unwrap_err(), TryRecvError::Empty);
+    p.send(audio(6));
+    assert_eq!(
+        frame_of(slow.try_recv().unwrap()).dts,
+        6,
+        "no keyframe to wait for"
+    );
+    assert_eq!(metrics.disconnects.get(), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_paced_player_gets_a_lone_frame_within_one_interval() {
     let hub = Hubs::default().get_or_create(&key());
