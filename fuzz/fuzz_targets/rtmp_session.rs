@@ -40,10 +40,6 @@ fuzz_target!(|data: &[u8]| {
                     session.send_audio(stream_id, 0, &frame)?;
                     session.send_metadata(stream_id, 0, &frame)
                 }),
-                ServerEvent::Video { stream_id, .. } => {
-                    let _ = session.shared_frame_params(stream_id);
-                    Ok(())
-                }
                 _ => Ok(()),
             };
             if answered.is_err() {

@@ -148,8 +148,6 @@ struct Slot {
     kind: SubscriberKind,
     /// How far behind the head it may fall, in events.
     bound: u64,
-    /// Woken only on the pacing grid (RTMP players).
-    paced: bool,
     /// Sequence number of the next event it reads.
     cursor: u64,
     /// While skipping: the first event after the skip. A cursor at or past it means the
@@ -158,6 +156,13 @@ struct Slot {
     state: SubState,
     /// Set while the subscriber waits for an event.
     waker: Option<Waker>,
+}
+
+impl Slot {
+    /// Woken only on the pacing grid: RTMP players.
+    fn paced(&self) -> bool {
+        self.kind == SubscriberKind::Rtmp
+    }
 }
 
 /// Whether an event may start a subscriber that skipped: keyframes and stream events.
@@ -361,7 +366,6 @@ impl Hub {
         }
         let slot = Slot {
             kind,
-            paced: kind == SubscriberKind::Rtmp,
             bound: capacity.max(1) as u64,
             cursor: inner.head(),
             resume_from: 0,
@@ -451,7 +455,7 @@ impl Hub {
                 }
                 SubState::Skipping | SubState::Closed => {}
             }
-            if stream_event || !slot.paced || slot.state == SubState::Closed {
+            if stream_event || !slot.paced() || slot.state == SubState::Closed {
                 wake.extend(slot.waker.take());
             } else if slot.waker.is_some() {
                 paced_waiting = true;
@@ -499,7 +503,7 @@ fn paced_wakers(inner: &mut Inner) -> Vec<Waker> {
         .slots
         .iter_mut()
         .flatten()
-        .filter(|s| s.paced)
+        .filter(|s| s.paced())
         .filter_map(|s| s.waker.take())
         .collect()
 }

@@ -1,10 +1,7 @@
 //! Chunk encoder: [`RawMessage`]s in, chunk bytes out.
 //!
 //! The stateful path ([`ChunkEncoder::write`]) compresses headers against what it sent last on
-//! the same chunk stream, exactly as the peer's decoder will expand them. The stateless path
-//! ([`ChunkEncoder::write_stateless`]) always writes one type-0 header and type-3 continuations,
-//! so its output depends only on (chunk size, message) and can be encoded once and copied to
-//! every viewer connection that has the same outgoing chunk size. The shared path
+//! the same chunk stream, exactly as the peer's decoder will expand them. The shared path
 //! ([`ChunkedBody`] + [`ChunkEncoder::write_chunked`]) cuts a body into chunks once, with the
 //! type-3 separators of its chunk stream; each connection then writes only its own compressed
 //! message header and hands the shared chunks to the socket as they are.
@@ -268,29 +265,6 @@ impl ChunkEncoder {
         );
         Ok(extended.then_some(field))
     }
-
-    /// Writes `message` as one type-0 chunk plus type-3 continuations, using no encoder state.
-    ///
-    /// The bytes can be shared by every connection whose outgoing chunk size is `chunk_size`, as
-    /// long as that connection's own encoder does not also use `message.csid` (or forgets it).
-    pub fn write_stateless(
-        chunk_size: u32,
-        message: &RawMessage,
-        out: &mut BytesMut,
-    ) -> Result<(), ChunkError> {
-        let chunk_size = check_chunk_size(chunk_size, MAX_CHUNK_SIZE)?;
-        let length = message_length(message)?;
-        put_basic_header(out, 0, message.csid)?;
-        put_type0_fields(
-            out,
-            message.timestamp,
-            length,
-            message.type_id,
-            message.stream_id,
-        );
-        let extended = (message.timestamp >= EXTENDED_TIMESTAMP).then_some(message.timestamp);
-        put_body(out, chunk_size, message, extended)
-    }
 }
 
 /// The message length as a 24-bit header value.
@@ -340,25 +314,6 @@ mod tests {
             stream_id: 1,
             payload: Bytes::from(vec![0xEE; len]),
         }
-    }
-
-    #[test]
-    fn stateless_encoding_with_extended_timestamp() {
-        let mut out = BytesMut::new();
-        ChunkEncoder::write_stateless(128, &message(7, 0x0123_4567, 9, 200), &mut out).unwrap();
-        #[rustfmt::skip]
-        let header = [
-            0x07,                   // fmt 0, csid 7
-            0xFF, 0xFF, 0xFF,       // timestamp field: extended
-            0x00, 0x00, 0xC8,       // length 200
-            0x09,                   // video
-            0x01, 0x00, 0x00, 0x00, // stream 1, little-endian
-            0x01, 0x23, 0x45, 0x67, // extended timestamp
-        ];
-        assert_eq!(&out[..16], &header);
-        assert!(out[16..144].iter().all(|&b| b == 0xEE)); // first 128 bytes
-        assert_eq!(&out[144..149], &[0xC7, 0x01, 0x23, 0x45, 0x67]); // type 3 + extended again
-        assert_eq!(out.len(), 149 + 72);
     }
 
     #[test]
@@ -421,6 +376,17 @@ mod tests {
         ));
     }
 
+    /// The video message (chunk stream 6, message stream 1) that `body` was cut from.
+    fn video_of(timestamp: u32, body: &ChunkedBody) -> RawMessage {
+        RawMessage {
+            csid: 6,
+            timestamp,
+            type_id: 9,
+            stream_id: 1,
+            payload: body.payload().clone(),
+        }
+    }
+
     #[test]
     fn shared_body_after_own_header_is_byte_identical_to_a_stateful_write() {
         let mut plain = ChunkEncoder::new();
@@ -433,14 +399,9 @@ mod tests {
             .collect();
         // Headers go through types 0, 2, 3, 1 and 0 (timestamp going back).
         for (timestamp, body) in [0, 33, 66, 99, 10].into_iter().zip(bodies.iter().cycle()) {
-            let message = RawMessage {
-                csid: 6,
-                timestamp,
-                type_id: 9,
-                stream_id: 1,
-                payload: body.payload().clone(),
-            };
-            plain.write(&message, &mut plain_out).unwrap();
+            plain
+                .write(&video_of(timestamp, body), &mut plain_out)
+                .unwrap();
             let wire = shared
                 .write_chunked(timestamp, 9, 1, body, &mut shared_out)
                 .unwrap()
@@ -467,14 +428,9 @@ mod tests {
                     .write_set_chunk_size(chunk_size, &mut shared_out)
                     .unwrap();
             }
-            let message = RawMessage {
-                csid: 6,
-                timestamp,
-                type_id: 9,
-                stream_id: 1,
-                payload: body.payload().clone(),
-            };
-            plain.write(&message, &mut plain_out).unwrap();
+            plain
+                .write(&video_of(timestamp, &body), &mut plain_out)
+                .unwrap();
             let wire = shared
                 .write_chunked(timestamp, 9, 1, &body, &mut shared_out)
                 .unwrap();

@@ -14,7 +14,7 @@ mod server;
 mod pair_tests;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
-pub use server::{PublishKind, ServerConfig, ServerEvent, ServerSession, SharedFrameParams};
+pub use server::{PublishKind, ServerConfig, ServerEvent, ServerSession};
 
 use std::collections::VecDeque;
 
@@ -35,9 +35,6 @@ pub const CSID_AUDIO: u32 = 4;
 pub const CSID_STREAM: u32 = 5;
 /// Chunk stream for video sent by the session.
 pub const CSID_VIDEO: u32 = 6;
-/// Chunk stream reserved for shared pre-encoded frames (always type-0 headers, never used by
-/// the session's own encoder, so the two never disturb each other's header compression).
-pub const CSID_SHARED: u32 = 7;
 
 /// Errors of a session (server or client).
 #[derive(Debug, thiserror::Error)]

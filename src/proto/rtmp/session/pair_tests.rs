@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::proto::rtmp::amf0::{self, Amf0Value};
-use crate::proto::rtmp::chunk::{ChunkEncoder, ChunkedBody, RawMessage};
+use crate::proto::rtmp::chunk::ChunkedBody;
 use crate::proto::rtmp::handshake::{HandshakeMode, RANDOM_LEN};
 use crate::proto::rtmp::message::{Message, UserControl};
 
@@ -243,7 +243,7 @@ fn publish_media_and_unpublish() {
 }
 
 #[test]
-fn play_gets_status_sequence_media_and_shared_frames() {
+fn play_gets_status_sequence_and_media() {
     let mut pair = Pair::connected(accept_all);
     let stream_id = pair.create_stream();
     pair.client.play(stream_id, "key").unwrap();
@@ -286,25 +286,8 @@ fn play_gets_status_sequence_media_and_shared_frames() {
     pair.server.send_metadata(1, 0, &metadata).unwrap();
     pair.server.send_video(1, 0, &video).unwrap();
     pair.server.send_audio(1, 0, &audio).unwrap();
-    // A shared frame, encoded once without session state, written after the session's output.
-    let params = pair.server.shared_frame_params(1).unwrap();
-    let shared_frame = frame(5000, 5);
-    let mut shared = BytesMut::new();
-    ChunkEncoder::write_stateless(
-        params.chunk_size,
-        &RawMessage {
-            csid: params.csid,
-            timestamp: 40,
-            type_id: 9,
-            stream_id: params.stream_id,
-            payload: shared_frame.clone(),
-        },
-        &mut shared,
-    )
-    .unwrap();
     let mut wire = BytesMut::new();
     pair.server.take_output(&mut wire);
-    wire.extend_from_slice(&shared);
     pair.server.send_audio(1, 46, &audio).unwrap();
     pair.server.take_output(&mut wire);
     pair.client.handle_input(&wire).unwrap();
@@ -327,11 +310,6 @@ fn play_gets_status_sequence_media_and_shared_frames() {
                 stream_id: 1,
                 timestamp: 0,
                 payload: audio.clone()
-            },
-            ClientEvent::Video {
-                stream_id: 1,
-                timestamp: 40,
-                payload: shared_frame
             },
             ClientEvent::Audio {
                 stream_id: 1,

@@ -18,8 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    AckCounter, CSID_AUDIO, CSID_CONTROL, CSID_SHARED, CSID_STREAM, CSID_VIDEO, Outbox,
-    SessionError, status,
+    AckCounter, CSID_AUDIO, CSID_CONTROL, CSID_STREAM, CSID_VIDEO, Outbox, SessionError, status,
 };
 use crate::proto::rtmp::amf0::{Amf0Limits, Amf0Value};
 use crate::proto::rtmp::chunk::{ChunkDecoder, ChunkedBody, DecoderLimits};
@@ -157,20 +156,6 @@ pub enum ServerEvent {
         /// Message stream.
         stream_id: u32,
     },
-}
-
-/// Parameters for writing a shared pre-encoded frame to one connection.
-///
-/// Encode once with `ChunkEncoder::write_stateless(chunk_size, &RawMessage { csid, stream_id,
-/// .. }, ..)` and write the bytes right after this session's pending output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SharedFrameParams {
-    /// This connection's outgoing chunk size.
-    pub chunk_size: u32,
-    /// Chunk stream to use ([`super::CSID_SHARED`], which the session never uses itself).
-    pub csid: u32,
-    /// Message stream the player plays on.
-    pub stream_id: u32,
 }
 
 /// What one message stream of the connection is doing.
@@ -571,15 +556,6 @@ impl ServerSession {
             "The stream is unpublished.",
         );
         self.on_status(stream_id, info)
-    }
-
-    /// What a shared pre-encoded frame for `stream_id` must be encoded with, if it is playing.
-    pub fn shared_frame_params(&self, stream_id: u32) -> Option<SharedFrameParams> {
-        (self.streams.get(&stream_id) == Some(&StreamState::Playing)).then_some(SharedFrameParams {
-            chunk_size: self.out.encoder.chunk_size(),
-            csid: CSID_SHARED,
-            stream_id,
-        })
     }
 
     /// The chunk-stream state this session has given the client, for a load balancer's splice.
