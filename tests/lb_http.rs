@@ -122,10 +122,7 @@ fn routes_pick_the_first_matching_prefix_else_the_default_backend() {
 
 #[test]
 fn errorfiles_replace_the_lbs_own_errors_only() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_dead, dead) = common::refusing_addr();
     let dir = tempfile::tempdir().unwrap();
     let page = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 14\r\nConnection: close\r\n\r\nall busy sorry";
     std::fs::write(dir.path().join("503.http"), page).unwrap();
@@ -342,14 +339,8 @@ fn a_slow_request_head_gets_408_and_a_silent_server_504() {
 #[test]
 fn failed_connects_retry_other_servers_then_503() {
     let up = Upstream::start("live");
-    let dead1 = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let dead2 = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_dead1, dead1) = common::refusing_addr();
+    let (_dead2, dead2) = common::refusing_addr();
     let yaml = lb_config(&format!(
         "    frontends:\n      - {{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: b}}\n      - {{name: none, mode: http, bind: [\"127.0.0.1:0\"], backend: dead}}\n    backends:\n      - {{name: b, mode: http, servers: [{{name: d1, addr: \"{dead1}\"}}, {{name: d2, addr: \"{dead2}\"}}, {{name: live, addr: \"{}\"}}]}}\n      - {{name: dead, mode: http, servers: [{{name: d1, addr: \"{dead1}\"}}, {{name: d2, addr: \"{dead2}\"}}]}}\n",
         up.addr

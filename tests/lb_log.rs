@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::lb::{Upstream, curl, raw, write_cert};
-use common::{Proc, wait_for};
+use common::{Proc, refusing_addr, wait_for};
 
 /// Two LB nodes: `quiet` has `dontlognull`, `chatty` does not. Each has an HTTP frontend
 /// `web`, a TCP frontend `pipe` and a stats listener (no auth) used to see sessions close.
@@ -50,11 +50,6 @@ fn closing_server() -> SocketAddr {
         }
     });
     addr
-}
-
-fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
 }
 
 /// Access-log lines of `node` (they start with `node[pid]: `).
@@ -128,7 +123,8 @@ fn is_date(field: &str) -> bool {
 #[test]
 fn http_requests_get_httplog_lines_without_secrets() {
     let up = Upstream::start("s1");
-    let p = Proc::start(&config(&up, dead_addr()));
+    let (_dead, dead) = refusing_addr();
+    let p = Proc::start(&config(&up, dead));
     let lb = p.addr("chatty", "frontend:web");
     let reply = raw(
         lb,
@@ -171,7 +167,8 @@ fn http_requests_get_httplog_lines_without_secrets() {
 #[test]
 fn errors_carry_haproxy_termination_states() {
     let up = Upstream::start("s1");
-    let p = Proc::start(&config(&up, dead_addr()));
+    let (_dead, dead) = refusing_addr();
+    let p = Proc::start(&config(&up, dead));
     let lb = p.addr("chatty", "frontend:web");
     // The only server of `gone` refuses connections: 503 after the retry, state SC.
     let reply = raw(
@@ -239,7 +236,8 @@ fn http2_requests_are_logged_with_the_tls_marker() {
 #[test]
 fn tcp_sessions_get_tcplog_lines() {
     let up = Upstream::start("s1");
-    let p = Proc::start(&config(&up, dead_addr()));
+    let (_dead, dead) = refusing_addr();
+    let p = Proc::start(&config(&up, dead));
     let lb = p.addr("chatty", "frontend:pipe");
     let reply = raw(lb, b"ping");
     assert_eq!(reply, "pong");
@@ -261,7 +259,8 @@ fn tcp_sessions_get_tcplog_lines() {
 #[test]
 fn dontlognull_skips_connections_that_sent_nothing() {
     let up = Upstream::start("s1");
-    let p = Proc::start(&config(&up, dead_addr()));
+    let (_dead, dead) = refusing_addr();
+    let p = Proc::start(&config(&up, dead));
     for node in ["quiet", "chatty"] {
         for frontend in ["web", "pipe"] {
             // Connect, send nothing, close.
