@@ -83,6 +83,9 @@ struct Shared {
     open: Mutex<Vec<TcpStream>>,
     dead: AtomicBool,
     unhealthy: AtomicBool,
+    /// After a kill: the port, bound but not listening, so that no other test takes it before
+    /// [`Upstream::start_on`] brings the server back (both sides use `SO_REUSEADDR`).
+    held: Mutex<Option<socket2::Socket>>,
 }
 
 /// A recording HTTP/1.1 upstream with keep-alive and a WebSocket echo on `Upgrade`.
@@ -111,6 +114,7 @@ impl Upstream {
             open: Mutex::default(),
             dead: AtomicBool::new(false),
             unhealthy: AtomicBool::new(false),
+            held: Mutex::default(),
         });
         let s = shared.clone();
         std::thread::spawn(move || {
@@ -126,6 +130,8 @@ impl Upstream {
                 let s = s.clone();
                 std::thread::spawn(move || serve(s, stream, id));
             }
+            drop(listener);
+            *s.held.lock().unwrap() = hold_port(addr);
         });
         Upstream { addr, shared }
     }
@@ -177,6 +183,15 @@ impl Upstream {
             || TcpStream::connect(self.addr).is_err().then_some(()),
         );
     }
+}
+
+/// A socket bound to `addr` with `SO_REUSEADDR` that does not listen: connects are refused,
+/// other tests cannot bind the port, and a listener with `SO_REUSEADDR` still can.
+fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.set_reuse_address(true).ok()?;
+    socket.bind(&addr.into()).ok()?;
+    Some(socket)
 }
 
 fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {
