@@ -131,7 +131,7 @@ impl Upstream {
                 std::thread::spawn(move || serve(s, stream, id));
             }
             drop(listener);
-            *s.held.lock().unwrap() = hold_port(addr);
+            *s.held.lock().unwrap() = super::hold_port(addr, true).ok();
         });
         Upstream { addr, shared }
     }
@@ -183,15 +183,6 @@ impl Upstream {
             || TcpStream::connect(self.addr).is_err().then_some(()),
         );
     }
-}
-
-/// A socket bound to `addr` with `SO_REUSEADDR` that does not listen: connects are refused,
-/// other tests cannot bind the port, and a listener with `SO_REUSEADDR` still can.
-fn hold_port(addr: SocketAddr) -> Option<socket2::Socket> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
-    socket.set_reuse_address(true).ok()?;
-    socket.bind(&addr.into()).ok()?;
-    Some(socket)
 }
 
 fn serve(s: Arc<Shared>, stream: TcpStream, conn: usize) {

@@ -184,11 +184,19 @@ impl Drop for Proc {
 /// An address that refuses TCP connections for as long as the returned socket lives: the port
 /// is bound, so no other test can take it meanwhile, but nothing listens on it.
 pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    socket.bind(&any.into()).unwrap();
+    let socket = hold_port("127.0.0.1:0".parse().unwrap(), false).unwrap();
     let addr = socket.local_addr().unwrap().as_socket().unwrap();
     (socket, addr)
+}
+
+/// A TCP socket bound to `addr` that does not listen: connects to it are refused and other
+/// processes cannot bind the port. With `reuse` (`SO_REUSEADDR`, as std's listeners set it),
+/// a listener can still be started on the port while the socket is held.
+pub fn hold_port(addr: SocketAddr, reuse: bool) -> std::io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(reuse)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.

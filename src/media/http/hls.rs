@@ -20,6 +20,7 @@ use crate::cluster::model::{Rendition, StreamKey};
 use crate::media::hub::HubKey;
 use crate::media::rtmp::rendition_suffix;
 use crate::proto::hls::{Variant, write_master};
+use crate::proto::http::cookie;
 
 /// A client counts as an HLS viewer this long after its last segment request.
 const VIEWER_WINDOW: Duration = Duration::from_secs(30);
@@ -88,9 +89,7 @@ fn has_session(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .any(|c| c.trim_start().starts_with("JSESSIONID="))
+        .any(|v| cookie::has_cookie(v.as_bytes(), b"JSESSIONID"))
 }
 
 /// A `JSESSIONID` for a player without one, as Ant Media's servlet sessions give: a load

@@ -84,6 +84,13 @@ pub fn find_server_cookie<'a>(
         })
 }
 
+/// Whether one Cookie header value carries a cookie called `cookie_name` (any value).
+pub fn has_cookie(value: &[u8], cookie_name: &[u8]) -> bool {
+    value
+        .split(|&b| b == b';')
+        .any(|pair| matching_value(pair, cookie_name).is_some())
+}
+
 /// In one Cookie value, the server range and the cut range of the first matching cookie.
 fn find_in_value(value: &[u8], name: &[u8]) -> Option<(std::ops::Range<usize>, usize, usize)> {
     let mut pair_start = 0;
@@ -231,6 +238,19 @@ mod tests {
         );
         // The name appearing inside another cookie's value is not a cookie.
         assert_eq!(find(&[cookie(b"a=JSESSIONID=ams1~x")]), None);
+    }
+
+    #[test]
+    fn has_cookie_matches_names_exactly() {
+        assert!(has_cookie(b"JSESSIONID=abc", b"JSESSIONID"));
+        assert!(has_cookie(b"a=1;  JSESSIONID = x", b"JSESSIONID"));
+        assert!(has_cookie(b"JSESSIONID=", b"JSESSIONID"));
+        assert!(!has_cookie(
+            b"XJSESSIONID=abc; a=JSESSIONID=1",
+            b"JSESSIONID"
+        ));
+        assert!(!has_cookie(b"JSESSIONID", b"JSESSIONID"));
+        assert!(!has_cookie(b"", b"JSESSIONID"));
     }
 
     #[test]
