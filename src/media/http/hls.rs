@@ -84,15 +84,19 @@ fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
     format!("{ip} {ua}")
 }
 
-/// Whether the player already has a `JSESSIONID` cookie.
+/// The session cookie HLS responses give, Ant Media's name. A load balancer in front keeps a
+/// player on this node only if its backend's `sticky.cookie` is this same name.
+const SESSION_COOKIE: &str = "JSESSIONID";
+
+/// Whether the player already has a [`SESSION_COOKIE`].
 fn has_session(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
-        .any(|v| cookie::has_cookie(v.as_bytes(), b"JSESSIONID"))
+        .any(|v| cookie::has_cookie(v.as_bytes(), SESSION_COOKIE.as_bytes()))
 }
 
-/// A `JSESSIONID` for a player without one, as Ant Media's servlet sessions give: a load
+/// A [`SESSION_COOKIE`] for a player without one, as Ant Media's servlet sessions give: a load
 /// balancer's sticky cookie (`sticky: {cookie: JSESSIONID, mode: prefix}`) then keeps the
 /// player's playlist and segment requests on this node, whose segment names it knows.
 fn new_session() -> HeaderValue {
@@ -100,7 +104,8 @@ fn new_session() -> HeaderValue {
     // Without OS randomness the id stays zero: the LB's prefix still names this node.
     let _ = getrandom::fill(&mut id);
     let hex: String = id.iter().map(|b| format!("{b:02X}")).collect();
-    HeaderValue::from_str(&format!("JSESSIONID={hex}; Path=/; HttpOnly"))
+    // Hex digits and this ASCII text are valid header bytes: the fallback never applies.
+    HeaderValue::from_str(&format!("{SESSION_COOKIE}={hex}; Path=/; HttpOnly"))
         .unwrap_or_else(|_| HeaderValue::from_static("JSESSIONID=0; Path=/"))
 }
 

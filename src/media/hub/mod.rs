@@ -3,8 +3,9 @@
 //! bound on how far behind it may fall; the GOP cache lets a new subscriber start at the latest
 //! keyframe at once.
 //!
-//! A published event costs the same whatever the number of subscribers: it is stored once, and
-//! only subscribers waiting for it are woken. RTMP players are paced: frames that arrive while
+//! A published event is stored once whatever the number of subscribers; publishing checks each
+//! subscriber's bound (a few comparisons under the hub lock) and wakes only those that wait and
+//! can read it. RTMP players are paced: frames that arrive while
 //! they wait arm one timer per hub, which wakes them all at the next tick of a process-wide
 //! [`PACE_INTERVAL`] grid; so each wake-up and each socket write carries several frames, every
 //! player of a node wakes at the same instants (the runtime serves them in one pass), no player
@@ -137,8 +138,11 @@ impl std::fmt::Display for HubKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SubState {
     Live,
-    /// Dropping frames until the next keyframe.
-    Skipping,
+    /// Dropping frames until the next keyframe; `read`: it asked for an event since it began
+    /// skipping (else, at that keyframe, it has stayed behind).
+    Skipping {
+        read: bool,
+    },
     /// Disconnected for staying behind; the subscription reads nothing more from the log.
     Closed,
 }
@@ -150,9 +154,6 @@ struct Slot {
     bound: u64,
     /// Sequence number of the next event it reads.
     cursor: u64,
-    /// While skipping: the first event after the skip. A cursor at or past it means the
-    /// subscriber read since it began skipping.
-    resume_from: u64,
     state: SubState,
     /// Set while the subscriber waits for an event.
     waker: Option<Waker>,
@@ -368,7 +369,6 @@ impl Hub {
             kind,
             bound: capacity.max(1) as u64,
             cursor: inner.head(),
-            resume_from: 0,
             state: SubState::Live,
             waker: None,
         };
@@ -434,16 +434,15 @@ impl Hub {
                 SubState::Live if head - slot.cursor.min(head) >= slot.bound => {
                     // No room for this event: drop what it has not read, resume at a keyframe.
                     // Woken now, paced or not, so that it can show it still reads.
-                    slot.state = SubState::Skipping;
-                    slot.resume_from = head + 1;
+                    slot.state = SubState::Skipping { read: false };
                     metrics.skips.inc();
                     wake.extend(slot.waker.take());
                 }
                 SubState::Live => keep_from = keep_from.min(slot.cursor),
-                // Where it can resume: it does if it read since it began skipping (a waiting
-                // subscriber has read everything it had), else it stayed behind.
-                SubState::Skipping if resume || audio_resume => {
-                    if slot.cursor >= slot.resume_from || slot.waker.is_some() {
+                // Where it can resume: it does if it read since it began skipping, else it
+                // stayed behind.
+                SubState::Skipping { read } if resume || audio_resume => {
+                    if read {
                         slot.state = SubState::Live;
                         slot.cursor = head;
                         keep_from = keep_from.min(head);
@@ -453,7 +452,11 @@ impl Hub {
                         metrics.subscribers.dec();
                     }
                 }
-                SubState::Skipping | SubState::Closed => {}
+                SubState::Skipping { .. } | SubState::Closed => {}
+            }
+            if matches!(slot.state, SubState::Skipping { .. }) {
+                // Nothing it can read until it resumes: not woken.
+                continue;
             }
             if stream_event || !slot.paced() || slot.state == SubState::Closed {
                 wake.extend(slot.waker.take());
@@ -464,9 +467,7 @@ impl Hub {
         inner.log.push_back(event);
         // Nobody live needs what is before `keep_from`; skipping subscribers resume at the
         // next keyframe, wherever the log starts.
-        while inner.log_start < keep_from && inner.log.pop_front().is_some() {
-            inner.log_start += 1;
-        }
+        drop_log_before(inner, keep_from);
         if paced_waiting && !inner.pace_armed {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
@@ -513,14 +514,10 @@ fn paced_wakers(inner: &mut Inner) -> Vec<Waker> {
 fn next_tick(now: tokio::time::Instant) -> tokio::time::Instant {
     static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
     let epoch = *EPOCH.get_or_init(|| now);
-    if now < epoch {
-        // Only a test clock moved back can do this; the grid starts here for it.
-        return now + PACE_INTERVAL;
-    }
-    let interval = PACE_INTERVAL.as_nanos();
-    let ticks = now.saturating_duration_since(epoch).as_nanos() / interval + 1;
-    let offset = u64::try_from(ticks * interval).unwrap_or(u64::MAX);
-    epoch + Duration::from_nanos(offset)
+    // Into the current interval (0 if a test clock moved before the epoch: the grid starts
+    // at `now` for it); below one interval, so it fits in u64.
+    let into = now.saturating_duration_since(epoch).as_nanos() % PACE_INTERVAL.as_nanos();
+    now + (PACE_INTERVAL - Duration::from_nanos(into as u64))
 }
 
 /// Drops the start of the log that no live subscriber still has to read.
@@ -531,9 +528,16 @@ fn trim_log(inner: &mut Inner) {
         .map(|s| s.cursor)
         .min()
         .unwrap_or_else(|| inner.head());
-    while inner.log_start < keep_from && inner.log.pop_front().is_some() {
-        inner.log_start += 1;
-    }
+    drop_log_before(inner, keep_from);
+}
+
+/// Drops the log's events before sequence number `keep_from`.
+fn drop_log_before(inner: &mut Inner, keep_from: u64) {
+    let n = keep_from
+        .saturating_sub(inner.log_start)
+        .min(inner.log.len() as u64);
+    inner.log.drain(..n as usize);
+    inner.log_start += n;
 }
 
 impl Publisher {
@@ -650,7 +654,7 @@ impl Subscription {
         match slot.state {
             SubState::Closed => return Err(TryRecvError::Disconnected),
             // Caught up with what it skipped: the next keyframe makes it live again.
-            SubState::Skipping => slot.cursor = slot.resume_from,
+            SubState::Skipping { ref mut read } => *read = true,
             SubState::Live => {
                 let from = slot.cursor.max(inner.log_start);
                 let start = (from - inner.log_start) as usize;

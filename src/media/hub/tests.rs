@@ -139,6 +139,30 @@ async fn a_waiting_subscriber_is_woken_by_the_next_event() {
 }
 
 #[test]
+fn a_skipping_subscriber_is_woken_to_resume_not_by_the_frames_it_skips() {
+    let hub = Hubs::default().get_or_create(&key());
+    let p = hub.publish().unwrap();
+    let mut slow = hub.subscribe_with_capacity(SubscriberKind::Relay, 4);
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let waker = std::task::Waker::from(Arc::new(CountWake(wakes.clone())));
+    p.send(video(0, true));
+    while slow.take(Some(&waker)).is_ok() {}
+    for i in 1..=5 {
+        p.send(video(i, false));
+    }
+    assert_eq!(wakes.load(Ordering::Relaxed), 1, "by frame 1; skipped at 5");
+    // It reads (nothing until the keyframe) and waits: delta frames do not wake it.
+    assert_eq!(slow.take(Some(&waker)).unwrap_err(), TryRecvError::Empty);
+    for i in 6..10 {
+        p.send(video(i, false));
+    }
+    assert_eq!(wakes.load(Ordering::Relaxed), 1);
+    p.send(video(10, true));
+    assert_eq!(wakes.load(Ordering::Relaxed), 2, "woken to resume");
+    assert_eq!(frame_of(slow.take(None).unwrap()).dts, 10);
+}
+
+#[test]
 fn the_log_keeps_only_what_a_live_subscriber_has_not_read() {
     let hub = Hubs::default().get_or_create(&key());
     let p = hub.publish().unwrap();
