@@ -6,13 +6,13 @@
 //! - [`lb`]: the load balancer: TLS, L4/RTMP/HTTP proxying, backends, health checks.
 //! - [`media`]: media nodes: RTMP ingest and playback, hub, HLS, HTTP API, relay.
 //! - [`node`]: binding and starting the nodes of one process.
-//! - [`proto`]: sans-IO protocol code (RTMP, FLV/AVC/AAC, MPEG-TS, HLS playlists, HTTP/1 heads).
-#![deny(unsafe_code)]
+//!
+//! Protocol code (RTMP, FLV/AVC/AAC, MPEG-TS, HLS playlists, HTTP/1 heads, the relay) is the
+//! sans-IO crate `streamfleet-proto` (`proto/`), which imports nothing from here.
 
 pub mod cluster;
 pub mod config;
 pub mod lb;
 pub mod media;
 pub mod node;
-pub mod proto;
 pub mod runtime;

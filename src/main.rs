@@ -110,13 +110,30 @@ fn main() -> ExitCode {
             match runtime.block_on(run(config)) {
                 Ok(code) => code,
                 Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("streamfleet: {e:#}");
+                    let report = report(e.as_ref());
+                    tracing::error!("{report}");
+                    eprintln!("streamfleet: {report}");
                     ExitCode::FAILURE
                 }
             }
         }
     }
+}
+
+/// An error and its causes on one line, `a: b: c`, each cause once (some errors already quote
+/// their cause in their own message).
+fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 fn config_errors(errors: &ConfigErrors) -> ExitCode {

@@ -1,55 +1,49 @@
-//! Starting the nodes of one process: bind every listener of every node first (a failed bind
-//! stops the process before anything is served), announce them, start each node, then announce
-//! readiness.
+//! Starting the nodes of one process: bind every listener of every node first (a failed bind,
+//! like anything else a node is configured with that cannot start, stops the process before
+//! anything is served), announce them, start each node, then announce readiness.
 
 use std::sync::Arc;
 
-use crate::cluster::store::Store;
+use crate::cluster::NodeContext;
 use crate::cluster::store::embedded::EmbeddedStore;
 use crate::cluster::store::mongodb::MongoStore;
-use crate::config::{ClusterConfig, Config, NodeConfig, StoreConfig};
+use crate::cluster::store::{Store, StoreError};
+use crate::config::{Config, NodeConfig, StoreConfig};
 use crate::lb::{BoundLbNode, LbBindError};
-use crate::media::BoundMediaNode;
-use crate::runtime::{BindError, Shutdown, readiness};
+use crate::media::{BoundMediaNode, MediaStartError};
+use crate::runtime::readiness;
 
-/// What every node of the process shares.
-pub struct NodeContext {
-    /// Cluster settings.
-    pub cluster: ClusterConfig,
-    /// The cluster store.
-    pub store: Arc<dyn Store>,
-    /// Process shutdown.
-    pub shutdown: Shutdown,
-}
-
-/// Why the process could not start.
+/// Why the process could not start (`main` exits 1 with it).
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A listener could not be bound.
-    #[error(transparent)]
-    Bind(#[from] BindError),
-    /// An LB node could not be set up (a listener, a certificate, an errorfile).
+    /// An LB node could not start (a listener, a certificate, an errorfile, its threads).
     #[error(transparent)]
     Lb(#[from] LbBindError),
-    /// The cluster store could not be set up.
-    #[error("cluster store: {0}")]
-    Store(String),
+    /// A media node could not start (a listener, the relay, the transcoder).
+    #[error(transparent)]
+    Media(#[from] MediaStartError),
+    /// The cluster store could not be set up (`cluster.store`).
+    #[error("`cluster.store`: cannot set up the cluster store")]
+    Store(#[source] StoreError),
 }
 
+/// Boxed: a bound node holds its listeners, endpoints and TLS acceptors.
 enum Bound {
-    Media(BoundMediaNode),
-    /// Boxed: it holds listeners and TLS acceptors for every frontend.
+    Media(Box<BoundMediaNode>),
     Lb(Box<BoundLbNode>),
 }
 
 /// Builds the store, binds and starts every node, prints the readiness lines.
-pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, StartError> {
+pub async fn start(
+    config: &Config,
+    shutdown: crate::runtime::Shutdown,
+) -> Result<NodeContext, StartError> {
     let store: Arc<dyn Store> = match &config.cluster.store {
         StoreConfig::Embedded => Arc::new(EmbeddedStore::new()),
         StoreConfig::MongoDb { uri } => Arc::new(
             MongoStore::connect(uri, &config.cluster.database)
                 .await
-                .map_err(|e| StartError::Store(e.to_string()))?,
+                .map_err(StartError::Store)?,
         ),
     };
     let ctx = NodeContext {
@@ -61,9 +55,9 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
     let mut bound = Vec::new();
     for node in &config.nodes {
         match node {
-            NodeConfig::Media(m) => {
-                bound.push(Bound::Media(BoundMediaNode::bind(m.clone()).await?))
-            }
+            NodeConfig::Media(m) => bound.push(Bound::Media(Box::new(
+                BoundMediaNode::bind(m.clone()).await?,
+            ))),
             NodeConfig::Lb(l) => {
                 bound.push(Bound::Lb(Box::new(BoundLbNode::bind(l.clone()).await?)))
             }
@@ -90,8 +84,8 @@ pub async fn start(config: &Config, shutdown: Shutdown) -> Result<NodeContext, S
         .partition(|b| matches!(b, Bound::Media(_)));
     for b in media.into_iter().chain(lbs) {
         match b {
-            Bound::Media(m) => m.start(&ctx).await,
-            Bound::Lb(l) => l.start(&ctx).await,
+            Bound::Media(m) => m.start(&ctx).await?,
+            Bound::Lb(l) => l.start(&ctx).await?,
         }
     }
     readiness::ready();

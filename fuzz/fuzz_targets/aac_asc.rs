@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::aac::{AdtsHeader, AudioSpecificConfig, ADTS_HEADER_LEN, MAX_ADTS_PAYLOAD};
+use streamfleet_proto::aac::{AdtsHeader, AudioSpecificConfig, ADTS_HEADER_LEN, MAX_ADTS_PAYLOAD};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(asc) = AudioSpecificConfig::parse(data) else {

@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::avc::{write_annexb, AnnexBNals, DecoderConfig, NalUnitType};
+use streamfleet_proto::avc::{write_annexb, AnnexBNals, DecoderConfig, NalUnitType};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, rest)) = data.split_first() else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::avc::{Sps, MAX_DIMENSION};
+use streamfleet_proto::avc::{Sps, MAX_DIMENSION};
 
 fuzz_target!(|data: &[u8]| {
     let mut nal = vec![0x67];

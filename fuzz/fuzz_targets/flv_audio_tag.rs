@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::flv::AudioTag;
+use streamfleet_proto::flv::AudioTag;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(tag) = AudioTag::parse(&Bytes::copy_from_slice(data)) else {
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(
         encoded.len(),
         data.len().max(
-            if matches!(tag.body, streamfleet::proto::flv::AudioBody::Aac(_)) {
+            if matches!(tag.body, streamfleet_proto::flv::AudioBody::Aac(_)) {
                 2
             } else {
                 1

@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::avc::{LengthPrefixedNals, NalLengthSize};
-use streamfleet::proto::flv::{AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::avc::{LengthPrefixedNals, NalLengthSize};
+use streamfleet_proto::flv::{AvcPacket, VideoBody, VideoTag};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(tag) = VideoTag::parse(&Bytes::copy_from_slice(data)) else {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::http::{BodyFraming, BodyReader};
+use streamfleet_proto::http::{BodyFraming, BodyReader};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&stride, input)) = data.split_first() else { return };

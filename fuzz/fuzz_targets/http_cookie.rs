@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::http::cookie::{
+use streamfleet_proto::http::cookie::{
     find_server_cookie, is_valid_server_cookie, prefix_set_cookie, set_cookie_value_offset,
 };
-use streamfleet::proto::http::Header;
+use streamfleet_proto::http::Header;
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(3, |&b| b == 0);

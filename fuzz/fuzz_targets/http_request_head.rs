@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::http::{
+use streamfleet_proto::http::{
     find_server_cookie, write_request_head, ForwardedProto, HeadLimits, RequestEdits,
     RequestParser, MAX_HEADERS_CEILING, MAX_HEAD_BYTES_CEILING,
 };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::http::{
+use streamfleet_proto::http::{
     write_response_head, HeadLimits, ResponseEdits, ResponseParser, SetCookiePrefix, Version,
     MAX_HEADERS_CEILING, MAX_HEAD_BYTES_CEILING,
 };
@@ -54,7 +54,7 @@ fuzz_target!(|data: &[u8]| {
     if close && !head.is_interim() {
         assert!(!again.keep_alive(false));
     }
-    let set_cookies = |h: &streamfleet::proto::http::ResponseHead| {
+    let set_cookies = |h: &streamfleet_proto::http::ResponseHead| {
         h.headers().filter(|h| h.is(b"set-cookie")).count()
     };
     assert_eq!(set_cookies(&again), set_cookies(&head));

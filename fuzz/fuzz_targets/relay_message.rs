@@ -3,7 +3,7 @@
 //! bytes that decode to the same message.
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::relay::Message;
+use streamfleet_proto::relay::Message;
 
 fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(data);

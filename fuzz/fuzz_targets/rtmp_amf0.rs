@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::rtmp::amf0::{decode_all, encode_all};
+use streamfleet_proto::rtmp::amf0::{decode_all, encode_all};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(values) = decode_all(data) {

@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
-use streamfleet::proto::rtmp::message::Message;
+use streamfleet_proto::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits};
+use streamfleet_proto::rtmp::message::Message;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&step, data)) = data.split_first() else {

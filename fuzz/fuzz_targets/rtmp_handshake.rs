@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::rtmp::handshake::{
+use streamfleet_proto::rtmp::handshake::{
     ClientHandshake, HANDSHAKE_SIZE, RANDOM_LEN, ServerHandshake,
 };
 

@@ -5,8 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::rtmp::handshake::{HANDSHAKE_SIZE, RANDOM_LEN};
-use streamfleet::proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
+use streamfleet_proto::rtmp::handshake::{HANDSHAKE_SIZE, RANDOM_LEN};
+use streamfleet_proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, data)) = data.split_first() else {

@@ -5,8 +5,8 @@
 
 use bytes::{Bytes, BytesMut};
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
-use streamfleet::proto::rtmp::splice::DownstreamState;
+use streamfleet_proto::rtmp::chunk::{ChunkDecoder, ChunkEncoder, DecoderLimits, RawMessage};
+use streamfleet_proto::rtmp::splice::DownstreamState;
 
 fn msg(csid: u32, timestamp: u32, type_id: u8, stream_id: u32, len: usize) -> RawMessage {
     RawMessage {

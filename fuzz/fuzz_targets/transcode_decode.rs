@@ -12,7 +12,7 @@ use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use streamfleet::media::transcode::decode::{DtsQueue, H264Decoder, Packet};
 use streamfleet::media::transcode::x264::{Encoder, EncoderSettings, Image};
-use streamfleet::proto::avc::DecoderConfig;
+use streamfleet_proto::avc::DecoderConfig;
 
 /// A real 64x48 stream (from x264): its parameter sets and first frames.
 fn stream() -> &'static (DecoderConfig, Vec<Bytes>) {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use streamfleet::proto::ts::{Tracks, TsMuxer, AUDIO_PID, PACKET_LEN, TIMESTAMP_MASK, VIDEO_PID};
+use streamfleet_proto::ts::{Tracks, TsMuxer, AUDIO_PID, PACKET_LEN, TIMESTAMP_MASK, VIDEO_PID};
 
 /// Drives the muxer from `u`; returns the stream and the expected payload bytes per PID.
 fn run(u: &mut Unstructured<'_>) -> Result<(Vec<u8>, HashMap<u16, usize>, usize)> {

@@ -1,16 +1,21 @@
 //! The heartbeat: every `cluster.heartbeat` a node writes its record (addresses, machine load,
-//! streams, viewers, state) to the store. The outcome feeds [`StoreHealth`], which `/readyz` and
-//! `/metrics` read. Failures are logged once per outage and retried with backoff; serving never
-//! depends on the store being up.
+//! streams, viewers, state) to the store. The outcome feeds [`StoreHealth`], which `/readyz`
+//! reads and `/metrics` collects. Failures are logged once per outage and retried with backoff;
+//! serving never depends on the store being up. Every role starts its heartbeat the same way,
+//! with [`Heartbeat::start`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
 
 use super::model::{NodeRecord, NodeState};
 use super::store::{Store, StoreError};
 use super::sysstat::SysStat;
 use crate::config::Role;
 use crate::runtime::Shutdown;
+use crate::runtime::metrics::gauge;
 
 /// Upper bound for one store operation made by the heartbeat, so a hung store cannot stall it.
 const STORE_OP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,6 +122,25 @@ impl StoreHealth {
     }
 }
 
+/// `/metrics` reads the store's health at scrape time.
+impl Collector for StoreHealth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snap = self.snapshot();
+        gauge(
+            &mut encoder,
+            "heartbeat_age_seconds",
+            "Seconds since this node last wrote its record to the cluster store (-1: never)",
+            snap.heartbeat_age.map_or(-1.0, |a| a.as_secs_f64()),
+        )?;
+        gauge(
+            &mut encoder,
+            "store_up",
+            "1 when the last cluster store operation succeeded",
+            i64::from(snap.reachable),
+        )
+    }
+}
+
 /// One node's heartbeat loop.
 pub struct Heartbeat {
     /// Where records go.
@@ -189,8 +213,18 @@ impl Heartbeat {
         result
     }
 
+    /// Writes the node's first record (a failure is logged: the store may come later), then
+    /// beats in the background until the process stops.
+    pub async fn start(mut self) {
+        if let Err(e) = self.beat().await {
+            tracing::warn!(node = %self.identity.name, error = %e, "first heartbeat failed");
+        }
+        let shutdown = self.shutdown.clone();
+        shutdown.spawn_service(self.run());
+    }
+
     /// Beats until the process stops, then removes the node's record.
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let mut failures = 0u32;
         let mut announced_drain = false;
         loop {

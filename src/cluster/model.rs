@@ -8,6 +8,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
+use streamfleet_proto::names::RenditionId;
 
 use crate::config::Role;
 
@@ -108,8 +109,9 @@ pub enum StreamStatus {
 /// One rendition of a stream (the source included).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rendition {
-    /// `source`, or `{height}p` for transcoded ones.
-    pub name: String,
+    /// `source`, or `{height}p` for transcoded ones (stored and served as that text).
+    #[serde(with = "rendition_name")]
+    pub name: RenditionId,
     /// Pixels.
     pub width: u32,
     /// Pixels.
@@ -124,6 +126,21 @@ pub struct Rendition {
     pub audio_codec: String,
     /// Frames per second, 0 when unknown.
     pub frame_rate: f64,
+}
+
+/// A [`RenditionId`] as its text (`source`, `480p`) in stored documents and JSON.
+mod rendition_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use streamfleet_proto::names::RenditionId;
+
+    pub fn serialize<S: Serializer>(id: &RenditionId, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(id)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RenditionId, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(D::Error::custom)
+    }
 }
 
 /// Viewers of one stream on its origin and edges, by protocol.

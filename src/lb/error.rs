@@ -7,8 +7,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::proto::http::response::ErrorFileError;
-use crate::proto::http::{HttpError, Side, error_status};
+use streamfleet_proto::http::response::ErrorFileError;
+use streamfleet_proto::http::{HttpError, Side, error_status};
 
 /// Why an LB node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,28 @@ pub enum LbStartError {
         /// What is wrong (names the file).
         #[source]
         source: ErrorFileError,
+    },
+    /// A bound frontend listener could not be handed to the event-loop threads.
+    #[error("node {node}: listener {listener} cannot be served")]
+    Listener {
+        /// Node name.
+        node: String,
+        /// `node/frontend:name@addr`.
+        listener: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The event-loop threads (`threads`) could not be started.
+    #[error("node {node}: `threads`: cannot start {threads} event-loop threads")]
+    Threads {
+        /// Node name.
+        node: String,
+        /// How many were asked for.
+        threads: usize,
+        /// The OS error.
+        #[source]
+        source: io::Error,
     },
     /// An errorfile's status line does not match the code it is configured for.
     #[error("node {node}: errorfile {} answers {found} but is configured for {code}", file.display())]
@@ -167,7 +189,7 @@ impl ProxyError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::http::HeadError;
+    use streamfleet_proto::http::HeadError;
 
     #[test]
     fn statuses_and_sides() {

@@ -15,8 +15,8 @@ use tokio::net::TcpStream;
 
 use super::backend::{Backend, CheckOutcome, Server, Transition};
 use crate::config::{HealthConfig, HealthKind};
-use crate::proto::http::{HeadLimits, ResponseParser};
 use crate::runtime::Shutdown;
+use streamfleet_proto::http::{HeadLimits, ResponseParser};
 
 /// Largest response head an HTTP check reads.
 const MAX_CHECK_HEAD: usize = 16 * 1024;

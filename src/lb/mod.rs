@@ -40,23 +40,22 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::task::TaskTracker;
 
 use self::backend::Backend;
 use self::counters::Counters;
 use self::error::LbStartError;
 use self::log::AccessLog;
+use crate::cluster::NodeContext;
 use crate::cluster::heartbeat::{Heartbeat, Idle, NodeIdentity, StoreHealth};
 use crate::config::{FrontendConfig, LbConfig, LbTimeouts, Role};
-use crate::node::NodeContext;
-use crate::proto::http::response::{ErrorFile, error_response, parse_errorfile};
 use crate::runtime::listener::{accept_loop, bind_tcp, local_addr};
 use crate::runtime::{BindError, ConnLimit};
+use streamfleet_proto::http::response::{ErrorFile, error_response, parse_errorfile};
 
 /// Connections the stats listener serves at once (outside `maxconn`).
 pub const STATS_MAXCONN: usize = 32;
 
-/// Why an LB node could not be bound.
+/// Why an LB node could not be bound or started.
 #[derive(Debug, thiserror::Error)]
 pub enum LbBindError {
     /// A listener could not be bound.
@@ -219,7 +218,7 @@ impl BoundLbNode {
     }
 
     /// Starts health checks, discovery, the heartbeat and the accept loops.
-    pub async fn start(self, ctx: &NodeContext) {
+    pub async fn start(self, ctx: &NodeContext) -> Result<(), LbBindError> {
         let config = self.config;
         let shutdown = ctx.shutdown.clone();
         let backends: Arc<[Arc<Backend>]> = config
@@ -304,29 +303,23 @@ impl BoundLbNode {
                     socket,
                     name,
                 }),
-                Err(e) => tracing::error!(listener = %name, error = %e, "listener unusable"),
-            }
-        }
-        match workers::start(&config.name, config.threads, &served, &limit, &shutdown) {
-            Ok(n) if n > 0 => {}
-            outcome => {
-                // No event-loop thread: serve on the process's runtime instead.
-                if let Err(e) = outcome {
-                    tracing::error!(node = %config.name, error = %e, "LB threads did not start; serving on the main runtime");
+                Err(source) => {
+                    return Err(LbStartError::Listener {
+                        node: config.name.clone(),
+                        listener: name,
+                        source,
+                    }
+                    .into());
                 }
-                let listeners = served
-                    .into_iter()
-                    .filter_map(|l| match TcpListener::from_std(l.socket) {
-                        Ok(s) => Some((l.frontend, s, l.name)),
-                        Err(e) => {
-                            tracing::error!(listener = %l.name, error = %e, "listener unusable");
-                            None
-                        }
-                    })
-                    .collect();
-                workers::spawn_accept_loops(listeners, &limit, &shutdown, &TaskTracker::new());
             }
         }
+        workers::start(config.threads, &served, &limit, &shutdown).map_err(|source| {
+            LbStartError::Threads {
+                node: config.name.clone(),
+                threads: config.threads,
+                source,
+            }
+        })?;
 
         let health = Arc::new(StoreHealth::default());
         let identity = NodeIdentity {
@@ -338,7 +331,7 @@ impl BoundLbNode {
             relay: None,
             started_at: SystemTime::now(),
         };
-        let mut heartbeat = Heartbeat {
+        Heartbeat {
             store: ctx.store.clone(),
             identity,
             interval: ctx.cluster.heartbeat,
@@ -346,11 +339,10 @@ impl BoundLbNode {
             activity: Arc::new(Idle),
             shutdown: shutdown.clone(),
             sys: Default::default(),
-        };
-        if let Err(e) = heartbeat.beat().await {
-            tracing::warn!(node = %config.name, error = %e, "first heartbeat failed");
         }
-        shutdown.spawn_service(heartbeat.run());
+        .start()
+        .await;
+        Ok(())
     }
 }
 

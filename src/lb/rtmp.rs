@@ -7,7 +7,7 @@
 //! client side of the handshake with the chosen server, replays every byte the client sent
 //! after its handshake, and reads the server's answers with a [`ChunkDecoder`] up to the
 //! `_result` of createStream (the duplicates of what the LB already answered are swallowed
-//! there). From that point the server's bytes go through the [`crate::proto::rtmp::splice::Splice`] filter to the client
+//! there). From that point the server's bytes go through the [`streamfleet_proto::rtmp::splice::Splice`] filter to the client
 //! (which fixes chunk headers the client's state would misread) until it is a pure copy, and
 //! the client's bytes go to the server unchanged; then the connection is a plain byte pipe.
 
@@ -26,13 +26,13 @@ use super::l4::{conns, pipe_termination};
 use super::log::{Cause, Phase, TcpEntry, Termination};
 use super::pipe::{self, PipeTimeouts};
 use super::upstream::{ConnectPlan, ConnectTrace, connect};
-use crate::proto::rtmp::amf0::Amf0Value;
-use crate::proto::rtmp::chunk::{ChunkDecoder, ChunkError, DecoderLimits};
-use crate::proto::rtmp::handshake::{ClientHandshake, HandshakeError, RANDOM_LEN};
-use crate::proto::rtmp::message::{Message, MessageError};
-use crate::proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
-use crate::proto::rtmp::splice::SpliceError;
 use crate::runtime::ConnPermit;
+use streamfleet_proto::rtmp::amf0::Amf0Value;
+use streamfleet_proto::rtmp::chunk::{ChunkDecoder, ChunkError, DecoderLimits};
+use streamfleet_proto::rtmp::handshake::{ClientHandshake, HandshakeError, RANDOM_LEN};
+use streamfleet_proto::rtmp::message::{Message, MessageError};
+use streamfleet_proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
+use streamfleet_proto::rtmp::splice::SpliceError;
 
 /// Most client bytes recorded before `publish`/`play` (connect, createStream and friends are
 /// a few hundred bytes; a client that sends this much without choosing is refused).
@@ -455,7 +455,7 @@ async fn refuse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::rtmp::message::Command;
+    use streamfleet_proto::rtmp::message::Command;
 
     fn result(args: Vec<Amf0Value>) -> Message {
         Message::Command(Command {

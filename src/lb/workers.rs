@@ -53,16 +53,15 @@ pub async fn serve(fe: Arc<Frontend>, stream: TcpStream, peer: SocketAddr, permi
     }
 }
 
-/// Starts `threads` event-loop threads serving `listeners`. Returns how many started; on an
-/// error before any thread started (a runtime or a listener copy could not be made), nothing
-/// runs and the caller still owns `listeners` through its own copies.
+/// Starts `threads` event-loop threads serving `listeners`. Fails when a runtime, a listener
+/// copy or a thread cannot be made: the node then stops the process (the threads that did
+/// start end with it), since it would not serve with the capacity it was configured with.
 pub fn start(
-    node: &str,
     threads: usize,
     listeners: &[Listener],
     limit: &Arc<ConnLimit>,
     shutdown: &Shutdown,
-) -> std::io::Result<usize> {
+) -> std::io::Result<()> {
     let mut work = Vec::with_capacity(threads);
     for _ in 0..threads.max(1) {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -77,24 +76,18 @@ pub fn start(
             listeners: copies,
         });
     }
-    let mut started = 0;
     for (i, w) in work.into_iter().enumerate() {
         let (limit, shutdown) = (limit.clone(), shutdown.clone());
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("lb-{i}"))
-            .spawn(move || run(w, limit, shutdown));
-        match spawned {
-            Ok(_) => started += 1,
-            // The other threads serve this one's share.
-            Err(e) => tracing::error!(node, thread = i, error = %e, "LB thread did not start"),
-        }
+            .spawn(move || run(w, limit, shutdown))?;
     }
-    Ok(started)
+    Ok(())
 }
 
 /// Runs the accept loops of one thread on the current runtime, each connection tracked by
 /// `local` as well as by the process's shutdown.
-pub fn spawn_accept_loops(
+fn spawn_accept_loops(
     listeners: Vec<(Arc<Frontend>, TcpListener, String)>,
     limit: &Arc<ConnLimit>,
     shutdown: &Shutdown,

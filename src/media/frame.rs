@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::proto::aac::AudioSpecificConfig;
-use crate::proto::avc::DecoderConfig;
-use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
-use crate::proto::rtmp::chunk::ChunkedBody;
+use streamfleet_proto::aac::AudioSpecificConfig;
+use streamfleet_proto::avc::DecoderConfig;
+use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::rtmp::chunk::ChunkedBody;
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -16,11 +16,11 @@ use tokio::sync::watch;
 
 use super::frame::{Frame, StreamInfo, TrackKind};
 use crate::config::HlsConfig;
-use crate::proto::aac::{AdtsHeader, AudioSpecificConfig};
-use crate::proto::avc::{DecoderConfig, write_annexb};
-use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
-use crate::proto::hls::{MediaPlaylist, Segment};
-use crate::proto::ts::{Tracks, TsMuxer};
+use streamfleet_proto::aac::{AdtsHeader, AudioSpecificConfig};
+use streamfleet_proto::avc::{DecoderConfig, write_annexb};
+use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::hls::{MediaPlaylist, Segment};
+use streamfleet_proto::ts::{Tracks, TsMuxer};
 
 /// Segments kept beyond the playlist window, for players that fetched an older playlist.
 const EXTRA_SEGMENTS: usize = 3;
@@ -360,7 +360,7 @@ fn unix_ms_now() -> i64 {
 mod tests {
     use super::*;
     use crate::media::frame::VideoTrack;
-    use crate::proto::avc::{PPS_X264, SPS_640X360};
+    use streamfleet_proto::avc::fixtures::{PPS_X264, SPS_640X360};
 
     fn encode_video(tag: VideoTag) -> Bytes {
         let mut b = BytesMut::new();

@@ -1,5 +1,8 @@
-//! Media nodes (`origin`, `edge`, `standalone`): binding their listeners, then running the HTTP
-//! API, RTMP ingest/playback, the relay and the heartbeat.
+//! Media nodes (`origin`, `edge`, `standalone`): binding their listeners (and making the QUIC
+//! endpoints, which are sockets too), then running the HTTP API, RTMP ingest/playback, the
+//! relay and the heartbeat. Everything the config asks for that can fail to start is made in
+//! [`BoundMediaNode::bind`] or fails [`BoundMediaNode::start`], both before the process says it
+//! is ready: a node never runs without a part it was configured with.
 
 pub mod frame;
 pub mod hls;
@@ -15,34 +18,80 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use tokio::net::TcpListener;
-
 use std::time::Duration;
+
+use tokio::net::TcpListener;
 
 use self::http::hls::HlsViewers;
 use self::hub::{HubMetrics, Hubs};
 use self::leases::Leases;
+use self::relay::RelayIoError;
 use self::stats::MediaStats;
-use self::transcode::{TranscodeMetrics, Transcoder};
+use self::transcode::{TranscodeError, TranscodeMetrics, Transcoder};
+use crate::cluster::NodeContext;
 use crate::cluster::heartbeat::{Heartbeat, NodeIdentity, StoreHealth};
 use crate::config::{HlsConfig, MediaConfig, Role};
-use crate::node::NodeContext;
 use crate::runtime::Shutdown;
 use crate::runtime::listener::{accept_loop, bind_tcp, bind_udp, local_addr};
 use crate::runtime::metrics::NodeMetrics;
 use crate::runtime::{BindError, ConnLimit};
+
+/// Why a media node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaStartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The relay listener's QUIC endpoint could not be made.
+    #[error("node {node}: `relay` ({addr}): cannot start the QUIC endpoint edges pull from")]
+    Relay {
+        /// Node name.
+        node: String,
+        /// The bound address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: RelayIoError,
+    },
+    /// The client endpoint that pulls streams from origins could not be made (edges and
+    /// standalone nodes).
+    #[error(
+        "node {node}: role {role}: cannot start the relay client that pulls streams from origins"
+    )]
+    Puller {
+        /// Node name.
+        node: String,
+        /// Its role.
+        role: Role,
+        /// What failed.
+        #[source]
+        source: RelayIoError,
+    },
+    /// The ABR transcoder could not start.
+    #[error("node {node}: `transcode`: cannot start the transcoder")]
+    Transcoder {
+        /// Node name.
+        node: String,
+        /// What failed.
+        #[source]
+        source: TranscodeError,
+    },
+}
 
 /// A media node whose listeners are bound but not yet serving.
 pub struct BoundMediaNode {
     config: Arc<MediaConfig>,
     rtmp: Option<(TcpListener, SocketAddr)>,
     http: (TcpListener, SocketAddr),
-    relay: Option<(std::net::UdpSocket, SocketAddr)>,
+    /// The relay listener: its QUIC endpoint and address.
+    relay: Option<(quinn::Endpoint, SocketAddr)>,
+    /// The puller's QUIC client endpoint (edges and standalone nodes).
+    puller: Option<quinn::Endpoint>,
 }
 
 impl BoundMediaNode {
-    /// Binds every listener of the node.
-    pub async fn bind(config: MediaConfig) -> Result<Self, BindError> {
+    /// Binds every listener of the node and makes its QUIC endpoints.
+    pub async fn bind(config: MediaConfig) -> Result<Self, MediaStartError> {
         let name = config.name.clone();
         let rtmp = match config.rtmp {
             Some(addr) => {
@@ -63,15 +112,39 @@ impl BoundMediaNode {
                     addr,
                     source,
                 })?;
-                Some((s, a))
+                let endpoint =
+                    relay::server::endpoint(s).map_err(|source| MediaStartError::Relay {
+                        node: name.clone(),
+                        addr: a,
+                        source,
+                    })?;
+                Some((endpoint, a))
             }
             None => None,
+        };
+        // Edges (and standalone nodes, for streams other origins own) pull on demand.
+        let puller = if config.role == Role::Origin {
+            None
+        } else {
+            let bind_ip = if config.http.ip().is_ipv6() {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            };
+            Some(
+                relay::client::endpoint(bind_ip).map_err(|source| MediaStartError::Puller {
+                    node: name.clone(),
+                    role: config.role,
+                    source,
+                })?,
+            )
         };
         Ok(BoundMediaNode {
             config: Arc::new(config),
             rtmp,
             http: (l, http_addr),
             relay,
+            puller,
         })
     }
 
@@ -89,28 +162,33 @@ impl BoundMediaNode {
     }
 
     /// Starts serving; returns once the node's first heartbeat has been attempted.
-    pub async fn start(self, ctx: &NodeContext) {
+    pub async fn start(self, ctx: &NodeContext) -> Result<(), MediaStartError> {
         let config = self.config;
         let health = Arc::new(StoreHealth::default());
         let limit = ConnLimit::new(config.maxconn);
         let mut metrics = NodeMetrics::new(&config.name, config.role.as_str());
+        metrics
+            .registry_mut()
+            .register_collector(Box::new(health.clone()));
         let hub_metrics = HubMetrics::default();
         hub_metrics.register(metrics.registry_mut());
         let stats = Arc::new(MediaStats::default());
         stats.register(metrics.registry_mut());
         let hubs = Arc::new(Hubs::new(hub_metrics, Some(config.hls)));
         // One rayon pool for every transcoded stream of the node.
-        let transcoder = config.transcode.clone().and_then(|t| {
-            let transcode_metrics = TranscodeMetrics::default();
-            transcode_metrics.register(metrics.registry_mut());
-            match Transcoder::new(t, hubs.clone(), transcode_metrics, ctx.shutdown.clone()) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::error!(node = %config.name, error = %e, "transcoding disabled");
-                    None
-                }
+        let transcoder = match config.transcode.clone() {
+            Some(t) => {
+                let transcode_metrics = TranscodeMetrics::default();
+                transcode_metrics.register(metrics.registry_mut());
+                let t = Transcoder::new(t, hubs.clone(), transcode_metrics, ctx.shutdown.clone())
+                    .map_err(|source| MediaStartError::Transcoder {
+                    node: config.name.clone(),
+                    source,
+                })?;
+                Some(t)
             }
-        });
+            None => None,
+        };
         stats.attach(hubs.clone());
         let hls_viewers = Arc::new(HlsViewers::default());
         let relay_server_metrics = relay::server::ServerMetrics::default();
@@ -145,18 +223,11 @@ impl BoundMediaNode {
             );
         }
 
-        // Edges (and standalone nodes, for streams other origins own) pull on demand.
-        let puller = if config.role == Role::Origin {
-            None
-        } else {
+        let puller = self.puller.map(|endpoint| {
             let grace =
                 (config.hls.segment * (config.hls.window as u32 + 2)).max(Duration::from_secs(10));
-            let setup = relay::client::PullerSetup {
-                bind_ip: if config.http.ip().is_ipv6() {
-                    std::net::Ipv6Addr::UNSPECIFIED.into()
-                } else {
-                    std::net::Ipv4Addr::UNSPECIFIED.into()
-                },
+            relay::client::Puller::new(relay::client::PullerSetup {
+                endpoint,
                 secret: ctx.cluster.secret.clone(),
                 store: ctx.store.clone(),
                 hubs: hubs.clone(),
@@ -164,15 +235,8 @@ impl BoundMediaNode {
                 grace,
                 metrics: relay_client_metrics,
                 shutdown: ctx.shutdown.clone(),
-            };
-            match relay::client::Puller::new(setup) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    tracing::error!(node = %config.name, "relay client unavailable, this node cannot pull streams: {e}");
-                    None
-                }
-            }
-        };
+            })
+        });
         let http_ctx = Arc::new(http::HttpContext {
             config: config.clone(),
             node_timeout: ctx.cluster.node_timeout,
@@ -220,22 +284,16 @@ impl BoundMediaNode {
             config.hls,
             ctx.shutdown.clone(),
         ));
-        if let Some((socket, addr)) = self.relay {
-            match relay::server::start(
-                socket,
+        if let Some((endpoint, _)) = self.relay {
+            relay::server::serve(
+                endpoint,
                 hubs.clone(),
                 ctx.cluster.secret.clone(),
                 relay_server_metrics,
                 ctx.shutdown.clone(),
-            ) {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::error!(node = %config.name, %addr, "relay listener failed; edges cannot pull from this node: {e}")
-                }
-            }
+            );
         }
-
-        let mut heartbeat = Heartbeat {
+        Heartbeat {
             store: ctx.store.clone(),
             identity,
             interval: ctx.cluster.heartbeat,
@@ -243,11 +301,10 @@ impl BoundMediaNode {
             activity: stats,
             shutdown: ctx.shutdown.clone(),
             sys: Default::default(),
-        };
-        if let Err(e) = heartbeat.beat().await {
-            tracing::warn!(node = %config.name, error = %e, "first heartbeat failed");
         }
-        ctx.shutdown.spawn_service(heartbeat.run());
+        .start()
+        .await;
+        Ok(())
     }
 }
 

@@ -1,29 +1,54 @@
-//! Per-node Prometheus metrics (`prometheus-client`). Every node owns a registry; components
-//! register their families while the node is being built, then the registry is frozen and shared
-//! with the `/metrics` handler, which refreshes the time-based gauges before encoding.
+//! Per-node Prometheus metrics (`prometheus-client`), the one metrics stack of every role.
+//!
+//! Every node owns a [`NodeMetrics`] registry: build info and uptime here, then each component
+//! registers its own families while the node is being built (counters and gauges it updates
+//! itself, or collectors that read their state at scrape time, like the cluster store's health
+//! and the LB's per-server statistics). The registry is then frozen and shared with the
+//! `/metrics` handler, which encodes it.
 
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::cluster::heartbeat::StoreHealth;
-
-/// The registry of one node and the gauges every role has.
+/// The registry of one node, with the families every role has.
 #[derive(Debug)]
 pub struct NodeMetrics {
     registry: Registry,
-    started: Instant,
-    uptime: Gauge<f64, AtomicU64>,
-    heartbeat_age: Gauge<f64, AtomicU64>,
-    store_up: Gauge,
+}
+
+/// Seconds since the node started, read at scrape time.
+#[derive(Debug)]
+struct Uptime(Instant);
+
+impl Collector for Uptime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        gauge(
+            &mut encoder,
+            "uptime_seconds",
+            "Seconds since this node started",
+            self.0.elapsed().as_secs_f64(),
+        )
+    }
+}
+
+/// Encodes one unlabelled gauge family, for collectors.
+pub fn gauge<N: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: N,
+) -> Result<(), std::fmt::Error> {
+    let g = ConstGauge::new(value);
+    g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
 }
 
 impl NodeMetrics {
-    /// Registers build info, uptime, heartbeat age and store reachability.
+    /// Registers build info and uptime.
     pub fn new(node: &str, role: &str) -> Self {
         let mut registry = Registry::with_prefix("streamfleet");
         registry.register(
@@ -35,31 +60,8 @@ impl NodeMetrics {
                 ("role".to_owned(), role.to_owned()),
             ]),
         );
-        let uptime = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "uptime_seconds",
-            "Seconds since this node started",
-            uptime.clone(),
-        );
-        let heartbeat_age = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "heartbeat_age_seconds",
-            "Seconds since this node last wrote its record to the cluster store (-1: never)",
-            heartbeat_age.clone(),
-        );
-        let store_up = Gauge::default();
-        registry.register(
-            "store_up",
-            "1 when the last cluster store operation succeeded",
-            store_up.clone(),
-        );
-        NodeMetrics {
-            registry,
-            started: Instant::now(),
-            uptime,
-            heartbeat_age,
-            store_up,
-        }
+        registry.register_collector(Box::new(Uptime(Instant::now())));
+        NodeMetrics { registry }
     }
 
     /// For components registering their own metrics while the node is built.
@@ -67,16 +69,34 @@ impl NodeMetrics {
         &mut self.registry
     }
 
-    /// Prometheus text exposition, with time-based gauges refreshed from `health`.
-    pub fn render(&self, health: &StoreHealth) -> String {
-        let snap = health.snapshot();
-        self.uptime.set(self.started.elapsed().as_secs_f64());
-        self.heartbeat_age
-            .set(snap.heartbeat_age.map_or(-1.0, |a| a.as_secs_f64()));
-        self.store_up.set(i64::from(snap.reachable));
+    /// Prometheus text exposition of every family.
+    pub fn render(&self) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        // Writing into a String cannot fail, and every collector here writes through it.
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_identity_and_collected_gauges_with_the_prefix() {
+        let metrics = NodeMetrics::new("edge-1", "edge");
+        let text = metrics.render();
+        assert!(
+            text.contains("streamfleet_build_info{version=\"")
+                && text.contains("node=\"edge-1\",role=\"edge\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE streamfleet_uptime_seconds gauge\nstreamfleet_uptime_seconds "),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
     }
 }

@@ -13,8 +13,8 @@ use streamfleet::config::{Rung, TranscodeConfig};
 use streamfleet::media::frame::{TimestampExtender, VideoTrack};
 use streamfleet::media::hub::{HubKey, HubMetrics, Hubs};
 use streamfleet::media::transcode::{TranscodeMetrics, Transcoder};
-use streamfleet::proto::avc::DecoderConfig;
-use streamfleet::proto::flv::{AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::avc::DecoderConfig;
+use streamfleet_proto::flv::{AvcPacket, VideoBody, VideoTag};
 use streamfleet::runtime::Shutdown;
 
 struct Args {
@@ -141,10 +141,7 @@ fn run() -> Result<(), String> {
     };
     let transcoder = Transcoder::new(config, hubs, metrics.clone(), Shutdown::new())
         .map_err(|e| format!("transcoder: {e}"))?;
-    let mut session = transcoder.session(HubKey {
-        app: "bench".into(),
-        name: "src".into(),
-    });
+    let mut session = transcoder.session(HubKey::source("bench", "src"));
     let mut ts = TimestampExtender::default();
     let mut frames = 0u64;
     let mut names = Vec::new();

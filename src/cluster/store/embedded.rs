@@ -2,7 +2,8 @@
 //! process runs. Nothing to install; the one-box default. Nodes in other processes cannot see it.
 //!
 //! Each operation takes one short lock; leases follow exactly the compare-and-set rules of the
-//! [`Store`] trait so that the conformance tests hold for both stores.
+//! [`Store`] trait so that the conformance tests (`tests/e2e/common/conformance.rs`) hold for
+//! both stores.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -165,13 +166,5 @@ impl Store for EmbeddedStore {
             .values()
             .filter(|r| app.is_none_or(|a| r.key.app == a))
             .count() as u64)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[tokio::test]
-    async fn conformance() {
-        crate::cluster::store::conformance::run_all(&super::EmbeddedStore::new()).await;
     }
 }

@@ -8,7 +8,6 @@
 //! [`Store::release_stream`] succeed only for the holder of the current epoch. Time comes in as
 //! an argument so that tests control it and every node's clock is used the same way.
 
-pub mod conformance;
 pub mod embedded;
 pub mod mongodb;
 

@@ -32,8 +32,8 @@ use super::{
     Exchange, READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream,
     read_upstream_up_to, route, sticky, write_downstream, write_downstream_pair, write_upstream,
 };
-use crate::proto::http::response::write_https_redirect;
-use crate::proto::http::{
+use streamfleet_proto::http::response::write_https_redirect;
+use streamfleet_proto::http::{
     BodyFraming, BodyReader, ForwardedProto, HeadLimits, HttpError, RequestEdits, RequestHead,
     RequestParser, ResponseEdits, ResponseHead, ResponseParser, SetCookiePrefix, Side,
     find_server_cookie, write_request_head, write_response_head,
@@ -465,7 +465,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
                         Ok(Some(resp)) if resp.is_interim() && !resp.is_switching_protocols() => {
                             self.ubuf.advance(resp.head_len());
                             let mut interim = BytesMut::new();
-                            write_response_head(&resp, &ResponseEdits { close: false, client_version: crate::proto::http::Version::Http11, set_cookie: None }, &mut interim);
+                            write_response_head(&resp, &ResponseEdits { close: false, client_version: streamfleet_proto::http::Version::Http11, set_cookie: None }, &mut interim);
                             write_downstream(&mut self.io, &interim, client_timeout).await?;
                         }
                         Ok(Some(resp)) => {

@@ -30,8 +30,8 @@ use super::{
     Exchange, count_abort, count_error, count_server_error, read_response_head, read_upstream,
     route, sticky, write_upstream,
 };
-use crate::proto::http::cookie::prefix_set_cookie;
-use crate::proto::http::{
+use streamfleet_proto::http::cookie::prefix_set_cookie;
+use streamfleet_proto::http::{
     BodyFraming, BodyReader, CHUNK_END, ForwardedProto, HeadLimits, Header, HttpError, LAST_CHUNK,
     PartsBody, RequestEdits, RequestParts, ResponseParser, Side, find_server_cookie,
     write_chunk_head, write_request_from_parts,

@@ -27,11 +27,11 @@ use super::error::ProxyError;
 use super::l4::conns;
 use super::log::{Cause, Conns, HttpEntry, Phase, RequestLine, Termination};
 use super::upstream::ConnectTrace;
-use crate::proto::http::cookie::set_cookie_value_offset;
-use crate::proto::http::{
+use crate::runtime::ConnPermit;
+use streamfleet_proto::http::cookie::set_cookie_value_offset;
+use streamfleet_proto::http::{
     ForwardedProto, HttpError, RequestHead, ResponseHead, ResponseParser, Side,
 };
-use crate::runtime::ConnPermit;
 
 /// Read buffers grow by this much at a time.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;

@@ -25,10 +25,10 @@ use tokio::net::TcpStream;
 use super::backend::Backend;
 use super::{ErrorPages, Frontend};
 use crate::config::StatsConfig;
-use crate::proto::http::auth::parse_basic;
-use crate::proto::http::response::unauthorized;
-use crate::proto::http::{HeadLimits, RequestHead, RequestParser};
 use crate::runtime::{ConnLimit, ConnPermit};
+use streamfleet_proto::http::auth::parse_basic;
+use streamfleet_proto::http::response::unauthorized;
+use streamfleet_proto::http::{HeadLimits, RequestHead, RequestParser};
 
 /// Largest request head the stats listener reads (a browser's or a scraper's GET).
 const MAX_HEAD: usize = 16 * 1024;

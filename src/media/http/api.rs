@@ -54,7 +54,7 @@ pub(super) fn metrics(ctx: &HttpContext) -> Response<Body> {
     text(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ctx.metrics.render(&ctx.health),
+        ctx.metrics.render(),
     )
 }
 

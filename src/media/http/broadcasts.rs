@@ -85,7 +85,7 @@ fn broadcast_json(ctx: &HttpContext, r: &StreamRecord, origins: &[(String, Strin
         .iter()
         .find(|(n, _)| *n == r.origin)
         .map_or("", |(_, a)| a.as_str());
-    let local_hls = ctx.hls_viewers.of(&r.key.app, &r.key.stream_id);
+    let local_hls = ctx.hls_viewers.of(&r.key);
     json!({
         "streamId": r.key.stream_id,
         "name": r.key.stream_id,

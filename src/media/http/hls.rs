@@ -18,9 +18,9 @@ use hyper::{Response, StatusCode};
 use super::{Body, HttpContext, error};
 use crate::cluster::model::{Rendition, StreamKey};
 use crate::media::hub::HubKey;
-use crate::media::rtmp::rendition_suffix;
-use crate::proto::hls::{Variant, write_master};
-use crate::proto::http::cookie;
+use streamfleet_proto::hls::{Variant, write_master};
+use streamfleet_proto::http::cookie;
+use streamfleet_proto::names::{PlayerName, RenditionId};
 
 /// A client counts as an HLS viewer this long after its last segment request.
 const VIEWER_WINDOW: Duration = Duration::from_secs(30);
@@ -53,19 +53,12 @@ impl HlsViewers {
     }
 
     /// Viewers of one stream (all its renditions).
-    pub fn of(&self, app: &str, stream: &str) -> u64 {
+    pub fn of(&self, stream: &StreamKey) -> u64 {
         self.lock()
             .iter()
-            .filter(|((k, _), t)| {
-                k.app == app && base_name(&k.name) == stream && t.elapsed() < VIEWER_WINDOW
-            })
+            .filter(|((k, _), t)| k.stream == *stream && t.elapsed() < VIEWER_WINDOW)
             .count() as u64
     }
-}
-
-/// `demo_480p` -> `demo`; `demo` -> `demo`.
-fn base_name(name: &str) -> &str {
-    rendition_suffix(name).map_or(name, |(base, _)| base)
 }
 
 fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
@@ -150,10 +143,7 @@ pub(super) async fn serve(
         && let Some((name, seq)) = stem.rsplit_once('-')
         && let Ok(seq) = seq.parse::<u64>()
     {
-        let key = HubKey {
-            app: app.to_owned(),
-            name: name.to_owned(),
-        };
+        let key = HubKey::from_player_name(app, name);
         let segment = ctx.hubs.get(&key).and_then(|hub| {
             hub.touch();
             let hls = hub.hls()?;
@@ -178,16 +168,11 @@ pub(super) async fn serve(
 }
 
 async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Body> {
-    let key = HubKey {
-        app: app.to_owned(),
-        name: name.to_owned(),
-    };
+    let key = HubKey::from_player_name(app, name);
     // An edge pulls a stream it lacks from its origin (the source, with every rendition).
     if let Some(puller) = &ctx.puller
         && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
-        && let Err(e) = puller
-            .ensure(app, base_name(name), ctx.config.hls.wait)
-            .await
+        && let Err(e) = puller.ensure(&key.stream, ctx.config.hls.wait).await
     {
         tracing::debug!(stream = %key, "not served: {e}");
     }
@@ -242,11 +227,13 @@ async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
                 format!("{},{}", r.video_codec, r.audio_codec)
             };
             Variant {
-                uri: if r.name == "source" {
-                    format!("{stream}.m3u8")
-                } else {
-                    format!("{stream}_{}.m3u8", r.name)
-                },
+                uri: format!(
+                    "{}.m3u8",
+                    PlayerName {
+                        stream,
+                        rendition: r.name
+                    }
+                ),
                 // Peak allowance over the average, as players budget for it.
                 bandwidth: bandwidth + bandwidth / 10,
                 average_bandwidth: Some(bandwidth),
@@ -263,10 +250,7 @@ async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
 }
 
 fn local_source(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Rendition> {
-    let Some(hub) = ctx.hubs.get(&HubKey {
-        app: app.to_owned(),
-        name: stream.to_owned(),
-    }) else {
+    let Some(hub) = ctx.hubs.get(&HubKey::source(app, stream)) else {
         return Vec::new();
     };
     let info = hub.info();
@@ -274,7 +258,7 @@ fn local_source(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Rendition> {
         return Vec::new();
     };
     vec![Rendition {
-        name: "source".into(),
+        name: RenditionId::Source,
         width: video.width,
         height: video.height,
         video_bitrate: 0,

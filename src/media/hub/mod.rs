@@ -20,7 +20,7 @@
 //! Registrations are drop guards: dropping a [`Publisher`] ends the publish session, dropping a
 //! [`Subscription`] leaves the hub.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::poll_fn;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
@@ -31,8 +31,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
+use streamfleet_proto::names::{PlayerName, RenditionId};
+
 use super::frame::{Frame, StreamInfo, TrackKind};
 use super::hls::HlsPackager;
+use crate::cluster::model::StreamKey;
 use crate::config::HlsConfig;
 
 /// Events a subscriber receives.
@@ -120,18 +123,45 @@ impl HubMetrics {
     }
 }
 
-/// Name of a hub: the app and the stream (rendition names are `{streamId}_{height}p`).
+/// Name of a hub: one rendition of one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HubKey {
-    /// Application.
-    pub app: String,
-    /// Stream or rendition name.
-    pub name: String,
+    /// The stream.
+    pub stream: StreamKey,
+    /// Which of its renditions.
+    pub rendition: RenditionId,
 }
 
+impl HubKey {
+    /// A rendition of a stream.
+    pub fn new(stream: StreamKey, rendition: RenditionId) -> Self {
+        HubKey { stream, rendition }
+    }
+
+    /// The source rendition of `app/stream_id`.
+    pub fn source(app: &str, stream_id: &str) -> Self {
+        HubKey::new(StreamKey::new(app, stream_id), RenditionId::Source)
+    }
+
+    /// The rendition a player names in `app`: `demo` (the source) or `demo_480p`.
+    pub fn from_player_name(app: &str, name: &str) -> Self {
+        let p = PlayerName::parse(name);
+        HubKey::new(StreamKey::new(app, p.stream), p.rendition)
+    }
+
+    /// How players name it: `demo` or `demo_480p`.
+    pub fn player_name(&self) -> PlayerName<'_> {
+        PlayerName {
+            stream: &self.stream.stream_id,
+            rendition: self.rendition,
+        }
+    }
+}
+
+/// `live/demo` or `live/demo_480p`.
 impl std::fmt::Display for HubKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.app, self.name)
+        write!(f, "{}/{}", self.stream.app, self.player_name())
     }
 }
 
@@ -262,7 +292,7 @@ impl Hub {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                Mutex::new(HlsPackager::new(&key.name, c, now))
+                Mutex::new(HlsPackager::new(&key.player_name().to_string(), c, now))
             }),
             key,
             inner: Mutex::new(Inner {
@@ -690,10 +720,11 @@ impl Drop for Subscription {
     }
 }
 
-/// Every hub of a node, by name.
+/// Every hub of a node, by stream, then rendition.
 #[derive(Debug, Default)]
 pub struct Hubs {
-    map: Mutex<HashMap<HubKey, Arc<Hub>>>,
+    /// Each stream's hubs (its family), by rendition.
+    map: Mutex<HashMap<StreamKey, BTreeMap<RenditionId, Arc<Hub>>>>,
     metrics: HubMetrics,
     /// HLS packaging settings for new hubs (none: no packaging).
     hls: Option<HlsConfig>,
@@ -709,19 +740,21 @@ impl Hubs {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<HubKey, Arc<Hub>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, BTreeMap<RenditionId, Arc<Hub>>>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The hub with that name, if it exists.
     pub fn get(&self, key: &HubKey) -> Option<Arc<Hub>> {
-        self.lock().get(key).cloned()
+        self.lock().get(&key.stream)?.get(&key.rendition).cloned()
     }
 
     /// The hub with that name, created if needed.
     pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
         self.lock()
-            .entry(key.clone())
+            .entry(key.stream.clone())
+            .or_default()
+            .entry(key.rendition)
             .or_insert_with(|| {
                 Arc::new(Hub::new(
                     key.clone(),
@@ -732,31 +765,55 @@ impl Hubs {
             .clone()
     }
 
+    /// Every hub of a stream: the source first, then renditions from the highest down.
+    pub fn family(&self, stream: &StreamKey) -> Vec<Arc<Hub>> {
+        let map = self.lock();
+        let mut hubs: Vec<Arc<Hub>> = map
+            .get(stream)
+            .map(|f| f.values().cloned().collect())
+            .unwrap_or_default();
+        drop(map);
+        hubs.sort_by_key(|h| h.key().rendition.listing_order());
+        hubs
+    }
+
     /// Forgets a hub (its holders keep it until they let go).
     pub fn remove(&self, key: &HubKey) {
-        self.lock().remove(key);
+        let mut map = self.lock();
+        if let Some(family) = map.get_mut(&key.stream) {
+            family.remove(&key.rendition);
+            if family.is_empty() {
+                map.remove(&key.stream);
+            }
+        }
     }
 
     /// Every hub.
     pub fn all(&self) -> Vec<Arc<Hub>> {
-        self.lock().values().cloned().collect()
+        self.lock()
+            .values()
+            .flat_map(|f| f.values().cloned())
+            .collect()
     }
 
     /// Removes hubs idle for longer than `linger` that nobody else holds. Returns their names.
     pub fn reap(&self, linger: std::time::Duration) -> Vec<HubKey> {
         let mut map = self.lock();
         let mut removed = Vec::new();
-        map.retain(|key, hub| {
-            let idle = hub.idle_since().is_some_and(|t| t.elapsed() >= linger);
-            // Somebody (an HTTP request, a waiter) may still hold the Arc; keep it then.
-            let unused = Arc::strong_count(hub) == 1;
-            if idle && unused {
-                removed.push(key.clone());
-                false
-            } else {
-                true
-            }
-        });
+        for family in map.values_mut() {
+            family.retain(|_, hub| {
+                let idle = hub.idle_since().is_some_and(|t| t.elapsed() >= linger);
+                // Somebody (an HTTP request, a waiter) may still hold the Arc; keep it then.
+                let unused = Arc::strong_count(hub) == 1;
+                if idle && unused {
+                    removed.push(hub.key().clone());
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        map.retain(|_, family| !family.is_empty());
         removed
     }
 

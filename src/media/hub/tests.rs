@@ -6,10 +6,7 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn key() -> HubKey {
-    HubKey {
-        app: "live".into(),
-        name: "s".into(),
-    }
+    HubKey::source("live", "s")
 }
 
 fn video(dts: u64, keyframe: bool) -> Frame {
@@ -190,7 +187,10 @@ fn the_log_keeps_only_what_a_live_subscriber_has_not_read() {
 
 #[test]
 fn pacing_ticks_are_shared_by_every_player() {
-    let now = tokio::time::Instant::now();
+    // The grid starts at its first use, which another test may make while this one runs:
+    // make it first, then look at instants well after it.
+    let _ = next_tick(tokio::time::Instant::now());
+    let now = tokio::time::Instant::now() + 2 * PACE_INTERVAL;
     let a = next_tick(now);
     assert!(a > now && a <= now + PACE_INTERVAL);
     // Players at any phase of the same period wake at the same instant.
@@ -303,4 +303,26 @@ fn idle_hubs_are_reaped() {
     drop(s);
     assert_eq!(hubs.reap(std::time::Duration::ZERO), vec![key()]);
     assert!(hubs.get(&key()).is_none());
+}
+
+#[test]
+fn a_family_lists_the_source_then_renditions_highest_first() {
+    let hubs = Hubs::default();
+    let other = HubKey::source("live", "other");
+    for name in ["s_240p", "s", "s_720p", "s_480p"] {
+        hubs.get_or_create(&HubKey::from_player_name("live", name));
+    }
+    hubs.get_or_create(&other);
+    let family: Vec<String> = hubs
+        .family(&key().stream)
+        .iter()
+        .map(|h| h.key().to_string())
+        .collect();
+    assert_eq!(
+        family,
+        ["live/s", "live/s_720p", "live/s_480p", "live/s_240p"]
+    );
+    hubs.remove(&HubKey::from_player_name("live", "s_720p"));
+    assert_eq!(hubs.family(&key().stream).len(), 3);
+    assert_eq!(hubs.all().len(), 4);
 }

@@ -26,8 +26,9 @@ use crate::cluster::store::Store;
 use crate::config::Secret;
 use crate::media::frame::{Frame, StreamInfo, TrackKind, audio_track, video_track};
 use crate::media::hub::{Hub, HubKey, Hubs, Publisher, SubscriberKind};
-use crate::proto::relay::{Kind, MAX_RENDITIONS, Message};
 use crate::runtime::Shutdown;
+use streamfleet_proto::names::RenditionId;
+use streamfleet_proto::relay::{Kind, MAX_RENDITIONS, Message};
 
 /// Frames waiting between GOP readers and the pull task.
 const FRAME_QUEUE: usize = 1024;
@@ -143,10 +144,19 @@ pub enum PullError {
     Timeout,
 }
 
+/// The QUIC client endpoint of an edge's puller, on an ephemeral port of `bind_ip`; made while
+/// the node binds its listeners, so a puller that cannot start stops the process first.
+pub fn endpoint(bind_ip: std::net::IpAddr) -> Result<quinn::Endpoint, RelayIoError> {
+    let mut endpoint =
+        quinn::Endpoint::client(SocketAddr::new(bind_ip, 0)).map_err(RelayIoError::Endpoint)?;
+    endpoint.set_default_client_config(client_config()?);
+    Ok(endpoint)
+}
+
 /// What a puller needs.
 pub struct PullerSetup {
-    /// Local IP of its QUIC endpoint (an ephemeral port is used).
-    pub bind_ip: std::net::IpAddr,
+    /// Its QUIC client endpoint ([`endpoint`]).
+    pub endpoint: quinn::Endpoint,
     /// Cluster secret, for relay authentication.
     pub secret: Secret,
     /// Where stream records live.
@@ -164,13 +174,10 @@ pub struct PullerSetup {
 }
 
 impl Puller {
-    /// A puller with its QUIC client endpoint.
-    pub fn new(s: PullerSetup) -> Result<Arc<Self>, RelayIoError> {
-        let mut endpoint = quinn::Endpoint::client(SocketAddr::new(s.bind_ip, 0))
-            .map_err(|e| RelayIoError::Setup(e.to_string()))?;
-        endpoint.set_default_client_config(client_config()?);
-        Ok(Arc::new(Puller {
-            endpoint,
+    /// A puller.
+    pub fn new(s: PullerSetup) -> Arc<Self> {
+        Arc::new(Puller {
+            endpoint: s.endpoint,
             secret: s.secret,
             store: s.store,
             hubs: s.hubs,
@@ -180,24 +187,20 @@ impl Puller {
             pulls: Default::default(),
             metrics: s.metrics,
             shutdown: s.shutdown,
-        }))
+        })
     }
 
-    /// Makes sure `app/stream` is pulled; returns its source hub once it is live here.
+    /// Makes sure `stream` is pulled; returns its source hub once it is live here.
     pub async fn ensure(
         self: &Arc<Self>,
-        app: &str,
-        stream: &str,
+        stream: &StreamKey,
         wait: Duration,
     ) -> Result<Arc<Hub>, PullError> {
-        let key = HubKey {
-            app: app.to_owned(),
-            name: stream.to_owned(),
-        };
+        let key = HubKey::new(stream.clone(), RenditionId::Source);
         if let Some(hub) = self.hubs.get(&key).filter(|h| h.is_live()) {
             return Ok(hub);
         }
-        let stream_key = StreamKey::new(app, stream);
+        let stream_key = stream.clone();
         let mut status = {
             let mut pulls = self.pulls.lock().unwrap_or_else(|p| p.into_inner());
             match pulls
@@ -253,7 +256,7 @@ impl Puller {
                 if auth_ok(&self.secret, &conn, Side::Server, &mac) => {}
             _ => {
                 conn.close(
-                    crate::proto::relay::close::AUTH_FAILED.into(),
+                    streamfleet_proto::relay::close::AUTH_FAILED.into(),
                     b"authentication failed",
                 );
                 tracing::warn!(origin = %addr, "relay origin refused: it did not prove it knows the cluster secret");
@@ -278,20 +281,11 @@ impl Puller {
     }
 
     /// Whether any viewer used the stream's hubs within the grace period.
-    fn watched(&self, app: &str, stream: &str) -> bool {
-        self.hubs
-            .all()
-            .iter()
-            .filter(|h| {
-                h.key().app == app
-                    && (h.key().name == stream
-                        || crate::media::rtmp::rendition_suffix(&h.key().name)
-                            .is_some_and(|(b, _)| b == stream))
-            })
-            .any(|h| {
-                h.subscriber_count(SubscriberKind::Rtmp) > 0
-                    || h.last_access().is_some_and(|t| t.elapsed() < self.grace)
-            })
+    fn watched(&self, stream: &StreamKey) -> bool {
+        self.hubs.family(stream).iter().any(|h| {
+            h.subscriber_count(SubscriberKind::Rtmp) > 0
+                || h.last_access().is_some_and(|t| t.elapsed() < self.grace)
+        })
     }
 
     /// The pull task of one stream.
@@ -305,7 +299,7 @@ impl Puller {
                 break;
             }
             // Nobody watches any more (after the first viewer had its chance): let go.
-            if started.elapsed() > self.grace && !self.watched(&key.app, &key.stream_id) {
+            if started.elapsed() > self.grace && !self.watched(&key) {
                 tracing::info!(stream = %key, "no viewers left; unsubscribing");
                 break;
             }
@@ -402,8 +396,8 @@ impl Puller {
         loop {
             tokio::select! {
                 msg = control_reader.next() => match msg? {
-                    Some(Message::Info { rendition, name, generation, video, audio, metadata }) => {
-                        let r = rendition_slot(renditions, rendition, &key.app, &name);
+                    Some(Message::Info { rendition, id, generation, video, audio, metadata }) => {
+                        let r = rendition_slot(renditions, rendition, HubKey::new(key.clone(), id));
                         r.describe(&self.hubs, generation, video, audio, metadata);
                     }
                     Some(Message::Stop { rendition }) => {
@@ -412,7 +406,7 @@ impl Puller {
                         }
                     }
                     Some(Message::NotFound) | None => return Ok(()),
-                    Some(_) => return Err(RelayIoError::Protocol(crate::proto::relay::RelayError::BadField("unexpected message on a subscription"))),
+                    Some(_) => return Err(RelayIoError::Protocol(streamfleet_proto::relay::RelayError::BadField("unexpected message on a subscription"))),
                 },
                 Some(gop) = gop_rx.recv() => {
                     let id = next_gop;
@@ -444,7 +438,7 @@ impl Puller {
                     }
                 }
                 _ = check.tick() => {
-                    if !self.watched(&key.app, &key.stream_id) {
+                    if !self.watched(key) {
                         return Ok(());
                     }
                     match self.store.stream(key).await {
@@ -504,21 +498,13 @@ struct Rendition {
     current_gop: Option<(u64, u64)>,
 }
 
-fn rendition_slot<'a>(
-    renditions: &'a mut Vec<Rendition>,
-    index: u8,
-    app: &str,
-    name: &str,
-) -> &'a mut Rendition {
+fn rendition_slot(renditions: &mut Vec<Rendition>, index: u8, key: HubKey) -> &mut Rendition {
     let pos = match renditions.iter().position(|r| r.index == index) {
         Some(p) => p,
         None => {
             renditions.push(Rendition {
                 index,
-                key: HubKey {
-                    app: app.to_owned(),
-                    name: name.to_owned(),
-                },
+                key,
                 generation: 0,
                 publisher: None,
                 info: StreamInfo::default(),

@@ -7,7 +7,7 @@
 //! HMAC-SHA256 of the secret over a TLS exporter value of the connection (channel binding: a
 //! man in the middle would see different exporter values on its two legs). Certificates are
 //! throwaway self-signed ones, and the client does not check them: the MAC is the proof. A peer
-//! that fails is closed with [`close::AUTH_FAILED`](crate::proto::relay::close) and one log line.
+//! that fails is closed with [`close::AUTH_FAILED`](streamfleet_proto::relay::close) and one log line.
 
 pub mod client;
 pub mod server;
@@ -21,7 +21,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 
 use crate::config::Secret;
-use crate::proto::relay::{ALPN, MAC_LEN, Message, RelayError};
+use streamfleet_proto::relay::{ALPN, MAC_LEN, Message, RelayError};
 
 /// Label of the TLS exporter value the MACs cover.
 const EXPORTER_LABEL: &[u8] = b"EXPORTER-streamfleet-relay-auth";
@@ -58,9 +58,21 @@ pub enum RelayIoError {
     /// The peer took too long.
     #[error("relay peer timed out")]
     Timeout,
-    /// TLS/QUIC setup failed.
-    #[error("relay setup: {0}")]
-    Setup(String),
+    /// The throwaway relay certificate could not be made.
+    #[error("relay certificate")]
+    Certificate(#[source] rcgen::Error),
+    /// The relay's TLS settings were refused.
+    #[error("relay TLS settings")]
+    Tls(#[source] rustls::Error),
+    /// The TLS settings offer no cipher suite QUIC can use.
+    #[error("relay QUIC crypto")]
+    QuicCrypto(#[source] quinn::crypto::rustls::NoInitialCipherSuite),
+    /// The QUIC endpoint could not be made on its UDP socket.
+    #[error("relay QUIC endpoint")]
+    Endpoint(#[source] std::io::Error),
+    /// The connection has no TLS exporter to bind the authentication to.
+    #[error("relay connection has no TLS exporter")]
+    Exporter,
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -83,18 +95,17 @@ fn transport() -> quinn::TransportConfig {
 
 /// The origin side's QUIC config: a fresh self-signed certificate.
 pub fn server_config() -> Result<quinn::ServerConfig, RelayIoError> {
-    let setup = |e: &dyn std::fmt::Display| RelayIoError::Setup(e.to_string());
     let cert = rcgen::generate_simple_self_signed(vec!["streamfleet-relay".to_owned()])
-        .map_err(|e| setup(&e))?;
+        .map_err(RelayIoError::Certificate)?;
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| setup(&e))?
+        .map_err(RelayIoError::Tls)?
         .with_no_client_auth()
         .with_single_cert(vec![cert.cert.der().clone()], key)
-        .map_err(|e| setup(&e))?;
+        .map_err(RelayIoError::Tls)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicServerConfig::try_from(tls).map_err(|e| setup(&e))?;
+    let crypto = QuicServerConfig::try_from(tls).map_err(RelayIoError::QuicCrypto)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport()));
     Ok(config)
@@ -102,15 +113,14 @@ pub fn server_config() -> Result<quinn::ServerConfig, RelayIoError> {
 
 /// The edge side's QUIC config.
 pub fn client_config() -> Result<quinn::ClientConfig, RelayIoError> {
-    let setup = |e: &dyn std::fmt::Display| RelayIoError::Setup(e.to_string());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| setup(&e))?
+        .map_err(RelayIoError::Tls)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(MacIsTheProof(provider())))
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = QuicClientConfig::try_from(tls).map_err(|e| setup(&e))?;
+    let crypto = QuicClientConfig::try_from(tls).map_err(RelayIoError::QuicCrypto)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport()));
     Ok(config)
@@ -183,9 +193,11 @@ pub fn auth_mac(
 ) -> Result<[u8; MAC_LEN], RelayIoError> {
     let mut exporter = [0u8; 32];
     conn.export_keying_material(&mut exporter, EXPORTER_LABEL, b"")
-        .map_err(|_| RelayIoError::Setup("TLS exporter unavailable".into()))?;
+        .map_err(|_| RelayIoError::Exporter)?;
+    // Invariant: HMAC takes keys of any length, so `new_from_slice` cannot fail.
+    #[expect(clippy::expect_used, reason = "HMAC takes keys of any length")]
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.expose().as_bytes())
-        .map_err(|_| RelayIoError::Setup("HMAC key".into()))?;
+        .expect("HMAC takes keys of any length");
     mac.update(match side {
         Side::Client => b"client",
         Side::Server => b"server",

@@ -1,8 +1,8 @@
 //! An origin's relay listener: authenticates edges, then serves their subscriptions from the
 //! origin's hubs.
 //!
-//! A subscription covers a stream and all its renditions (`{stream}` and `{stream}_{h}p` hubs,
-//! discovered as they appear). Each rendition has a forwarder task: it subscribes to the hub like
+//! A subscription covers a stream and all its renditions (the hubs of its family, discovered
+//! as they appear). Each rendition has a forwarder task: it subscribes to the hub like
 //! any viewer (so the hub's slow-subscriber policy protects the origin from a slow edge), sends
 //! descriptions on the subscription's control stream, and opens one unidirectional stream per
 //! GOP. Newer GOP streams get a higher send priority, so a backlog never delays the live edge.
@@ -24,9 +24,8 @@ use super::{
 use crate::config::Secret;
 use crate::media::frame::TrackKind;
 use crate::media::hub::{Hub, HubEvent, HubKey, Hubs, SubscriberKind};
-use crate::media::rtmp::rendition_suffix;
-use crate::proto::relay::{Kind, MAX_RENDITIONS, Message, close};
 use crate::runtime::Shutdown;
+use streamfleet_proto::relay::{Kind, MAX_RENDITIONS, Message, close};
 
 /// How often a subscription looks for renditions that appeared (a transcoder starting).
 const RENDITION_SCAN: Duration = Duration::from_millis(250);
@@ -72,21 +71,27 @@ struct Ctx {
     shutdown: Shutdown,
 }
 
-/// Starts serving the relay on an already bound UDP socket.
-pub fn start(
-    socket: std::net::UdpSocket,
-    hubs: Arc<Hubs>,
-    secret: Secret,
-    metrics: ServerMetrics,
-    shutdown: Shutdown,
-) -> Result<(), RelayIoError> {
-    let endpoint = quinn::Endpoint::new(
+/// The QUIC endpoint of an origin's relay, on an already bound UDP socket: made while the
+/// node binds its listeners, so a relay that cannot start stops the process before anything is
+/// announced.
+pub fn endpoint(socket: std::net::UdpSocket) -> Result<quinn::Endpoint, RelayIoError> {
+    quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server_config()?),
         socket,
         Arc::new(quinn::TokioRuntime),
     )
-    .map_err(|e| RelayIoError::Setup(e.to_string()))?;
+    .map_err(RelayIoError::Endpoint)
+}
+
+/// Serves edges on `endpoint` until the node stops.
+pub fn serve(
+    endpoint: quinn::Endpoint,
+    hubs: Arc<Hubs>,
+    secret: Secret,
+    metrics: ServerMetrics,
+    shutdown: Shutdown,
+) {
     let ctx = Arc::new(Ctx {
         hubs,
         secret,
@@ -113,7 +118,6 @@ pub fn start(
         endpoint.close(close::SHUTDOWN.into(), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     });
-    Ok(())
 }
 
 /// Decrements a gauge when dropped.
@@ -193,27 +197,6 @@ async fn authenticate(ctx: &Ctx, conn: &quinn::Connection) -> Result<(), RelayIo
     Ok(())
 }
 
-/// The live hubs of a stream: the source first, then renditions by height, highest first.
-fn renditions(hubs: &Hubs, app: &str, stream: &str) -> Vec<Arc<Hub>> {
-    let mut found: Vec<(u32, Arc<Hub>)> = hubs
-        .all()
-        .into_iter()
-        .filter(|h| h.key().app == app && h.is_live())
-        .filter_map(|h| {
-            let name = h.key().name.clone();
-            if name == stream {
-                Some((u32::MAX, h))
-            } else {
-                rendition_suffix(&name)
-                    .filter(|(base, _)| *base == stream)
-                    .map(|(_, height)| (height, h))
-            }
-        })
-        .collect();
-    found.sort_by_key(|(height, _)| std::cmp::Reverse(*height));
-    found.into_iter().map(|(_, h)| h).collect()
-}
-
 async fn serve_subscription(
     ctx: Arc<Ctx>,
     conn: quinn::Connection,
@@ -227,16 +210,13 @@ async fn serve_subscription(
         Ok(Ok(Some(Message::Subscribe { app, stream }))) => (app, stream),
         Ok(Ok(_)) => {
             return Err(RelayIoError::Protocol(
-                crate::proto::relay::RelayError::BadField("expected Subscribe"),
+                streamfleet_proto::relay::RelayError::BadField("expected Subscribe"),
             ));
         }
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(RelayIoError::Timeout),
     };
-    let source = HubKey {
-        app: app.clone(),
-        name: stream.clone(),
-    };
+    let source = HubKey::source(&app, &stream);
     if !ctx.hubs.get(&source).is_some_and(|h| h.is_live()) {
         send(&mut control, &Message::NotFound).await?;
         let _ = control.finish();
@@ -253,8 +233,8 @@ async fn serve_subscription(
         tokio::select! {
             _ = scan.tick() => {
                 forwarders.retain(|_, task| !task.is_finished());
-                for hub in renditions(&ctx.hubs, &app, &stream) {
-                    if forwarders.contains_key(hub.key()) || next_index >= MAX_RENDITIONS {
+                for hub in ctx.hubs.family(&source.stream) {
+                    if !hub.is_live() || forwarders.contains_key(hub.key()) || next_index >= MAX_RENDITIONS {
                         continue;
                     }
                     let (key, index) = (hub.key().clone(), next_index);
@@ -276,7 +256,7 @@ async fn serve_subscription(
             r = reader.next() => match r {
                 // The edge ended the subscription.
                 Ok(None) => break Ok(()),
-                Ok(Some(_)) => break Err(RelayIoError::Protocol(crate::proto::relay::RelayError::BadField("unexpected message on a subscription"))),
+                Ok(Some(_)) => break Err(RelayIoError::Protocol(streamfleet_proto::relay::RelayError::BadField("unexpected message on a subscription"))),
                 Err(e) => break Err(e),
             },
             () = ctx.shutdown.stopped() => break Ok(()),
@@ -304,7 +284,7 @@ async fn forward(
     ctrl: mpsc::Sender<Message>,
 ) -> Result<(), RelayIoError> {
     let mut sub = hub.subscribe(SubscriberKind::Relay);
-    let name = hub.key().name.clone();
+    let id = hub.key().rendition;
     drop(hub);
     let mut gop: Option<quinn::SendStream> = None;
     let mut generation = 0;
@@ -322,7 +302,7 @@ async fn forward(
                 has_video = info.video.is_some();
                 let msg = Message::Info {
                     rendition: index,
-                    name: name.clone(),
+                    id,
                     generation,
                     video: info.video.as_ref().map(|v| v.sequence_header.clone()),
                     audio: info.audio.as_ref().map(|a| a.sequence_header.clone()),

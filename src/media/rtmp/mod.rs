@@ -29,9 +29,10 @@ use super::stats::MediaStats;
 use super::transcode::Transcoder;
 use crate::cluster::model::StreamKey;
 use crate::config::{MediaConfig, Role};
-use crate::proto::rtmp::handshake::RANDOM_LEN;
-use crate::proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use crate::runtime::{ConnPermit, Shutdown};
+use streamfleet_proto::names::{PlayerName, RenditionId};
+use streamfleet_proto::rtmp::handshake::RANDOM_LEN;
+use streamfleet_proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
 
 /// Time to complete the handshake and `connect`.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -363,10 +364,7 @@ impl Connection {
                 "missing or invalid publish token",
             );
         }
-        let hub = self.ctx.hubs.get_or_create(&HubKey {
-            app: app.clone(),
-            name: name.to_owned(),
-        });
+        let hub = self.ctx.hubs.get_or_create(&HubKey::source(&app, name));
         let Ok(publisher) = hub.publish() else {
             return self.refuse_publish(
                 stream_id,
@@ -404,20 +402,12 @@ impl Connection {
             return Ok(());
         };
         let (name, _) = split_name(raw_name);
-        let key = HubKey {
-            app,
-            name: name.to_owned(),
-        };
+        let key = HubKey::from_player_name(&app, name);
         if let Some(puller) = &self.ctx.puller
             && !self.ctx.hubs.get(&key).is_some_and(|h| h.is_live())
+            && let Err(e) = puller.ensure(&key.stream, self.ctx.config.hls.wait).await
         {
-            let stream = rendition_suffix(name).map_or(name, |(base, _)| base);
-            if let Err(e) = puller
-                .ensure(&key.app, stream, self.ctx.config.hls.wait)
-                .await
-            {
-                tracing::debug!(stream = %key, "not served: {e}");
-            }
+            tracing::debug!(stream = %key, "not served: {e}");
         }
         let Some(hub) = self.ctx.hubs.get(&key).filter(|h| h.is_live()) else {
             tracing::info!(peer = %self.peer, stream = %key, "play refused: stream not found");
@@ -520,22 +510,12 @@ pub fn check_stream_id(name: &str) -> Result<(), String> {
             "stream id `{name}` may only hold letters, digits, _, - and ."
         ));
     }
-    if name.ends_with("_adaptive") || rendition_suffix(name).is_some() {
+    if name.ends_with("_adaptive") || PlayerName::parse(name).rendition != RenditionId::Source {
         return Err(format!(
             "stream id `{name}` ends like a rendition name (_adaptive, _<height>p)"
         ));
     }
     Ok(())
-}
-
-/// `demo_480p` -> Some(("demo", 480)).
-pub fn rendition_suffix(name: &str) -> Option<(&str, u32)> {
-    let (base, suffix) = name.rsplit_once('_')?;
-    let height = suffix.strip_suffix('p')?;
-    if base.is_empty() || height.is_empty() || !height.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    height.parse().ok().map(|h| (base, h))
 }
 
 /// `?token=<hex HMAC-SHA256(secret, streamId)>`, compared in constant time.
@@ -577,10 +557,7 @@ mod tests {
         assert!(check_stream_id("../x").is_err());
         assert!(check_stream_id("demo_480p").is_err());
         assert!(check_stream_id("demo_adaptive").is_err());
-        assert_eq!(rendition_suffix("demo_480p"), Some(("demo", 480)));
-        assert_eq!(rendition_suffix("a_b_240p"), Some(("a_b", 240)));
-        assert_eq!(rendition_suffix("demo_p"), None);
-        assert_eq!(rendition_suffix("_480p"), None);
+        assert!(check_stream_id("demo_p").is_ok());
     }
 
     #[test]

@@ -11,8 +11,8 @@
 
 use crate::media::frame::{StreamInfo, TrackKind};
 use crate::media::hub::{HubEvent, Subscription};
-use crate::proto::rtmp::chunk::ChunkedBody;
-use crate::proto::rtmp::session::{CSID_AUDIO, CSID_VIDEO, ServerSession, SessionError};
+use streamfleet_proto::rtmp::chunk::ChunkedBody;
+use streamfleet_proto::rtmp::session::{CSID_AUDIO, CSID_VIDEO, ServerSession, SessionError};
 
 /// A playing message stream of an RTMP connection.
 pub struct Playback {

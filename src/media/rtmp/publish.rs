@@ -18,7 +18,8 @@ use crate::media::frame::{
 use crate::media::hub::Publisher;
 use crate::media::leases::LeaseGuard;
 use crate::media::transcode::TranscodeSession;
-use crate::proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::names::RenditionId;
 
 /// How often the measured bit rates are written to the stream record.
 const RENDITION_REFRESH: Duration = Duration::from_secs(5);
@@ -215,7 +216,7 @@ impl Ingest {
             return;
         };
         let mut r = self.rendition.take().unwrap_or_else(|| Rendition {
-            name: "source".into(),
+            name: RenditionId::Source,
             width: 0,
             height: 0,
             video_bitrate: 0,

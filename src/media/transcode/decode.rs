@@ -25,7 +25,7 @@ use super::TranscodeMetrics;
 use super::encode::{EncodeInput, EncodeStage};
 use super::lane::{Lane, Rejected, Stage};
 use super::policy::ShedPolicy;
-use crate::proto::avc::{DecoderConfig, write_annexb};
+use streamfleet_proto::avc::{DecoderConfig, write_annexb};
 
 /// Packets remembered while their pictures are still inside the decoder (reorder depth is at
 /// most 16 in H.264; the rest is slack for frames the decoder drops).
@@ -45,7 +45,7 @@ pub enum DecodeError {
     Decode(#[source] ffmpeg::Error),
     /// The access unit's NAL lengths are broken.
     #[error("malformed access unit: {0}")]
-    AccessUnit(#[source] crate::proto::avc::AvcError),
+    AccessUnit(#[source] streamfleet_proto::avc::AvcError),
 }
 
 /// One coded source frame.
@@ -458,8 +458,8 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_crash() {
         let config = DecoderConfig::from_parameter_sets(
-            Bytes::from_static(crate::proto::avc::SPS_640X360),
-            Bytes::from_static(crate::proto::avc::PPS_X264),
+            Bytes::from_static(streamfleet_proto::avc::fixtures::SPS_640X360),
+            Bytes::from_static(streamfleet_proto::avc::fixtures::PPS_X264),
         )
         .unwrap();
         let mut dec = H264Decoder::new(config).unwrap();

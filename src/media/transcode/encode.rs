@@ -21,8 +21,8 @@ use super::lane::{Lane, Rejected, Stage};
 use super::scale::{Scaler, image};
 use super::x264::{Encoded, Encoder, EncoderSettings};
 use crate::media::frame::{Frame, TrackKind, VideoTrack};
-use crate::proto::avc::DecoderConfig;
-use crate::proto::flv::VideoTag;
+use streamfleet_proto::avc::DecoderConfig;
+use streamfleet_proto::flv::VideoTag;
 
 /// Timestamps of pictures inside x264 (its lookahead is far shorter).
 const MAX_IN_FLIGHT: usize = 256;

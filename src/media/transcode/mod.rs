@@ -52,10 +52,10 @@ pub struct RenditionLabels {
 #[derive(Debug, thiserror::Error)]
 pub enum TranscodeError {
     /// The rayon pool could not be built.
-    #[error("transcode pool: {0}")]
+    #[error("cannot build the transcode thread pool")]
     Pool(#[source] rayon::ThreadPoolBuildError),
     /// libavcodec could not be initialised.
-    #[error("libavcodec init: {0}")]
+    #[error("cannot initialise libavcodec")]
     Init(#[source] ffmpeg_next::Error),
 }
 

@@ -19,6 +19,7 @@ use super::encode::PoolOutput;
 use crate::media::frame::{AudioTrack, Frame, StreamInfo, VideoTrack};
 use crate::media::hub::Publisher;
 use crate::runtime::Shutdown;
+use streamfleet_proto::names::RenditionId;
 
 /// Audio frames held per rendition while its video lags (about 3 s of AAC at 44.1 kHz).
 pub const MAX_HELD_AUDIO: usize = 128;
@@ -28,8 +29,8 @@ const BATCH: usize = 64;
 /// A transcoded rendition as described to the stream record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenditionInfo {
-    /// `{height}p`.
-    pub name: String,
+    /// Which rendition.
+    pub name: RenditionId,
     /// Pixels.
     pub width: u32,
     /// Pixels.
@@ -133,7 +134,7 @@ impl Outputs {
                 let r = self.renditions.get_mut(index)?;
                 r.publisher.set_info(Self::info(&self.audio, &track));
                 let info = RenditionInfo {
-                    name: r.name.clone(),
+                    name: r.publisher.hub().key().rendition,
                     width: track.width,
                     height: track.height,
                     bitrate: r.bitrate,
@@ -293,10 +294,7 @@ mod tests {
     #[tokio::test]
     async fn audio_waits_for_the_rendition_video_and_stays_bounded() {
         let hubs = Hubs::default();
-        let hub = hubs.get_or_create(&HubKey {
-            app: "live".into(),
-            name: "s_240p".into(),
-        });
+        let hub = hubs.get_or_create(&HubKey::from_player_name("live", "s_240p"));
         let mut sub = hub.subscribe_with_capacity(SubscriberKind::Internal, 4096);
         let mut out = Outputs::new(vec![RenditionOutput::new(
             hub.publish().unwrap(),
@@ -312,8 +310,8 @@ mod tests {
             })
             .expect("described");
         assert_eq!(
-            (info.name.as_str(), info.width, info.bitrate),
-            ("240p", 426, 300_000)
+            (info.name, info.width, info.bitrate),
+            (RenditionId::Height(240), 426, 300_000)
         );
         for dts in [10, 30, 50] {
             out.audio(&frame(TrackKind::Audio, dts, false));
@@ -352,10 +350,7 @@ mod tests {
     #[tokio::test]
     async fn ending_the_outputs_stops_the_rendition_hubs() {
         let hubs = Hubs::default();
-        let hub = hubs.get_or_create(&HubKey {
-            app: "live".into(),
-            name: "s_240p".into(),
-        });
+        let hub = hubs.get_or_create(&HubKey::from_player_name("live", "s_240p"));
         let shared = Shared::new(Outputs::new(vec![RenditionOutput::new(
             hub.publish().unwrap(),
             "240p".into(),

@@ -21,8 +21,9 @@ use super::x264::EncoderSettings;
 use super::{Transcoder, plan};
 use crate::media::frame::{AudioTrack, Frame, VideoTrack};
 use crate::media::hub::HubKey;
-use crate::proto::avc::DecoderConfig;
-use crate::proto::flv::{AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::avc::DecoderConfig;
+use streamfleet_proto::flv::{AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::names::RenditionId;
 
 /// Source frames queued for decoding (about 3 s at 30 fps).
 pub const DECODE_QUEUE: usize = 90;
@@ -126,10 +127,7 @@ impl TranscodeSession {
             30.0
         };
         for r in planned {
-            let key = HubKey {
-                app: self.source.app.clone(),
-                name: format!("{}_{}", self.source.name, r.name),
-            };
+            let key = HubKey::new(self.source.stream.clone(), RenditionId::Height(r.height));
             let publisher = match t.hubs.get_or_create(&key).publish() {
                 Ok(p) => p,
                 Err(e) => {
@@ -381,11 +379,8 @@ mod tests {
     }
 
     fn subscribe(hubs: &Hubs, name: &str) -> Subscription {
-        hubs.get_or_create(&HubKey {
-            app: "live".into(),
-            name: name.into(),
-        })
-        .subscribe_with_capacity(SubscriberKind::Internal, 4096)
+        hubs.get_or_create(&HubKey::from_player_name("live", name))
+            .subscribe_with_capacity(SubscriberKind::Internal, 4096)
     }
 
     /// (dts, keyframe) of the video frames a subscription received, and its last description.
@@ -421,18 +416,12 @@ mod tests {
         let t = transcoder(hubs.clone());
         let mut s120 = subscribe(&hubs, "cam_120p");
         let mut s90 = subscribe(&hubs, "cam_90p");
-        let mut session = t.session(HubKey {
-            app: "live".into(),
-            name: "cam".into(),
-        });
+        let mut session = t.session(HubKey::source("live", "cam"));
         let (track, frames) = source(60, 15);
         session.video_track(&track);
         assert!(
-            hubs.get(&HubKey {
-                app: "live".into(),
-                name: "cam_360p".into()
-            })
-            .is_none(),
+            hubs.get(&HubKey::from_player_name("live", "cam_360p"))
+                .is_none(),
             "360p is above the source: no hub"
         );
         for (dts, key, data) in &frames {
@@ -473,7 +462,11 @@ mod tests {
                 "{name}: source timing"
             );
         }
-        let names: Vec<String> = session.renditions().into_iter().map(|r| r.name).collect();
+        let names: Vec<String> = session
+            .renditions()
+            .into_iter()
+            .map(|r| r.name.to_string())
+            .collect();
         assert_eq!(names, vec!["120p", "90p"]);
         assert!(session.take_changed());
         drop(session);
@@ -489,10 +482,7 @@ mod tests {
         let hubs = Arc::new(Hubs::new(HubMetrics::default(), None));
         let t = transcoder(hubs.clone());
         let mut s120 = subscribe(&hubs, "cam_120p");
-        let mut session = t.session(HubKey {
-            app: "live".into(),
-            name: "cam".into(),
-        });
+        let mut session = t.session(HubKey::source("live", "cam"));
         let (track, frames) = source(300, 10);
         session.video_track(&track);
         let started = std::time::Instant::now();

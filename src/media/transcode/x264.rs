@@ -418,7 +418,7 @@ pub(crate) fn test_settings(width: u32, height: u32, bitrate: u64) -> EncoderSet
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::avc::{DecoderConfig, LengthPrefixedNals, NalLengthSize};
+    use streamfleet_proto::avc::{DecoderConfig, LengthPrefixedNals, NalLengthSize};
 
     fn settings() -> EncoderSettings {
         test_settings(64, 48, 200_000)

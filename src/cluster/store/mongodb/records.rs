@@ -218,7 +218,28 @@ mod tests {
     use ::mongodb::bson::doc;
 
     use super::*;
-    use crate::cluster::store::conformance::sample_node;
+    use streamfleet_proto::names::RenditionId;
+
+    fn sample_node(name: &str, t: SystemTime) -> NodeRecord {
+        NodeRecord {
+            name: name.into(),
+            role: Role::Edge,
+            advertise: "10.0.0.7".into(),
+            rtmp: None,
+            http: Some("10.0.0.7:5080".into()),
+            relay: None,
+            version: "test".into(),
+            started_at: t,
+            last_seen: t,
+            cpu: 3.5,
+            mem_used: 1 << 20,
+            mem_total: 1 << 30,
+            streams: 1,
+            viewers: 2,
+            egress_bps: 3,
+            state: NodeState::Active,
+        }
+    }
 
     #[test]
     fn node_documents_round_trip_with_bson_dates() {
@@ -243,7 +264,7 @@ mod tests {
             origin: "o1".into(),
             origin_relay: Some("10.0.0.5:5090".into()),
             renditions: vec![Rendition {
-                name: "source".into(),
+                name: RenditionId::Source,
                 width: 1280,
                 height: 720,
                 video_bitrate: 2_500_000,

@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use streamfleet::proto::rtmp::handshake::RANDOM_LEN;
-use streamfleet::proto::rtmp::session::{ClientConfig, ClientEvent, ClientSession};
+use streamfleet_proto::rtmp::handshake::RANDOM_LEN;
+use streamfleet_proto::rtmp::session::{ClientConfig, ClientEvent, ClientSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

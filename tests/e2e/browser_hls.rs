@@ -1,0 +1,35 @@
+//! hls.js in headless Chromium plays a live stream of a media node.
+
+use std::time::Duration;
+
+use crate::common::browser::play_hls;
+use crate::common::media::{Publisher, Source, require_ffmpeg};
+use crate::common::{Proc, get, wait_for};
+
+#[test]
+fn hlsjs_in_chromium_plays_the_live_stream() {
+    require_ffmpeg();
+    let p = Proc::start(
+        "nodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", hls: {segment: 1s, window: 6}}\n",
+    );
+    let _publisher = Publisher::start(
+        &format!("rtmp://{}/live/web", p.addr("s1", "rtmp")),
+        Source {
+            seconds: 40,
+            ..Source::default()
+        },
+    );
+    let url = format!("{}/live/streams/web.m3u8", p.http("s1"));
+    wait_for("the first segments", Duration::from_secs(20), || {
+        (get(&url).text().matches("#EXTINF").count() >= 2).then_some(())
+    });
+    let r = play_hls(&url, 5, &[]);
+    assert!(r.ok, "hls.js playback failed: {}", r.json);
+    assert!(r.json["currentTime"].as_f64().unwrap() >= 5.0, "{}", r.json);
+    assert!(
+        r.json["frames"].as_u64().unwrap() > 60,
+        "frames decoded: {}",
+        r.json
+    );
+    assert!(r.json["fatal"].is_null(), "{}", r.json);
+}

@@ -1,0 +1,288 @@
+//! The process contract: readiness lines, health/readiness/metrics endpoints, the cluster REST,
+//! graceful shutdown, and the `check`/`mode` commands on real files.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Proc, binary, get};
+
+const THREE_NODES: &str = r#"
+cluster:
+  store: embedded
+  heartbeat: 200ms
+  node_timeout: 1s
+shutdown_grace: 5s
+nodes:
+  - {role: origin, name: origin-1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0", relay: "127.0.0.1:0"}
+  - {role: edge, name: edge-1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0"}
+  - {role: edge, name: edge-2, http: "127.0.0.1:0"}
+"#;
+
+#[test]
+fn readiness_health_metrics_cluster_rest_and_sigterm() {
+    let mut p = Proc::start(THREE_NODES);
+
+    // One listening line per listener, real ports.
+    for (node, listener) in [
+        ("origin-1", "rtmp"),
+        ("origin-1", "http"),
+        ("origin-1", "relay"),
+        ("edge-1", "rtmp"),
+        ("edge-1", "http"),
+        ("edge-2", "http"),
+    ] {
+        assert_ne!(
+            p.addr(node, listener).port(),
+            0,
+            "{node}/{listener} reports its real port"
+        );
+    }
+    assert_eq!(p.listeners.len(), 6);
+
+    let origin = p.http("origin-1");
+    let r = get(&format!("{origin}/healthz"));
+    assert_eq!(r.status, 200);
+    let r = get(&format!("{origin}/readyz"));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let m = get(&format!("{origin}/metrics")).text();
+    assert!(
+        m.contains("streamfleet_build_info{version=\"0.1.0\",node=\"origin-1\",role=\"origin\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("streamfleet_uptime_seconds "), "{m}");
+    let age: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("streamfleet_heartbeat_age_seconds "))
+        .expect("heartbeat age")
+        .parse()
+        .unwrap();
+    assert!((0.0..5.0).contains(&age), "heartbeat age {age}");
+
+    // Every node sees every node, alive, with the fields of DESIGN.md §4.
+    let nodes = get(&format!("{}/rest/v2/cluster/nodes/0/10", p.http("edge-2"))).json();
+    let nodes = nodes.as_array().expect("array");
+    let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["edge-1", "edge-2", "origin-1"]);
+    for n in nodes {
+        assert_eq!(n["alive"], true);
+        assert_eq!(n["state"], "active");
+        for field in [
+            "role",
+            "advertise",
+            "version",
+            "started_at",
+            "last_seen",
+            "cpu",
+            "mem_used",
+            "mem_total",
+            "streams",
+            "viewers",
+            "egress_bps",
+        ] {
+            assert!(!n[field].is_null(), "field {field} in {n}");
+        }
+    }
+    let o = nodes.iter().find(|n| n["name"] == "origin-1").unwrap();
+    assert_eq!(o["role"], "origin");
+    assert_eq!(
+        o["relay"].as_str().unwrap(),
+        p.addr("origin-1", "relay").to_string()
+    );
+    assert_eq!(
+        o["http"].as_str().unwrap(),
+        p.addr("origin-1", "http").to_string()
+    );
+    let page = get(&format!("{origin}/rest/v2/cluster/nodes/1/1")).json();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["name"], "edge-2");
+    let count = get(&format!("{origin}/rest/v2/cluster/node-count")).json();
+    assert_eq!(count["number"], 3);
+    assert_eq!(
+        get(&format!("{origin}/rest/v2/cluster/nodes/x/1")).status,
+        400
+    );
+
+    p.signal("TERM");
+    let status = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within the grace period");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", p.stderr());
+}
+
+#[test]
+fn sigterm_closes_idle_keepalive_connections_and_exits_zero() {
+    use std::io::{Read, Write};
+    let mut p = Proc::start(&THREE_NODES.replace("shutdown_grace: 5s", "shutdown_grace: 30s"));
+    let mut conn = std::net::TcpStream::connect(p.addr("edge-1", "http")).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("{\"status\":\"ready\"}") {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "response before EOF");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // The keep-alive connection is idle: draining closes it at once instead of waiting 30s.
+    let started = std::time::Instant::now();
+    p.signal("TERM");
+    assert_eq!(
+        conn.read(&mut buf).unwrap(),
+        0,
+        "server closed the idle connection"
+    );
+    let status = p.wait_exit(Duration::from_secs(10)).expect("exits");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", p.stderr());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn failed_bind_names_node_listener_and_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!("nodes:\n  - {{role: edge, name: e9, http: \"{addr}\"}}\n"),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("node e9: cannot bind listener http on {addr}")),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).is_empty(),
+        "no readiness line on failure"
+    );
+}
+
+fn check(yaml: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(&cfg.display().to_string(), "FILE");
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        stderr,
+    )
+}
+
+#[test]
+fn check_reports_an_unknown_key_three_levels_deep() {
+    let (code, _, err) = check(
+        "nodes:\n  - role: edge\n    name: e\n    http: \"127.0.0.1:0\"\n    hls:\n      segment: 2s\n      windw: 6\n",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("FILE:7:7: nodes[0].hls.windw: unknown field `windw`"),
+        "{err}"
+    );
+    let (code, out, _) = check("nodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\"}\n");
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn check_accepts_every_shipped_yaml() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("config.example.yaml")];
+    for e in std::fs::read_dir(root.join("roles")).unwrap() {
+        files.push(e.unwrap().path());
+    }
+    assert!(files.len() >= 5, "config.example.yaml and four role files");
+    for f in files {
+        let out = Command::new(binary())
+            .args(["check", "--config"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn mode_switches_the_store_in_place_without_echoing_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let original = "# my cluster\ncluster:\n  store: embedded  # one box\n  secret: s3cr3t-shared\nnodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\"}  # keep me\n";
+    std::fs::write(&cfg, original).unwrap();
+    let out = Command::new(binary())
+        .args([
+            "mode",
+            "cluster",
+            "db.internal",
+            "admin",
+            "pa$$word",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "cluster.store: embedded -> mongodb://admin:***@db.internal:27017/?authSource=admin"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("pa$$word") && !String::from_utf8_lossy(&out.stderr).contains("pa$$word")
+    );
+    let edited = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        edited.contains(
+            "store: mongodb://admin:pa%24%24word@db.internal:27017/?authSource=admin  # one box"
+        ),
+        "{edited}"
+    );
+    assert!(edited.contains("# keep me") && edited.starts_with("# my cluster\n"));
+
+    let out = Command::new(binary())
+        .args(["mode", "standalone", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        original,
+        "round trip restores the file byte for byte"
+    );
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        concat!("streamfleet ", env!("CARGO_PKG_VERSION"))
+    );
+}
