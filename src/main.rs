@@ -230,3 +230,40 @@ fn init_logging(format: LogFormat) {
         LogFormat::Json => builder.json().init(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Leaf(&'static str);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Wrap {
+        text: &'static str,
+        #[source]
+        source: Leaf,
+    }
+
+    #[test]
+    fn reports_each_cause_once() {
+        let e = Wrap {
+            text: "node o1: `transcode`: cannot start the transcoder",
+            source: Leaf("cannot build the transcode thread pool"),
+        };
+        assert_eq!(
+            report(&e),
+            "node o1: `transcode`: cannot start the transcoder: cannot build the transcode thread pool"
+        );
+        let quoting = Wrap {
+            text: "cluster store unavailable: connection refused",
+            source: Leaf("connection refused"),
+        };
+        assert_eq!(
+            report(&quoting),
+            "cluster store unavailable: connection refused"
+        );
+    }
+}

@@ -5,14 +5,11 @@
 //! pass then checks every value (durations, sizes, addresses, references between items, duplicate
 //! names, listener conflicts) and reports all of its errors at once.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use serde_saphyr::{Location, Spanned};
-
-use super::file::{FileConfig, NodeFile, Raw, RoleFile};
-use super::values::{parse_addr, parse_duration};
+use super::diag::Diag;
+use super::file::{FileConfig, NodeFile, RoleFile};
 use super::{
     ClusterConfig, Config, ConfigError, ConfigErrors, DEFAULT_SHUTDOWN_GRACE, ListenerSpec,
     NodeConfig, Secret, StoreConfig,
@@ -23,68 +20,16 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
 /// Default `cluster.node_timeout`.
 pub const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Collects errors for one file.
-pub(crate) struct Diag<'a> {
-    file: &'a Path,
-    errors: Vec<ConfigError>,
-}
-
-impl<'a> Diag<'a> {
-    fn new(file: &'a Path) -> Self {
-        Diag {
-            file,
-            errors: Vec::new(),
-        }
-    }
-
-    /// The config file (anchors relative paths).
-    pub(crate) fn file(&self) -> &'a Path {
-        self.file
-    }
-
-    /// Records an error at a value's position.
-    pub(crate) fn at<T>(&mut self, value: &Spanned<T>, message: String) {
-        self.at_location(value.referenced, message);
-    }
-
-    fn at_location(&mut self, loc: Location, message: String) {
-        self.errors.push(ConfigError {
-            file: self.file.to_owned(),
-            line: loc.line() as usize,
-            column: loc.column() as usize,
-            message,
-        });
-    }
-
-    /// A duration value, or `default` when absent; errors are recorded.
-    pub(crate) fn duration(&mut self, key: &str, raw: Option<&Raw>, default: Duration) -> Duration {
-        match raw {
-            None => default,
-            Some(r) => parse_duration(&r.value).unwrap_or_else(|e| {
-                self.at(r, format!("{key}: {e}"));
-                default
-            }),
-        }
-    }
-
-    /// An address value; errors are recorded.
-    pub(crate) fn addr(&mut self, key: &str, raw: &Raw) -> Option<SocketAddr> {
-        parse_addr(&raw.value)
-            .map_err(|e| self.at(raw, format!("{key}: {e}")))
-            .ok()
-    }
-}
-
 /// Parses and converts config text.
 pub fn convert(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
     let file = parse_file(text, path)?;
     let mut d = Diag::new(path);
     let config = convert_file(&file, path, &mut d);
-    if d.errors.is_empty() {
+    let errors = d.finish();
+    if errors.is_empty() {
         Ok(config)
     } else {
-        d.errors.sort_by_key(|e| (e.line, e.column));
-        Err(ConfigErrors(d.errors))
+        Err(ConfigErrors(errors))
     }
 }
 
@@ -226,12 +171,7 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
 
     let node_files = f.nodes.as_deref().unwrap_or(&[]);
     if node_files.is_empty() {
-        d.errors.push(ConfigError {
-            file: path.to_owned(),
-            line: 1,
-            column: 1,
-            message: "nodes: the file lists no nodes".into(),
-        });
+        d.at_start("nodes: the file lists no nodes".into());
     }
     let mut nodes = Vec::new();
     for (i, n) in node_files.iter().enumerate() {
@@ -322,7 +262,7 @@ fn random_secret() -> String {
             .unwrap_or_default();
         bytes[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 
 use std::path::Path;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
 use super::convert::parse_file;
-use super::{Config, ConfigErrors};
+use super::{Config, ConfigErrors, mask_uri};
 
 /// Why an edit was not made.
 #[derive(Debug, thiserror::Error)]
@@ -57,31 +59,16 @@ pub fn mongodb_uri(host: &str, credentials: Option<(&str, &str)>) -> String {
     }
 }
 
-/// Masks the password of a MongoDB URI (`mongodb://user:***@host/...`).
-pub fn mask_uri(uri: &str) -> String {
-    let Some(rest) = uri.split_once("://") else {
-        return uri.to_owned();
-    };
-    let (scheme, rest) = rest;
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => uri.to_owned(),
-    }
-}
+/// What a user name or password may keep unescaped in a URI's user-info (RFC 3986
+/// unreserved characters); everything else is percent-encoded.
+const USER_INFO: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(s, USER_INFO).to_string()
 }
 
 /// Sets `cluster.store` in the file at `path` to `value`, validating the result first.
@@ -215,12 +202,11 @@ mod tests {
     }
 
     #[test]
-    fn masks_passwords() {
+    fn builds_uris_with_encoded_credentials() {
         assert_eq!(
-            mask_uri("mongodb://u:secret@h:27017/?authSource=admin"),
-            "mongodb://u:***@h:27017/?authSource=admin"
+            mongodb_uri("h", Some(("a b", "p@ss:w/~"))),
+            "mongodb://a%20b:p%40ss%3Aw%2F~@h:27017/?authSource=admin"
         );
-        assert_eq!(mask_uri("mongodb://h:27017/"), "mongodb://h:27017/");
         assert_eq!(mongodb_uri("h:2000", None), "mongodb://h:2000/");
         assert_eq!(mongodb_uri("h", None), "mongodb://h:27017/");
     }

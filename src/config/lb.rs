@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::convert::Diag;
+use super::diag::Diag;
 use super::file::{
     BackendFile, BalanceFile, FrontendFile, HealthKindFile, ListenerFile, ModeFile, NodeFile,
 };
@@ -736,17 +736,15 @@ fn convert_backend(
         }
     }
     let servers_from = b.servers_from.as_ref().map(|s| ServersFrom {
-        role: match s.role.value {
-            super::file::RoleFile::Lb => {
+        role: match Role::from(s.role.value) {
+            Role::Lb => {
                 d.at(
                     &s.role,
                     format!("{at}.servers_from.role: must be origin, edge or standalone"),
                 );
                 Role::Lb
             }
-            super::file::RoleFile::Origin => Role::Origin,
-            super::file::RoleFile::Edge => Role::Edge,
-            super::file::RoleFile::Standalone => Role::Standalone,
+            media => media,
         },
         listener: match s.listener.value {
             ListenerFile::Http => NodeListener::Http,

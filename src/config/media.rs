@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::convert::Diag;
-use super::file::{AppFile, NodeFile, RoleFile};
+use super::diag::Diag;
+use super::file::{AppFile, NodeFile};
 use super::values::parse_size;
 use super::{ListenerSpec, Role, Secret};
 
@@ -140,11 +140,9 @@ const X264_TUNES: &[&str] = &[
 ];
 
 pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<MediaConfig> {
-    let role = match n.role.value {
-        RoleFile::Origin => Role::Origin,
-        RoleFile::Edge => Role::Edge,
-        RoleFile::Standalone => Role::Standalone,
-        RoleFile::Lb => return None,
+    let role = match Role::from(n.role.value) {
+        Role::Lb => return None,
+        media => media,
     };
     for (present, key) in [
         (n.timeouts.is_some(), "timeouts"),
@@ -321,7 +319,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
                 p.value.clone()
             });
             let threads = match &t.threads {
-                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                None => super::default_threads(),
                 Some(n) if n.value == 0 || n.value > 256 => {
                     d.at(n, format!("{at}.transcode.threads: between 1 and 256"));
                     1

@@ -5,10 +5,12 @@
 //! sub-config. Every error names `FILE:LINE:COLUMN` and the key.
 
 pub mod convert;
+mod diag;
 pub mod edit;
 pub mod file;
 mod lb;
 mod media;
+mod secret;
 pub mod values;
 
 use std::fmt;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 pub use lb::*;
 pub use media::*;
+pub use secret::{Secret, UriCredentials, mask_uri};
 
 /// Default for `shutdown_grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -71,33 +74,6 @@ pub enum StoreConfig {
     },
 }
 
-/// A string that must never reach a log: `Debug` and `Display` print a placeholder.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
 /// A node's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -131,6 +107,17 @@ impl Role {
             "standalone" => Role::Standalone,
             _ => return None,
         })
+    }
+}
+
+impl From<file::RoleFile> for Role {
+    fn from(r: file::RoleFile) -> Role {
+        match r {
+            file::RoleFile::Lb => Role::Lb,
+            file::RoleFile::Origin => Role::Origin,
+            file::RoleFile::Edge => Role::Edge,
+            file::RoleFile::Standalone => Role::Standalone,
+        }
     }
 }
 

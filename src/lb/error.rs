@@ -25,24 +25,28 @@ pub enum LbStartError {
         source: io::Error,
     },
     /// A certificate file holds no usable chain or key, or a key that does not match.
-    #[error("node {node}: TLS certificate file {}: {reason}", file.display())]
+    #[error("node {node}: TLS certificate file {}: {what}", file.display())]
     CertInvalid {
         /// Node name.
         node: String,
         /// The file.
         file: PathBuf,
         /// What is wrong.
-        reason: String,
+        what: &'static str,
+        /// What the PEM reader or rustls reported, when it did.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A self-signed certificate could not be generated or written.
-    #[error("node {node}: cannot create self-signed certificate {}: {reason}", file.display())]
+    #[error("node {node}: cannot create self-signed certificate {}", file.display())]
     SelfSigned {
         /// Node name.
         node: String,
         /// The file.
         file: PathBuf,
-        /// What failed.
-        reason: String,
+        /// What failed (certificate generation or the file system).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// An errorfile is missing or unreadable.
     #[error("node {node}: cannot read errorfile {}", file.display())]

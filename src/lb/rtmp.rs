@@ -27,9 +27,10 @@ use super::log::{Cause, Phase, TcpEntry, Termination};
 use super::pipe::{self, PipeTimeouts};
 use super::upstream::{ConnectPlan, ConnectTrace, connect};
 use crate::runtime::ConnPermit;
+use crate::runtime::entropy::rtmp_handshake_seed;
 use streamfleet_proto::rtmp::amf0::Amf0Value;
 use streamfleet_proto::rtmp::chunk::{ChunkDecoder, ChunkError, DecoderLimits};
-use streamfleet_proto::rtmp::handshake::{ClientHandshake, HandshakeError, RANDOM_LEN};
+use streamfleet_proto::rtmp::handshake::{ClientHandshake, HandshakeError};
 use streamfleet_proto::rtmp::message::{Message, MessageError};
 use streamfleet_proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
 use streamfleet_proto::rtmp::splice::SpliceError;
@@ -187,16 +188,6 @@ async fn write(
     }
 }
 
-fn random() -> ([u8; RANDOM_LEN], u32) {
-    let mut random = [0u8; RANDOM_LEN];
-    // Handshake filler only: zeros are valid too if the OS has no randomness.
-    let _ = getrandom::fill(&mut random);
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u32);
-    (random, epoch)
-}
-
 async fn run(
     fe: &Frontend,
     mut client: TcpStream,
@@ -205,7 +196,7 @@ async fn run(
 ) -> Result<Termination, RtmpProxyError> {
     let t = fe.timeouts;
     let session = route.session.clone();
-    let (rand, epoch) = random();
+    let (rand, epoch) = rtmp_handshake_seed();
     let config = ServerConfig {
         record_input: Some(MAX_RECORDED),
         ..ServerConfig::default()
@@ -299,7 +290,7 @@ async fn run(
     // 3. Handshake with the server, replay, read up to the splice point.
     let mut sbuf = BytesMut::with_capacity(16 * 1024);
     out.clear();
-    let (rand, epoch) = random();
+    let (rand, epoch) = rtmp_handshake_seed();
     let mut hs = ClientHandshake::start(epoch, &rand, true, &mut out);
     loop {
         write(server, &out, t.server, "server").await?;

@@ -62,14 +62,16 @@ pub fn acceptor(node: &str, config: &TlsConfig) -> Result<TlsAcceptor, LbStartEr
     let resolver = SniResolver::new(certs).ok_or_else(|| LbStartError::CertInvalid {
         node: node.into(),
         file: Default::default(),
-        reason: "no certificate configured".into(),
+        what: "no certificate configured",
+        source: None,
     })?;
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| LbStartError::CertInvalid {
             node: node.into(),
             file: Default::default(),
-            reason: e.to_string(),
+            what: "TLS versions refused by the crypto provider",
+            source: Some(e.into()),
         })?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(resolver));
@@ -84,10 +86,13 @@ fn load_pem(
     file: &Path,
     provider: &CryptoProvider,
 ) -> Result<Arc<CertifiedKey>, LbStartError> {
-    let invalid = |reason: String| LbStartError::CertInvalid {
-        node: node.into(),
-        file: file.to_owned(),
-        reason,
+    let invalid = |what: &'static str, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+        LbStartError::CertInvalid {
+            node: node.into(),
+            file: file.to_owned(),
+            what,
+            source,
+        }
     };
     let bytes = std::fs::read(file).map_err(|source| LbStartError::CertRead {
         node: node.into(),
@@ -96,26 +101,28 @@ fn load_pem(
     })?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(format!("unreadable certificate: {e}")))?;
+        .map_err(|e| invalid("unreadable certificate", Some(e.into())))?;
     if chain.is_empty() {
         return Err(invalid(
-            "no CERTIFICATE block (expected the full chain, then the private key)".into(),
+            "no CERTIFICATE block (expected the full chain, then the private key)",
+            None,
         ));
     }
     let key = PrivateKeyDer::from_pem_slice(&bytes)
-        .map_err(|e| invalid(format!("no usable private key: {e}")))?;
+        .map_err(|e| invalid("no usable private key", Some(e.into())))?;
     let certified = CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            invalid("the private key does not match the certificate".into())
+            invalid("the private key does not match the certificate", None)
         }
-        e => invalid(e.to_string()),
+        e => invalid("certificate and key refused", Some(e.into())),
     })?;
     // `from_der` tolerates keys whose consistency it cannot check; a mismatch is an error here.
     if let Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) =
         certified.keys_match()
     {
         return Err(invalid(
-            "the private key does not match the certificate".into(),
+            "the private key does not match the certificate",
+            None,
         ));
     }
     Ok(Arc::new(certified))
@@ -124,15 +131,15 @@ fn load_pem(
 /// Generates a development certificate for [`SELF_SIGNED_NAMES`] and writes it to `file`
 /// (certificate then key, mode 0600).
 fn write_self_signed(node: &str, file: &Path) -> Result<(), LbStartError> {
-    let fail = |reason: String| LbStartError::SelfSigned {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| LbStartError::SelfSigned {
         node: node.into(),
         file: file.to_owned(),
-        reason,
+        source,
     };
     let names: Vec<String> = SELF_SIGNED_NAMES.iter().map(|s| (*s).to_owned()).collect();
-    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
+    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.into()))?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+        std::fs::create_dir_all(dir).map_err(|e| fail(e.into()))?;
     }
     let pem = format!(
         "{}{}",
@@ -144,9 +151,8 @@ fn write_self_signed(node: &str, file: &Path) -> Result<(), LbStartError> {
         .create_new(true)
         .mode(0o600)
         .open(file)
-        .map_err(|e| fail(e.to_string()))?;
-    out.write_all(pem.as_bytes())
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
+    out.write_all(pem.as_bytes()).map_err(|e| fail(e.into()))?;
     tracing::warn!(%node, file = %file.display(), names = ?SELF_SIGNED_NAMES, "created a self-signed development certificate; browsers will not trust it");
     Ok(())
 }

@@ -28,7 +28,7 @@ pub mod sink;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use self::sink::Sink;
 use crate::config::AccessLogConfig;
@@ -478,44 +478,37 @@ const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
-/// `06/Feb/2009:12:14:14.655` (UTC).
+/// `06/Feb/2009:12:14:14.655` (UTC): the RFC 3339 form `humantime` writes
+/// (`2009-02-06T12:14:14.655Z`), the process's one date formatter, rearranged.
 fn push_date(out: &mut String, t: SystemTime) {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let month_name = MONTHS
-        .get(month.saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or("???");
-    let _ = write!(
-        out,
-        "{day:02}/{month_name}/{year}:{:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_millis()
-    );
-}
-
-/// Days since 1970-01-01 -> (year, month 1..=12, day 1..=31) in the proleptic Gregorian
-/// calendar (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let mut buf = [0u8; 32];
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    let written = std::io::Write::write_fmt(
+        &mut cursor,
+        format_args!("{}", humantime::format_rfc3339_millis(t)),
+    )
+    .map(|()| cursor.position() as usize);
+    let iso = written
+        .ok()
+        .and_then(|n| std::str::from_utf8(buf.get(..n)?).ok())
+        .unwrap_or_default();
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`: fixed positions for years 0000-9999.
+    let month = iso
+        .get(5..7)
+        .and_then(|m| m.parse::<usize>().ok())
+        .and_then(|m| MONTHS.get(m.wrapping_sub(1)));
+    match (iso.get(0..4), month, iso.get(8..10), iso.get(11..23)) {
+        (Some(year), Some(month), Some(day), Some(time)) if iso.len() == 24 => {
+            let _ = write!(out, "{day}/{month}/{year}:{time}");
+        }
+        _ => out.push_str(iso),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn log() -> AccessLog {
         let mut l = AccessLog::with_sink(
@@ -550,7 +543,6 @@ mod tests {
             UNIX_EPOCH + Duration::from_millis(1_709_251_199_999),
         );
         assert_eq!(s, "29/Feb/2024:23:59:59.999");
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
     }
 
     #[test]

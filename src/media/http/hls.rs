@@ -96,7 +96,7 @@ fn new_session() -> HeaderValue {
     let mut id = [0u8; 16];
     // Without OS randomness the id stays zero: the LB's prefix still names this node.
     let _ = getrandom::fill(&mut id);
-    let hex: String = id.iter().map(|b| format!("{b:02X}")).collect();
+    let hex = hex::encode_upper(id);
     // Hex digits and this ASCII text are valid header bytes: the fallback never applies.
     HeaderValue::from_str(&format!("{SESSION_COOKIE}={hex}; Path=/; HttpOnly"))
         .unwrap_or_else(|_| HeaderValue::from_static("JSESSIONID=0; Path=/"))

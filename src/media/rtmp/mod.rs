@@ -29,9 +29,9 @@ use super::stats::MediaStats;
 use super::transcode::Transcoder;
 use crate::cluster::model::StreamKey;
 use crate::config::{MediaConfig, Role};
+use crate::runtime::entropy::rtmp_handshake_seed;
 use crate::runtime::{ConnPermit, Shutdown};
 use streamfleet_proto::names::{PlayerName, RenditionId};
-use streamfleet_proto::rtmp::handshake::RANDOM_LEN;
 use streamfleet_proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
 
 /// Time to complete the handshake and `connect`.
@@ -126,12 +126,7 @@ struct Connection {
 
 impl Connection {
     fn new(ctx: Arc<RtmpContext>, peer: SocketAddr) -> Self {
-        let mut random = [0u8; RANDOM_LEN];
-        // Handshake filler only: if the OS has no randomness the zeros are still valid.
-        let _ = getrandom::fill(&mut random);
-        let epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u32);
+        let (random, epoch) = rtmp_handshake_seed();
         Connection {
             ctx,
             peer,
@@ -524,7 +519,11 @@ fn token_valid(secret: &str, stream_id: &str, query: &str) -> bool {
     let Some(token) = query.split('&').find_map(|kv| kv.strip_prefix("token=")) else {
         return false;
     };
-    let Some(token) = decode_hex(token) else {
+    // A SHA-256 MAC is 64 hex digits: anything much longer is not worth decoding.
+    let Some(token) = (token.len() <= 128)
+        .then(|| hex::decode(token).ok())
+        .flatten()
+    else {
         return false;
     };
     let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
@@ -532,16 +531,6 @@ fn token_valid(secret: &str, stream_id: &str, query: &str) -> bool {
     };
     mac.update(stream_id.as_bytes());
     mac.verify_slice(&token).is_ok()
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 128 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]
@@ -565,12 +554,7 @@ mod tests {
         use hmac::{Hmac, KeyInit, Mac};
         let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
         mac.update(b"cam1");
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex = hex::encode(mac.finalize().into_bytes());
         assert!(token_valid("s3cret", "cam1", &format!("token={hex}")));
         assert!(token_valid("s3cret", "cam1", &format!("x=1&token={hex}")));
         assert!(

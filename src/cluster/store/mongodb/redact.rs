@@ -5,48 +5,28 @@
 
 use std::fmt;
 
+use percent_encoding::percent_decode_str;
+
+use crate::config::UriCredentials;
+
 /// The strings of a URI that would give credentials away: its user-info (`user:password`), and
-/// the password both as written and percent-decoded. Splits the way the driver does: options
-/// after the first `?`, user-info before the last `@`, password after the first `:`.
+/// the password both as written and percent-decoded ([`UriCredentials`] splits it).
 pub(super) fn uri_secrets(uri: &str) -> Vec<String> {
-    let after_scheme = uri.split_once("://").map_or(uri, |(_, rest)| rest);
-    let before_options = after_scheme
-        .split_once('?')
-        .map_or(after_scheme, |(head, _)| head);
-    let Some((user_info, _)) = before_options.rsplit_once('@') else {
+    let Some(c) = UriCredentials::of(uri) else {
         return Vec::new();
     };
-    let mut secrets = vec![user_info.to_owned()];
-    if let Some((_, password)) = user_info.split_once(':') {
+    let mut secrets = vec![c.user_info.to_owned()];
+    if let Some(password) = c.password {
         secrets.push(password.to_owned());
-        secrets.push(percent_decode(password));
+        secrets.push(
+            percent_decode_str(password)
+                .decode_utf8_lossy()
+                .into_owned(),
+        );
     }
     secrets.retain(|s| !s.is_empty());
     secrets.dedup();
     secrets
-}
-
-/// Decodes `%XX` escapes (invalid ones are kept as written; invalid UTF-8 becomes U+FFFD).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-            Some(decoded) if b == b'%' => {
-                out.push(decoded);
-                i += 3;
-            }
-            _ => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A driver error whose text contained a credential, kept as text with the credential masked.
@@ -98,19 +78,17 @@ mod tests {
     fn uri_secrets_cover_user_info_and_both_password_spellings() {
         let s = uri_secrets("mongodb://admin:p%40ss%3Aw@db1:27017,db2/?authSource=admin");
         assert_eq!(s, ["admin:p%40ss%3Aw", "p%40ss%3Aw", "p@ss:w"]);
+        let s = uri_secrets("mongodb://u:100%25%zz@h/");
+        assert_eq!(
+            s,
+            ["u:100%25%zz", "100%25%zz", "100%%zz"],
+            "bad escapes kept"
+        );
         // Same split as the driver: the last `@` before the options ends the user-info.
         let s = uri_secrets("mongodb://u:a@b@host/db?x=@y");
         assert_eq!(s, ["u:a@b", "a@b"]);
         assert!(uri_secrets("mongodb://host:27017/").is_empty());
         assert_eq!(uri_secrets("mongodb://justuser@host/"), ["justuser"]);
-    }
-
-    #[test]
-    fn percent_decoding_keeps_invalid_escapes() {
-        assert_eq!(percent_decode("a%20b%2F"), "a b/");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
-        assert_eq!(percent_decode("%C3%A9"), "é");
     }
 
     #[test]
