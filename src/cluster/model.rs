@@ -143,6 +143,17 @@ mod rendition_name {
     }
 }
 
+/// How far a stream's HLS numbering has gone: the origin keeps it in the stream's record as
+/// it cuts segments, so another origin taking the stream over (or a later publish) continues
+/// it instead of starting again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HlsProgress {
+    /// Media sequence number of the next segment.
+    pub next_sequence: u64,
+    /// Discontinuity tags so far.
+    pub discontinuity_sequence: u64,
+}
+
 /// Viewers of one stream on its origin and edges, by protocol.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Viewers {
@@ -177,6 +188,8 @@ pub struct StreamRecord {
     pub updated_at: SystemTime,
     /// Viewers by protocol.
     pub viewers: Viewers,
+    /// HLS numbering reached (kept across claims, so a new owner continues it).
+    pub hls: Option<HlsProgress>,
 }
 
 impl StreamRecord {
@@ -218,6 +231,9 @@ pub struct Lease {
     pub origin: String,
     /// Epoch the owner won.
     pub epoch: u64,
+    /// The HLS numbering the stream's record held when the lease was taken (an earlier life of
+    /// the stream, on this origin or another): the new owner continues it.
+    pub hls: Option<HlsProgress>,
 }
 
 /// What a lease renewal may update besides the lease itself.
@@ -227,4 +243,6 @@ pub struct StreamUpdate {
     pub renditions: Option<Vec<Rendition>>,
     /// Current viewers.
     pub viewers: Viewers,
+    /// HLS numbering, when it moved.
+    pub hls: Option<HlsProgress>,
 }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use streamfleet_proto::aac::AudioSpecificConfig;
 use streamfleet_proto::avc::DecoderConfig;
 use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::hls::SegmentStart;
 use streamfleet_proto::rtmp::chunk::ChunkedBody;
 
 /// Audio or video.
@@ -35,10 +36,28 @@ pub struct Frame {
     /// Wall clock (unix µs) when the frame entered its first hub (the origin's); relays carry
     /// it so edges can measure the added latency. 0 until a hub stamps it.
     pub published_us: u64,
+    /// The HLS segment this frame starts, decided by the origin's packager when the frame
+    /// entered its first hub, and carried with it to every node that packages the stream.
+    pub segment: Option<Arc<SegmentStart>>,
     /// `body` cut into RTMP chunks by the first player that sends this frame; every clone of
     /// the frame (each player's copy of a hub event) shares it, so a frame is chunked once per
     /// hub instead of once per player.
     pub rtmp_chunks: RtmpChunks,
+}
+
+impl Frame {
+    /// A frame as a publisher sends it: not yet stamped by a hub, starting no segment yet.
+    pub fn new(kind: TrackKind, dts: u64, keyframe: bool, body: Bytes) -> Self {
+        Frame {
+            kind,
+            dts,
+            keyframe,
+            body,
+            published_us: 0,
+            segment: None,
+            rtmp_chunks: RtmpChunks::default(),
+        }
+    }
 }
 
 /// A frame's body in RTMP chunks, computed once and shared by the frame's clones.

@@ -1,5 +1,7 @@
 //! Stream ownership of an origin: one lease per published stream, taken when the publisher
 //! starts, renewed every heartbeat (with renditions and viewer counts), released when it stops.
+//! The stream's HLS numbering is written as soon as it moves (each new segment), so an origin
+//! taking the stream over continues it exactly.
 //!
 //! A [`LeaseGuard`] is the registration: dropping it releases the lease. When the store is
 //! unreachable at publish time the stream is accepted anyway and the loop keeps trying to claim
@@ -11,10 +13,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::cluster::heartbeat::StoreHealth;
-use crate::cluster::model::{Lease, Rendition, StreamClaim, StreamKey, StreamUpdate, Viewers};
+use crate::cluster::model::{
+    HlsProgress, Lease, Rendition, StreamClaim, StreamKey, StreamUpdate, Viewers,
+};
 use crate::cluster::store::{Store, StoreError};
 use crate::runtime::Shutdown;
 
@@ -29,6 +33,9 @@ struct Entry {
     renditions: Vec<Rendition>,
     renditions_dirty: bool,
     viewers: Viewers,
+    /// HLS numbering reached; `hls_dirty` until written.
+    hls: Option<HlsProgress>,
+    hls_dirty: bool,
     lost: watch::Sender<bool>,
 }
 
@@ -41,6 +48,8 @@ pub struct Leases {
     health: Arc<StoreHealth>,
     entries: Mutex<HashMap<StreamKey, Entry>>,
     next_id: Mutex<u64>,
+    /// Wakes the renewal loop to write HLS numbering that moved.
+    hls_moved: Notify,
 }
 
 /// Why a stream cannot be published here.
@@ -80,6 +89,7 @@ impl Leases {
             health,
             entries: Mutex::default(),
             next_id: Mutex::new(1),
+            hls_moved: Notify::new(),
         })
     }
 
@@ -131,6 +141,8 @@ impl Leases {
                 renditions: Vec::new(),
                 renditions_dirty: false,
                 viewers: Viewers::default(),
+                hls: None,
+                hls_dirty: false,
                 lost: lost_tx,
             },
         );
@@ -183,15 +195,22 @@ impl Leases {
 
     /// Renews (or claims, after an outage) every lease once.
     pub async fn renew_all(&self) {
+        self.renew(false).await;
+    }
+
+    /// Renews the leases of every stream (`only_hls`: of those whose HLS numbering moved).
+    async fn renew(&self, only_hls: bool) {
         let now = SystemTime::now();
         let work: Vec<(StreamKey, u64, Option<Lease>, StreamUpdate)> = self
             .lock()
             .iter_mut()
+            .filter(|(_, e)| !only_hls || e.hls_dirty)
             .map(|(k, e)| {
                 let update = StreamUpdate {
                     renditions: std::mem::take(&mut e.renditions_dirty)
                         .then(|| e.renditions.clone()),
                     viewers: e.viewers,
+                    hls: std::mem::take(&mut e.hls_dirty).then_some(e.hls).flatten(),
                 };
                 (k.clone(), e.id, e.lease.clone(), update)
             })
@@ -220,6 +239,7 @@ impl Leases {
                     tracing::info!(stream = %key, epoch = new_lease.epoch, "stream recorded in the cluster store");
                     entry.lease = Some(new_lease);
                     entry.renditions_dirty = true;
+                    entry.hls_dirty = entry.hls.is_some();
                 }
                 Ok(None) => {}
                 Err(StoreError::LeaseLost { .. } | StoreError::Owned { .. }) => {
@@ -230,20 +250,27 @@ impl Leases {
                     if update.renditions.is_some() {
                         entry.renditions_dirty = true;
                     }
+                    if update.hls.is_some() {
+                        entry.hls_dirty = true;
+                    }
                     self.health.record_err(&e);
                 }
             }
         }
     }
 
-    /// Renews every heartbeat until the node stops.
+    /// Renews every heartbeat until the node stops, and writes HLS numbering as it moves.
     pub async fn run(self: Arc<Self>, interval: Duration, shutdown: Shutdown) {
+        let mut next = tokio::time::Instant::now() + interval;
         loop {
             tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep_until(next) => {
+                    next = tokio::time::Instant::now() + interval;
+                    self.renew(false).await;
+                }
+                () = self.hls_moved.notified() => self.renew(true).await,
                 () = shutdown.stopped() => break,
             }
-            self.renew_all().await;
         }
     }
 }
@@ -260,6 +287,30 @@ impl LeaseGuard {
             e.renditions = renditions;
             e.renditions_dirty = true;
         }
+    }
+
+    /// The HLS numbering the stream's record held when this lease was taken (an earlier life
+    /// of the stream), for the packager to continue.
+    pub fn resume_hls(&self) -> Option<HlsProgress> {
+        self.leases
+            .lock()
+            .get(&self.key)
+            .filter(|e| e.id == self.id)
+            .and_then(|e| e.lease.as_ref()?.hls)
+    }
+
+    /// Records that the stream's HLS numbering moved (a segment started); written at once.
+    pub fn set_hls(&self, progress: HlsProgress) {
+        if let Some(e) = self
+            .leases
+            .lock()
+            .get_mut(&self.key)
+            .filter(|e| e.id == self.id)
+        {
+            e.hls = Some(progress);
+            e.hls_dirty = true;
+        }
+        self.leases.hls_moved.notify_one();
     }
 
     /// Records the stream's viewers (sent with the next renewal).

@@ -26,6 +26,8 @@ pub struct MediaStats {
     pub publish_refused: Counter,
     /// HLS viewers (distinct clients fetching segments recently).
     pub hls_viewers: Gauge,
+    /// HLS segments served.
+    pub hls_segments: Counter,
     /// Previous egress sample for the bit rate.
     last: std::sync::Mutex<Option<(Instant, u64)>>,
     hubs: std::sync::OnceLock<Arc<Hubs>>,
@@ -64,6 +66,11 @@ impl MediaStats {
             "hls_viewers",
             "Distinct HLS clients in the last 30 s",
             self.hls_viewers.clone(),
+        );
+        registry.register(
+            "hls_segments_served",
+            "HLS segments served to players",
+            self.hls_segments.clone(),
         );
     }
 

@@ -1,4 +1,5 @@
-//! HLS playlists (RFC 8216): the live media playlist of each rendition and the master playlist.
+//! HLS playlists (RFC 8216): the live media playlist of each rendition and the master playlist,
+//! and the [`SegmentStart`] decisions the origin's packager makes and every node follows.
 //!
 //! The packager pushes each finished segment into a [`MediaPlaylist`], a sliding window that
 //! evicts the oldest segment and keeps `EXT-X-MEDIA-SEQUENCE`, `EXT-X-DISCONTINUITY-SEQUENCE`
@@ -9,10 +10,12 @@
 
 mod master;
 mod playlist;
+mod segment;
 mod time;
 
 pub use master::{Variant, write_master};
 pub use playlist::{MediaPlaylist, Segment};
+pub use segment::SegmentStart;
 pub use time::write_program_date_time;
 
 /// Everything that can be wrong with what is asked to go into a playlist.

@@ -1,12 +1,17 @@
 //! The live media playlist of one rendition: a sliding window of segments.
 //!
-//! The packager calls [`MediaPlaylist::push`] for each finished segment; once the window is
-//! full the oldest segment is evicted and returned (so its bytes can be freed), the media
-//! sequence advances by one, and the discontinuity sequence advances when the evicted segment
-//! carried an `EXT-X-DISCONTINUITY` tag (RFC 8216 6.2.2). The target duration is a high-water
-//! mark: it starts at the configured segment duration rounded up and rises whenever a segment
-//! whose rounded duration exceeds it arrives, so every `EXTINF` stays within it (4.3.3.1) and it
-//! never goes back down. [`MediaPlaylist::render`] writes the playlist text.
+//! Segments arrive numbered (their media sequence and discontinuity sequence numbers are
+//! decided once, by the origin, and carried to every node that packages the stream), so the
+//! playlist only keeps the window: [`MediaPlaylist::push`] appends a finished segment and evicts
+//! the oldest beyond the window. `EXT-X-MEDIA-SEQUENCE` is the first listed segment's number
+//! and `EXT-X-DISCONTINUITY-SEQUENCE` the discontinuity tags before it (RFC 8216 6.2.2), so two
+//! nodes listing the same segments from different starting points agree on every segment's
+//! numbers. A segment whose number does not follow the last one's starts the window again (the
+//! numbers of one playlist are consecutive by construction). The target duration is a
+//! high-water mark: it starts at the configured segment duration rounded up, rises whenever a
+//! segment whose rounded duration exceeds it arrives (or the origin says it rose), so every
+//! `EXTINF` stays within it (4.3.3.1) and it never goes back down. [`MediaPlaylist::render`]
+//! writes the playlist text.
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -21,6 +26,11 @@ use super::{HlsError, check_uri};
 pub struct Segment {
     /// The segment URI, relative to the playlist.
     pub uri: String,
+    /// Its media sequence number.
+    pub sequence: u64,
+    /// Its discontinuity sequence number: the `EXT-X-DISCONTINUITY` tags of the stream up to
+    /// and including its own.
+    pub discontinuity_sequence: u64,
     /// Its duration (written as `EXTINF` with millisecond precision).
     pub duration: Duration,
     /// The wall-clock time of its first frame in unix milliseconds, for
@@ -49,12 +59,8 @@ impl Segment {
 pub struct MediaPlaylist {
     /// Most segments listed at once.
     window: NonZeroUsize,
-    /// The listed segments, oldest first.
+    /// The listed segments, oldest first, with consecutive sequence numbers.
     segments: VecDeque<Segment>,
-    /// Media sequence number of the oldest listed segment.
-    media_sequence: u64,
-    /// Discontinuity tags evicted so far.
-    discontinuity_sequence: u64,
     /// `EXT-X-TARGETDURATION` in seconds; only ever rises.
     target_duration: u64,
     /// `EXT-X-ENDLIST` has been requested: the stream is over.
@@ -69,29 +75,34 @@ impl MediaPlaylist {
         Self {
             window,
             segments: VecDeque::with_capacity(window.get()),
-            media_sequence: 0,
-            discontinuity_sequence: 0,
             target_duration: millis.div_ceil(1_000).max(1),
             ended: false,
         }
     }
 
-    /// Appends a finished segment; returns the segment evicted from the window, if any.
-    pub fn push(&mut self, segment: Segment) -> Result<Option<Segment>, HlsError> {
+    /// Appends a finished segment, evicting the oldest beyond the window. A segment whose
+    /// number does not follow the last one's (a new origin that could not continue the
+    /// numbering) replaces the whole window.
+    pub fn push(&mut self, segment: Segment) -> Result<(), HlsError> {
         check_uri(&segment.uri)?;
+        if self
+            .segments
+            .back()
+            .is_some_and(|last| last.sequence.checked_add(1) != Some(segment.sequence))
+        {
+            self.segments.clear();
+        }
         self.target_duration = self.target_duration.max(segment.rounded_seconds());
         self.segments.push_back(segment);
-        if self.segments.len() <= self.window.get() {
-            return Ok(None);
+        while self.segments.len() > self.window.get() {
+            self.segments.pop_front();
         }
-        let evicted = self.segments.pop_front();
-        if let Some(old) = &evicted {
-            self.media_sequence += 1;
-            if old.discontinuity {
-                self.discontinuity_sequence += 1;
-            }
-        }
-        Ok(evicted)
+        Ok(())
+    }
+
+    /// Raises the target duration to at least `seconds` (what the origin's playlist has).
+    pub fn raise_target_duration(&mut self, seconds: u64) {
+        self.target_duration = self.target_duration.max(seconds);
     }
 
     /// Marks the stream as finished: the playlist gains `EXT-X-ENDLIST`.
@@ -106,12 +117,16 @@ impl MediaPlaylist {
 
     /// `EXT-X-MEDIA-SEQUENCE`: the sequence number of the oldest listed segment.
     pub fn media_sequence(&self) -> u64 {
-        self.media_sequence
+        self.segments.front().map_or(0, |s| s.sequence)
     }
 
-    /// `EXT-X-DISCONTINUITY-SEQUENCE`: discontinuity tags that have left the window.
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`: the discontinuity tags before the oldest listed segment
+    /// (a tag on that segment itself is still listed, and counted by players as they read it).
     pub fn discontinuity_sequence(&self) -> u64 {
-        self.discontinuity_sequence
+        self.segments.front().map_or(0, |s| {
+            s.discontinuity_sequence
+                .saturating_sub(u64::from(s.discontinuity))
+        })
     }
 
     /// `EXT-X-TARGETDURATION` in seconds.
@@ -127,7 +142,9 @@ impl MediaPlaylist {
             out,
             "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:{}\n\
              #EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
-            self.target_duration, self.media_sequence, self.discontinuity_sequence
+            self.target_duration,
+            self.media_sequence(),
+            self.discontinuity_sequence()
         );
         for segment in &self.segments {
             if segment.discontinuity {
@@ -162,13 +179,21 @@ mod tests {
         NonZeroUsize::new(n).unwrap()
     }
 
-    fn segment(n: u64, millis: u64, discontinuity: bool) -> Segment {
+    /// Segment `n`; `discontinuity_sequence` counts the tags of segments 0..=n given by
+    /// `tagged` (a test passes the same predicate for every segment it makes).
+    fn numbered(n: u64, millis: u64, tagged: impl Fn(u64) -> bool) -> Segment {
         Segment {
             uri: format!("seg{n}.ts"),
+            sequence: n,
+            discontinuity_sequence: (0..=n).filter(|&k| tagged(k)).count() as u64,
             duration: Duration::from_millis(millis),
             program_date_time: Some(1_795_762_253_123 + n as i64 * 2_000),
-            discontinuity,
+            discontinuity: tagged(n),
         }
+    }
+
+    fn segment(n: u64, millis: u64, discontinuity: bool) -> Segment {
+        numbered(n, millis, |k| k == n && discontinuity)
     }
 
     fn parse(text: &str) -> m3u8_rs::MediaPlaylist {
@@ -225,16 +250,13 @@ mod tests {
     }
 
     #[test]
-    fn discontinuity_sequence_counts_evicted_tags() {
+    fn sequences_come_from_the_listed_segments() {
+        let tags = [true, false, true, true, false, false];
+        let tagged = |k: u64| tags[k as usize];
         let mut playlist = MediaPlaylist::new(Duration::from_secs(2), window(2));
-        let flags = [true, false, true, true, false, false];
         let mut seen = Vec::new();
-        for (n, &flag) in flags.iter().enumerate() {
-            let evicted = playlist.push(segment(n as u64, 2_000, flag)).unwrap();
-            assert_eq!(
-                evicted.map(|s| s.uri),
-                (n >= 2).then(|| format!("seg{}.ts", n - 2))
-            );
+        for n in 0..tags.len() as u64 {
+            playlist.push(numbered(n, 2_000, tagged)).unwrap();
             seen.push((playlist.media_sequence(), playlist.discontinuity_sequence()));
             let parsed = parse(&playlist.render());
             assert_eq!(parsed.media_sequence, playlist.media_sequence());
@@ -243,8 +265,26 @@ mod tests {
                 playlist.discontinuity_sequence()
             );
         }
-        // seg0 (tagged) leaves at push 2, seg1 at push 3, seg2 (tagged) at 4, seg3 (tagged) at 5.
+        // The first listed segment's tags before it: seg1 (after the tagged seg0) has 1, seg2
+        // (tagged, listed with its tag) 1, seg3 (tagged) 2, seg4 3.
         assert_eq!(seen, [(0, 0), (0, 0), (1, 1), (2, 1), (3, 2), (4, 3)]);
+
+        // A node that joined late lists the same segments with the same numbers.
+        let mut late = MediaPlaylist::new(Duration::from_secs(2), window(2));
+        late.push(numbered(4, 2_000, tagged)).unwrap();
+        late.push(numbered(5, 2_000, tagged)).unwrap();
+        assert_eq!(late.render(), playlist.render());
+    }
+
+    #[test]
+    fn a_gap_in_the_numbers_restarts_the_window() {
+        let mut playlist = MediaPlaylist::new(Duration::from_secs(2), window(3));
+        for n in [7, 8, 20, 21] {
+            playlist.push(segment(n, 2_000, false)).unwrap();
+        }
+        let listed: Vec<u64> = playlist.segments().map(|s| s.sequence).collect();
+        assert_eq!(listed, [20, 21]);
+        assert_eq!(playlist.media_sequence(), 20);
     }
 
     #[test]
@@ -265,6 +305,10 @@ mod tests {
             7,
             "the long segment has left but the tag stays"
         );
+        playlist.raise_target_duration(5);
+        assert_eq!(playlist.target_duration(), 7, "never lowered");
+        playlist.raise_target_duration(9);
+        assert_eq!(playlist.target_duration(), 9);
         let parsed = parse(&playlist.render());
         for s in &parsed.segments {
             assert!(f64::from(s.duration).round() as u64 <= parsed.target_duration);

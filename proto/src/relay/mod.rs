@@ -10,7 +10,10 @@
 //!   publisher left;
 //! - every GOP of every rendition travels on its own unidirectional stream: a
 //!   [`Message::GopHeader`] naming the subscription, then [`Message::Frame`]s. A late GOP can be
-//!   dropped without stalling the next one.
+//!   dropped without stalling the next one. A frame that starts an HLS segment carries the
+//!   origin's [`SegmentStart`] decision; when the publisher leaves, the [`Message::Stop`] goes
+//!   on the GOP stream after its last frame (with the end of the segment it closes), so an edge
+//!   ends the stream where the origin did.
 //!
 //! Wire format of a message: type (u8), payload length (LEB128), payload. Integers in payloads
 //! are LEB128; byte strings are a LEB128 length then the bytes; an optional value is a flag byte
@@ -18,7 +21,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use crate::hls::SegmentStart;
 use crate::names::RenditionId;
+use crate::ts::TsMuxer;
 
 /// ALPN of the relay. Version 2: renditions are named by their [`RenditionId`].
 pub const ALPN: &[u8] = b"streamfleet-relay/2";
@@ -84,10 +89,13 @@ pub enum Message {
         /// onMetaData AMF0 payload.
         metadata: Option<Bytes>,
     },
-    /// Origin -> edge: the rendition's publisher left.
+    /// Origin -> edge: the rendition's publisher left (on its GOP stream, after the last
+    /// frame, or on the subscription's stream when no GOP was open).
     Stop {
         /// Rendition index.
         rendition: u8,
+        /// Where the origin's packager ended the open HLS segment (output timeline, ms).
+        segment_end: Option<u64>,
     },
     /// First message of a GOP stream.
     GopHeader {
@@ -108,6 +116,8 @@ pub enum Message {
         keyframe: bool,
         /// Wall clock (unix µs) when the frame entered the origin's hub, for latency metrics.
         origin_us: u64,
+        /// The HLS segment this frame starts, as the origin decided it.
+        segment: Option<SegmentStart>,
         /// FLV tag body.
         body: Bytes,
     },
@@ -201,6 +211,24 @@ fn put_opt(out: &mut impl BufMut, b: &Option<Bytes>) {
     }
 }
 
+/// Signed values as LEB128: 0, -1, 1, -2, ... -> 0, 1, 2, 3, ...
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn segment_len(s: &SegmentStart) -> usize {
+    varint_len(s.sequence)
+        + varint_len(s.discontinuity_sequence)
+        + varint_len(zigzag(s.program_date_time))
+        + varint_len(zigzag(s.timestamp_offset))
+        + varint_len(u64::from(s.target_duration))
+        + varint_len(u64::from(s.muxer.to_bits()))
+}
+
 /// A rendition on the wire: its height, 0 for the source.
 fn height_of(id: RenditionId) -> u64 {
     match id {
@@ -251,7 +279,7 @@ impl Message {
                     + opt_len(audio)
                     + opt_len(metadata)
             }
-            Message::Stop { .. } => 1,
+            Message::Stop { segment_end, .. } => 2 + segment_end.map_or(0, varint_len),
             Message::GopHeader {
                 subscription,
                 generation,
@@ -260,9 +288,15 @@ impl Message {
             Message::Frame {
                 dts,
                 origin_us,
+                segment,
                 body,
                 ..
-            } => 1 + varint_len(*dts) + varint_len(*origin_us) + bytes_len(body),
+            } => {
+                1 + varint_len(*dts)
+                    + varint_len(*origin_us)
+                    + segment.as_ref().map_or(0, segment_len)
+                    + bytes_len(body)
+            }
         }
     }
 
@@ -294,7 +328,19 @@ impl Message {
                 put_opt(out, audio);
                 put_opt(out, metadata);
             }
-            Message::Stop { rendition } => out.put_u8(*rendition),
+            Message::Stop {
+                rendition,
+                segment_end,
+            } => {
+                out.put_u8(*rendition);
+                match segment_end {
+                    None => out.put_u8(0),
+                    Some(end) => {
+                        out.put_u8(1);
+                        put_varint(out, *end);
+                    }
+                }
+            }
             Message::GopHeader {
                 subscription,
                 rendition,
@@ -309,12 +355,24 @@ impl Message {
                 dts,
                 keyframe,
                 origin_us,
+                segment,
                 body,
             } => {
-                let flags = u8::from(*kind == Kind::Video) | (u8::from(*keyframe) << 1);
+                let flags = u8::from(*kind == Kind::Video)
+                    | (u8::from(*keyframe) << 1)
+                    | (u8::from(segment.is_some()) << 2)
+                    | (u8::from(segment.is_some_and(|s| s.discontinuity)) << 3);
                 out.put_u8(flags);
                 put_varint(out, *dts);
                 put_varint(out, *origin_us);
+                if let Some(s) = segment {
+                    put_varint(out, s.sequence);
+                    put_varint(out, s.discontinuity_sequence);
+                    put_varint(out, zigzag(s.program_date_time));
+                    put_varint(out, zigzag(s.timestamp_offset));
+                    put_varint(out, u64::from(s.target_duration));
+                    put_varint(out, u64::from(s.muxer.to_bits()));
+                }
                 put_bytes(out, body);
             }
         }
@@ -430,6 +488,11 @@ impl Reader {
             },
             ty::STOP => Message::Stop {
                 rendition: self.rendition()?,
+                segment_end: match self.u8()? {
+                    0 => None,
+                    1 => Some(self.varint()?),
+                    _ => return Err(RelayError::BadField("option flag")),
+                },
             },
             ty::GOP => Message::GopHeader {
                 subscription: self.varint()?,
@@ -438,18 +501,43 @@ impl Reader {
             },
             ty::FRAME => {
                 let flags = self.u8()?;
-                if flags & !0b11 != 0 {
+                // Bit 3 (a discontinuity) only with bit 2 (a segment start).
+                if flags & !0b1111 != 0 || flags & 0b1100 == 0b1000 {
                     return Err(RelayError::BadField("frame flags"));
                 }
-                Message::Frame {
-                    kind: if flags & 1 == 1 {
+                let (kind, keyframe) = (
+                    if flags & 1 == 1 {
                         Kind::Video
                     } else {
                         Kind::Audio
                     },
-                    keyframe: flags & 2 == 2,
-                    dts: self.varint()?,
-                    origin_us: self.varint()?,
+                    flags & 2 == 2,
+                );
+                let dts = self.varint()?;
+                let origin_us = self.varint()?;
+                let segment = if flags & 4 == 4 {
+                    Some(SegmentStart {
+                        sequence: self.varint()?,
+                        discontinuity_sequence: self.varint()?,
+                        discontinuity: flags & 8 == 8,
+                        program_date_time: unzigzag(self.varint()?),
+                        timestamp_offset: unzigzag(self.varint()?),
+                        target_duration: u32::try_from(self.varint()?)
+                            .map_err(|_| RelayError::BadField("target duration"))?,
+                        muxer: u32::try_from(self.varint()?)
+                            .ok()
+                            .and_then(TsMuxer::from_bits)
+                            .ok_or(RelayError::BadField("muxer state"))?,
+                    })
+                } else {
+                    None
+                };
+                Message::Frame {
+                    kind,
+                    dts,
+                    keyframe,
+                    origin_us,
+                    segment,
                     body: self.bytes(MAX_MESSAGE)?,
                 }
             }
@@ -478,7 +566,14 @@ mod tests {
                 audio: None,
                 metadata: Some(Bytes::new()),
             },
-            Message::Stop { rendition: 1 },
+            Message::Stop {
+                rendition: 1,
+                segment_end: None,
+            },
+            Message::Stop {
+                rendition: 0,
+                segment_end: Some(1 << 40),
+            },
             Message::GopHeader {
                 subscription: 4,
                 rendition: 0,
@@ -489,13 +584,31 @@ mod tests {
                 dts: 1 << 40,
                 keyframe: true,
                 origin_us: 1_795_000_000_000_000,
+                segment: None,
                 body: Bytes::from(vec![9; 1000]),
+            },
+            Message::Frame {
+                kind: Kind::Video,
+                dts: 2000,
+                keyframe: true,
+                origin_us: 1,
+                segment: Some(SegmentStart {
+                    sequence: 1_796_320_735,
+                    discontinuity_sequence: 3,
+                    discontinuity: true,
+                    program_date_time: 1_796_320_735_123,
+                    timestamp_offset: -4_000,
+                    target_duration: 2,
+                    muxer: TsMuxer::new(crate::ts::Tracks::VideoAndAudio),
+                }),
+                body: Bytes::from_static(b"idr"),
             },
             Message::Frame {
                 kind: Kind::Audio,
                 dts: 0,
                 keyframe: false,
                 origin_us: 0,
+                segment: None,
                 body: Bytes::new(),
             },
         ]
@@ -545,6 +658,23 @@ mod tests {
     fn hostile_input() {
         let decode = |bytes: &[u8]| Message::decode(&mut BytesMut::from(bytes));
         assert_eq!(decode(&[99, 0]), Err(RelayError::UnknownType(99)));
+        assert_eq!(
+            // Frame: flags say "discontinuity" without a segment start.
+            decode(&[7, 4, 0b1000, 0, 0, 0]),
+            Err(RelayError::BadField("frame flags"))
+        );
+        assert_eq!(
+            // Frame with a segment start whose muxer state names no tracks.
+            decode(&[7, 10, 0b0100, 0, 0, 1, 0, 0, 0, 2, 0, 0]),
+            Err(RelayError::BadField("muxer state"))
+        );
+        assert_eq!(
+            decode(&[5, 2, 0, 2]),
+            Err(RelayError::BadField("option flag"))
+        );
+        for v in [0, 1, -1, i64::MAX, i64::MIN, -4_000] {
+            assert_eq!(unzigzag(zigzag(v)), v);
+        }
         assert_eq!(
             // Info: rendition 0, height 2^32 (does not fit a u32).
             decode(&[4, 9, 0, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0, 0, 0]),

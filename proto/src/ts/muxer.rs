@@ -31,7 +31,7 @@ const STREAM_ID_VIDEO: u8 = 0xE0;
 const STREAM_ID_AUDIO: u8 = 0xC0;
 
 /// Which elementary streams a segment carries; the PMT lists exactly these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tracks {
     /// H.264 only.
     Video,
@@ -65,7 +65,10 @@ struct FirstPacketFlags {
 }
 
 /// An MPEG-TS muxer for one program of up to one video and one audio track.
-#[derive(Debug, Clone)]
+///
+/// Its whole state is a few bits ([`TsMuxer::to_bits`]): a packager that starts from another's
+/// state at a segment boundary writes the same packets as that one would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TsMuxer {
     /// The tracks of the program.
     tracks: Tracks,
@@ -97,6 +100,45 @@ impl TsMuxer {
     /// The tracks this muxer writes.
     pub fn tracks(&self) -> Tracks {
         self.tracks
+    }
+
+    /// The whole state in 21 bits: continuity counters of PAT, PMT, video and audio (4 bits
+    /// each, from bit 0), the tracks (bits 16-17: 1 video, 2 audio, 3 both) and the pending
+    /// discontinuity (bit 20).
+    pub fn to_bits(&self) -> u32 {
+        let tracks = match self.tracks {
+            Tracks::Video => 1,
+            Tracks::Audio => 2,
+            Tracks::VideoAndAudio => 3,
+        };
+        u32::from(self.cc_pat)
+            | u32::from(self.cc_pmt) << 4
+            | u32::from(self.cc_video) << 8
+            | u32::from(self.cc_audio) << 12
+            | tracks << 16
+            | u32::from(self.pending_discontinuity) << 20
+    }
+
+    /// The muxer whose [`TsMuxer::to_bits`] is `bits`; `None` for bits no muxer has.
+    pub fn from_bits(bits: u32) -> Option<Self> {
+        if bits >> 21 != 0 || bits & 0xC_0000 != 0 {
+            return None;
+        }
+        let tracks = match (bits >> 16) & 0b11 {
+            1 => Tracks::Video,
+            2 => Tracks::Audio,
+            3 => Tracks::VideoAndAudio,
+            _ => return None,
+        };
+        let cc = |shift: u32| ((bits >> shift) & 0x0F) as u8;
+        Some(Self {
+            tracks,
+            cc_pat: cc(0),
+            cc_pmt: cc(4),
+            cc_video: cc(8),
+            cc_audio: cc(12),
+            pending_discontinuity: bits & (1 << 20) != 0,
+        })
     }
 
     /// The PID that carries the PCR: video when present, audio otherwise.
@@ -363,6 +405,35 @@ mod tests {
             reader::pmt(&packets[1]),
             (AUDIO_PID, vec![(STREAM_TYPE_AAC_ADTS, AUDIO_PID)])
         );
+    }
+
+    #[test]
+    fn a_muxer_resumed_from_its_bits_writes_the_same_packets() {
+        let mut a = TsMuxer::new(Tracks::VideoAndAudio);
+        let mut scratch = Vec::new();
+        a.write_psi(&mut scratch);
+        a.write_audio(
+            90_000,
+            &[0xFF, 0xF1, 0x50, 0x80, 0x01, 0x7F, 0xFC, 1],
+            &mut scratch,
+        )
+        .unwrap();
+        a.set_discontinuity();
+        let mut b = TsMuxer::from_bits(a.to_bits()).expect("valid bits");
+        assert_eq!(a, b);
+        let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+        for (m, out) in [(&mut a, &mut out_a), (&mut b, &mut out_b)] {
+            m.write_psi(out);
+            m.write_video(93_000, 90_000, true, &[0, 0, 0, 1, 0x65, 1, 2, 3], out)
+                .unwrap();
+        }
+        assert_eq!(out_a, out_b);
+        for tracks in [Tracks::Video, Tracks::Audio] {
+            let m = TsMuxer::new(tracks);
+            assert_eq!(TsMuxer::from_bits(m.to_bits()), Some(m));
+        }
+        assert_eq!(TsMuxer::from_bits(0), None, "no tracks");
+        assert_eq!(TsMuxer::from_bits(1 << 21 | 1 << 16), None, "unknown bits");
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Store for EmbeddedStore {
     ) -> Result<Lease, StoreError> {
         let id = claim.key.id();
         let mut streams = lock(&self.streams);
+        let previous = streams.get(&id).and_then(|r| r.hls);
         let epoch = match streams.get(&id) {
             None => 1,
             Some(r) if r.claimable(now) || r.origin == claim.origin => r.epoch + 1,
@@ -87,12 +88,14 @@ impl Store for EmbeddedStore {
                 started_at: now,
                 updated_at: now,
                 viewers: Default::default(),
+                hls: previous,
             },
         );
         Ok(Lease {
             key: claim.key.clone(),
             origin: claim.origin.clone(),
             epoch,
+            hls: previous,
         })
     }
 
@@ -113,6 +116,9 @@ impl Store for EmbeddedStore {
                 r.lease_until = now + lease_len;
                 r.updated_at = now;
                 r.viewers = update.viewers;
+                if update.hls.is_some() {
+                    r.hls = update.hls;
+                }
                 if let Some(renditions) = &update.renditions {
                     r.renditions = renditions.clone();
                 }

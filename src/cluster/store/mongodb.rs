@@ -30,7 +30,9 @@ use crate::cluster::model::{
     Lease, NodeRecord, StreamClaim, StreamKey, StreamRecord, StreamStatus, StreamUpdate,
 };
 use crate::config::Secret;
-use records::{NodeDoc, StreamDoc, epoch_of, from_document, status_str, to_bson, to_document};
+use records::{
+    NodeDoc, StreamDoc, epoch_of, from_document, hls_of, status_str, to_bson, to_document,
+};
 use redact::{redact, uri_secrets};
 
 /// How long an operation waits for a usable server before failing (unless the URI sets
@@ -296,16 +298,14 @@ impl Store for MongoStore {
             .find_one_and_update(filter, update)
             .upsert(true)
             .return_document(ReturnDocument::After)
-            .projection(doc! { "epoch": 1 });
+            .projection(doc! { "epoch": 1, "hls": 1 });
         match self.bounded_raw(op).await? {
-            Ok(Some(doc)) => {
-                let epoch = epoch_of(&doc, &id)?;
-                Ok(Lease {
-                    key: claim.key.clone(),
-                    origin: claim.origin.clone(),
-                    epoch,
-                })
-            }
+            Ok(Some(doc)) => Ok(Lease {
+                key: claim.key.clone(),
+                origin: claim.origin.clone(),
+                epoch: epoch_of(&doc, &id)?,
+                hls: hls_of(&doc, &id)?,
+            }),
             // Not expected with `upsert`; answer as the losing side of a race would.
             Ok(None) => Err(self.owned(&claim.key).await?),
             Err(e) if is_duplicate_key(&e) => Err(self.owned(&claim.key).await?),
@@ -334,6 +334,9 @@ impl Store for MongoStore {
         };
         if let Some(renditions) = &update.renditions {
             set.insert("renditions", to_bson(renditions, &id)?);
+        }
+        if let Some(hls) = &update.hls {
+            set.insert("hls", to_bson(hls, &id)?);
         }
         let filter = doc! {
             "_id": &id,

@@ -157,6 +157,7 @@ pub(super) async fn serve(
             Some(bytes) => {
                 ctx.hls_viewers.saw(&key, client_key(peer, headers));
                 ctx.stats.egress_bytes.inc_by(bytes.len() as u64);
+                ctx.stats.hls_segments.inc();
                 // Segment names never repeat (sequence numbers start at the hub's creation
                 // time), so they can be cached.
                 respond("video/mp2t", "public, max-age=3600", bytes)

@@ -35,8 +35,10 @@ use streamfleet_proto::names::{PlayerName, RenditionId};
 
 use super::frame::{Frame, StreamInfo, TrackKind};
 use super::hls::HlsPackager;
+use super::hls::decide::{Role as HlsRole, SegmentBook};
 use crate::cluster::model::StreamKey;
 use crate::config::HlsConfig;
+use streamfleet_proto::hls::SegmentStart;
 
 /// Events a subscriber receives.
 #[derive(Debug, Clone)]
@@ -52,7 +54,11 @@ pub enum HubEvent {
     /// A frame.
     Frame(Frame),
     /// The publisher left; a new publish session may follow on the same subscription.
-    Stop,
+    Stop {
+        /// Where the HLS segment open at the end was closed (output timeline, ms), when one
+        /// was: an edge's packager ends it at the same place.
+        segment_end: Option<u64>,
+    },
 }
 
 /// How far a subscriber may fall behind, in events (~13 s of 30 fps video with AAC audio).
@@ -200,7 +206,7 @@ impl Slot {
 fn resumes(event: &HubEvent) -> bool {
     match event {
         HubEvent::Frame(f) => f.keyframe,
-        HubEvent::Start { .. } | HubEvent::Stop => true,
+        HubEvent::Start { .. } | HubEvent::Stop { .. } => true,
     }
 }
 
@@ -256,6 +262,11 @@ pub struct Hub {
 #[derive(Debug)]
 pub struct Publisher {
     hub: Arc<Hub>,
+    /// This node decides the HLS segments of what it publishes (it ingests the stream);
+    /// otherwise the frames carry the deciding node's decisions (an edge relaying).
+    decides: bool,
+    /// Where the deciding node ended the last segment, once the publish session is over.
+    segment_end: Option<u64>,
 }
 
 /// A subscriber's place in the hub; dropping it leaves the hub.
@@ -286,13 +297,29 @@ pub enum TryRecvError {
 pub struct AlreadyPublishing(pub HubKey);
 
 impl Hub {
-    fn new(key: HubKey, metrics: HubMetrics, hls: Option<&HlsConfig>) -> Self {
+    /// A hub; with `hls`, it packages HLS, its segment decisions shared with the rest of its
+    /// family through `book`.
+    fn new(
+        key: HubKey,
+        metrics: HubMetrics,
+        hls: Option<&HlsConfig>,
+        book: &Arc<SegmentBook>,
+    ) -> Self {
         Hub {
             hls: hls.map(|c| {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                Mutex::new(HlsPackager::new(&key.player_name().to_string(), c, now))
+                let role = match key.rendition {
+                    RenditionId::Source => HlsRole::Source(book.clone()),
+                    RenditionId::Height(_) => HlsRole::Rendition(book.clone()),
+                };
+                Mutex::new(HlsPackager::new(
+                    &key.player_name().to_string(),
+                    c,
+                    role,
+                    now,
+                ))
             }),
             key,
             inner: Mutex::new(Inner {
@@ -355,8 +382,18 @@ impl Hub {
             .count()
     }
 
-    /// Takes the publisher role.
+    /// Takes the publisher role, for media ingested here: this node decides its HLS segments.
     pub fn publish(self: &Arc<Self>) -> Result<Publisher, AlreadyPublishing> {
+        self.publish_as(true)
+    }
+
+    /// Takes the publisher role for media relayed from the node that ingests it, whose frames
+    /// carry that node's HLS decisions.
+    pub fn publish_relayed(self: &Arc<Self>) -> Result<Publisher, AlreadyPublishing> {
+        self.publish_as(false)
+    }
+
+    fn publish_as(self: &Arc<Self>, decides: bool) -> Result<Publisher, AlreadyPublishing> {
         let mut inner = self.lock();
         if inner.publishing {
             return Err(AlreadyPublishing(self.key.clone()));
@@ -371,7 +408,11 @@ impl Hub {
         drop(inner);
         self.metrics.publishers.inc();
         self.live.send_replace(true);
-        Ok(Publisher { hub: self.clone() })
+        Ok(Publisher {
+            hub: self.clone(),
+            decides,
+            segment_end: None,
+        })
     }
 
     /// Joins the hub. The subscriber first receives the current description and the GOP cache
@@ -591,7 +632,7 @@ impl Publisher {
         drop(inner);
         wake.into_iter().for_each(Waker::wake);
         if let Some(mut hls) = self.hub.hls() {
-            hls.start(info, generation);
+            hls.start(&info, generation);
         }
     }
 
@@ -600,10 +641,24 @@ impl Publisher {
         self.hub.info()
     }
 
-    /// Pushes a frame to every subscriber and into the GOP cache.
-    pub fn send(&self, mut frame: Frame) {
+    /// Ends the publish session where the deciding node ended its last HLS segment.
+    pub fn end(mut self, segment_end: Option<u64>) {
+        self.segment_end = segment_end;
+    }
+
+    /// Pushes a frame to every subscriber and into the GOP cache. Returns the HLS segment it
+    /// starts, when this node decided one.
+    pub fn send(&self, mut frame: Frame) -> Option<SegmentStart> {
         if frame.published_us == 0 {
             frame.published_us = crate::media::relay::unix_us();
+        }
+        let decided = if self.decides && frame.segment.is_none() {
+            self.hub.hls().and_then(|mut hls| hls.decide(&frame))
+        } else {
+            None
+        };
+        if let Some(start) = decided {
+            frame.segment = Some(Arc::new(start));
         }
         let mut inner = self.hub.lock();
         let audio_only = inner.info.video.is_none();
@@ -631,24 +686,27 @@ impl Publisher {
         if let Some(mut hls) = self.hub.hls() {
             hls.push(&frame);
         }
+        decided
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        // The packager ends the open segment first, so subscribers (edges) learn where.
+        let segment_end = self
+            .hub
+            .hls()
+            .and_then(|mut hls| hls.stop(self.segment_end));
         let mut inner = self.hub.lock();
         inner.publishing = false;
         inner.gop.clear();
         inner.gop_bytes = 0;
-        let wake = self.hub.fan_out(&mut inner, HubEvent::Stop);
+        let wake = self.hub.fan_out(&mut inner, HubEvent::Stop { segment_end });
         if !inner.has_subscribers() {
             inner.idle_since = Some(Instant::now());
         }
         drop(inner);
         wake.into_iter().for_each(Waker::wake);
-        if let Some(mut hls) = self.hub.hls() {
-            hls.stop();
-        }
         self.hub.metrics.publishers.dec();
         self.hub.live.send_replace(false);
     }
@@ -720,11 +778,19 @@ impl Drop for Subscription {
     }
 }
 
+/// The hubs of one stream.
+#[derive(Debug, Default)]
+struct Family {
+    /// By rendition.
+    hubs: BTreeMap<RenditionId, Arc<Hub>>,
+    /// The source's HLS segment decisions, which its renditions follow.
+    book: Arc<SegmentBook>,
+}
+
 /// Every hub of a node, by stream, then rendition.
 #[derive(Debug, Default)]
 pub struct Hubs {
-    /// Each stream's hubs (its family), by rendition.
-    map: Mutex<HashMap<StreamKey, BTreeMap<RenditionId, Arc<Hub>>>>,
+    map: Mutex<HashMap<StreamKey, Family>>,
     metrics: HubMetrics,
     /// HLS packaging settings for new hubs (none: no packaging).
     hls: Option<HlsConfig>,
@@ -740,26 +806,33 @@ impl Hubs {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, BTreeMap<RenditionId, Arc<Hub>>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, Family>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The hub with that name, if it exists.
     pub fn get(&self, key: &HubKey) -> Option<Arc<Hub>> {
-        self.lock().get(&key.stream)?.get(&key.rendition).cloned()
+        self.lock()
+            .get(&key.stream)?
+            .hubs
+            .get(&key.rendition)
+            .cloned()
     }
 
     /// The hub with that name, created if needed.
     pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
-        self.lock()
-            .entry(key.stream.clone())
-            .or_default()
+        let mut map = self.lock();
+        let family = map.entry(key.stream.clone()).or_default();
+        let book = family.book.clone();
+        family
+            .hubs
             .entry(key.rendition)
             .or_insert_with(|| {
                 Arc::new(Hub::new(
                     key.clone(),
                     self.metrics.clone(),
                     self.hls.as_ref(),
+                    &book,
                 ))
             })
             .clone()
@@ -770,7 +843,7 @@ impl Hubs {
         let map = self.lock();
         let mut hubs: Vec<Arc<Hub>> = map
             .get(stream)
-            .map(|f| f.values().cloned().collect())
+            .map(|f| f.hubs.values().cloned().collect())
             .unwrap_or_default();
         drop(map);
         hubs.sort_by_key(|h| h.key().rendition.listing_order());
@@ -781,8 +854,8 @@ impl Hubs {
     pub fn remove(&self, key: &HubKey) {
         let mut map = self.lock();
         if let Some(family) = map.get_mut(&key.stream) {
-            family.remove(&key.rendition);
-            if family.is_empty() {
+            family.hubs.remove(&key.rendition);
+            if family.hubs.is_empty() {
                 map.remove(&key.stream);
             }
         }
@@ -792,7 +865,7 @@ impl Hubs {
     pub fn all(&self) -> Vec<Arc<Hub>> {
         self.lock()
             .values()
-            .flat_map(|f| f.values().cloned())
+            .flat_map(|f| f.hubs.values().cloned())
             .collect()
     }
 
@@ -801,7 +874,7 @@ impl Hubs {
         let mut map = self.lock();
         let mut removed = Vec::new();
         for family in map.values_mut() {
-            family.retain(|_, hub| {
+            family.hubs.retain(|_, hub| {
                 let idle = hub.idle_since().is_some_and(|t| t.elapsed() >= linger);
                 // Somebody (an HTTP request, a waiter) may still hold the Arc; keep it then.
                 let unused = Arc::strong_count(hub) == 1;
@@ -813,7 +886,7 @@ impl Hubs {
                 }
             });
         }
-        map.retain(|_, family| !family.is_empty());
+        map.retain(|_, family| !family.hubs.is_empty());
         removed
     }
 

@@ -10,14 +10,7 @@ fn key() -> HubKey {
 }
 
 fn video(dts: u64, keyframe: bool) -> Frame {
-    Frame {
-        kind: TrackKind::Video,
-        dts,
-        keyframe,
-        body: Bytes::from(vec![0u8; 10]),
-        published_us: 0,
-        rtmp_chunks: Default::default(),
-    }
+    Frame::new(TrackKind::Video, dts, keyframe, Bytes::from(vec![0u8; 10]))
 }
 
 fn info() -> StreamInfo {
@@ -73,7 +66,7 @@ async fn second_publisher_is_refused_and_the_first_goes_on() {
     p.send(video(0, true));
     assert_eq!(frame_of(s.recv().await.unwrap()).dts, 0);
     drop(p);
-    assert!(matches!(s.recv().await, Some(HubEvent::Stop)));
+    assert!(matches!(s.recv().await, Some(HubEvent::Stop { .. })));
     let p2 = hub.publish().unwrap();
     p2.set_info(info());
     assert!(
@@ -233,7 +226,9 @@ async fn players_are_woken_once_per_tick_relays_at_every_frame() {
     // A stream event wakes players at once.
     drop(p);
     assert_eq!(
-        player.take(None).map(|e| matches!(e, HubEvent::Stop)),
+        player
+            .take(None)
+            .map(|e| matches!(e, HubEvent::Stop { .. })),
         Ok(true)
     );
 }

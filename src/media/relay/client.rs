@@ -102,8 +102,30 @@ enum PullStatus {
     Gone,
 }
 
-/// A frame on its way from a GOP reader: (GOP id, rendition, generation, frame, stop flag).
-type GopFrame = (u64, u8, u64, Frame, Arc<AtomicBool>);
+/// What a GOP stream carries to the pull task, in its order.
+enum GopEvent {
+    /// A frame.
+    Frame(Frame),
+    /// The rendition's publisher left after the GOP's last frame.
+    Stop {
+        /// Where the origin ended the open HLS segment.
+        segment_end: Option<u64>,
+    },
+}
+
+/// An event on its way from a GOP reader.
+struct GopItem {
+    /// Which GOP stream (in arrival order).
+    gop: u64,
+    /// Rendition index.
+    rendition: u8,
+    /// Publish session the GOP belongs to.
+    generation: u64,
+    /// The frame or the stop.
+    event: GopEvent,
+    /// Set to make the reader stop reading (a late GOP).
+    stop: Arc<AtomicBool>,
+}
 
 /// A GOP stream announced by the origin.
 struct GopStream {
@@ -389,7 +411,7 @@ impl Puller {
         let mut control_reader = MessageReader::new(recv);
         self.metrics.subscriptions.inc();
         let _held = GaugeDec(self.metrics.subscriptions.clone());
-        let (frame_tx, mut frame_rx) = mpsc::channel::<GopFrame>(FRAME_QUEUE);
+        let (frame_tx, mut frame_rx) = mpsc::channel::<GopItem>(FRAME_QUEUE);
         let mut next_gop: u64 = 0;
         let mut check = tokio::time::interval(self.poll);
         check.tick().await;
@@ -400,9 +422,9 @@ impl Puller {
                         let r = rendition_slot(renditions, rendition, HubKey::new(key.clone(), id));
                         r.describe(&self.hubs, generation, video, audio, metadata);
                     }
-                    Some(Message::Stop { rendition }) => {
-                        if let Some(r) = renditions.iter_mut().find(|r| r.index == rendition) {
-                            r.publisher = None;
+                    Some(Message::Stop { rendition, segment_end }) => {
+                        if let Some(p) = renditions.iter_mut().find(|r| r.index == rendition).and_then(|r| r.publisher.take()) {
+                            p.end(segment_end);
                         }
                     }
                     Some(Message::NotFound) | None => return Ok(()),
@@ -415,8 +437,17 @@ impl Puller {
                     let tx = frame_tx.clone();
                     tokio::spawn(read_gop(gop, id, tx, stop));
                 }
-                Some((gop, rendition, generation, frame, stop)) = frame_rx.recv() => {
+                Some(GopItem { gop, rendition, generation, event, stop }) = frame_rx.recv() => {
                     let Some(r) = renditions.iter_mut().find(|r| r.index == rendition) else { continue };
+                    let frame = match event {
+                        GopEvent::Frame(frame) => frame,
+                        GopEvent::Stop { segment_end } => {
+                            if generation == r.generation && let Some(p) = r.publisher.take() {
+                                p.end(segment_end);
+                            }
+                            continue;
+                        }
+                    };
                     match r.accept(gop, generation, &frame) {
                         Accept::Publish => {
                             if frame.published_us > 0 {
@@ -531,7 +562,7 @@ impl Rendition {
             self.publisher = None;
             self.current_gop = None;
             self.generation = generation;
-            match hubs.get_or_create(&self.key).publish() {
+            match hubs.get_or_create(&self.key).publish_relayed() {
                 Ok(p) => self.publisher = Some(p),
                 Err(e) => {
                     tracing::warn!(stream = %self.key, "cannot relay into a hub that has a local publisher: {e}");
@@ -567,38 +598,45 @@ impl Rendition {
 }
 
 /// Reads one GOP stream's frames into the pull task until it ends or is declared late.
-async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopFrame>, stop: Arc<AtomicBool>) {
+async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopItem>, stop: Arc<AtomicBool>) {
     loop {
         if stop.load(Ordering::Relaxed) {
             gop.reader.stop();
             return;
         }
-        let frame = match gop.reader.next().await {
+        let event = match gop.reader.next().await {
             Ok(Some(Message::Frame {
                 kind,
                 dts,
                 keyframe,
                 origin_us,
+                segment,
                 body,
-            })) => Frame {
-                kind: if kind == Kind::Video {
+            })) => {
+                let kind = if kind == Kind::Video {
                     TrackKind::Video
                 } else {
                     TrackKind::Audio
-                },
-                dts,
-                keyframe,
-                body,
-                published_us: origin_us,
-                rtmp_chunks: Default::default(),
-            },
+                };
+                let mut frame = Frame::new(kind, dts, keyframe, body);
+                frame.published_us = origin_us;
+                frame.segment = segment.map(Arc::new);
+                GopEvent::Frame(frame)
+            }
+            Ok(Some(Message::Stop {
+                rendition,
+                segment_end,
+            })) if rendition == gop.rendition => GopEvent::Stop { segment_end },
             _ => return,
         };
-        if tx
-            .send((id, gop.rendition, gop.generation, frame, stop.clone()))
-            .await
-            .is_err()
-        {
+        let item = GopItem {
+            gop: id,
+            rendition: gop.rendition,
+            generation: gop.generation,
+            event,
+            stop: stop.clone(),
+        };
+        if tx.send(item).await.is_err() {
             return;
         }
     }

@@ -346,6 +346,7 @@ async fn forward(
                     dts: frame.dts,
                     keyframe: frame.keyframe,
                     origin_us: frame.published_us,
+                    segment: frame.segment.as_deref().copied(),
                     body: frame.body,
                 };
                 match send(stream, &msg).await {
@@ -355,13 +356,24 @@ async fn forward(
                     Err(e) => return Err(e),
                 }
             }
-            HubEvent::Stop => {
-                if let Some(mut old) = gop.take() {
-                    let _ = old.finish();
+            HubEvent::Stop { segment_end } => {
+                let stop = Message::Stop {
+                    rendition: index,
+                    segment_end,
+                };
+                // After the GOP's last frame, on its stream, so the edge ends where we did;
+                // on the subscription's stream when no GOP is open.
+                let in_band = match gop.take() {
+                    Some(mut open) => {
+                        let sent = send(&mut open, &stop).await.is_ok();
+                        let _ = open.finish();
+                        sent
+                    }
+                    None => false,
+                };
+                if !in_band {
+                    ctrl.send(stop).await.map_err(closed)?;
                 }
-                ctrl.send(Message::Stop { rendition: index })
-                    .await
-                    .map_err(closed)?;
             }
         }
     }

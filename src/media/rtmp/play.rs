@@ -90,7 +90,7 @@ impl Playback {
                 }
                 Ok(sent + frame.body.len() as u64)
             }
-            HubEvent::Stop => {
+            HubEvent::Stop { .. } => {
                 session.notify_unpublished(id)?;
                 Ok(0)
             }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::cluster::model::Rendition;
+use crate::cluster::model::{HlsProgress, Rendition};
 use crate::media::frame::{
     Frame, StreamInfo, TimestampExtender, TrackKind, audio_track, video_track,
 };
@@ -19,6 +19,7 @@ use crate::media::hub::Publisher;
 use crate::media::leases::LeaseGuard;
 use crate::media::transcode::TranscodeSession;
 use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::hls::SegmentStart;
 use streamfleet_proto::names::RenditionId;
 
 /// How often the measured bit rates are written to the stream record.
@@ -68,6 +69,12 @@ impl Ingest {
         lease: Option<LeaseGuard>,
         transcode: Option<TranscodeSession>,
     ) -> Self {
+        // An earlier life of the stream (here or on another origin) numbered segments: go on.
+        if let Some(progress) = lease.as_ref().and_then(LeaseGuard::resume_hls)
+            && let Some(mut hls) = publisher.hub().hls()
+        {
+            hls.resume(progress);
+        }
         Ingest {
             stream_id,
             publisher,
@@ -130,14 +137,10 @@ impl Ingest {
                 }
                 self.meter.video_bytes += body.len() as u64;
                 self.meter.video_frames += 1;
-                self.publisher.send(Frame {
-                    kind: TrackKind::Video,
-                    dts,
-                    keyframe,
-                    body,
-                    published_us: 0,
-                    rtmp_chunks: Default::default(),
-                });
+                let started =
+                    self.publisher
+                        .send(Frame::new(TrackKind::Video, dts, keyframe, body));
+                self.segment_started(started);
                 let described = self.transcode.as_ref().is_some_and(|t| t.take_changed());
                 self.refresh_rendition(described);
             }
@@ -149,6 +152,17 @@ impl Ingest {
                 let name = String::from_utf8_lossy(&fourcc).into_owned();
                 self.warn_once(&format!("enhanced-RTMP video codec {name} is not H.264"));
             }
+        }
+    }
+
+    /// A frame started an HLS segment: the store learns the numbering at once, so an origin
+    /// taking the stream over continues it.
+    fn segment_started(&self, started: Option<SegmentStart>) {
+        if let (Some(start), Some(lease)) = (started, &self.lease) {
+            lease.set_hls(HlsProgress {
+                next_sequence: start.sequence + 1,
+                discontinuity_sequence: start.discontinuity_sequence,
+            });
         }
     }
 
@@ -179,18 +193,12 @@ impl Ingest {
                     return;
                 }
                 self.meter.audio_bytes += body.len() as u64;
-                let frame = Frame {
-                    kind: TrackKind::Audio,
-                    dts,
-                    keyframe: false,
-                    body,
-                    published_us: 0,
-                    rtmp_chunks: Default::default(),
-                };
+                let frame = Frame::new(TrackKind::Audio, dts, false, body);
                 if let Some(t) = &mut self.transcode {
                     t.audio(&frame);
                 }
-                self.publisher.send(frame);
+                let started = self.publisher.send(frame);
+                self.segment_started(started);
             }
             AudioBody::Other { format, .. } => {
                 self.warn_once(&format!("audio format {format:?} is not AAC"))

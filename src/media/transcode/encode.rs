@@ -297,14 +297,7 @@ impl EncodeStage {
         {
             return;
         }
-        let frame = Frame {
-            kind: TrackKind::Video,
-            dts,
-            keyframe: encoded.keyframe,
-            body: Bytes::from(body),
-            published_us: 0,
-            rtmp_chunks: Default::default(),
-        };
+        let frame = Frame::new(TrackKind::Video, dts, encoded.keyframe, Bytes::from(body));
         let index = self.index;
         if let Err(mpsc::error::TrySendError::Full(_)) =
             self.out.try_send(PoolOutput::Video { index, frame })

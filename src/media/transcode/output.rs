@@ -262,14 +262,7 @@ mod tests {
     use bytes::Bytes;
 
     fn frame(kind: TrackKind, dts: u64, keyframe: bool) -> Frame {
-        Frame {
-            kind,
-            dts,
-            keyframe,
-            body: Bytes::from_static(b"x"),
-            published_us: 0,
-            rtmp_chunks: Default::default(),
-        }
+        Frame::new(kind, dts, keyframe, Bytes::from_static(b"x"))
     }
 
     fn track() -> VideoTrack {

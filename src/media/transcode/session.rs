@@ -471,7 +471,7 @@ mod tests {
         assert!(session.take_changed());
         drop(session);
         assert!(
-            matches!(s90.try_recv(), Ok(HubEvent::Stop)),
+            matches!(s90.try_recv(), Ok(HubEvent::Stop { .. })),
             "dropping the session stops the rendition hubs at once"
         );
         assert_eq!(t.metrics().sessions.get(), 0);

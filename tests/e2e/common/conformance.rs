@@ -7,7 +7,8 @@
 use std::time::{Duration, SystemTime};
 
 use streamfleet::cluster::model::{
-    NodeRecord, NodeState, Rendition, StreamClaim, StreamKey, StreamStatus, StreamUpdate, Viewers,
+    HlsProgress, NodeRecord, NodeState, Rendition, StreamClaim, StreamKey, StreamStatus,
+    StreamUpdate, Viewers,
 };
 use streamfleet::cluster::store::{Store, StoreError};
 use streamfleet::config::Role;
@@ -133,6 +134,7 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
         .await
         .expect("first claim");
     assert_eq!(lease.epoch, 1);
+    assert_eq!(lease.hls, None, "a new stream has no HLS numbering yet");
     let rec = store.stream(&key).await.expect("stream").expect("record");
     assert_eq!(rec.origin, "o1");
     assert_eq!(rec.origin_relay.as_deref(), Some("127.0.0.1:5090"));
@@ -146,6 +148,10 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
             rtmp: 1,
             edges: 2,
         },
+        hls: Some(HlsProgress {
+            next_sequence: 1_796_320_735,
+            discontinuity_sequence: 2,
+        }),
     };
     let later = now + Duration::from_secs(5);
     store
@@ -161,6 +167,14 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
     assert_eq!(rec.renditions, vec![rendition()]);
     assert_eq!(rec.viewers.hls, 3);
     assert_eq!(rec.started_at, now);
+    assert_eq!(rec.hls, update.hls);
+    // A renewal that does not move the numbering keeps it.
+    store
+        .renew_stream(&lease, &StreamUpdate::default(), later, lease_len)
+        .await
+        .expect("renew");
+    let rec = store.stream(&key).await.expect("stream").expect("record");
+    assert_eq!(rec.hls, update.hls);
 
     // Past the lease, the stream is no longer broadcasting by itself.
     let expired = later + lease_len + Duration::from_millis(1);
@@ -179,12 +193,19 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
         "a released lease cannot be renewed"
     );
 
-    // Republish: a new epoch.
+    // Republish (here, by another origin): a new epoch, the numbering to continue.
+    let other = StreamClaim {
+        origin: "o2".into(),
+        ..claim.clone()
+    };
     let lease2 = store
-        .claim_stream(&claim, later, lease_len)
+        .claim_stream(&other, later, lease_len)
         .await
         .expect("republish");
     assert_eq!(lease2.epoch, 2);
+    assert_eq!(lease2.hls, update.hls, "the new owner learns the numbering");
+    let rec = store.stream(&key).await.expect("stream").expect("record");
+    assert_eq!(rec.hls, update.hls, "a claim keeps the numbering");
 }
 
 async fn lease_conflicts(store: &dyn Store, tag: &str) {

@@ -12,7 +12,8 @@ use ::mongodb::bson::{self, Bson, DateTime, Document};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::model::{
-    NodeRecord, NodeState, Rendition, StreamClaim, StreamKey, StreamRecord, StreamStatus, Viewers,
+    HlsProgress, NodeRecord, NodeState, Rendition, StreamClaim, StreamKey, StreamRecord,
+    StreamStatus, Viewers,
 };
 use crate::cluster::store::StoreError;
 use crate::config::Role;
@@ -43,6 +44,21 @@ pub(super) fn epoch_of(doc: &Document, id: &str) -> Result<u64, StoreError> {
             other.element_type()
         ))),
         None => Err(malformed("no epoch".into())),
+    }
+}
+
+/// The HLS numbering a claimed stream's document holds (absent before the first segment).
+pub(super) fn hls_of(doc: &Document, id: &str) -> Result<Option<HlsProgress>, StoreError> {
+    let malformed = |reason: String| StoreError::Malformed {
+        id: id.to_owned(),
+        reason: format!("hls: {reason}"),
+    };
+    match doc.get_document("hls") {
+        Ok(hls) => bson::from_document(hls.clone())
+            .map(Some)
+            .map_err(|e| malformed(e.to_string())),
+        Err(bson::document::ValueAccessError::NotPresent) => Ok(None),
+        Err(e) => Err(malformed(e.to_string())),
     }
 }
 
@@ -169,6 +185,10 @@ pub(super) struct StreamDoc {
     started_at: DateTime,
     updated_at: DateTime,
     viewers: Viewers,
+    /// Absent until the origin cuts a segment; a claim leaves it as it was (the new owner
+    /// continues the numbering).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hls: Option<HlsProgress>,
 }
 
 impl StreamDoc {
@@ -187,6 +207,7 @@ impl StreamDoc {
             started_at: DateTime::from_system_time(now),
             updated_at: DateTime::from_system_time(now),
             viewers: Viewers::default(),
+            hls: None,
         }
     }
 
@@ -209,6 +230,7 @@ impl StreamDoc {
             started_at: self.started_at.to_system_time(),
             updated_at: self.updated_at.to_system_time(),
             viewers: self.viewers,
+            hls: self.hls,
         })
     }
 }

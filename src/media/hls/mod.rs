@@ -1,0 +1,329 @@
+//! HLS packaging of one hub: frames in, MPEG-TS segments and a live playlist out, all in memory.
+//!
+//! Segment boundaries are decided once per stream, by the node that ingests it ([`decide`]),
+//! and travel with the frames ([`Frame::segment`]): the hub asks [`HlsPackager::decide`] before
+//! fanning a frame out, the relay carries the decision to edges, and every packager, the
+//! deciding one included, only follows decisions in [`HlsPackager::push`]: a frame that starts
+//! a segment closes the open one and opens the next with the decided number, wall-clock time,
+//! timeline offset and TS muxer state. So every node serves the same playlists and the same
+//! bytes under the same names, whenever it joined. Frames before the first decision a node sees
+//! are not packaged. When the publisher leaves, the open segment ends where the deciding node
+//! ended it ([`HlsPackager::stop`]). HTTP handlers read the rendered playlist and segment bytes;
+//! a watch channel tells waiters when the first segment exists.
+
+pub mod decide;
+
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use streamfleet_proto::aac::{AdtsHeader, AudioSpecificConfig};
+use streamfleet_proto::avc::{DecoderConfig, write_annexb};
+use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
+use streamfleet_proto::hls::{MediaPlaylist, Segment, SegmentStart};
+use streamfleet_proto::ts::{Tracks, TsMuxer};
+use tokio::sync::watch;
+
+use self::decide::{Candidate, Decider, Packaging};
+use super::frame::{Frame, StreamInfo, TrackKind};
+use crate::cluster::model::HlsProgress;
+use crate::config::HlsConfig;
+
+/// Segments kept beyond the playlist window, for players that fetched an older playlist.
+const EXTRA_SEGMENTS: usize = 3;
+/// A segment that grows past this without a keyframe is cut anyway (bounded memory).
+const MAX_SEGMENT_BYTES: usize = 64 << 20;
+/// Timestamps are shifted so that a negative composition offset cannot make a PTS negative.
+const TS_OFFSET_MS: u64 = 1_000;
+
+/// Codec state derived from the stream description.
+struct Codecs {
+    video: Option<DecoderConfig>,
+    audio: Option<AdtsHeader>,
+    tracks: Tracks,
+}
+
+struct OpenSegment {
+    start: SegmentStart,
+    muxer: TsMuxer,
+    buf: BytesMut,
+    /// Output timestamps (ms) of its first and latest frames.
+    start_dts: u64,
+    last_dts: u64,
+}
+
+/// What the HTTP handlers read.
+#[derive(Debug, Clone, Default)]
+pub struct HlsView {
+    /// Rendered playlist, absent until the first segment exists.
+    pub playlist: Option<Bytes>,
+    /// `(sequence number, bytes)` of segments still served.
+    pub segments: VecDeque<(u64, Bytes)>,
+}
+
+/// The packager of one hub.
+pub struct HlsPackager {
+    /// Segment URIs are `{name}-{sequence}.ts`.
+    name: String,
+    segment_target: Duration,
+    playlist: MediaPlaylist,
+    codecs: Option<Codecs>,
+    open: Option<OpenSegment>,
+    /// The muxer state after the last closed segment (where the next one continues).
+    muxer: Option<TsMuxer>,
+    view: watch::Sender<Arc<HlsView>>,
+    /// Typical frame interval, to give the last segment of a session a duration.
+    frame_interval: u64,
+    /// Output timestamp of the last video frame (for `frame_interval`).
+    last_video: Option<u64>,
+    /// Decisions, on the node that ingests the stream.
+    decider: Decider,
+}
+
+impl HlsPackager {
+    /// A packager for the hub players name `name` (`demo`, `demo_480p`). When it decides, its
+    /// numbering starts at `first_sequence` unless the store's record of the stream continues
+    /// an earlier one ([`HlsPackager::resume`]); the hub passes its creation time in seconds,
+    /// so segment names never repeat across hub lifetimes and can be cached.
+    pub fn new(name: &str, config: &HlsConfig, role: decide::Role, first_sequence: u64) -> Self {
+        let window = NonZeroUsize::new(config.window).unwrap_or(NonZeroUsize::MIN);
+        HlsPackager {
+            name: name.to_owned(),
+            segment_target: config.segment,
+            playlist: MediaPlaylist::new(config.segment, window),
+            codecs: None,
+            open: None,
+            muxer: None,
+            view: watch::Sender::new(Arc::new(HlsView::default())),
+            frame_interval: 33,
+            last_video: None,
+            decider: decide::Decider::new(role, first_sequence),
+        }
+    }
+
+    /// Watches what is served.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<HlsView>> {
+        self.view.subscribe()
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<HlsView> {
+        self.view.borrow().clone()
+    }
+
+    /// A new description (first sequence headers, a new SPS, or a new publish session).
+    pub fn start(&mut self, info: &StreamInfo, generation: u64) {
+        self.decider.start_session(generation);
+        self.codecs = Some(codecs(info));
+    }
+
+    /// Continues the numbering of an earlier life of the stream (the cluster store's record).
+    pub fn resume(&mut self, progress: HlsProgress) {
+        self.decider.resume(progress);
+    }
+
+    /// Where the numbering stands, for the store.
+    pub fn progress(&self) -> HlsProgress {
+        self.decider.progress()
+    }
+
+    /// Decides whether `frame`, published on this node, starts a segment.
+    pub fn decide(&mut self, frame: &Frame) -> Option<SegmentStart> {
+        let packaging = Packaging {
+            open_start: self.open.as_ref().map(|o| o.start_dts),
+            oversized: self
+                .open
+                .as_ref()
+                .is_some_and(|o| o.buf.len() > MAX_SEGMENT_BYTES),
+            muxer: self.open.as_ref().map(|o| o.muxer).or(self.muxer),
+            tracks: self.codecs.as_ref().map(|c| c.tracks),
+            target_ms: (self.segment_target.as_millis() as u64).max(1),
+            target_duration: self.playlist.target_duration(),
+            frame_interval: self.frame_interval,
+        };
+        self.decider.decide(
+            Candidate {
+                dts: frame.dts,
+                video: frame.kind == TrackKind::Video,
+                keyframe: frame.keyframe,
+            },
+            &packaging,
+        )
+    }
+
+    /// The publisher left: the open segment ends at `end` (output ms, as the deciding node
+    /// ended it), or, when that is not known, one frame interval after its last frame.
+    /// Returns where it ended.
+    pub fn stop(&mut self, end: Option<u64>) -> Option<u64> {
+        let open = self.open.as_ref()?;
+        let end = end.unwrap_or(open.last_dts + self.frame_interval);
+        self.close_segment(end);
+        Some(end)
+    }
+
+    /// Packages one frame, following its segment decision.
+    pub fn push(&mut self, frame: &Frame) {
+        if let Some(start) = frame.segment.as_deref() {
+            let dts = (frame.dts as i64 + start.timestamp_offset).max(0) as u64;
+            if self.open.is_some() {
+                self.close_segment(dts);
+            }
+            self.open_segment(*start, dts);
+        }
+        let (Some(open), Some(codecs)) = (&mut self.open, &self.codecs) else {
+            // Nothing before the first segment start this node saw.
+            return;
+        };
+        let dts = (frame.dts as i64 + open.start.timestamp_offset).max(0) as u64;
+        open.last_dts = open.last_dts.max(dts);
+        if frame.kind == TrackKind::Video {
+            if let Some(prev) = self.last_video
+                && dts > prev
+                && dts - prev < 1000
+            {
+                self.frame_interval = dts - prev;
+            }
+            self.last_video = Some(dts);
+        }
+        let dts90 = (dts + TS_OFFSET_MS) * 90;
+        match frame.kind {
+            TrackKind::Video => {
+                let Some(config) = &codecs.video else { return };
+                let Ok(VideoTag {
+                    body:
+                        VideoBody::Avc(AvcPacket::Nalu {
+                            composition_time,
+                            data,
+                        }),
+                    ..
+                }) = VideoTag::parse(&frame.body)
+                else {
+                    return;
+                };
+                let mut annexb = BytesMut::with_capacity(data.len() + 64);
+                if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
+                    return;
+                }
+                let pts90 =
+                    ((dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
+                if let Err(e) =
+                    open.muxer
+                        .write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf)
+                {
+                    tracing::debug!(stream = %self.name, error = %e, "video frame not packaged");
+                }
+            }
+            TrackKind::Audio => {
+                let Some(adts) = &codecs.audio else { return };
+                let Ok(AudioTag {
+                    body: AudioBody::Aac(AacPacket::Raw(data)),
+                    ..
+                }) = AudioTag::parse(&frame.body)
+                else {
+                    return;
+                };
+                let mut pes = BytesMut::with_capacity(data.len() + 7);
+                if adts.write_frame(&data, &mut pes).is_ok()
+                    && let Err(e) = open.muxer.write_audio(dts90, &pes, &mut open.buf)
+                {
+                    tracing::debug!(stream = %self.name, error = %e, "audio frame not packaged");
+                }
+            }
+        }
+    }
+
+    fn open_segment(&mut self, start: SegmentStart, dts: u64) {
+        let mut muxer = start.muxer;
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        muxer.write_psi(&mut buf);
+        self.open = Some(OpenSegment {
+            start,
+            muxer,
+            buf,
+            start_dts: dts,
+            last_dts: dts,
+        });
+    }
+
+    /// Closes the open segment at output time `end` and publishes it.
+    fn close_segment(&mut self, end: u64) {
+        let Some(open) = self.open.take() else { return };
+        self.muxer = Some(open.muxer);
+        let start = open.start;
+        let duration = Duration::from_millis(end.saturating_sub(open.start_dts).max(1));
+        let segment = Segment {
+            uri: format!("{}-{}.ts", self.name, start.sequence),
+            sequence: start.sequence,
+            discontinuity_sequence: start.discontinuity_sequence,
+            duration,
+            program_date_time: Some(start.program_date_time),
+            discontinuity: start.discontinuity,
+        };
+        self.playlist
+            .raise_target_duration(u64::from(start.target_duration));
+        if let Err(e) = self.playlist.push(segment) {
+            tracing::warn!(stream = %self.name, error = %e, "segment not listed");
+            return;
+        }
+        let mut view = (*self.view.borrow().clone()).clone();
+        let listed: Vec<u64> = self.playlist.segments().map(|s| s.sequence).collect();
+        view.segments.push_back((start.sequence, open.buf.freeze()));
+        // Served: what is listed, and a few older ones for players holding an older playlist
+        // (not older ones of a window that restarted).
+        let oldest = listed.first().copied().unwrap_or(start.sequence);
+        view.segments
+            .retain(|(s, _)| *s + EXTRA_SEGMENTS as u64 >= oldest && *s <= start.sequence);
+        view.playlist = Some(Bytes::from(self.playlist.render()));
+        self.view.send_replace(Arc::new(view));
+    }
+}
+
+impl std::fmt::Debug for HlsPackager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HlsPackager")
+            .field("name", &self.name)
+            .field("decider", &self.decider)
+            .finish_non_exhaustive()
+    }
+}
+
+fn codecs(info: &StreamInfo) -> Codecs {
+    let video = info
+        .video
+        .as_ref()
+        .and_then(|v| match VideoTag::parse(&v.sequence_header) {
+            Ok(VideoTag {
+                body: VideoBody::Avc(AvcPacket::SequenceHeader(record)),
+                ..
+            }) => DecoderConfig::parse(&record).ok(),
+            _ => None,
+        });
+    let audio = info
+        .audio
+        .as_ref()
+        .and_then(|a| match AudioTag::parse(&a.sequence_header) {
+            Ok(AudioTag {
+                body: AudioBody::Aac(AacPacket::SequenceHeader(asc)),
+                ..
+            }) => AudioSpecificConfig::parse(&asc)
+                .ok()
+                .and_then(|c| AdtsHeader::new(&c).ok()),
+            _ => None,
+        });
+    let tracks = match (video.is_some(), audio.is_some()) {
+        (true, true) => Tracks::VideoAndAudio,
+        (true, false) => Tracks::Video,
+        (false, true) => Tracks::Audio,
+        (false, false) => Tracks::Video,
+    };
+    Codecs {
+        video,
+        audio,
+        tracks,
+    }
+}
+
+#[cfg(test)]
+mod tests;

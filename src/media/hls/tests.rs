@@ -1,0 +1,294 @@
+//! The packager seen from its two sides: the node that decides (cuts on keyframes, slides the
+//! window, marks republishes, continues the store's numbering) and the nodes that follow
+//! (same names, numbers and bytes whenever they joined; renditions numbered like the source).
+
+use super::decide::{Role, SegmentBook};
+use super::*;
+use crate::media::frame::VideoTrack;
+use streamfleet_proto::avc::fixtures::{PPS_X264, SPS_640X360};
+
+fn encode_video(tag: VideoTag) -> Bytes {
+    let mut b = BytesMut::new();
+    tag.encode(&mut b).unwrap();
+    b.freeze()
+}
+
+fn info() -> StreamInfo {
+    let config = DecoderConfig::from_parameter_sets(
+        Bytes::from_static(SPS_640X360),
+        Bytes::from_static(PPS_X264),
+    )
+    .unwrap();
+    let mut record = BytesMut::new();
+    config.encode(&mut record).unwrap();
+    StreamInfo {
+        video: Some(VideoTrack {
+            sequence_header: encode_video(VideoTag::avc_sequence_header(record.freeze())),
+            width: 640,
+            height: 360,
+            codec: "avc1.64001e".into(),
+            frame_rate: Some(30.0),
+        }),
+        ..Default::default()
+    }
+}
+
+/// A 30 fps frame with one slice NAL (IDR on keyframes), 4-byte length prefixes.
+fn frame(n: u64) -> Frame {
+    let keyframe = n.is_multiple_of(30);
+    let nal: &[u8] = if keyframe {
+        &[0x65, 0x88, 0x84, 0x00]
+    } else {
+        &[0x41, 0x9a, 0x02, 0x00]
+    };
+    let mut au = (nal.len() as u32).to_be_bytes().to_vec();
+    au.extend_from_slice(nal);
+    Frame::new(
+        TrackKind::Video,
+        n * 1000 / 30,
+        keyframe,
+        encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))),
+    )
+}
+
+fn config() -> HlsConfig {
+    HlsConfig {
+        segment: Duration::from_secs(2),
+        window: 3,
+        wait: Duration::from_secs(1),
+    }
+}
+
+fn source(name: &str, config: &HlsConfig, first: u64) -> HlsPackager {
+    HlsPackager::new(
+        name,
+        config,
+        Role::Source(Arc::new(SegmentBook::default())),
+        first,
+    )
+}
+
+/// What the hub does on the node that ingests: decide, then package; returns the frame as it
+/// travels on (with its decision).
+fn publish(p: &mut HlsPackager, mut f: Frame) -> Frame {
+    f.segment = p.decide(&f).map(Arc::new);
+    p.push(&f);
+    f
+}
+
+fn playlist(p: &HlsPackager) -> m3u8_rs::MediaPlaylist {
+    let text = String::from_utf8(p.view().playlist.as_ref().unwrap().to_vec()).unwrap();
+    m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("valid playlist")
+}
+
+#[test]
+fn cuts_on_keyframes_slides_the_window_and_marks_republish() {
+    let mut p = source("demo", &config(), 0);
+    let views = p.subscribe();
+    p.start(&info(), 1);
+    for n in 0..(7 * 30) {
+        publish(&mut p, frame(n));
+    }
+    let view = p.view();
+    assert_eq!(
+        view.segments.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    for (_, ts) in &view.segments {
+        assert_eq!(ts.len() % 188, 0);
+        assert!(
+            ts.chunks(188).all(|p| p[0] == 0x47),
+            "every packet starts with the sync byte"
+        );
+    }
+    let pl = playlist(&p);
+    assert_eq!(pl.segments.len(), 3);
+    for s in &pl.segments {
+        assert!(
+            (s.duration - 2.0).abs() < 0.001,
+            "cut at the first keyframe after 2s: {}",
+            s.duration
+        );
+        assert!(s.program_date_time.is_some());
+        assert!(u64::from(pl.target_duration as u32) >= s.duration.round() as u64);
+    }
+    assert_eq!(pl.segments[0].uri, "demo-0.ts");
+    assert!(views.has_changed().unwrap());
+
+    // The publisher leaves: the open segment (6s..7s) is published.
+    assert_eq!(
+        p.stop(None),
+        Some(6966 + 33),
+        "one frame interval after the last frame"
+    );
+    let v = p.view();
+    assert_eq!(v.segments.back().unwrap().0, 3);
+    // Republish: a new generation, timestamps from zero again, a discontinuity.
+    p.start(&info(), 2);
+    for n in 0..(3 * 30) {
+        publish(&mut p, frame(n));
+    }
+    let text = String::from_utf8(p.view().playlist.as_ref().unwrap().to_vec()).unwrap();
+    let pl = playlist(&p);
+    assert_eq!(pl.media_sequence, 2, "window of 3 slid");
+    let uris: Vec<&str> = pl.segments.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["demo-2.ts", "demo-3.ts", "demo-4.ts"]);
+    assert!(!pl.segments[1].discontinuity);
+    assert!(
+        pl.segments[2].discontinuity,
+        "republished segment is discontinuous:\n{text}"
+    );
+    assert!(text.contains("#EXT-X-DISCONTINUITY\n"));
+    // Segments beyond the window stay fetchable for a while.
+    assert!(p.view().segments.iter().any(|(s, _)| *s == 1));
+}
+
+#[test]
+fn nothing_before_the_first_keyframe() {
+    let mut p = source("x", &config(), 0);
+    p.start(&info(), 1);
+    for n in 1..29 {
+        publish(&mut p, frame(n));
+    }
+    assert_eq!(p.stop(None), None);
+    assert!(p.view().playlist.is_none(), "no keyframe, no segment");
+}
+
+#[test]
+fn packagers_started_at_different_keyframes_cut_at_the_same_frames() {
+    let wide = HlsConfig {
+        window: 6,
+        ..config()
+    };
+    let mut early = source("a", &wide, 0);
+    let mut late = source("a_240p", &wide, 0);
+    early.start(&info(), 1);
+    late.start(&info(), 1);
+    for n in 0..(9 * 30) {
+        publish(&mut early, frame(n));
+        if n >= 30 {
+            publish(&mut late, frame(n));
+        }
+    }
+    let starts = |p: &HlsPackager| -> Vec<u64> {
+        let mut t = 0.0;
+        playlist(p)
+            .segments
+            .iter()
+            .map(|s| {
+                let start = t;
+                t += s.duration;
+                (start * 1000.0).round() as u64
+            })
+            .collect()
+    };
+    // early: 0-2, 2-4, 4-6, 6-8; late: 1-2, 2-4, 4-6, 6-8 (same cuts after its first).
+    assert_eq!(early.view().segments.len(), 4);
+    let e = starts(&early);
+    let l: Vec<u64> = starts(&late).iter().map(|s| s + 1000).collect();
+    assert_eq!(&e[1..], &l[1..], "aligned cuts");
+}
+
+#[test]
+fn followers_serve_the_same_bytes_under_the_same_names_whenever_they_joined() {
+    let mut origin = source("demo", &config(), 1_796_320_734);
+    let follower = || HlsPackager::new("demo", &config(), Role::Source(Arc::default()), 7);
+    let (mut early, mut late) = (follower(), follower());
+    for p in [&mut origin, &mut early, &mut late] {
+        p.start(&info(), 1);
+    }
+    for n in 0..(12 * 30) {
+        let f = publish(&mut origin, frame(n));
+        early.push(&f);
+        // Joins mid-segment (the next decision is at 2 s): packages from there on.
+        if n >= 40 {
+            late.push(&f);
+        }
+    }
+    let end = origin.stop(None);
+    for p in [&mut early, &mut late] {
+        p.stop(end);
+    }
+    for p in [&early, &late] {
+        assert_eq!(
+            p.view().playlist,
+            origin.view().playlist,
+            "identical playlists once the windows are full"
+        );
+        for (sequence, bytes) in &p.view().segments {
+            let theirs = origin.view();
+            let (_, want) = theirs.segments.iter().find(|(s, _)| s == sequence).unwrap();
+            assert_eq!(bytes, want, "segment {sequence} byte for byte");
+        }
+    }
+    let pl = playlist(&late);
+    assert_eq!(pl.segments.last().unwrap().uri, "demo-1796320739.ts");
+    assert_eq!(pl.media_sequence, 1_796_320_737);
+    // The late one never listed the segment it joined in the middle of.
+    assert!(
+        late.view()
+            .segments
+            .iter()
+            .all(|(s, _)| *s >= 1_796_320_735)
+    );
+}
+
+#[test]
+fn renditions_take_the_source_numbers_and_times() {
+    let book = Arc::new(SegmentBook::default());
+    let mut src = HlsPackager::new("s", &config(), Role::Source(book.clone()), 500);
+    let mut low = HlsPackager::new("s_240p", &config(), Role::Rendition(book), 9);
+    src.start(&info(), 1);
+    low.start(&info(), 1);
+    for n in 0..(9 * 30) {
+        publish(&mut src, frame(n));
+        // The rendition starts later (a transcoder warming up) and sees the same timestamps.
+        if n >= 75 {
+            publish(&mut low, frame(n));
+        }
+    }
+    let (s, l) = (playlist(&src), playlist(&low));
+    let numbered = |pl: &m3u8_rs::MediaPlaylist| -> Vec<(u64, Option<i64>, String)> {
+        pl.segments
+            .iter()
+            .enumerate()
+            .map(|(i, seg)| {
+                (
+                    pl.media_sequence + i as u64,
+                    seg.program_date_time.map(|t| t.timestamp_millis()),
+                    format!("{:.3}", seg.duration),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(numbered(&l), numbered(&s)[1..], "{s:?}\n{l:?}");
+    assert_eq!(l.segments[0].uri, "s_240p-502.ts");
+}
+
+#[test]
+fn numbering_continues_from_the_store_with_a_discontinuity() {
+    let mut p = source("demo", &config(), 1_900_000_000);
+    p.resume(HlsProgress {
+        next_sequence: 1_796_320_740,
+        discontinuity_sequence: 4,
+    });
+    p.start(&info(), 1);
+    for n in 0..(5 * 30) {
+        publish(&mut p, frame(n));
+    }
+    let pl = playlist(&p);
+    assert_eq!(pl.media_sequence, 1_796_320_740);
+    assert_eq!(
+        pl.discontinuity_sequence, 4,
+        "the tag on the first is listed"
+    );
+    assert!(pl.segments[0].discontinuity);
+    assert!(!pl.segments[1].discontinuity);
+    assert_eq!(
+        p.progress(),
+        HlsProgress {
+            next_sequence: 1_796_320_743,
+            discontinuity_sequence: 5,
+        }
+    );
+}
