@@ -13,7 +13,8 @@
 //! - `health`: active checks; `discovery`: `servers_from`.
 //! - `upstream`: connecting to a server with retries; `pipe`: bidirectional byte copy.
 //! - `rtmp`: RTMP-aware routing with the splice filter.
-//! - `stats`: the stats listener (HTML page, CSV, `/metrics`); `log`: the access log.
+//! - `stats`: the stats listener (HTML page, CSV, and `/metrics`: the node's metrics registry
+//!   with the LB's families); `log`: the access log.
 //! - `tls`: certificates and SNI; `counters`: stats counters; `error`: error types.
 
 pub mod backend;
@@ -49,6 +50,7 @@ use crate::cluster::NodeContext;
 use crate::cluster::heartbeat::{Heartbeat, Idle, NodeIdentity, StoreHealth};
 use crate::config::{FrontendConfig, LbConfig, LbTimeouts, Role};
 use crate::runtime::listener::{accept_loop, bind_tcp, local_addr};
+use crate::runtime::metrics::NodeMetrics;
 use crate::runtime::{BindError, ConnLimit};
 use streamfleet_proto::http::response::{ErrorFile, error_response, parse_errorfile};
 
@@ -272,13 +274,28 @@ impl BoundLbNode {
                 })
             })
             .collect();
+        let health = Arc::new(StoreHealth::default());
         if let (Some((listener, _)), Some(stats_config)) = (self.stats, config.stats.clone()) {
-            let view = Arc::new(stats::LbView {
-                node: config.name.clone(),
-                config: stats_config,
+            let objects = stats::model::LbObjects {
                 frontends: frontends.clone(),
                 backends: backends.clone(),
                 limit: limit.clone(),
+            };
+            let role = Role::Lb.as_str();
+            let mut metrics = if stats_config.hide_version {
+                NodeMetrics::without_version(&config.name, role)
+            } else {
+                NodeMetrics::new(&config.name, role)
+            };
+            metrics
+                .registry_mut()
+                .register_collector(Box::new(health.clone()));
+            stats::prom::LbCollector::register(objects.clone(), metrics.registry_mut());
+            let view = Arc::new(stats::LbView {
+                node: config.name.clone(),
+                config: stats_config,
+                objects,
+                metrics,
                 started: Instant::now(),
                 errors: self.errors.clone(),
                 timeout: config.timeouts.client,
@@ -321,7 +338,6 @@ impl BoundLbNode {
             }
         })?;
 
-        let health = Arc::new(StoreHealth::default());
         let identity = NodeIdentity {
             name: config.name.clone(),
             role: Role::Lb,

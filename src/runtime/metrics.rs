@@ -4,7 +4,8 @@
 //! registers its own families while the node is being built (counters and gauges it updates
 //! itself, or collectors that read their state at scrape time, like the cluster store's health
 //! and the LB's per-server statistics). The registry is then frozen and shared with the
-//! `/metrics` handler, which encodes it.
+//! `/metrics` handler (the media node's HTTP listener, the LB's stats listener), which encodes
+//! it as OpenMetrics text and answers with [`CONTENT_TYPE`].
 
 use std::time::Instant;
 
@@ -14,6 +15,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMet
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+
+/// The `Content-Type` of [`NodeMetrics::render`]'s output: the OpenMetrics text format that
+/// prometheus-client's text encoder writes (counters' samples end in `_total`, `# EOF` last).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The registry of one node, with the families every role has.
 #[derive(Debug)]
@@ -48,17 +53,31 @@ pub fn gauge<N: EncodeGaugeValue>(
 }
 
 impl NodeMetrics {
-    /// Registers build info and uptime.
+    /// Registers build info (`streamfleet_build_info{version,node,role}`) and uptime.
     pub fn new(node: &str, role: &str) -> Self {
+        Self::with_identity(vec![
+            ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+            ("node".to_owned(), node.to_owned()),
+            ("role".to_owned(), role.to_owned()),
+        ])
+    }
+
+    /// Like [`NodeMetrics::new`], but the build info has no `version` label: for an LB whose
+    /// stats listener is configured with `hide_version`, so that `/metrics` does not give the
+    /// version away either.
+    pub fn without_version(node: &str, role: &str) -> Self {
+        Self::with_identity(vec![
+            ("node".to_owned(), node.to_owned()),
+            ("role".to_owned(), role.to_owned()),
+        ])
+    }
+
+    fn with_identity(build: Vec<(String, String)>) -> Self {
         let mut registry = Registry::with_prefix("streamfleet");
         registry.register(
             "build",
             "streamfleet build and node identity",
-            Info::new(vec![
-                ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
-                ("node".to_owned(), node.to_owned()),
-                ("role".to_owned(), role.to_owned()),
-            ]),
+            Info::new(build),
         );
         registry.register_collector(Box::new(Uptime(Instant::now())));
         NodeMetrics { registry }
@@ -98,5 +117,15 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn the_version_can_be_left_out_of_the_build_info() {
+        let text = NodeMetrics::without_version("lb-1", "lb").render();
+        assert!(
+            text.contains("streamfleet_build_info{node=\"lb-1\",role=\"lb\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("version"), "{text}");
     }
 }

@@ -366,11 +366,16 @@ fn metrics_on_the_stats_bind() {
     }
     let r = get(p.addr("lb2", "stats"), "/metrics", Some(GOOD));
     assert_eq!(r.status, 200, "{}", r.head);
+    // The node's registry, as on media nodes: OpenMetrics text.
     assert_eq!(
         r.header("content-type").as_deref(),
-        Some("text/plain; version=0.0.4; charset=utf-8")
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
     );
     let m = &r.body;
+    let build = format!(
+        "streamfleet_build_info{{version=\"{}\",node=\"lb2\",role=\"lb\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
     for line in [
         "streamfleet_lb_frontend_http_requests_total{proxy=\"web\"} 3",
         "streamfleet_lb_frontend_sessions_total{proxy=\"web\"} 3",
@@ -379,15 +384,25 @@ fn metrics_on_the_stats_bind() {
         "streamfleet_lb_backend_active_servers{proxy=\"be\"} 2",
         "streamfleet_lb_server_status{proxy=\"be\",server=\"a\"} 1",
         "streamfleet_lb_server_status{proxy=\"rtmp_be\",server=\"r1\"} 1",
-        "# TYPE streamfleet_lb_server_bytes_out_total counter",
+        // A counter's family is declared without `_total`; its samples carry it.
+        "# TYPE streamfleet_lb_server_bytes_out counter",
+        // The node's own gauges, as every node has them.
+        &build,
+        "# TYPE streamfleet_uptime_seconds gauge",
+        "streamfleet_store_up 1",
+        "# EOF",
     ] {
         assert!(m.lines().any(|l| l == line), "missing `{line}` in:\n{m}");
     }
-    assert!(m.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))));
     // lb1 hides its version in its metrics as on its page.
     let hidden = get(p.addr("lb1", "stats"), "/metrics", Some(GOOD)).body;
     assert!(hidden.contains("streamfleet_lb_frontend_status{proxy=\"web\"} 1"));
-    assert!(!hidden.contains("version="));
+    assert!(
+        hidden.contains("streamfleet_build_info{node=\"lb1\",role=\"lb\"} 1"),
+        "{hidden}"
+    );
+    assert!(!hidden.contains("version="), "{hidden}");
+    assert!(!hidden.contains(env!("CARGO_PKG_VERSION")), "{hidden}");
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! The stats listener (`stats.bind`): HAProxy's stats page, its CSV export and `/metrics`.
 //!
 //! Data flow per connection: one request head read under `timeouts.client` -> the target
-//! decides: `/metrics` (Prometheus text), a target starting with `stats.uri` (the HTML page,
-//! or CSV with `;csv`; `;up` hides servers that are not UP, `;norefresh` turns the page's
-//! auto-refresh off), anything else 503 -> Basic credentials checked for the first two when
-//! `stats.auth` is set (401 with the realm otherwise) -> [`model::collect`] reads the live
-//! counters -> the renderer -> one response, then the connection closes.
+//! decides: `/metrics`, a target starting with `stats.uri` (the HTML page, or CSV with `;csv`;
+//! `;up` hides servers that are not UP, `;norefresh` turns the page's auto-refresh off),
+//! anything else 503 -> Basic credentials checked for the first two when `stats.auth` is set
+//! (401 with the realm otherwise) -> the page and the CSV render the rows
+//! [`model::LbObjects::collect`] reads from the live counters; `/metrics` encodes the node's
+//! registry ([`NodeMetrics`]: build info, uptime, cluster store health, and the LB families
+//! that `prom`'s collector reads from the same rows) -> one response, then the connection
+//! closes.
 //!
-//! - `model`: the rows; `html`, `csv`, `prom`: the three renderings.
+//! - `model`: the rows; `html`, `csv`: the page and the export; `prom`: the LB's families in
+//!   the node's metrics registry.
 
 pub mod csv;
 pub mod html;
@@ -22,10 +26,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::backend::Backend;
-use super::{ErrorPages, Frontend};
+use self::model::LbObjects;
+use super::ErrorPages;
 use crate::config::StatsConfig;
-use crate::runtime::{ConnLimit, ConnPermit};
+use crate::runtime::ConnPermit;
+use crate::runtime::metrics::{self, NodeMetrics};
 use streamfleet_proto::http::auth::parse_basic;
 use streamfleet_proto::http::response::unauthorized;
 use streamfleet_proto::http::{HeadLimits, RequestHead, RequestParser};
@@ -34,31 +39,22 @@ use streamfleet_proto::http::{HeadLimits, RequestHead, RequestParser};
 const MAX_HEAD: usize = 16 * 1024;
 
 /// Everything the stats listener shows and needs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LbView {
     /// Node name.
     pub node: String,
     /// Settings of the listener.
     pub config: StatsConfig,
-    /// Frontends, in config order.
-    pub frontends: Vec<Arc<Frontend>>,
-    /// Backends, in config order.
-    pub backends: Arc<[Arc<Backend>]>,
-    /// The node's connection limit (`maxconn`, and the connections open now).
-    pub limit: Arc<ConnLimit>,
+    /// The frontends, backends and connection limit the page and the CSV read.
+    pub objects: LbObjects,
+    /// The node's registry (holding the LB families over the same objects): `/metrics`.
+    pub metrics: NodeMetrics,
     /// When the node started.
     pub started: Instant,
     /// The node's error pages (503 for other paths).
     pub errors: Arc<ErrorPages>,
     /// `timeouts.client`: bounds reading the request and writing the answer.
     pub timeout: Duration,
-}
-
-impl LbView {
-    /// The node's `maxconn`.
-    pub fn maxconn(&self) -> usize {
-        self.limit.max()
-    }
 }
 
 /// What a request to the stats listener asks for.
@@ -170,23 +166,21 @@ pub fn answer(view: &LbView, head: &RequestHead) -> Bytes {
             return unauthorized(&view.config.realm);
         }
     }
-    let version = (!view.config.hide_version).then_some(env!("CARGO_PKG_VERSION"));
-    let proxies = model::collect(view);
     let (content_type, body, refresh) = match page {
-        Page::Metrics => (
-            prom::CONTENT_TYPE,
-            prom::render(&proxies, &view.node, version),
+        Page::Metrics => (metrics::CONTENT_TYPE, view.metrics.render(), None),
+        Page::Csv { up_only } => (
+            "text/plain",
+            csv::render(&view.objects.collect(), up_only),
             None,
         ),
-        Page::Csv { up_only } => ("text/plain", csv::render(&proxies, up_only), None),
         Page::Html { norefresh, up_only } => {
             let refresh = view.config.refresh.filter(|_| !norefresh);
             let info = html::PageInfo {
                 node: &view.node,
-                version,
+                version: (!view.config.hide_version).then_some(env!("CARGO_PKG_VERSION")),
                 uptime: view.started.elapsed(),
-                connections: view.limit.active(),
-                maxconn: view.maxconn(),
+                connections: view.objects.limit.active(),
+                maxconn: view.objects.maxconn(),
                 uri: &view.config.uri,
                 refresh,
                 refresh_configured: view.config.refresh.is_some(),
@@ -194,7 +188,7 @@ pub fn answer(view: &LbView, head: &RequestHead) -> Bytes {
             };
             (
                 "text/html; charset=utf-8",
-                html::render(&proxies, &info),
+                html::render(&view.objects.collect(), &info),
                 refresh,
             )
         }

@@ -2,17 +2,21 @@
 //! live objects: one [`Proxy`] per frontend and per backend, each with HAProxy's rows
 //! (`FRONTEND`; or one row per server then `BACKEND`).
 //!
-//! Data flow: [`LbView`](super::LbView) (the node's frontends and backends) -> [`collect`]
-//! loads every counter, server state and check history -> the renderers (`html`, `csv`,
-//! `prom`) turn the rows into text. Nothing here is on the request path of proxied traffic.
+//! Data flow: [`LbObjects`] (the node's frontends, backends and connection limit) ->
+//! [`LbObjects::collect`] loads every counter, server state and check history -> the page and
+//! CSV renderers (`html`, `csv`) turn the rows into text, and the node's metrics registry
+//! encodes them through the collector in `prom` at each scrape. Nothing here is on the request
+//! path of proxied traffic.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::LbView;
 use crate::config::{Balance, HealthConfig, ProxyMode};
+use crate::lb::Frontend;
 use crate::lb::backend::{Backend, CheckOutcome, Server};
 use crate::lb::counters::CounterSnapshot;
+use crate::runtime::ConnLimit;
 
 /// Whether a row describes a frontend, a backend or a server (HAProxy's `type` 0, 1, 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,49 +194,68 @@ pub fn algo_name(algo: Balance) -> &'static str {
     }
 }
 
-/// Reads every frontend and backend of the node, frontends first, each in config order.
-pub fn collect(view: &LbView) -> Vec<Proxy> {
-    let mut out = Vec::with_capacity(view.frontends.len() + view.backends.len());
-    let draining = view
-        .frontends
-        .first()
-        .is_some_and(|f| f.shutdown.is_draining());
-    for (i, fe) in view.frontends.iter().enumerate() {
-        out.push(Proxy {
-            name: fe.config.name.clone(),
-            kind: RowKind::Frontend,
-            rows: vec![Row {
+/// The live objects the stats read: shared by the stats listener (page, CSV) and the
+/// `/metrics` collector, which both read them on each request.
+#[derive(Debug, Clone)]
+pub struct LbObjects {
+    /// Frontends, in config order.
+    pub frontends: Vec<Arc<Frontend>>,
+    /// Backends, in config order.
+    pub backends: Arc<[Arc<Backend>]>,
+    /// The node's connection limit (`maxconn`, and the connections open now).
+    pub limit: Arc<ConnLimit>,
+}
+
+impl LbObjects {
+    /// The node's `maxconn`.
+    pub fn maxconn(&self) -> usize {
+        self.limit.max()
+    }
+
+    /// Reads every frontend and backend of the node, frontends first, each in config order.
+    pub fn collect(&self) -> Vec<Proxy> {
+        let mut out = Vec::with_capacity(self.frontends.len() + self.backends.len());
+        let draining = self
+            .frontends
+            .first()
+            .is_some_and(|f| f.shutdown.is_draining());
+        for (i, fe) in self.frontends.iter().enumerate() {
+            out.push(Proxy {
+                name: fe.config.name.clone(),
                 kind: RowKind::Frontend,
-                proxy: fe.config.name.clone(),
-                name: "FRONTEND".into(),
-                mode: fe.config.mode,
-                iid: i + 1,
-                sid: 0,
-                counters: fe.counters.snapshot(),
-                limit: Some(view.maxconn() as u64),
-                state: if draining {
-                    State::Stopped
-                } else {
-                    State::Open
-                },
-                weight: None,
-                active: None,
-                check: None,
-                down_transitions: None,
-                last_change: None,
-                downtime: None,
-                addr: None,
-                cookie: None,
-                algo: None,
-                idle_connections: None,
-            }],
-        });
+                rows: vec![Row {
+                    kind: RowKind::Frontend,
+                    proxy: fe.config.name.clone(),
+                    name: "FRONTEND".into(),
+                    mode: fe.config.mode,
+                    iid: i + 1,
+                    sid: 0,
+                    counters: fe.counters.snapshot(),
+                    limit: Some(self.maxconn() as u64),
+                    state: if draining {
+                        State::Stopped
+                    } else {
+                        State::Open
+                    },
+                    weight: None,
+                    active: None,
+                    check: None,
+                    down_transitions: None,
+                    last_change: None,
+                    downtime: None,
+                    addr: None,
+                    cookie: None,
+                    algo: None,
+                    idle_connections: None,
+                }],
+            });
+        }
+        let first_backend = self.frontends.len() + 1;
+        for (i, b) in self.backends.iter().enumerate() {
+            out.push(backend_proxy(b, first_backend + i));
+        }
+        out
     }
-    let first_backend = view.frontends.len() + 1;
-    for (i, b) in view.backends.iter().enumerate() {
-        out.push(backend_proxy(b, first_backend + i));
-    }
-    out
 }
 
 fn backend_proxy(b: &Backend, iid: usize) -> Proxy {

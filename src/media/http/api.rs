@@ -53,7 +53,7 @@ pub(super) fn readyz(ctx: &HttpContext) -> Response<Body> {
 pub(super) fn metrics(ctx: &HttpContext) -> Response<Body> {
     text(
         StatusCode::OK,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        crate::runtime::metrics::CONTENT_TYPE,
         ctx.metrics.render(),
     )
 }
