@@ -6,82 +6,15 @@
 use std::time::{Duration, Instant};
 
 use crate::common::browser::console_lists;
+use crate::common::cluster::{
+    HEARTBEAT_MS, NODE_TIMEOUT_MS, broadcast, edge, edge_with_secret, lb, metric, origin,
+    wait_broadcasting,
+};
 use crate::common::media::{
     Publisher, Source, assert_plays, assert_plays_default, probe, require_ffmpeg,
 };
 use crate::common::secantus::Secantus;
 use crate::common::{Proc, get, wait_for};
-
-const HEARTBEAT_MS: u64 = 500;
-const NODE_TIMEOUT_MS: u64 = 3000;
-
-fn cluster(uri: &str, secret: &str) -> String {
-    format!(
-        "cluster: {{store: \"{uri}\", secret: {secret}, heartbeat: {HEARTBEAT_MS}ms, node_timeout: {NODE_TIMEOUT_MS}ms}}\nshutdown_grace: 2s\nnodes:\n"
-    )
-}
-
-fn origin(db: &Secantus, name: &str) -> Proc {
-    Proc::start(&format!(
-        "{}  - {{role: origin, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", hls: {{segment: 1s, window: 6}}}}\n",
-        cluster(&db.uri(), "test-secret")
-    ))
-}
-
-fn edge_with_secret(db: &Secantus, name: &str, secret: &str) -> Proc {
-    Proc::start(&format!(
-        "{}  - {{role: edge, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", hls: {{segment: 1s, window: 6, wait: 15s}}}}\n",
-        cluster(&db.uri(), secret)
-    ))
-}
-
-fn edge(db: &Secantus, name: &str) -> Proc {
-    edge_with_secret(db, name, "test-secret")
-}
-
-fn lb(db: &Secantus) -> Proc {
-    Proc::start(&format!(
-        r#"{}  - role: lb
-    name: lb1
-    timeouts: {{connect: 1s, client: 30s, server: 30s}}
-    frontends:
-      - {{name: rtmp_lb, mode: rtmp, bind: ["127.0.0.1:0"], publish_backend: origins_rtmp, play_backend: edges_rtmp}}
-      - {{name: http_lb, mode: http, bind: ["127.0.0.1:0"], backend: edges_http}}
-    backends:
-      - {{name: origins_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: origin, listener: rtmp}}}}
-      - {{name: edges_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: edge, listener: rtmp}}}}
-      - {{name: edges_http, mode: http, sticky: {{cookie: JSESSIONID, mode: prefix}}, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: edge, listener: http}}}}
-"#,
-        cluster(&db.uri(), "test-secret")
-    ))
-}
-
-fn broadcast(node: &Proc, name: &str, id: &str) -> serde_json::Value {
-    get(&format!("{}/live/rest/v2/broadcasts/{id}", node.http(name))).json()
-}
-
-fn metric(node: &Proc, name: &str, metric: &str) -> f64 {
-    let text = get(&format!("{}/metrics", node.http(name))).text();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(metric)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .unwrap_or_else(|| panic!("no {metric} in\n{text}"))
-        .parse()
-        .unwrap()
-}
-
-fn wait_broadcasting(node: &Proc, name: &str, id: &str, on: &str) {
-    wait_for(
-        &format!("{id} broadcasting on {on}"),
-        Duration::from_secs(25),
-        || {
-            let b = broadcast(node, name, id);
-            (b["status"] == "broadcasting" && b["origin"] == on).then_some(())
-        },
-    );
-}
 
 #[test]
 fn publish_through_the_lb_and_play_from_every_edge() {

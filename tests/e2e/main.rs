@@ -22,5 +22,6 @@ mod lb_sticky;
 mod lb_tcp;
 mod lb_tls;
 mod media;
+mod same_hls;
 mod store;
 mod transcode;

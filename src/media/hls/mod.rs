@@ -263,6 +263,11 @@ impl HlsPackager {
         };
         self.playlist
             .raise_target_duration(u64::from(start.target_duration));
+        let last = self.playlist.segments().last().map(|s| s.sequence);
+        if last.is_some_and(|l| l.checked_add(1) != Some(start.sequence)) {
+            tracing::info!(stream = %self.name, last, next = start.sequence, "segment numbers do not follow: the playlist window starts again");
+        }
+        tracing::debug!(stream = %self.name, sequence = start.sequence, duration_ms = duration.as_millis() as u64, discontinuity = start.discontinuity, "segment listed");
         if let Err(e) = self.playlist.push(segment) {
             tracing::warn!(stream = %self.name, error = %e, "segment not listed");
             return;

@@ -1,7 +1,7 @@
 //! The hub: one per stream (and per rendition). The publisher appends events to one shared
 //! log; every subscriber (RTMP player, edge relay, transcoder) reads it at its own cursor, with a
-//! bound on how far behind it may fall; the GOP cache lets a new subscriber start at the latest
-//! keyframe at once.
+//! bound on how far behind it may fall; the start cache lets a new player start at the latest
+//! keyframe at once, and a new edge at the start of the current HLS segment.
 //!
 //! A published event is stored once whatever the number of subscribers; publishing checks each
 //! subscriber's bound (a few comparisons under the hub lock) and wakes only those that wait and
@@ -72,8 +72,8 @@ const READ_BATCH: usize = 64;
 /// 12-19% more server CPU at 400 players (bench/fanout, two A/B rounds) for 50 ms less delay,
 /// small next to what RTMP play already has (the player's own buffer, a GOP-cache start).
 pub const PACE_INTERVAL: Duration = Duration::from_millis(100);
-/// GOP cache bound: beyond it (a stream without keyframes) the cache is dropped until the next
-/// keyframe.
+/// Start cache bound: beyond it the frames before the latest keyframe are dropped, and beyond
+/// it with one GOP (a stream without keyframes) the cache is dropped until the next keyframe.
 const GOP_MAX_FRAMES: usize = 3000;
 const GOP_MAX_BYTES: usize = 64 << 20;
 /// Audio-only streams have no keyframes; keep about this many recent frames for new players.
@@ -210,15 +210,76 @@ fn resumes(event: &HubEvent) -> bool {
     }
 }
 
+/// The recent frames a new subscriber starts with: from the start of the current HLS segment
+/// when the stream's frames carry segment decisions, else from the latest keyframe. Players
+/// start at the latest keyframe in it (the least delay); edges at its start, so that they
+/// package the current segment whole and serve it like the origin.
+#[derive(Debug, Default)]
+struct StartCache {
+    frames: Vec<Frame>,
+    bytes: usize,
+    /// Index of the latest keyframe in `frames`.
+    keyframe: usize,
+    /// The cache was dropped (too big); wait for a keyframe before caching again.
+    broken: bool,
+}
+
+impl StartCache {
+    fn push(&mut self, frame: &Frame, audio_only: bool) {
+        if frame.keyframe {
+            // A segment that starts here, or frames without segments: start over. A keyframe
+            // inside a segment only moves where players start.
+            let in_segment = self.frames.first().is_some_and(|f| f.segment.is_some());
+            if frame.segment.is_some() || !in_segment || self.broken {
+                *self = StartCache::default();
+            } else {
+                self.keyframe = self.frames.len();
+            }
+        }
+        if self.broken {
+            return;
+        }
+        self.bytes += frame.body.len();
+        self.frames.push(frame.clone());
+        if audio_only && frame.kind == TrackKind::Audio && self.frames.len() > AUDIO_ONLY_CACHE {
+            let first = self.frames.remove(0);
+            self.bytes -= first.body.len();
+        }
+        if self.frames.len() > GOP_MAX_FRAMES || self.bytes > GOP_MAX_BYTES {
+            // Too much: keep the latest GOP only, or nothing if that alone is too much.
+            let dropped: usize = self
+                .frames
+                .drain(..self.keyframe)
+                .map(|f| f.body.len())
+                .sum();
+            self.bytes -= dropped;
+            self.keyframe = 0;
+            if self.frames.len() > GOP_MAX_FRAMES || self.bytes > GOP_MAX_BYTES {
+                *self = StartCache {
+                    broken: true,
+                    ..StartCache::default()
+                };
+            }
+        }
+    }
+
+    /// The frames a new subscriber of `kind` starts with.
+    fn for_new(&self, kind: SubscriberKind) -> &[Frame] {
+        let from = if kind == SubscriberKind::Relay {
+            0
+        } else {
+            self.keyframe
+        };
+        self.frames.get(from..).unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     publishing: bool,
     generation: u64,
     info: Arc<StreamInfo>,
-    gop: Vec<Frame>,
-    gop_bytes: usize,
-    /// The cache was dropped (too big); wait for a keyframe before caching again.
-    gop_broken: bool,
+    cache: StartCache,
     /// Events not yet read by every live subscriber; `log[0]` has sequence number `log_start`.
     log: VecDeque<HubEvent>,
     log_start: u64,
@@ -276,7 +337,7 @@ pub struct Subscription {
     /// Index of its slot.
     index: usize,
     /// Events taken from the hub, not yet returned: the start of the stream at first (the
-    /// description and the GOP cache), then batches read from the log.
+    /// description and the start cache), then batches read from the log.
     taken: VecDeque<HubEvent>,
 }
 
@@ -401,9 +462,7 @@ impl Hub {
         inner.publishing = true;
         inner.generation += 1;
         inner.info = Arc::new(StreamInfo::default());
-        inner.gop.clear();
-        inner.gop_bytes = 0;
-        inner.gop_broken = false;
+        inner.cache = StartCache::default();
         inner.idle_since = None;
         drop(inner);
         self.metrics.publishers.inc();
@@ -415,8 +474,9 @@ impl Hub {
         })
     }
 
-    /// Joins the hub. The subscriber first receives the current description and the GOP cache
-    /// (from the latest keyframe), then live frames.
+    /// Joins the hub. The subscriber first receives the current description and the recent
+    /// frames (players from the latest keyframe; edges from the start of the current HLS
+    /// segment, so they package it whole), then live frames.
     pub fn subscribe(self: &Arc<Self>, kind: SubscriberKind) -> Subscription {
         self.subscribe_with_capacity(kind, SUBSCRIBER_QUEUE)
     }
@@ -434,7 +494,14 @@ impl Hub {
                 info: inner.info.clone(),
                 generation: inner.generation,
             });
-            taken.extend(inner.gop.iter().cloned().map(HubEvent::Frame));
+            taken.extend(
+                inner
+                    .cache
+                    .for_new(kind)
+                    .iter()
+                    .cloned()
+                    .map(HubEvent::Frame),
+            );
         }
         let slot = Slot {
             kind,
@@ -646,7 +713,7 @@ impl Publisher {
         self.segment_end = segment_end;
     }
 
-    /// Pushes a frame to every subscriber and into the GOP cache. Returns the HLS segment it
+    /// Pushes a frame to every subscriber and into the start cache. Returns the HLS segment it
     /// starts, when this node decided one.
     pub fn send(&self, mut frame: Frame) -> Option<SegmentStart> {
         if frame.published_us == 0 {
@@ -662,24 +729,7 @@ impl Publisher {
         }
         let mut inner = self.hub.lock();
         let audio_only = inner.info.video.is_none();
-        if frame.keyframe {
-            inner.gop.clear();
-            inner.gop_bytes = 0;
-            inner.gop_broken = false;
-        }
-        if !inner.gop_broken {
-            inner.gop_bytes += frame.body.len();
-            inner.gop.push(frame.clone());
-            if audio_only && frame.kind == TrackKind::Audio && inner.gop.len() > AUDIO_ONLY_CACHE {
-                let first = inner.gop.remove(0);
-                inner.gop_bytes -= first.body.len();
-            }
-            if inner.gop.len() > GOP_MAX_FRAMES || inner.gop_bytes > GOP_MAX_BYTES {
-                inner.gop.clear();
-                inner.gop_bytes = 0;
-                inner.gop_broken = true;
-            }
-        }
+        inner.cache.push(&frame, audio_only);
         let wake = self.hub.fan_out(&mut inner, HubEvent::Frame(frame.clone()));
         drop(inner);
         wake.into_iter().for_each(Waker::wake);
@@ -699,8 +749,7 @@ impl Drop for Publisher {
             .and_then(|mut hls| hls.stop(self.segment_end));
         let mut inner = self.hub.lock();
         inner.publishing = false;
-        inner.gop.clear();
-        inner.gop_bytes = 0;
+        inner.cache = StartCache::default();
         let wake = self.hub.fan_out(&mut inner, HubEvent::Stop { segment_end });
         if !inner.has_subscribers() {
             inner.idle_since = Some(Instant::now());

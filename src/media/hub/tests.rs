@@ -321,3 +321,49 @@ fn a_family_lists_the_source_then_renditions_highest_first() {
     assert_eq!(hubs.family(&key().stream).len(), 3);
     assert_eq!(hubs.all().len(), 4);
 }
+
+#[test]
+fn edges_start_at_the_segment_players_at_the_keyframe() {
+    let hubs = Hubs::default();
+    let hub = hubs.get_or_create(&key());
+    let p = hub.publish().unwrap();
+    p.set_info(info());
+    let start = Arc::new(segment_start(7));
+    // A segment of two GOPs: keyframes at 0 (the segment's start) and 1000.
+    for dts in (0..2000).step_by(100) {
+        let mut f = video(dts, dts % 1000 == 0);
+        if dts == 0 {
+            f.segment = Some(start.clone());
+        }
+        p.send(f);
+    }
+    let first = |kind| {
+        let mut s = hub.subscribe(kind);
+        loop {
+            if let HubEvent::Frame(f) = s.try_recv().unwrap() {
+                return f;
+            }
+        }
+    };
+    let edge = first(SubscriberKind::Relay);
+    assert_eq!((edge.dts, edge.segment.as_deref()), (0, Some(&*start)));
+    assert_eq!(first(SubscriberKind::Rtmp).dts, 1000);
+    // The next segment starts over.
+    let mut f = video(2000, true);
+    f.segment = Some(Arc::new(segment_start(8)));
+    p.send(f);
+    assert_eq!(first(SubscriberKind::Relay).dts, 2000);
+    assert_eq!(first(SubscriberKind::Rtmp).dts, 2000);
+}
+
+fn segment_start(sequence: u64) -> streamfleet_proto::hls::SegmentStart {
+    streamfleet_proto::hls::SegmentStart {
+        sequence,
+        discontinuity_sequence: 0,
+        discontinuity: false,
+        program_date_time: 0,
+        timestamp_offset: 0,
+        target_duration: 2,
+        muxer: streamfleet_proto::ts::TsMuxer::new(streamfleet_proto::ts::Tracks::Video),
+    }
+}

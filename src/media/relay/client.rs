@@ -8,7 +8,7 @@
 //! publish session, players see a discontinuity and go on). It lets go of the stream a grace
 //! period after the last viewer left, or when the store says the stream ended.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
+use super::order::GopOrder;
 use super::{MessageReader, RelayIoError, Side, auth_mac, auth_ok, client_config, send, unix_us};
 use crate::cluster::model::{StreamKey, StreamStatus};
 use crate::cluster::store::Store;
@@ -34,6 +35,8 @@ use streamfleet_proto::relay::{Kind, MAX_RENDITIONS, Message};
 const FRAME_QUEUE: usize = 1024;
 /// GOP streams waiting to be read.
 const GOP_QUEUE: usize = 64;
+/// GOP events held until their rendition is described.
+const EARLY_QUEUE: usize = 512;
 /// Pause between attempts while the origin cannot be reached.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -121,8 +124,8 @@ struct GopItem {
     rendition: u8,
     /// Publish session the GOP belongs to.
     generation: u64,
-    /// The frame or the stop.
-    event: GopEvent,
+    /// The frame or the stop; `None` when the GOP's stream ended.
+    event: Option<GopEvent>,
     /// Set to make the reader stop reading (a late GOP).
     stop: Arc<AtomicBool>,
 }
@@ -391,6 +394,11 @@ impl Puller {
         let (conn, routes) = self.connection(addr).await?;
         let (mut control, recv) = conn.open_bi().await?;
         let subscription = control.id().index();
+        // The origin numbers renditions and GOPs per subscription: start afresh.
+        for r in renditions.iter_mut() {
+            r.index = None;
+            r.order.reset();
+        }
         let (gop_tx, mut gop_rx) = mpsc::channel::<GopStream>(GOP_QUEUE);
         routes
             .lock()
@@ -412,6 +420,7 @@ impl Puller {
         self.metrics.subscriptions.inc();
         let _held = GaugeDec(self.metrics.subscriptions.clone());
         let (frame_tx, mut frame_rx) = mpsc::channel::<GopItem>(FRAME_QUEUE);
+        let mut early: VecDeque<GopItem> = VecDeque::new();
         let mut next_gop: u64 = 0;
         let mut check = tokio::time::interval(self.poll);
         check.tick().await;
@@ -420,10 +429,17 @@ impl Puller {
                 msg = control_reader.next() => match msg? {
                     Some(Message::Info { rendition, id, generation, video, audio, metadata }) => {
                         let r = rendition_slot(renditions, rendition, HubKey::new(key.clone(), id));
-                        r.describe(&self.hubs, generation, video, audio, metadata);
+                        r.describe(&self.hubs, (epoch, generation), video, audio, metadata);
+                        // GOPs that came before their description go on now.
+                        let (now, later): (VecDeque<GopItem>, VecDeque<GopItem>) =
+                            early.drain(..).partition(|i| i.rendition == rendition);
+                        early = later;
+                        for item in now {
+                            self.deliver(r, epoch, item, status);
+                        }
                     }
                     Some(Message::Stop { rendition, segment_end }) => {
-                        if let Some(p) = renditions.iter_mut().find(|r| r.index == rendition).and_then(|r| r.publisher.take()) {
+                        if let Some(p) = renditions.iter_mut().find(|r| r.index == Some(rendition)).and_then(|r| r.publisher.take()) {
                             p.end(segment_end);
                         }
                     }
@@ -437,35 +453,14 @@ impl Puller {
                     let tx = frame_tx.clone();
                     tokio::spawn(read_gop(gop, id, tx, stop));
                 }
-                Some(GopItem { gop, rendition, generation, event, stop }) = frame_rx.recv() => {
-                    let Some(r) = renditions.iter_mut().find(|r| r.index == rendition) else { continue };
-                    let frame = match event {
-                        GopEvent::Frame(frame) => frame,
-                        GopEvent::Stop { segment_end } => {
-                            if generation == r.generation && let Some(p) = r.publisher.take() {
-                                p.end(segment_end);
-                            }
-                            continue;
-                        }
-                    };
-                    match r.accept(gop, generation, &frame) {
-                        Accept::Publish => {
-                            if frame.published_us > 0 {
-                                let now = unix_us();
-                                self.metrics.latency.observe(now.saturating_sub(frame.published_us) as f64 / 1e6);
-                            }
-                            if let Some(p) = &r.publisher {
-                                p.send(frame);
-                            }
-                            if rendition == 0 && r.publisher.as_ref().is_some_and(|p| p.hub().is_live()) {
-                                status.send_replace(PullStatus::Live);
-                            }
-                        }
-                        Accept::Late => {
-                            self.metrics.late_gops.inc();
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        Accept::Drop => stop.store(true, Ordering::Relaxed),
+                Some(item) = frame_rx.recv() => {
+                    let r = renditions.iter_mut().find(|r| r.index == Some(item.rendition));
+                    match r {
+                        // The GOP of a publish session not described yet (its Info travels on
+                        // another stream): it waits for it, within a bound.
+                        Some(r) if (epoch, item.generation) > r.session => hold(&mut early, item),
+                        None => hold(&mut early, item),
+                        Some(r) => self.deliver(r, epoch, item, status),
                     }
                 }
                 _ = check.tick() => {
@@ -483,6 +478,68 @@ impl Puller {
                 () = self.shutdown.stopped() => return Ok(()),
             }
         }
+    }
+}
+
+impl Puller {
+    /// Publishes what a GOP stream brought, in the origin's order.
+    fn deliver(
+        &self,
+        r: &mut Rendition,
+        epoch: u64,
+        item: GopItem,
+        status: &watch::Sender<PullStatus>,
+    ) {
+        let GopItem {
+            gop,
+            generation,
+            event,
+            stop,
+            ..
+        } = item;
+        if r.publisher.is_none() || (epoch, generation) != r.session {
+            // An older publish session's leftovers, or nowhere to publish.
+            stop.store(true, Ordering::Relaxed);
+            return;
+        }
+        let mut ready = Vec::new();
+        let late = r.order.push(gop, &stop, event, &mut ready);
+        self.metrics.late_gops.inc_by(late);
+        for event in ready {
+            match event {
+                GopEvent::Frame(frame) => {
+                    if frame.published_us > 0 {
+                        let now = unix_us();
+                        self.metrics
+                            .latency
+                            .observe(now.saturating_sub(frame.published_us) as f64 / 1e6);
+                    }
+                    if let Some(p) = &r.publisher {
+                        p.send(frame);
+                    }
+                }
+                GopEvent::Stop { segment_end } => {
+                    if let Some(p) = r.publisher.take() {
+                        p.end(segment_end);
+                    }
+                }
+            }
+        }
+        if r.key.rendition == RenditionId::Source
+            && r.publisher.as_ref().is_some_and(|p| p.hub().is_live())
+        {
+            status.send_replace(PullStatus::Live);
+        }
+    }
+}
+
+/// Keeps a GOP event that came before its rendition's description, within [`EARLY_QUEUE`];
+/// beyond it, the GOP's reader is stopped.
+fn hold(early: &mut VecDeque<GopItem>, item: GopItem) {
+    if early.len() < EARLY_QUEUE {
+        early.push_back(item);
+    } else {
+        item.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -509,59 +566,61 @@ impl Drop for GaugeDec {
     }
 }
 
-/// What to do with a frame that arrived on a GOP stream.
-enum Accept {
-    Publish,
-    /// The GOP started before the one being published: drop it.
-    Late,
-    /// Not publishable (no publisher, or an older GOP's leftovers).
-    Drop,
-}
-
 /// One rendition of a pulled stream on this edge.
 struct Rendition {
-    index: u8,
+    /// Its index in the current subscription (the origin numbers them per subscription).
+    index: Option<u8>,
     key: HubKey,
-    generation: u64,
+    /// Publish session upstream: the origin's epoch (a new origin is a new session even if its
+    /// hub's generation matches the last one's) and the hub's generation.
+    session: (u64, u64),
     publisher: Option<Publisher>,
     info: StreamInfo,
-    /// GOP being published and the dts of its keyframe.
-    current_gop: Option<(u64, u64)>,
+    /// Its GOPs, put back in the origin's order.
+    order: GopOrder<GopEvent>,
 }
 
+/// The rendition `key`, now at `index` of the subscription.
 fn rendition_slot(renditions: &mut Vec<Rendition>, index: u8, key: HubKey) -> &mut Rendition {
-    let pos = match renditions.iter().position(|r| r.index == index) {
+    for r in renditions.iter_mut().filter(|r| r.key != key) {
+        if r.index == Some(index) {
+            r.index = None;
+        }
+    }
+    let pos = match renditions.iter().position(|r| r.key == key) {
         Some(p) => p,
         None => {
             renditions.push(Rendition {
-                index,
+                index: None,
                 key,
-                generation: 0,
+                session: (0, 0),
                 publisher: None,
                 info: StreamInfo::default(),
-                current_gop: None,
+                order: GopOrder::default(),
             });
             renditions.len() - 1
         }
     };
-    &mut renditions[pos]
+    let r = &mut renditions[pos];
+    r.index = Some(index);
+    r
 }
 
 impl Rendition {
     fn describe(
         &mut self,
         hubs: &Hubs,
-        generation: u64,
+        session: (u64, u64),
         video: Option<bytes::Bytes>,
         audio: Option<bytes::Bytes>,
         metadata: Option<bytes::Bytes>,
     ) {
-        if generation != self.generation || self.publisher.is_none() {
+        if session != self.session || self.publisher.is_none() {
             // A new publish session upstream (or after a Stop): a new one here too, so players
             // and the HLS packager see the break.
             self.publisher = None;
-            self.current_gop = None;
-            self.generation = generation;
+            self.order.reset();
+            self.session = session;
             match hubs.get_or_create(&self.key).publish_relayed() {
                 Ok(p) => self.publisher = Some(p),
                 Err(e) => {
@@ -579,30 +638,22 @@ impl Rendition {
             p.set_info(self.info.clone());
         }
     }
-
-    fn accept(&mut self, gop: u64, generation: u64, frame: &Frame) -> Accept {
-        if self.publisher.is_none() || generation != self.generation {
-            return Accept::Drop;
-        }
-        match self.current_gop {
-            Some((current, _)) if current == gop => Accept::Publish,
-            Some((_, key_dts)) if frame.dts < key_dts => Accept::Late,
-            Some((current, _)) if gop < current => Accept::Drop,
-            _ => {
-                // The first frame of a newer GOP.
-                self.current_gop = Some((gop, frame.dts));
-                Accept::Publish
-            }
-        }
-    }
 }
 
-/// Reads one GOP stream's frames into the pull task until it ends or is declared late.
+/// Reads one GOP stream's frames into the pull task until it ends or is declared late, then
+/// says it ended (so the next GOP can go on).
 async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopItem>, stop: Arc<AtomicBool>) {
+    let item = |event| GopItem {
+        gop: id,
+        rendition: gop.rendition,
+        generation: gop.generation,
+        event,
+        stop: stop.clone(),
+    };
     loop {
         if stop.load(Ordering::Relaxed) {
             gop.reader.stop();
-            return;
+            break;
         }
         let event = match gop.reader.next().await {
             Ok(Some(Message::Frame {
@@ -627,19 +678,14 @@ async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopItem>, stop: 
                 rendition,
                 segment_end,
             })) if rendition == gop.rendition => GopEvent::Stop { segment_end },
-            _ => return,
+            _ => break,
         };
-        let item = GopItem {
-            gop: id,
-            rendition: gop.rendition,
-            generation: gop.generation,
-            event,
-            stop: stop.clone(),
-        };
-        if tx.send(item).await.is_err() {
+        if tx.send(item(Some(event))).await.is_err() {
             return;
         }
     }
+    // The pull task may be gone; nothing to tell then.
+    let _ = tx.send(item(None)).await;
 }
 
 /// Accepts the origin's GOP streams and hands each to its subscription.

@@ -1,7 +1,8 @@
 //! The QUIC relay between origins and edges (DESIGN.md §5), over quinn.
 //!
 //! - [`server`]: an origin's relay listener; serves subscriptions from its hubs.
-//! - [`client`]: an edge's puller; subscribes on demand and feeds local hubs.
+//! - [`client`]: an edge's puller; subscribes on demand and feeds local hubs (`order` puts
+//!   each rendition's GOPs back in the origin's order).
 //!
 //! Authentication: TLS alone cannot prove knowledge of the cluster secret, so each side sends an
 //! HMAC-SHA256 of the secret over a TLS exporter value of the connection (channel binding: a
@@ -10,6 +11,7 @@
 //! that fails is closed with [`close::AUTH_FAILED`](streamfleet_proto::relay::close) and one log line.
 
 pub mod client;
+mod order;
 pub mod server;
 
 use std::sync::Arc;

@@ -4,6 +4,7 @@
 //! or fail after a deadline".
 
 pub mod browser;
+pub mod cluster;
 pub mod conformance;
 pub mod lb;
 pub mod media;

@@ -1,0 +1,89 @@
+//! A cluster as separate processes on a real MongoDB-compatible server (SecantusDB): origins,
+//! edges and an LB that finds them in the store, with short heartbeats so that deaths are
+//! noticed within a few seconds.
+
+use std::time::Duration;
+
+use super::secantus::Secantus;
+use super::{Proc, get, wait_for};
+
+/// Heartbeat of every node.
+pub const HEARTBEAT_MS: u64 = 500;
+/// Silence after which a node is dead and its leases expire.
+pub const NODE_TIMEOUT_MS: u64 = 3000;
+
+/// The `cluster:` section and the `nodes:` key of a config on `uri`.
+pub fn cluster(uri: &str, secret: &str) -> String {
+    format!(
+        "cluster: {{store: \"{uri}\", secret: {secret}, heartbeat: {HEARTBEAT_MS}ms, node_timeout: {NODE_TIMEOUT_MS}ms}}\nshutdown_grace: 2s\nnodes:\n"
+    )
+}
+
+/// An origin process (1 s segments).
+pub fn origin(db: &Secantus, name: &str) -> Proc {
+    Proc::start(&format!(
+        "{}  - {{role: origin, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", hls: {{segment: 1s, window: 6}}}}\n",
+        cluster(&db.uri(), "test-secret")
+    ))
+}
+
+/// An edge process knowing `secret`.
+pub fn edge_with_secret(db: &Secantus, name: &str, secret: &str) -> Proc {
+    Proc::start(&format!(
+        "{}  - {{role: edge, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", hls: {{segment: 1s, window: 6, wait: 15s}}}}\n",
+        cluster(&db.uri(), secret)
+    ))
+}
+
+/// An edge process.
+pub fn edge(db: &Secantus, name: &str) -> Proc {
+    edge_with_secret(db, name, "test-secret")
+}
+
+/// An LB process: RTMP publishers to origins, players to edges; HTTP to edges (sticky).
+pub fn lb(db: &Secantus) -> Proc {
+    Proc::start(&format!(
+        r#"{}  - role: lb
+    name: lb1
+    timeouts: {{connect: 1s, client: 30s, server: 30s}}
+    frontends:
+      - {{name: rtmp_lb, mode: rtmp, bind: ["127.0.0.1:0"], publish_backend: origins_rtmp, play_backend: edges_rtmp}}
+      - {{name: http_lb, mode: http, bind: ["127.0.0.1:0"], backend: edges_http}}
+    backends:
+      - {{name: origins_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: origin, listener: rtmp}}}}
+      - {{name: edges_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: edge, listener: rtmp}}}}
+      - {{name: edges_http, mode: http, sticky: {{cookie: JSESSIONID, mode: prefix}}, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: edge, listener: http}}}}
+"#,
+        cluster(&db.uri(), "test-secret")
+    ))
+}
+
+/// A stream as the REST API of `node` shows it.
+pub fn broadcast(node: &Proc, name: &str, id: &str) -> serde_json::Value {
+    get(&format!("{}/live/rest/v2/broadcasts/{id}", node.http(name))).json()
+}
+
+/// One unlabelled value of `node`'s `/metrics`.
+pub fn metric(node: &Proc, name: &str, metric: &str) -> f64 {
+    let text = get(&format!("{}/metrics", node.http(name))).text();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(metric)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .unwrap_or_else(|| panic!("no {metric} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until `node` says stream `id` is broadcasting from origin `on`.
+pub fn wait_broadcasting(node: &Proc, name: &str, id: &str, on: &str) {
+    wait_for(
+        &format!("{id} broadcasting on {on}"),
+        Duration::from_secs(25),
+        || {
+            let b = broadcast(node, name, id);
+            (b["status"] == "broadcasting" && b["origin"] == on).then_some(())
+        },
+    );
+}
