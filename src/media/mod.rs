@@ -3,6 +3,16 @@
 //! relay and the heartbeat. Everything the config asks for that can fail to start is made in
 //! [`BoundMediaNode::bind`] or fails [`BoundMediaNode::start`], both before the process says it
 //! is ready: a node never runs without a part it was configured with.
+//!
+//! Data flow: publisher (RTMP) -> `rtmp` -> `hub` (one per rendition; fan-out, start cache) ->
+//! players (`rtmp`), `hls` (packaging, decided on the ingesting node), `transcode` (ladder ->
+//! more hubs) and `relay::server` -> QUIC -> `relay::client` on edges -> their hubs -> the same.
+//!
+//! - `frame`: what flows through a hub; `hub`: the fan-out point and the registry of hubs.
+//! - `rtmp`: RTMP connections (publish, play); `leases`: stream ownership in the store.
+//! - `hls`: segment decisions and packaging; `http`: HLS, REST, health, metrics, console.
+//! - `transcode`: decode -> scale -> x264 on a rayon pool; `relay`: origin -> edge over QUIC.
+//! - `stats`: node-wide counters for the heartbeat and `/metrics`.
 
 pub mod frame;
 pub mod hls;

@@ -2,6 +2,7 @@
 //! `hls.wait` for a new stream's first segment), `/{app}/streams/{name}_adaptive.m3u8` (master
 //! playlist of the source and its renditions), `/{app}/streams/{name}-{seq}.ts` (segments).
 //!
+//! Playlists and segments are the same on every node (the origin decides them, `media::hls`).
 //! Segment requests also count HLS viewers: distinct clients (the last `X-Forwarded-For` hop,
 //! which our LB appends, else the peer address, plus the User-Agent) seen in the last 30 s.
 
@@ -91,7 +92,8 @@ fn has_session(headers: &HeaderMap) -> bool {
 
 /// A [`SESSION_COOKIE`] for a player without one, as Ant Media's servlet sessions give: a load
 /// balancer's sticky cookie (`sticky: {cookie: JSESSIONID, mode: prefix}`) then keeps the
-/// player's playlist and segment requests on this node, whose segment names it knows.
+/// player on this node. An optimisation only: every node serves the same playlists and
+/// segments (the origin decides them), so a player without the cookie plays on any node.
 fn new_session() -> HeaderValue {
     let mut id = [0u8; 16];
     // Without OS randomness the id stays zero: the LB's prefix still names this node.
@@ -158,8 +160,8 @@ pub(super) async fn serve(
                 ctx.hls_viewers.saw(&key, client_key(peer, headers));
                 ctx.stats.egress_bytes.inc_by(bytes.len() as u64);
                 ctx.stats.hls_segments.inc();
-                // Segment names never repeat (sequence numbers start at the hub's creation
-                // time), so they can be cached.
+                // A name is one segment's for good (the origin numbers a stream's segments on
+                // across republishes and origins), and the same on every node: cacheable.
                 respond("video/mp2t", "public, max-age=3600", bytes)
             }
             None => error(StatusCode::NOT_FOUND, "no such segment"),

@@ -19,10 +19,14 @@
 //!
 //! Registrations are drop guards: dropping a [`Publisher`] ends the publish session, dropping a
 //! [`Subscription`] leaves the hub.
+//!
+//! A publisher of media ingested here ([`Hub::publish`]) has the hub's HLS packager decide each
+//! frame's segment before it is fanned out; a relayed one ([`Hub::publish_relayed`]) passes the
+//! origin's decisions on. `cache`: the start cache; `registry`: [`Hubs`], every hub of a node.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -207,70 +211,6 @@ fn resumes(event: &HubEvent) -> bool {
     match event {
         HubEvent::Frame(f) => f.keyframe,
         HubEvent::Start { .. } | HubEvent::Stop { .. } => true,
-    }
-}
-
-/// The recent frames a new subscriber starts with: from the start of the current HLS segment
-/// when the stream's frames carry segment decisions, else from the latest keyframe. Players
-/// start at the latest keyframe in it (the least delay); edges at its start, so that they
-/// package the current segment whole and serve it like the origin.
-#[derive(Debug, Default)]
-struct StartCache {
-    frames: Vec<Frame>,
-    bytes: usize,
-    /// Index of the latest keyframe in `frames`.
-    keyframe: usize,
-    /// The cache was dropped (too big); wait for a keyframe before caching again.
-    broken: bool,
-}
-
-impl StartCache {
-    fn push(&mut self, frame: &Frame, audio_only: bool) {
-        if frame.keyframe {
-            // A segment that starts here, or frames without segments: start over. A keyframe
-            // inside a segment only moves where players start.
-            let in_segment = self.frames.first().is_some_and(|f| f.segment.is_some());
-            if frame.segment.is_some() || !in_segment || self.broken {
-                *self = StartCache::default();
-            } else {
-                self.keyframe = self.frames.len();
-            }
-        }
-        if self.broken {
-            return;
-        }
-        self.bytes += frame.body.len();
-        self.frames.push(frame.clone());
-        if audio_only && frame.kind == TrackKind::Audio && self.frames.len() > AUDIO_ONLY_CACHE {
-            let first = self.frames.remove(0);
-            self.bytes -= first.body.len();
-        }
-        if self.frames.len() > GOP_MAX_FRAMES || self.bytes > GOP_MAX_BYTES {
-            // Too much: keep the latest GOP only, or nothing if that alone is too much.
-            let dropped: usize = self
-                .frames
-                .drain(..self.keyframe)
-                .map(|f| f.body.len())
-                .sum();
-            self.bytes -= dropped;
-            self.keyframe = 0;
-            if self.frames.len() > GOP_MAX_FRAMES || self.bytes > GOP_MAX_BYTES {
-                *self = StartCache {
-                    broken: true,
-                    ..StartCache::default()
-                };
-            }
-        }
-    }
-
-    /// The frames a new subscriber of `kind` starts with.
-    fn for_new(&self, kind: SubscriberKind) -> &[Frame] {
-        let from = if kind == SubscriberKind::Relay {
-            0
-        } else {
-            self.keyframe
-        };
-        self.frames.get(from..).unwrap_or_default()
     }
 }
 
@@ -827,123 +767,10 @@ impl Drop for Subscription {
     }
 }
 
-/// The hubs of one stream.
-#[derive(Debug, Default)]
-struct Family {
-    /// By rendition.
-    hubs: BTreeMap<RenditionId, Arc<Hub>>,
-    /// The source's HLS segment decisions, which its renditions follow.
-    book: Arc<SegmentBook>,
-}
-
-/// Every hub of a node, by stream, then rendition.
-#[derive(Debug, Default)]
-pub struct Hubs {
-    map: Mutex<HashMap<StreamKey, Family>>,
-    metrics: HubMetrics,
-    /// HLS packaging settings for new hubs (none: no packaging).
-    hls: Option<HlsConfig>,
-}
-
-impl Hubs {
-    /// An empty registry whose hubs count into `metrics`.
-    pub fn new(metrics: HubMetrics, hls: Option<HlsConfig>) -> Self {
-        Hubs {
-            map: Mutex::default(),
-            metrics,
-            hls,
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, Family>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The hub with that name, if it exists.
-    pub fn get(&self, key: &HubKey) -> Option<Arc<Hub>> {
-        self.lock()
-            .get(&key.stream)?
-            .hubs
-            .get(&key.rendition)
-            .cloned()
-    }
-
-    /// The hub with that name, created if needed.
-    pub fn get_or_create(&self, key: &HubKey) -> Arc<Hub> {
-        let mut map = self.lock();
-        let family = map.entry(key.stream.clone()).or_default();
-        let book = family.book.clone();
-        family
-            .hubs
-            .entry(key.rendition)
-            .or_insert_with(|| {
-                Arc::new(Hub::new(
-                    key.clone(),
-                    self.metrics.clone(),
-                    self.hls.as_ref(),
-                    &book,
-                ))
-            })
-            .clone()
-    }
-
-    /// Every hub of a stream: the source first, then renditions from the highest down.
-    pub fn family(&self, stream: &StreamKey) -> Vec<Arc<Hub>> {
-        let map = self.lock();
-        let mut hubs: Vec<Arc<Hub>> = map
-            .get(stream)
-            .map(|f| f.hubs.values().cloned().collect())
-            .unwrap_or_default();
-        drop(map);
-        hubs.sort_by_key(|h| h.key().rendition.listing_order());
-        hubs
-    }
-
-    /// Forgets a hub (its holders keep it until they let go).
-    pub fn remove(&self, key: &HubKey) {
-        let mut map = self.lock();
-        if let Some(family) = map.get_mut(&key.stream) {
-            family.hubs.remove(&key.rendition);
-            if family.hubs.is_empty() {
-                map.remove(&key.stream);
-            }
-        }
-    }
-
-    /// Every hub.
-    pub fn all(&self) -> Vec<Arc<Hub>> {
-        self.lock()
-            .values()
-            .flat_map(|f| f.hubs.values().cloned())
-            .collect()
-    }
-
-    /// Removes hubs idle for longer than `linger` that nobody else holds. Returns their names.
-    pub fn reap(&self, linger: std::time::Duration) -> Vec<HubKey> {
-        let mut map = self.lock();
-        let mut removed = Vec::new();
-        for family in map.values_mut() {
-            family.hubs.retain(|_, hub| {
-                let idle = hub.idle_since().is_some_and(|t| t.elapsed() >= linger);
-                // Somebody (an HTTP request, a waiter) may still hold the Arc; keep it then.
-                let unused = Arc::strong_count(hub) == 1;
-                if idle && unused {
-                    removed.push(hub.key().clone());
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        map.retain(|_, family| !family.hubs.is_empty());
-        removed
-    }
-
-    /// A weak handle, for tasks that must not keep the registry alive.
-    pub fn downgrade(self: &Arc<Self>) -> Weak<Self> {
-        Arc::downgrade(self)
-    }
-}
-
+mod cache;
+mod registry;
 #[cfg(test)]
 mod tests;
+
+use self::cache::StartCache;
+pub use self::registry::Hubs;
