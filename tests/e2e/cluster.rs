@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use crate::common::browser::console_lists;
 use crate::common::cluster::{
     HEARTBEAT_MS, NODE_TIMEOUT_MS, broadcast, edge, edge_with_secret, lb, metric, origin,
-    wait_broadcasting,
+    publish_until_broadcasting, wait_broadcasting,
 };
 use crate::common::media::{
-    Publisher, Source, assert_plays, assert_plays_default, probe, require_ffmpeg,
+    LiveReader, Publisher, Source, assert_plays, assert_plays_default, probe, require_ffmpeg,
 };
 use crate::common::secantus::Secantus;
 use crate::common::{Proc, get, wait_for};
@@ -132,35 +132,17 @@ fn a_killed_origin_expires_and_a_new_origin_takes_over_without_restarts() {
 
     // A second origin; the publisher comes back through the same LB; the same edge serves it.
     let _o2 = origin(&db, "origin-2");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut again = Publisher::start(
+    // The LB may not have noticed origin-1's death yet: the publisher tries again.
+    let _again = publish_until_broadcasting(
         &format!("rtmp://{lb_rtmp}/live/cam"),
         Source {
             seconds: 30,
             ..Source::default()
         },
+        (&e1, "edge-1"),
+        "cam",
+        "origin-2",
     );
-    loop {
-        let b = broadcast(&e1, "edge-1", "cam");
-        if b["status"] == "broadcasting" && b["origin"] == "origin-2" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "republish never reached origin-2: {b}"
-        );
-        if !again.running() {
-            // The LB had not noticed origin-1's death yet: publish again.
-            again = Publisher::start(
-                &format!("rtmp://{lb_rtmp}/live/cam"),
-                Source {
-                    seconds: 30,
-                    ..Source::default()
-                },
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     assert_eq!(
         broadcast(&e1, "edge-1", "cam")["epoch"],
         2,
@@ -396,28 +378,7 @@ fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() 
     wait_broadcasting(&e1, "edge-1", "move", "origin-1");
     let playlist = format!("{}/live/streams/move.m3u8", e1.http("edge-1"));
     // One player reads 10 s of the stream from the edge while the publisher moves.
-    let reader = std::thread::spawn({
-        let url = playlist.clone();
-        move || {
-            std::process::Command::new("timeout")
-                .args([
-                    "-k",
-                    "5",
-                    "60",
-                    "ffmpeg",
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-rw_timeout",
-                    "15000000",
-                ])
-                .args(["-i", &url, "-t", "10", "-map", "0:v", "-f", "null", "-"])
-                .arg("-progress")
-                .arg("pipe:1")
-                .output()
-                .unwrap()
-        }
-    });
+    let reader = LiveReader::start(&playlist, 10);
     wait_for(
         "the edge to serve a few segments",
         Duration::from_secs(20),
@@ -433,19 +394,9 @@ fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() 
         },
     );
     wait_broadcasting(&e1, "edge-1", "move", "origin-2");
-    let out = reader.join().unwrap();
-    let progress = String::from_utf8_lossy(&out.stdout);
-    let frames: u64 = progress
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("frame="))
-        .and_then(|f| f.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(
-        out.status.success(),
-        "the player ran to the end: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let read = reader.finish();
+    assert!(read.ok, "the player ran to the end: {}", read.stderr);
+    let frames = read.frames;
     assert!(
         frames >= 270,
         "10 s of video across the move, got {frames} frames"

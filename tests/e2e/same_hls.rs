@@ -8,8 +8,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::common::browser::play_hls;
-use crate::common::cluster::{cluster, edge, lb, metric, origin, wait_broadcasting};
-use crate::common::media::{Publisher, Source, require_ffmpeg};
+use crate::common::cluster::{
+    cluster, edge, lb, metric, origin, publish_until_broadcasting, wait_broadcasting,
+};
+use crate::common::media::{LiveReader, Publisher, Source, require_ffmpeg};
 use crate::common::secantus::Secantus;
 use crate::common::{Proc, get, wait_for};
 
@@ -249,61 +251,22 @@ fn numbering_continues_across_an_origin_failover_with_one_discontinuity() {
     }
 
     // A player reads from edge-1 across the failover.
-    let reader = std::thread::spawn({
-        let url = playlist.clone();
-        move || {
-            std::process::Command::new("timeout")
-                .args([
-                    "-k",
-                    "5",
-                    "90",
-                    "ffmpeg",
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                ])
-                .args(["-rw_timeout", "20000000", "-i", &url])
-                .args(["-t", "16", "-map", "0:v", "-f", "null", "-"])
-                .args(["-progress", "pipe:1"])
-                .output()
-                .unwrap()
-        }
-    });
+    let reader = LiveReader::start(&playlist, 16);
     let before = listed(&playlist);
     let (last_before, ..) = before.segments.last().unwrap().clone();
 
     // The origin dies; the publisher comes back on origin-2 once the lease has expired.
     o1.signal("KILL");
     first.stop();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut second = Publisher::start(
+    let _second = publish_until_broadcasting(
         &format!("rtmp://{}/live/cam", o2.addr("origin-2", "rtmp")),
         Source {
             seconds: 120,
             ..Source::default()
         },
-    );
-    wait_for(
-        "origin-2 to take the stream",
-        Duration::from_secs(30),
-        || {
-            if !second.running() {
-                assert!(Instant::now() < deadline, "origin-2 never took the stream");
-                second = Publisher::start(
-                    &format!("rtmp://{}/live/cam", o2.addr("origin-2", "rtmp")),
-                    Source {
-                        seconds: 120,
-                        ..Source::default()
-                    },
-                );
-            }
-            let b = get(&format!(
-                "{}/live/rest/v2/broadcasts/cam",
-                e1.http("edge-1")
-            ))
-            .json();
-            (b["status"] == "broadcasting" && b["origin"] == "origin-2").then_some(())
-        },
+        (&e1, "edge-1"),
+        "cam",
+        "origin-2",
     );
     // The edge lists origin-2's segments after origin-1's, numbered on, with one break.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -355,21 +318,15 @@ fn numbering_continues_across_an_origin_failover_with_one_discontinuity() {
         2,
     );
 
-    let out = reader.join().unwrap();
-    let progress = String::from_utf8_lossy(&out.stdout);
-    let frames: u64 = progress
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("frame="))
-        .and_then(|f| f.trim().parse().ok())
-        .unwrap_or(0);
+    let read = reader.finish();
     assert!(
-        out.status.success(),
+        read.ok,
         "the player read across the failover: {}",
-        String::from_utf8_lossy(&out.stderr)
+        read.stderr
     );
     assert!(
-        frames >= 16 * 30 * 9 / 10,
-        "16 s of video across the failover, got {frames} frames"
+        read.frames >= 16 * 30 * 9 / 10,
+        "16 s of video across the failover, got {} frames",
+        read.frames
     );
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use super::media::{Publisher, Source};
 use super::secantus::Secantus;
 use super::{Proc, get, wait_for};
 
@@ -86,4 +87,32 @@ pub fn wait_broadcasting(node: &Proc, name: &str, id: &str, on: &str) {
             (b["status"] == "broadcasting" && b["origin"] == on).then_some(())
         },
     );
+}
+
+/// Publishes `source` to `url` until `node` says stream `id` is broadcasting from origin `on`,
+/// starting the publisher again each time it is refused (an origin refuses a stream whose
+/// owner's lease has not expired yet, and ffmpeg does not retry by itself).
+pub fn publish_until_broadcasting(
+    url: &str,
+    source: Source,
+    node: (&Proc, &str),
+    id: &str,
+    on: &str,
+) -> Publisher {
+    let mut publisher = Publisher::start(url, source);
+    wait_for(
+        &format!("{id} to be broadcasting from {on}"),
+        Duration::from_secs(30),
+        || {
+            let b = broadcast(node.0, node.1, id);
+            if b["status"] == "broadcasting" && b["origin"] == on {
+                return Some(());
+            }
+            if !publisher.running() {
+                publisher = Publisher::start(url, source);
+            }
+            None
+        },
+    );
+    publisher
 }

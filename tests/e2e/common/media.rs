@@ -105,6 +105,53 @@ impl Drop for Publisher {
     }
 }
 
+/// A player (ffmpeg) reading a live URL in the background: `seconds` of video, decoded and
+/// thrown away; it rides out a pause of up to 20 s in the stream (a failover).
+pub struct LiveReader(std::thread::JoinHandle<std::process::Output>);
+
+/// What a [`LiveReader`] got.
+pub struct ReadResult {
+    /// It read to the end.
+    pub ok: bool,
+    /// Video frames decoded.
+    pub frames: u64,
+    /// What it printed on stderr.
+    pub stderr: String,
+}
+
+impl LiveReader {
+    /// Starts reading `url`.
+    pub fn start(url: &str, seconds: u32) -> LiveReader {
+        let url = url.to_owned();
+        LiveReader(std::thread::spawn(move || {
+            Command::new("timeout")
+                .args(["-k", "5", &(seconds + 60).to_string()])
+                .args(["ffmpeg", "-hide_banner", "-loglevel", "error"])
+                .args(["-rw_timeout", "20000000", "-i", &url])
+                .args(["-t", &seconds.to_string(), "-map", "0:v", "-f", "null", "-"])
+                .args(["-progress", "pipe:1"])
+                .output()
+                .expect("ffmpeg")
+        }))
+    }
+
+    /// Waits for it to finish.
+    pub fn finish(self) -> ReadResult {
+        let out = self.0.join().expect("reader thread");
+        let frames = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("frame="))
+            .and_then(|f| f.trim().parse().ok())
+            .unwrap_or(0);
+        ReadResult {
+            ok: out.status.success(),
+            frames,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 /// One stream as ffprobe counted it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbedStream {
