@@ -13,7 +13,7 @@ use streamfleet::config::edit::{EditError, mongodb_uri, set_store};
 use streamfleet::config::{Config, ConfigErrors};
 use streamfleet::runtime::Shutdown;
 use streamfleet::runtime::shutdown::Drain;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 #[derive(Parser)]
 #[command(
@@ -96,14 +96,23 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(errors) => return config_errors(&errors),
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(config.threads)
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
+            let threads = config.threads;
+            let built = without_panicking(|| {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .enable_all()
+                    .build()
+            });
+            let runtime = match built {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
                     eprintln!("streamfleet: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+                None => {
+                    eprintln!(
+                        "streamfleet: cannot start the async runtime (its signal driver could not be made: out of file descriptors?)"
+                    );
                     return ExitCode::FAILURE;
                 }
             };
@@ -185,8 +194,7 @@ fn run_mode(mode: ModeCommand) -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (mut term, mut int) = signal_handlers()?;
     let _ctx = streamfleet::node::start(&config, shutdown.clone()).await?;
 
     let first = tokio::select! {
@@ -216,6 +224,31 @@ async fn run(config: Config) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(130))
         }
     }
+}
+
+/// Runs `f`, which may panic inside a dependency where it should have failed (tokio panics when
+/// it cannot make the socket pair of its signal driver, out of file descriptors): `None` then,
+/// without the panic message, so that such a start failure reads like any other.
+fn without_panicking<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(f);
+    std::panic::set_hook(hook);
+    result.ok()
+}
+
+/// SIGTERM and SIGINT streams.
+fn signal_handlers() -> anyhow::Result<(Signal, Signal)> {
+    let made = without_panicking(|| {
+        let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        anyhow::Ok((term, int))
+    });
+    made.unwrap_or_else(|| {
+        Err(anyhow::anyhow!(
+            "cannot install the signal handlers (out of file descriptors?)"
+        ))
+    })
 }
 
 fn init_logging(format: LogFormat) {

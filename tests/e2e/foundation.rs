@@ -1,7 +1,8 @@
 //! The process contract: readiness lines, health/readiness/metrics endpoints, the cluster REST,
 //! graceful shutdown, and the `check`/`mode` commands on real files.
 
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::{Proc, binary, get};
@@ -164,6 +165,69 @@ fn failed_bind_names_node_listener_and_address() {
     assert!(
         String::from_utf8_lossy(&out.stdout).is_empty(),
         "no readiness line on failure"
+    );
+}
+
+/// Under every limit on open files, from too few to start anything up to enough, a node either
+/// becomes ready or stops with exit code 1 and an error naming what could not start, before
+/// saying it is ready; it never panics. Just below the limit that is enough, the last socket the
+/// node makes (the client endpoint that pulls streams from origins) is what fails.
+#[test]
+fn whatever_cannot_start_stops_the_process_before_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        "cluster: {store: embedded}\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\"}\n",
+    )
+    .unwrap();
+    let mut last_failure = None;
+    let mut ready_at = None;
+    for limit in 4..=256 {
+        let mut child = Command::new("timeout")
+            .args(["-k", "5", "20", "sh", "-c"])
+            .arg("ulimit -n \"$0\" && exec \"$1\" run --config \"$2\"")
+            .arg(limit.to_string())
+            .arg(binary())
+            .arg(&cfg)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let ready = stdout
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.contains("\"ready\""));
+        if ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            ready_at = Some(limit);
+            break;
+        }
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(!err.contains("panicked"), "limit {limit}: {err}");
+        assert_eq!(status.code(), Some(1), "limit {limit}: {err}");
+        assert!(
+            err.contains("node s1")
+                || err.contains("cannot start the async runtime")
+                || err.contains("cannot install the signal handlers"),
+            "limit {limit}: {err}"
+        );
+        last_failure = Some(err);
+    }
+    assert!(ready_at.is_some(), "never ready under 256 open files");
+    let err = last_failure.expect("some limit is too low to start");
+    assert!(
+        err.contains("node s1: role standalone: cannot start the relay client that pulls streams from origins"),
+        "just below {ready_at:?} open files: {err}"
     );
 }
 
