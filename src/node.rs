@@ -3,6 +3,7 @@
 //! anything is served), announce them, start each node, then announce readiness.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cluster::NodeContext;
 use crate::cluster::store::embedded::EmbeddedStore;
@@ -12,6 +13,9 @@ use crate::config::{Config, NodeConfig, StoreConfig};
 use crate::lb::{BoundLbNode, LbBindError};
 use crate::media::{BoundMediaNode, MediaStartError};
 use crate::runtime::readiness;
+
+/// How long nodes that started get to stop when another node of the process failed to start.
+const STOP_AFTER_FAILED_START: Duration = Duration::from_secs(1);
 
 /// Why the process could not start (`main` exits 1 with it).
 #[derive(Debug, thiserror::Error)]
@@ -83,9 +87,15 @@ pub async fn start(
         .into_iter()
         .partition(|b| matches!(b, Bound::Media(_)));
     for b in media.into_iter().chain(lbs) {
-        match b {
-            Bound::Media(m) => m.start(&ctx).await?,
-            Bound::Lb(l) => l.start(&ctx).await?,
+        let started = match b {
+            Bound::Media(m) => m.start(&ctx).await.map_err(StartError::from),
+            Bound::Lb(l) => l.start(&ctx).await.map_err(StartError::from),
+        };
+        if let Err(e) = started {
+            // Nodes started before this one have announced themselves in the store: they
+            // leave it (heartbeats remove their records) before the process exits.
+            ctx.shutdown.shutdown(STOP_AFTER_FAILED_START).await;
+            return Err(e);
         }
     }
     readiness::ready();

@@ -59,10 +59,11 @@ impl FromStr for RenditionId {
     }
 }
 
-/// `480p` -> 480: digits then `p`, no sign, no leading `+`, at least one line.
+/// `480p` -> 480: digits then `p`, no sign, no leading zero, at least one line (so a name
+/// reads back as it was written).
 fn height_of(s: &str) -> Option<u32> {
     let digits = s.strip_suffix('p')?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse().ok().filter(|h| *h > 0)
@@ -126,6 +127,7 @@ mod tests {
             "",
             "p",
             "0p",
+            "0480p",
             "-1p",
             "+480p",
             "480",

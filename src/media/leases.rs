@@ -36,6 +36,8 @@ struct Entry {
     /// HLS numbering reached; `hls_dirty` until written.
     hls: Option<HlsProgress>,
     hls_dirty: bool,
+    /// The record's numbering, learnt by a claim made after publishing started.
+    late_hls: Option<HlsProgress>,
     lost: watch::Sender<bool>,
 }
 
@@ -143,6 +145,7 @@ impl Leases {
                 viewers: Viewers::default(),
                 hls: None,
                 hls_dirty: false,
+                late_hls: None,
                 lost: lost_tx,
             },
         );
@@ -237,6 +240,17 @@ impl Leases {
             match result {
                 Ok(Some(new_lease)) => {
                     tracing::info!(stream = %key, epoch = new_lease.epoch, "stream recorded in the cluster store");
+                    // Claimed late (the store was out at publish): the record's numbering may
+                    // be ahead of the one started meanwhile. Never write it back lower; the
+                    // packager takes it up at its next segment (`take_late_hls`).
+                    if let Some(stored) = new_lease.hls {
+                        entry.late_hls = Some(stored);
+                        entry.hls = Some(entry.hls.map_or(stored, |h| HlsProgress {
+                            next_sequence: h.next_sequence.max(stored.next_sequence),
+                            discontinuity_sequence:
+                                h.discontinuity_sequence.max(stored.discontinuity_sequence),
+                        }));
+                    }
                     entry.lease = Some(new_lease);
                     entry.renditions_dirty = true;
                     entry.hls_dirty = entry.hls.is_some();
@@ -297,6 +311,16 @@ impl LeaseGuard {
             .get(&self.key)
             .filter(|e| e.id == self.id)
             .and_then(|e| e.lease.as_ref()?.hls)
+    }
+
+    /// The record's numbering, when the lease was only taken after publishing started (the
+    /// store was out): once, for the packager to go on from.
+    pub fn take_late_hls(&self) -> Option<HlsProgress> {
+        self.leases
+            .lock()
+            .get_mut(&self.key)
+            .filter(|e| e.id == self.id)
+            .and_then(|e| e.late_hls.take())
     }
 
     /// Records that the stream's HLS numbering moved (a segment started); written at once.

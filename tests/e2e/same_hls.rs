@@ -80,23 +80,24 @@ fn assert_same_hls(a: (&str, &str), b: (&str, &str), path: &str, min_common: usi
             lb.text
         );
     }
-    // The newest segment both have, byte for byte.
+    // Every segment both have, byte for byte.
     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-    let (uri, ..) = common[common.len() - 1];
-    let (x, y) = (
-        get(&format!("{}{dir}/{uri}", a.1)),
-        get(&format!("{}{dir}/{uri}", b.1)),
-    );
-    assert_eq!((x.status, y.status), (200, 200), "{uri}");
-    assert!(!x.body.is_empty());
-    assert!(
-        x.body == y.body,
-        "{uri}: {} bytes on {}, {} bytes on {}",
-        x.body.len(),
-        a.0,
-        y.body.len(),
-        b.0
-    );
+    for (uri, ..) in common {
+        let (x, y) = (
+            get(&format!("{}{dir}/{uri}", a.1)),
+            get(&format!("{}{dir}/{uri}", b.1)),
+        );
+        assert_eq!((x.status, y.status), (200, 200), "{uri}");
+        assert!(!x.body.is_empty());
+        assert!(
+            x.body == y.body,
+            "{uri}: {} bytes on {}, {} bytes on {}",
+            x.body.len(),
+            a.0,
+            y.body.len(),
+            b.0
+        );
+    }
 }
 
 fn segments_served(node: &Proc, name: &str) -> f64 {

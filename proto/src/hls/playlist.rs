@@ -100,6 +100,11 @@ impl MediaPlaylist {
         Ok(())
     }
 
+    /// Unlists the segments numbered `sequence` and after (they are numbered again).
+    pub fn forget_from(&mut self, sequence: u64) {
+        self.segments.retain(|s| s.sequence < sequence);
+    }
+
     /// Raises the target duration to at least `seconds` (what the origin's playlist has).
     pub fn raise_target_duration(&mut self, seconds: u64) {
         self.target_duration = self.target_duration.max(seconds);

@@ -1,4 +1,4 @@
-//! The origin -> edge relay protocol (`streamfleet-relay/1`), sans-IO: message framing over QUIC
+//! The origin -> edge relay protocol (`streamfleet-relay/2`), sans-IO: message framing over QUIC
 //! streams.
 //!
 //! Streams of one QUIC connection:
@@ -46,6 +46,8 @@ pub mod close {
     pub const PROTOCOL: u32 = 0x11;
     /// The node is shutting down.
     pub const SHUTDOWN: u32 = 0x12;
+    /// A unit's stream reset by the origin: frames of it were lost (the edge fell behind).
+    pub const UNIT_CUT: u32 = 0x13;
 }
 
 /// Audio or video.
@@ -105,6 +107,9 @@ pub enum Message {
         rendition: u8,
         /// Publish session the GOP belongs to.
         generation: u64,
+        /// The GOP stream's place among the rendition's GOP streams of this subscription
+        /// (0, 1, 2...): the edge puts them back in this order, whatever order they arrive in.
+        sequence: u64,
     },
     /// A frame of a GOP stream.
     Frame {
@@ -283,8 +288,9 @@ impl Message {
             Message::GopHeader {
                 subscription,
                 generation,
+                sequence,
                 ..
-            } => varint_len(*subscription) + 1 + varint_len(*generation),
+            } => varint_len(*subscription) + 1 + varint_len(*generation) + varint_len(*sequence),
             Message::Frame {
                 dts,
                 origin_us,
@@ -345,10 +351,12 @@ impl Message {
                 subscription,
                 rendition,
                 generation,
+                sequence,
             } => {
                 put_varint(out, *subscription);
                 out.put_u8(*rendition);
                 put_varint(out, *generation);
+                put_varint(out, *sequence);
             }
             Message::Frame {
                 kind,
@@ -498,6 +506,7 @@ impl Reader {
                 subscription: self.varint()?,
                 rendition: self.rendition()?,
                 generation: self.varint()?,
+                sequence: self.varint()?,
             },
             ty::FRAME => {
                 let flags = self.u8()?;
@@ -578,6 +587,7 @@ mod tests {
                 subscription: 4,
                 rendition: 0,
                 generation: 1,
+                sequence: 7,
             },
             Message::Frame {
                 kind: Kind::Video,

@@ -481,6 +481,8 @@ const MONTHS: [&str; 12] = [
 /// `06/Feb/2009:12:14:14.655` (UTC): the RFC 3339 form `humantime` writes
 /// (`2009-02-06T12:14:14.655Z`), the process's one date formatter, rearranged.
 fn push_date(out: &mut String, t: SystemTime) {
+    // humantime writes nothing before 1970 (a clock gone wrong): the epoch then.
+    let t = t.max(std::time::UNIX_EPOCH);
     let mut buf = [0u8; 32];
     let mut cursor = std::io::Cursor::new(&mut buf[..]);
     let written = std::io::Write::write_fmt(

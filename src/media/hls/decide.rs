@@ -18,6 +18,7 @@ use streamfleet_proto::hls::SegmentStart;
 use streamfleet_proto::ts::{Tracks, TsMuxer};
 
 use crate::cluster::model::HlsProgress;
+use crate::runtime::entropy::unix_time;
 
 /// Source decisions kept for the renditions to find (a few GOPs' worth).
 const BOOK_LEN: usize = 32;
@@ -36,6 +37,14 @@ impl SegmentBook {
         while starts.len() > BOOK_LEN {
             starts.pop_front();
         }
+    }
+
+    /// Forgets the decisions of an earlier publish session (its timestamps start again).
+    fn clear(&self) {
+        self.starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     fn at(&self, dts: u64) -> Option<SegmentStart> {
@@ -139,6 +148,9 @@ impl Decider {
         if self.generation != 0 {
             self.discontinuity = true;
         }
+        if let Role::Source(book) = &self.role {
+            book.clear();
+        }
         self.generation = generation;
         self.rebase = true;
         self.anchor = None;
@@ -172,7 +184,8 @@ impl Decider {
     pub fn output_offset(&mut self, dts: u64, p: &Packaging) -> i64 {
         if std::mem::take(&mut self.rebase) {
             self.offset = match self.last_out {
-                Some(last) => (last + p.frame_interval) as i64 - dts as i64,
+                Some(last) => (last.saturating_add(p.frame_interval) as i64)
+                    .saturating_sub(dts.min(i64::MAX as u64) as i64),
                 None => 0,
             };
         }
@@ -183,7 +196,9 @@ impl Decider {
     pub fn decide(&mut self, frame: Candidate, p: &Packaging) -> Option<SegmentStart> {
         let tracks = p.tracks?;
         let offset = self.output_offset(frame.dts, p);
-        let out = (frame.dts as i64 + offset).max(0) as u64;
+        let out = (frame.dts.min(i64::MAX as u64) as i64)
+            .saturating_add(offset)
+            .max(0) as u64;
         self.last_out = Some(self.last_out.map_or(out, |l| l.max(out)));
         let cut_point = if tracks.has_video() {
             frame.video && frame.keyframe
@@ -209,13 +224,17 @@ impl Decider {
                 if !due {
                     return None;
                 }
-                let anchor = *self.anchor.get_or_insert_with(|| (out, unix_ms_now()));
+                let anchor = *self
+                    .anchor
+                    .get_or_insert_with(|| (out, unix_time().as_millis() as i64));
                 let discontinuity = std::mem::take(&mut self.discontinuity);
                 let start = SegmentStart {
                     sequence: self.next_sequence,
                     discontinuity_sequence: self.discontinuity_sequence + u64::from(discontinuity),
                     discontinuity,
-                    program_date_time: anchor.1 + (out as i64 - anchor.0 as i64),
+                    program_date_time: anchor
+                        .1
+                        .saturating_add((out as i64).saturating_sub(anchor.0 as i64)),
                     timestamp_offset: offset,
                     target_duration: u32::try_from(p.target_duration).unwrap_or(u32::MAX),
                     muxer,
@@ -243,14 +262,8 @@ impl Decider {
             muxer.set_discontinuity();
         }
         self.fresh = false;
-        self.next_sequence = start.sequence + 1;
+        self.next_sequence = start.sequence.saturating_add(1);
         self.discontinuity_sequence = start.discontinuity_sequence;
         Some(SegmentStart { muxer, ..start })
     }
-}
-
-fn unix_ms_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

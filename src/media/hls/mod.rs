@@ -68,6 +68,8 @@ pub struct HlsPackager {
     /// Segment URIs are `{name}-{sequence}.ts`.
     name: String,
     segment_target: Duration,
+    /// Most segments listed (`hls.window`).
+    window: usize,
     playlist: MediaPlaylist,
     codecs: Option<Codecs>,
     open: Option<OpenSegment>,
@@ -86,12 +88,14 @@ impl HlsPackager {
     /// A packager for the hub players name `name` (`demo`, `demo_480p`). When it decides, its
     /// numbering starts at `first_sequence` unless the store's record of the stream continues
     /// an earlier one ([`HlsPackager::resume`]); the hub passes its creation time in seconds,
-    /// so segment names never repeat across hub lifetimes and can be cached.
+    /// which stays ahead of numbers an earlier life of the stream used as long as its segments
+    /// lasted a second or more (the store's record is what keeps names unique otherwise).
     pub fn new(name: &str, config: &HlsConfig, role: decide::Role, first_sequence: u64) -> Self {
         let window = NonZeroUsize::new(config.window).unwrap_or(NonZeroUsize::MIN);
         HlsPackager {
             name: name.to_owned(),
             segment_target: config.segment,
+            window: config.window,
             playlist: MediaPlaylist::new(config.segment, window),
             codecs: None,
             open: None,
@@ -111,6 +115,15 @@ impl HlsPackager {
     /// The current view.
     pub fn view(&self) -> Arc<HlsView> {
         self.view.borrow().clone()
+    }
+
+    /// This node follows another's decisions (an edge): the playlist's target duration is the
+    /// deciding node's, not one from this node's own `hls.segment`.
+    pub fn follow(&mut self) {
+        if self.playlist.segments().len() == 0 {
+            let window = NonZeroUsize::new(self.window).unwrap_or(NonZeroUsize::MIN);
+            self.playlist = MediaPlaylist::new(Duration::ZERO, window);
+        }
     }
 
     /// A new description (first sequence headers, a new SPS, or a new publish session).
@@ -163,12 +176,50 @@ impl HlsPackager {
         Some(end)
     }
 
+    /// Drops the open segment unlisted: frames of it were lost on the way (a relayed unit given
+    /// up or cut short), and a segment this node serves is the origin's, byte for byte, or none.
+    pub fn discard_open(&mut self) {
+        if let Some(open) = self.open.take() {
+            tracing::info!(stream = %self.name, sequence = open.start.sequence, "segment incomplete here: not listed");
+            self.muxer = Some(open.muxer);
+        }
+    }
+
     /// Packages one frame, following its segment decision.
+    ///
+    /// The deciding node's numbers are authoritative: a segment started again (a relay
+    /// subscription renewed, replaying the open segment from its start) replaces the partial
+    /// copy, and a number at or below what is listed (a new origin that could not continue
+    /// the numbering exactly) replaces the segments listed from that number on.
     pub fn push(&mut self, frame: &Frame) {
         if let Some(start) = frame.segment.as_deref() {
-            let dts = (frame.dts as i64 + start.timestamp_offset).max(0) as u64;
-            if self.open.is_some() {
-                self.close_segment(dts);
+            let dts = output_ms(frame.dts, start.timestamp_offset);
+            match &self.open {
+                // Started again (a replay), or numbered again: the partial copy goes.
+                Some(open) if start.sequence <= open.start.sequence => self.open = None,
+                // The next segment: this one ends where it starts.
+                Some(open) if open.start.sequence.checked_add(1) == Some(start.sequence) => {
+                    self.close_segment(dts)
+                }
+                // Segments missed in between (relayed ones given up): this one ends after its
+                // last frame.
+                Some(open) => {
+                    let end = open.last_dts.saturating_add(self.frame_interval);
+                    self.close_segment(end)
+                }
+                None => {}
+            }
+            if self
+                .playlist
+                .segments()
+                .last()
+                .is_some_and(|last| start.sequence <= last.sequence)
+            {
+                tracing::info!(stream = %self.name, sequence = start.sequence, "segments numbered again: the later ones are replaced");
+                self.playlist.forget_from(start.sequence);
+                let mut view = (*self.view.borrow().clone()).clone();
+                view.segments.retain(|(s, _)| *s < start.sequence);
+                self.view.send_replace(Arc::new(view));
             }
             self.open_segment(*start, dts);
         }
@@ -176,7 +227,7 @@ impl HlsPackager {
             // Nothing before the first segment start this node saw.
             return;
         };
-        let dts = (frame.dts as i64 + open.start.timestamp_offset).max(0) as u64;
+        let dts = output_ms(frame.dts, open.start.timestamp_offset);
         open.last_dts = open.last_dts.max(dts);
         if frame.kind == TrackKind::Video {
             if let Some(prev) = self.last_video
@@ -187,7 +238,7 @@ impl HlsPackager {
             }
             self.last_video = Some(dts);
         }
-        let dts90 = (dts + TS_OFFSET_MS) * 90;
+        let dts90 = dts.saturating_add(TS_OFFSET_MS).saturating_mul(90);
         match frame.kind {
             TrackKind::Video => {
                 let Some(config) = &codecs.video else { return };
@@ -206,8 +257,11 @@ impl HlsPackager {
                 if write_annexb(&data, config, frame.keyframe, &mut annexb).is_err() {
                     return;
                 }
-                let pts90 =
-                    ((dts + TS_OFFSET_MS) as i64 + i64::from(composition_time)).max(0) as u64 * 90;
+                let pts90 = output_ms(
+                    dts.saturating_add(TS_OFFSET_MS),
+                    i64::from(composition_time),
+                )
+                .saturating_mul(90);
                 if let Err(e) =
                     open.muxer
                         .write_video(pts90, dts90, frame.keyframe, &annexb, &mut open.buf)
@@ -278,8 +332,9 @@ impl HlsPackager {
         // Served: what is listed, and a few older ones for players holding an older playlist
         // (not older ones of a window that restarted).
         let oldest = listed.first().copied().unwrap_or(start.sequence);
-        view.segments
-            .retain(|(s, _)| *s + EXTRA_SEGMENTS as u64 >= oldest && *s <= start.sequence);
+        view.segments.retain(|(s, _)| {
+            s.saturating_add(EXTRA_SEGMENTS as u64) >= oldest && *s <= start.sequence
+        });
         view.playlist = Some(Bytes::from(self.playlist.render()));
         self.view.send_replace(Arc::new(view));
     }
@@ -292,6 +347,14 @@ impl std::fmt::Debug for HlsPackager {
             .field("decider", &self.decider)
             .finish_non_exhaustive()
     }
+}
+
+/// A stream timestamp moved by a (peer-decided) offset, in ms, clamped to the output range.
+fn output_ms(dts: u64, offset: i64) -> u64 {
+    i64::try_from(dts)
+        .unwrap_or(i64::MAX)
+        .saturating_add(offset)
+        .max(0) as u64
 }
 
 fn codecs(info: &StreamInfo) -> Codecs {

@@ -161,7 +161,7 @@ fn packagers_started_at_different_keyframes_cut_at_the_same_frames() {
         ..config()
     };
     let mut early = source("a", &wide, 0);
-    let mut late = source("a_240p", &wide, 0);
+    let mut late = source("b", &wide, 0);
     early.start(&info(), 1);
     late.start(&info(), 1);
     for n in 0..(9 * 30) {
@@ -291,4 +291,125 @@ fn numbering_continues_from_the_store_with_a_discontinuity() {
             discontinuity_sequence: 5,
         }
     );
+}
+
+/// A follower fed `frames` (as they travel from the origin).
+fn follow(frames: &[Frame]) -> HlsPackager {
+    let mut f = HlsPackager::new("demo", &config(), Role::Source(Arc::default()), 0);
+    f.start(&info(), 1);
+    for fr in frames {
+        f.push(fr);
+    }
+    f
+}
+
+/// The origin's frames for `seconds` (2 s segments of 30 fps, keyframes every second).
+fn origin_frames(seconds: u64) -> (HlsPackager, Vec<Frame>) {
+    let mut origin = source("demo", &config(), 0);
+    origin.start(&info(), 1);
+    let frames = (0..seconds * 30)
+        .map(|n| publish(&mut origin, frame(n)))
+        .collect();
+    (origin, frames)
+}
+
+#[test]
+fn a_segment_started_again_replaces_the_partial_copy() {
+    let (origin, frames) = origin_frames(10);
+    // A relay subscription renewed at 3.5 s: the origin replays its open segment (2 s..) from
+    // its start.
+    let replay: Vec<Frame> = frames[..105].iter().chain(&frames[60..]).cloned().collect();
+    let edge = follow(&replay);
+    assert_eq!(edge.view().playlist, origin.view().playlist);
+    let sequences: Vec<u64> = edge.view().segments.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sequences, [0, 1, 2, 3], "no segment twice");
+    for (s, bytes) in &edge.view().segments {
+        let theirs = origin.view();
+        assert_eq!(
+            bytes,
+            &theirs.segments.iter().find(|(o, _)| o == s).unwrap().1
+        );
+    }
+}
+
+#[test]
+fn segments_numbered_again_replace_the_later_ones() {
+    let (_, frames) = origin_frames(8);
+    let mut edge = follow(&frames);
+    assert_eq!(playlist(&edge).media_sequence, 0);
+    // A new origin that could not continue exactly numbers its first segment 2 again.
+    let mut other = source("demo", &config(), 0);
+    other.resume(HlsProgress {
+        next_sequence: 2,
+        discontinuity_sequence: 0,
+    });
+    other.start(&info(), 1);
+    for n in 0..(4 * 30) {
+        edge.push(&publish(&mut other, frame(n)));
+    }
+    let pl = playlist(&edge);
+    let uris: Vec<&str> = pl.segments.iter().map(|s| s.uri.as_str()).collect();
+    // The old 2 and the old open 3 are gone; the new 3 is open.
+    assert_eq!(uris, ["demo-0.ts", "demo-1.ts", "demo-2.ts"]);
+    assert!(pl.segments[2].discontinuity, "the new origin's first");
+    assert!(edge.view().segments.iter().all(|(s, _)| *s <= 2));
+}
+
+#[test]
+fn an_incomplete_segment_is_not_served_and_the_one_before_keeps_its_length() {
+    let (_, frames) = origin_frames(8);
+    let mut edge = follow(&frames[..100]);
+    // Frames of segment 1 (2 s..4 s) were lost on the way.
+    edge.discard_open();
+    for f in &frames[120..] {
+        edge.push(f);
+    }
+    let listed: Vec<u64> = edge.view().segments.iter().map(|(s, _)| *s).collect();
+    assert_eq!(listed, [0, 2], "1 never listed; 0 listed when 1 started");
+    let pl = playlist(&edge);
+    assert_eq!(pl.media_sequence, 2, "a gap starts the window again");
+    assert_eq!(pl.segments.len(), 1);
+
+    // A segment missed entirely: the one before ends after its last frame, not at the next.
+    let mut edge = follow(&frames[..110]);
+    for f in &frames[180..] {
+        edge.push(f);
+    }
+    let seg1 = edge.view().segments.iter().any(|(s, _)| *s == 1);
+    assert!(seg1);
+    let text = String::from_utf8(edge.view().playlist.as_ref().unwrap().to_vec()).unwrap();
+    assert!(!text.contains("#EXTINF:4."), "{text}");
+}
+
+#[test]
+fn a_republished_source_does_not_lend_its_old_cuts_to_renditions() {
+    let book = Arc::new(SegmentBook::default());
+    let mut src = HlsPackager::new("s", &config(), Role::Source(book.clone()), 500);
+    let mut low = HlsPackager::new("s_240p", &config(), Role::Rendition(book), 9);
+    src.start(&info(), 1);
+    low.start(&info(), 1);
+    for n in 0..(6 * 30) {
+        publish(&mut src, frame(n));
+        publish(&mut low, frame(n));
+    }
+    src.stop(None);
+    low.stop(None);
+    // Republished: timestamps start again; the source decides anew before the rendition sees
+    // the same timestamps.
+    src.start(&info(), 2);
+    low.start(&info(), 2);
+    for n in 0..(5 * 30) {
+        publish(&mut src, frame(n));
+        publish(&mut low, frame(n));
+    }
+    let (s, l) = (playlist(&src), playlist(&low));
+    assert_eq!(l.media_sequence, s.media_sequence);
+    assert_eq!(l.target_duration, s.target_duration, "no 10 s segment");
+    let durations = |pl: &m3u8_rs::MediaPlaylist| -> Vec<String> {
+        pl.segments
+            .iter()
+            .map(|x| format!("{:.3}", x.duration))
+            .collect()
+    };
+    assert_eq!(durations(&l), durations(&s));
 }

@@ -148,8 +148,7 @@ pub(super) async fn serve(
         let key = HubKey::from_player_name(app, name);
         let segment = ctx.hubs.get(&key).and_then(|hub| {
             hub.touch();
-            let hls = hub.hls()?;
-            let view = hls.view();
+            let view = hub.hls_view()?;
             view.segments
                 .iter()
                 .find(|(s, _)| *s == seq)
@@ -183,7 +182,7 @@ async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Bo
         return error(StatusCode::NOT_FOUND, "no such stream");
     };
     hub.touch();
-    let Some(mut views) = hub.hls().map(|h| h.subscribe()) else {
+    let Some(mut views) = hub.watch_hls() else {
         return error(StatusCode::NOT_FOUND, "no HLS for this stream");
     };
     drop(hub);

@@ -19,7 +19,14 @@ pub(super) struct StartCache {
 
 impl StartCache {
     pub(super) fn push(&mut self, frame: &Frame, audio_only: bool) {
-        if frame.keyframe {
+        // Where a player may start: a keyframe; audio-only streams have none (any frame does,
+        // and their segments start on any frame).
+        let start_point = if audio_only {
+            frame.segment.is_some()
+        } else {
+            frame.keyframe
+        };
+        if start_point {
             // A segment that starts here, or frames without segments: start over. A keyframe
             // inside a segment only moves where players start.
             let in_segment = self.frames.first().is_some_and(|f| f.segment.is_some());
@@ -34,9 +41,20 @@ impl StartCache {
         }
         self.bytes += frame.body.len();
         self.frames.push(frame.clone());
-        if audio_only && frame.kind == TrackKind::Audio && self.frames.len() > AUDIO_ONLY_CACHE {
-            let first = self.frames.remove(0);
-            self.bytes -= first.body.len();
+        if audio_only && frame.kind == TrackKind::Audio {
+            // Players get the last few frames; without segments nothing older is kept.
+            let len = self.frames.len();
+            self.keyframe = len.saturating_sub(AUDIO_ONLY_CACHE);
+            let in_segment = self.frames.first().is_some_and(|f| f.segment.is_some());
+            if !in_segment && self.keyframe > 0 {
+                let dropped: usize = self
+                    .frames
+                    .drain(..self.keyframe)
+                    .map(|f| f.body.len())
+                    .sum();
+                self.bytes -= dropped;
+                self.keyframe = 0;
+            }
         }
         if self.frames.len() > GOP_MAX_FRAMES || self.bytes > GOP_MAX_BYTES {
             // Too much: keep the latest GOP only, or nothing if that alone is too much.

@@ -38,10 +38,11 @@ use tokio::sync::watch;
 use streamfleet_proto::names::{PlayerName, RenditionId};
 
 use super::frame::{Frame, StreamInfo, TrackKind};
-use super::hls::HlsPackager;
 use super::hls::decide::{Role as HlsRole, SegmentBook};
+use super::hls::{HlsPackager, HlsView};
 use crate::cluster::model::StreamKey;
 use crate::config::HlsConfig;
+use crate::runtime::entropy::unix_time;
 use streamfleet_proto::hls::SegmentStart;
 
 /// Events a subscriber receives.
@@ -197,6 +198,8 @@ struct Slot {
     state: SubState,
     /// Set while the subscriber waits for an event.
     waker: Option<Waker>,
+    /// Times it skipped (events it never got).
+    skips: u64,
 }
 
 impl Slot {
@@ -220,6 +223,8 @@ struct Inner {
     generation: u64,
     info: Arc<StreamInfo>,
     cache: StartCache,
+    /// This publish session's frames carry HLS segment decisions.
+    segmented: bool,
     /// Events not yet read by every live subscriber; `log[0]` has sequence number `log_start`.
     log: VecDeque<HubEvent>,
     log_start: u64,
@@ -255,6 +260,8 @@ pub struct Hub {
     live: watch::Sender<bool>,
     /// HLS packaging of this hub, fed from the publisher's task.
     hls: Option<Mutex<HlsPackager>>,
+    /// What the packager serves, readable without locking it (HTTP requests).
+    hls_view: Option<watch::Receiver<Arc<HlsView>>>,
     /// Last HLS request for this hub (an HLS player is a viewer without a subscription).
     last_access: Mutex<Option<Instant>>,
 }
@@ -279,6 +286,9 @@ pub struct Subscription {
     /// Events taken from the hub, not yet returned: the start of the stream at first (the
     /// description and the start cache), then batches read from the log.
     taken: VecDeque<HubEvent>,
+    /// Skips of its slot as of the last batch taken, and as of the last [`Subscription::skipped`].
+    skips: u64,
+    skips_seen: u64,
 }
 
 /// Why [`Subscription::try_recv`] returned no event.
@@ -306,22 +316,21 @@ impl Hub {
         hls: Option<&HlsConfig>,
         book: &Arc<SegmentBook>,
     ) -> Self {
+        let hls = hls.map(|c| {
+            let role = match key.rendition {
+                RenditionId::Source => HlsRole::Source(book.clone()),
+                RenditionId::Height(_) => HlsRole::Rendition(book.clone()),
+            };
+            HlsPackager::new(
+                &key.player_name().to_string(),
+                c,
+                role,
+                unix_time().as_secs(),
+            )
+        });
         Hub {
-            hls: hls.map(|c| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let role = match key.rendition {
-                    RenditionId::Source => HlsRole::Source(book.clone()),
-                    RenditionId::Height(_) => HlsRole::Rendition(book.clone()),
-                };
-                Mutex::new(HlsPackager::new(
-                    &key.player_name().to_string(),
-                    c,
-                    role,
-                    now,
-                ))
-            }),
+            hls_view: hls.as_ref().map(HlsPackager::subscribe),
+            hls: hls.map(Mutex::new),
             key,
             inner: Mutex::new(Inner {
                 idle_since: Some(Instant::now()),
@@ -351,6 +360,16 @@ impl Hub {
     /// Watches the live flag (true while a publisher is active).
     pub fn watch_live(&self) -> watch::Receiver<bool> {
         self.live.subscribe()
+    }
+
+    /// What HLS serves now (playlist and segments), without waiting for the packager.
+    pub fn hls_view(&self) -> Option<Arc<HlsView>> {
+        self.hls_view.as_ref().map(|v| v.borrow().clone())
+    }
+
+    /// Watches what HLS serves.
+    pub fn watch_hls(&self) -> Option<watch::Receiver<Arc<HlsView>>> {
+        self.hls_view.clone()
     }
 
     /// The HLS packager, when the node packages HLS.
@@ -403,8 +422,12 @@ impl Hub {
         inner.generation += 1;
         inner.info = Arc::new(StreamInfo::default());
         inner.cache = StartCache::default();
+        inner.segmented = false;
         inner.idle_since = None;
         drop(inner);
+        if !decides && let Some(mut hls) = self.hls() {
+            hls.follow();
+        }
         self.metrics.publishers.inc();
         self.live.send_replace(true);
         Ok(Publisher {
@@ -449,6 +472,7 @@ impl Hub {
             cursor: inner.head(),
             state: SubState::Live,
             waker: None,
+            skips: 0,
         };
         let index = match inner.free.pop() {
             Some(i) => i,
@@ -467,6 +491,8 @@ impl Hub {
             hub: self.clone(),
             index,
             taken,
+            skips: 0,
+            skips_seen: 0,
         }
     }
 
@@ -499,6 +525,13 @@ impl Hub {
         // subscriber that has not read since it skipped is disconnected: it would get no time).
         let audio_resume = inner.info.video.is_none()
             && matches!(&event, HubEvent::Frame(f) if f.kind == TrackKind::Audio);
+        // Edges resume where an HLS segment starts (when the stream has segments), so that
+        // what they package is whole segments.
+        let segment_resume = match &event {
+            HubEvent::Frame(f) => f.segment.is_some(),
+            HubEvent::Start { .. } | HubEvent::Stop { .. } => true,
+        };
+        let segmented = inner.segmented;
         // Stream events wake everyone at once; frames wake paced subscribers at the next tick.
         let stream_event = !matches!(event, HubEvent::Frame(_));
         let mut wake = Vec::new();
@@ -507,24 +540,36 @@ impl Hub {
         let metrics = &self.metrics;
         // The new event has sequence number `head`: kept only if a live subscriber reads it.
         let mut keep_from = head + 1;
+        // Where a subscriber that skipped may resume, and whether, not having read since, it
+        // is disconnected there.
+        let places = |slot: &Slot| {
+            if slot.kind == SubscriberKind::Relay && segmented {
+                (segment_resume, segment_resume)
+            } else {
+                (resume || audio_resume, resume)
+            }
+        };
         for slot in inner.slots.iter_mut().flatten() {
+            let (may_resume, may_close) = places(slot);
             match slot.state {
                 SubState::Live if head - slot.cursor.min(head) >= slot.bound => {
-                    // No room for this event: drop what it has not read, resume at a keyframe.
+                    // No room for this event: drop what it has not read, resume at a keyframe
+                    // (an edge: at a segment start).
                     // Woken now, paced or not, so that it can show it still reads.
                     slot.state = SubState::Skipping { read: false };
+                    slot.skips += 1;
                     metrics.skips.inc();
                     wake.extend(slot.waker.take());
                 }
                 SubState::Live => keep_from = keep_from.min(slot.cursor),
                 // Where it can resume: it does if it read since it began skipping, else it
                 // stayed behind.
-                SubState::Skipping { read } if resume || audio_resume => {
+                SubState::Skipping { read } if may_resume => {
                     if read {
                         slot.state = SubState::Live;
                         slot.cursor = head;
                         keep_from = keep_from.min(head);
-                    } else if resume {
+                    } else if may_close {
                         slot.state = SubState::Closed;
                         metrics.disconnects.inc();
                         metrics.subscribers.dec();
@@ -670,6 +715,7 @@ impl Publisher {
         let mut inner = self.hub.lock();
         let audio_only = inner.info.video.is_none();
         inner.cache.push(&frame, audio_only);
+        inner.segmented |= frame.segment.is_some();
         let wake = self.hub.fan_out(&mut inner, HubEvent::Frame(frame.clone()));
         drop(inner);
         wake.into_iter().for_each(Waker::wake);
@@ -737,6 +783,7 @@ impl Subscription {
                 let start = (from - inner.log_start) as usize;
                 let end = inner.log.len().min(start + READ_BATCH);
                 self.taken.extend(inner.log.range(start..end).cloned());
+                self.skips = slot.skips;
                 // The log is trimmed by the next event the publisher appends (or when a
                 // subscriber leaves): readers never pay for it.
                 slot.cursor = from + (end - start) as u64;
@@ -753,6 +800,12 @@ impl Subscription {
                 Err(TryRecvError::Empty)
             }
         }
+    }
+
+    /// Whether events were skipped (the subscriber stayed behind) since the last call: the
+    /// event just received is the first after the gap.
+    pub fn skipped(&mut self) -> bool {
+        std::mem::replace(&mut self.skips_seen, self.skips) != self.skips
     }
 
     /// The hub subscribed to.

@@ -367,3 +367,42 @@ fn segment_start(sequence: u64) -> streamfleet_proto::hls::SegmentStart {
         muxer: streamfleet_proto::ts::TsMuxer::new(streamfleet_proto::ts::Tracks::Video),
     }
 }
+
+#[test]
+fn an_edge_that_stayed_behind_resumes_at_a_segment_start_and_knows_it() {
+    let hubs = Hubs::default();
+    let hub = hubs.get_or_create(&key());
+    let p = hub.publish().unwrap();
+    p.set_info(info());
+    let mut edge = hub.subscribe_with_capacity(SubscriberKind::Relay, 8);
+    let mut player = hub.subscribe_with_capacity(SubscriberKind::Internal, 8);
+    while edge.try_recv().is_ok() {}
+    while player.try_recv().is_ok() {}
+    assert!(!edge.skipped());
+    let segment_at = |dts: u64, sequence: u64| {
+        let mut f = video(dts, true);
+        f.segment = Some(Arc::new(segment_start(sequence)));
+        f
+    };
+    // A segment starts; both fall behind; both show they still read.
+    p.send(segment_at(0, 4));
+    for dts in 1..20 {
+        p.send(video(dts, false));
+    }
+    assert_eq!(edge.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(player.try_recv().unwrap_err(), TryRecvError::Empty);
+    // A keyframe inside a segment: the player resumes there, the edge does not.
+    p.send(video(20, true));
+    // The next segment's first frame: the edge resumes there.
+    p.send(segment_at(21, 5));
+    let first = |s: &mut Subscription| loop {
+        if let HubEvent::Frame(f) = s.try_recv().unwrap() {
+            return f;
+        }
+    };
+    assert_eq!(first(&mut player).dts, 20);
+    let f = first(&mut edge);
+    assert_eq!(f.dts, 21);
+    assert!(edge.skipped(), "the gap is told once");
+    assert!(!edge.skipped());
+}

@@ -21,7 +21,9 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
 use super::order::GopOrder;
-use super::{MessageReader, RelayIoError, Side, auth_mac, auth_ok, client_config, send, unix_us};
+use super::{
+    GaugeGuard, MessageReader, RelayIoError, Side, auth_mac, auth_ok, client_config, send, unix_us,
+};
 use crate::cluster::model::{StreamKey, StreamStatus};
 use crate::cluster::store::Store;
 use crate::config::Secret;
@@ -47,7 +49,7 @@ pub struct ClientMetrics {
     pub subscriptions: Gauge,
     /// Added latency from the origin's hub to this edge's hub, seconds.
     pub latency: Histogram,
-    /// GOPs that arrived after a newer one and were dropped.
+    /// Relay units given up as late (their segments are not served here).
     pub late_gops: Counter,
     /// Subscriptions made again after a relay failure or an ownership change.
     pub resubscribes: Counter,
@@ -83,7 +85,7 @@ impl ClientMetrics {
         );
         registry.register(
             "relay_late_gops",
-            "GOPs dropped because a newer one had arrived",
+            "Relay units (segments, or GOPs) given up as late: two later ones had arrived",
             self.late_gops.clone(),
         );
         registry.register(
@@ -105,15 +107,36 @@ enum PullStatus {
     Gone,
 }
 
-/// What a GOP stream carries to the pull task, in its order.
+/// What a unit's stream carries to the pull task, in its order.
 enum GopEvent {
     /// A frame.
     Frame(Frame),
-    /// The rendition's publisher left after the GOP's last frame.
+    /// The rendition's description changed within the publish session, from this frame on.
+    Describe(Describe),
+    /// The unit was cut short: frames of it are missing.
+    Broken,
+    /// The rendition's publisher left after the unit's last frame.
     Stop {
         /// Where the origin ended the open HLS segment.
         segment_end: Option<u64>,
     },
+}
+
+/// A rendition's description, as an `Info` message brings it.
+struct Describe {
+    generation: u64,
+    video: Option<bytes::Bytes>,
+    audio: Option<bytes::Bytes>,
+    metadata: Option<bytes::Bytes>,
+}
+
+/// What the subscription's own stream says about a rendition, held while a unit of it is still
+/// being published (the unit's frames come first: they were sent first).
+enum Deferred {
+    /// A new publish session's description.
+    Describe(Describe),
+    /// The publisher left.
+    Stop(Option<u64>),
 }
 
 /// An event on its way from a GOP reader.
@@ -134,6 +157,8 @@ struct GopItem {
 struct GopStream {
     rendition: u8,
     generation: u64,
+    /// Its number among the rendition's units of the subscription.
+    sequence: u64,
     reader: MessageReader,
 }
 
@@ -417,11 +442,9 @@ impl Puller {
         )
         .await?;
         let mut control_reader = MessageReader::new(recv);
-        self.metrics.subscriptions.inc();
-        let _held = GaugeDec(self.metrics.subscriptions.clone());
+        let _held = GaugeGuard::new(&self.metrics.subscriptions);
         let (frame_tx, mut frame_rx) = mpsc::channel::<GopItem>(FRAME_QUEUE);
         let mut early: VecDeque<GopItem> = VecDeque::new();
-        let mut next_gop: u64 = 0;
         let mut check = tokio::time::interval(self.poll);
         check.tick().await;
         loop {
@@ -429,38 +452,33 @@ impl Puller {
                 msg = control_reader.next() => match msg? {
                     Some(Message::Info { rendition, id, generation, video, audio, metadata }) => {
                         let r = rendition_slot(renditions, rendition, HubKey::new(key.clone(), id));
-                        r.describe(&self.hubs, (epoch, generation), video, audio, metadata);
-                        // GOPs that came before their description go on now.
-                        let (now, later): (VecDeque<GopItem>, VecDeque<GopItem>) =
-                            early.drain(..).partition(|i| i.rendition == rendition);
-                        early = later;
-                        for item in now {
-                            self.deliver(r, epoch, item, status);
-                        }
+                        r.deferred.push_back(Deferred::Describe(Describe { generation, video, audio, metadata }));
+                        self.settle(r, epoch, &mut early, status);
                     }
                     Some(Message::Stop { rendition, segment_end }) => {
-                        if let Some(p) = renditions.iter_mut().find(|r| r.index == Some(rendition)).and_then(|r| r.publisher.take()) {
-                            p.end(segment_end);
+                        if let Some(r) = renditions.iter_mut().find(|r| r.index == Some(rendition)) {
+                            r.deferred.push_back(Deferred::Stop(segment_end));
+                            self.settle(r, epoch, &mut early, status);
                         }
                     }
                     Some(Message::NotFound) | None => return Ok(()),
                     Some(_) => return Err(RelayIoError::Protocol(streamfleet_proto::relay::RelayError::BadField("unexpected message on a subscription"))),
                 },
                 Some(gop) = gop_rx.recv() => {
-                    let id = next_gop;
-                    next_gop += 1;
                     let stop = Arc::new(AtomicBool::new(false));
-                    let tx = frame_tx.clone();
-                    tokio::spawn(read_gop(gop, id, tx, stop));
+                    tokio::spawn(read_gop(gop, frame_tx.clone(), stop));
                 }
                 Some(item) = frame_rx.recv() => {
                     let r = renditions.iter_mut().find(|r| r.index == Some(item.rendition));
                     match r {
-                        // The GOP of a publish session not described yet (its Info travels on
+                        // A unit of a publish session not described yet (its Info travels on
                         // another stream): it waits for it, within a bound.
                         Some(r) if (epoch, item.generation) > r.session => hold(&mut early, item),
                         None => hold(&mut early, item),
-                        Some(r) => self.deliver(r, epoch, item, status),
+                        Some(r) => {
+                            self.deliver(r, epoch, item, status);
+                            self.settle(r, epoch, &mut early, status);
+                        }
                     }
                 }
                 _ = check.tick() => {
@@ -482,7 +500,40 @@ impl Puller {
 }
 
 impl Puller {
-    /// Publishes what a GOP stream brought, in the origin's order.
+    /// Applies what the subscription's stream said about `r` once no unit of it is in
+    /// progress, and lets the units that waited for a description go on.
+    fn settle(
+        &self,
+        r: &mut Rendition,
+        epoch: u64,
+        early: &mut VecDeque<GopItem>,
+        status: &watch::Sender<PullStatus>,
+    ) {
+        while !(r.order.busy() && r.publisher.is_some()) {
+            let Some(d) = r.deferred.pop_front() else {
+                return;
+            };
+            match d {
+                Deferred::Describe(d) => {
+                    r.describe(&self.hubs, epoch, d);
+                    let index = r.index;
+                    let (now, later): (VecDeque<GopItem>, VecDeque<GopItem>) =
+                        early.drain(..).partition(|i| Some(i.rendition) == index);
+                    *early = later;
+                    for item in now {
+                        self.deliver(r, epoch, item, status);
+                    }
+                }
+                Deferred::Stop(segment_end) => {
+                    if let Some(p) = r.publisher.take() {
+                        p.end(segment_end);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes what a unit's stream brought, in the origin's order.
     fn deliver(
         &self,
         r: &mut Rendition,
@@ -503,10 +554,20 @@ impl Puller {
             return;
         }
         let mut ready = Vec::new();
-        let late = r.order.push(gop, &stop, event, &mut ready);
-        self.metrics.late_gops.inc_by(late);
-        for event in ready {
+        let pushed = r.order.push(gop, &stop, event, &mut ready);
+        self.metrics.late_gops.inc_by(pushed.late);
+        let discard = |r: &Rendition| {
+            if let Some(mut hls) = r.publisher.as_ref().and_then(|p| p.hub().hls()) {
+                hls.discard_open();
+            }
+        };
+        let count = ready.len();
+        for (i, event) in ready.into_iter().enumerate() {
+            if pushed.cut_short == Some(i) {
+                discard(r);
+            }
             match event {
+                GopEvent::Broken => discard(r),
                 GopEvent::Frame(frame) => {
                     if frame.published_us > 0 {
                         let now = unix_us();
@@ -518,12 +579,16 @@ impl Puller {
                         p.send(frame);
                     }
                 }
+                GopEvent::Describe(d) => r.describe(&self.hubs, epoch, d),
                 GopEvent::Stop { segment_end } => {
                     if let Some(p) = r.publisher.take() {
                         p.end(segment_end);
                     }
                 }
             }
+        }
+        if pushed.cut_short == Some(count) {
+            discard(r);
         }
         if r.key.rendition == RenditionId::Source
             && r.publisher.as_ref().is_some_and(|p| p.hub().is_live())
@@ -558,14 +623,6 @@ impl Drop for RouteGuard {
     }
 }
 
-struct GaugeDec(Gauge);
-
-impl Drop for GaugeDec {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 /// One rendition of a pulled stream on this edge.
 struct Rendition {
     /// Its index in the current subscription (the origin numbers them per subscription).
@@ -576,8 +633,10 @@ struct Rendition {
     session: (u64, u64),
     publisher: Option<Publisher>,
     info: StreamInfo,
-    /// Its GOPs, put back in the origin's order.
+    /// Its units, put back in the origin's order.
     order: GopOrder<GopEvent>,
+    /// What the subscription's stream said, waiting for the unit in progress to end.
+    deferred: VecDeque<Deferred>,
 }
 
 /// The rendition `key`, now at `index` of the subscription.
@@ -597,6 +656,7 @@ fn rendition_slot(renditions: &mut Vec<Rendition>, index: u8, key: HubKey) -> &m
                 publisher: None,
                 info: StreamInfo::default(),
                 order: GopOrder::default(),
+                deferred: VecDeque::new(),
             });
             renditions.len() - 1
         }
@@ -607,14 +667,14 @@ fn rendition_slot(renditions: &mut Vec<Rendition>, index: u8, key: HubKey) -> &m
 }
 
 impl Rendition {
-    fn describe(
-        &mut self,
-        hubs: &Hubs,
-        session: (u64, u64),
-        video: Option<bytes::Bytes>,
-        audio: Option<bytes::Bytes>,
-        metadata: Option<bytes::Bytes>,
-    ) {
+    fn describe(&mut self, hubs: &Hubs, epoch: u64, d: Describe) {
+        let Describe {
+            generation,
+            video,
+            audio,
+            metadata,
+        } = d;
+        let session = (epoch, generation);
         if session != self.session || self.publisher.is_none() {
             // A new publish session upstream (or after a Stop): a new one here too, so players
             // and the HLS packager see the break.
@@ -640,11 +700,11 @@ impl Rendition {
     }
 }
 
-/// Reads one GOP stream's frames into the pull task until it ends or is declared late, then
-/// says it ended (so the next GOP can go on).
-async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopItem>, stop: Arc<AtomicBool>) {
+/// Reads one unit's frames into the pull task until it ends or is declared late, then says it
+/// ended (so the next unit can go on).
+async fn read_gop(mut gop: GopStream, tx: mpsc::Sender<GopItem>, stop: Arc<AtomicBool>) {
     let item = |event| GopItem {
-        gop: id,
+        gop: gop.sequence,
         rendition: gop.rendition,
         generation: gop.generation,
         event,
@@ -678,7 +738,29 @@ async fn read_gop(mut gop: GopStream, id: u64, tx: mpsc::Sender<GopItem>, stop: 
                 rendition,
                 segment_end,
             })) if rendition == gop.rendition => GopEvent::Stop { segment_end },
-            _ => break,
+            Ok(Some(Message::Info {
+                rendition,
+                generation,
+                video,
+                audio,
+                metadata,
+                ..
+            })) if rendition == gop.rendition && generation == gop.generation => {
+                GopEvent::Describe(Describe {
+                    generation,
+                    video,
+                    audio,
+                    metadata,
+                })
+            }
+            // The unit ended cleanly.
+            Ok(None) => break,
+            // Cut short (the origin reset it: frames were lost there), or not our protocol:
+            // what came of it must not be served.
+            Ok(Some(_)) | Err(_) => {
+                let _ = tx.send(item(Some(GopEvent::Broken))).await;
+                break;
+            }
         };
         if tx.send(item(Some(event))).await.is_err() {
             return;
@@ -708,6 +790,7 @@ async fn accept_gops(
                 subscription,
                 rendition,
                 generation,
+                sequence,
             }))) = header
             else {
                 reader.stop();
@@ -730,6 +813,7 @@ async fn accept_gops(
                     ) = tx.try_send(GopStream {
                         rendition,
                         generation,
+                        sequence,
                         reader,
                     }) {
                         g.reader.stop();

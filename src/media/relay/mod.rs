@@ -259,9 +259,24 @@ impl MessageReader {
     }
 }
 
+/// Counts one in a gauge while it lives (an edge connected, a subscription held).
+pub struct GaugeGuard(prometheus_client::metrics::gauge::Gauge);
+
+impl GaugeGuard {
+    /// Increments `g` until the guard is dropped.
+    pub fn new(g: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        g.inc();
+        GaugeGuard(g.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Unix time in microseconds.
 pub fn unix_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
+    crate::runtime::entropy::unix_time().as_micros() as u64
 }

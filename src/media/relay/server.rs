@@ -5,7 +5,9 @@
 //! as they appear). Each rendition has a forwarder task: it subscribes to the hub like
 //! any viewer (so the hub's slow-subscriber policy protects the origin from a slow edge), sends
 //! descriptions on the subscription's control stream, and opens one unidirectional stream per
-//! GOP. Newer GOP streams get a higher send priority, so a backlog never delays the live edge.
+//! unit (an HLS segment, or a GOP while there are no segments), numbered: newer units get a
+//! higher send priority, so a backlog never delays the live edge, and the edge puts them back
+//! in order.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,7 +21,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    AUTH_TIMEOUT, MessageReader, RelayIoError, Side, auth_mac, auth_ok, send, server_config,
+    AUTH_TIMEOUT, GaugeGuard, MessageReader, RelayIoError, Side, auth_mac, auth_ok, send,
+    server_config,
 };
 use crate::config::Secret;
 use crate::media::frame::TrackKind;
@@ -118,22 +121,6 @@ pub fn serve(
         endpoint.close(close::SHUTDOWN.into(), b"shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
     });
-}
-
-/// Decrements a gauge when dropped.
-struct GaugeGuard(Gauge);
-
-impl GaugeGuard {
-    fn new(g: &Gauge) -> Self {
-        g.inc();
-        GaugeGuard(g.clone())
-    }
-}
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 async fn serve_connection(ctx: Arc<Ctx>, incoming: quinn::Incoming) -> Result<(), RelayIoError> {
@@ -276,6 +263,12 @@ async fn serve_subscription(
 }
 
 /// Forwards one rendition hub to the edge.
+///
+/// The frames go in units, one QUIC stream each, numbered from 0: one HLS segment per unit
+/// (a subscriber starts at a segment's first frame), or one GOP while the stream has no segment
+/// decisions. A description that changes within a publish session goes in-band on the open
+/// unit, so the edge applies it at the same frame; the publisher's leaving too, after the
+/// unit's last frame.
 async fn forward(
     hub: Arc<Hub>,
     index: u8,
@@ -286,18 +279,29 @@ async fn forward(
     let mut sub = hub.subscribe(SubscriberKind::Relay);
     let id = hub.key().rendition;
     drop(hub);
-    let mut gop: Option<quinn::SendStream> = None;
+    let mut unit: Option<quinn::SendStream> = None;
+    let mut units = 0u64;
     let mut generation = 0;
     let mut has_video = false;
-    let mut gop_start = 0u64;
+    // The stream's frames carry segment decisions: units follow the segments.
+    let mut segmented = false;
+    let mut unit_start = 0u64;
     let mut priority = 0i32;
     let closed = |_| RelayIoError::Eof;
     while let Some(event) = sub.recv().await {
+        if sub.skipped()
+            && let Some(mut cut) = unit.take()
+        {
+            // The edge was too slow and missed frames of the open unit: it must not serve
+            // what it got of it. The event is the first after the gap (a segment start).
+            let _ = cut.reset(close::UNIT_CUT.into());
+        }
         match event {
             HubEvent::Start {
                 info,
                 generation: g,
             } => {
+                let new_session = g != generation;
                 generation = g;
                 has_video = info.video.is_some();
                 let msg = Message::Info {
@@ -308,20 +312,29 @@ async fn forward(
                     audio: info.audio.as_ref().map(|a| a.sequence_header.clone()),
                     metadata: info.metadata.clone(),
                 };
-                ctrl.send(msg).await.map_err(closed)?;
+                if new_session && let Some(mut old) = unit.take() {
+                    let _ = old.finish();
+                }
+                match unit.as_mut() {
+                    Some(open) => send(open, &msg).await?,
+                    None => ctrl.send(msg).await.map_err(closed)?,
+                }
             }
             HubEvent::Frame(frame) => {
-                let starts_gop = if has_video {
+                segmented |= frame.segment.is_some();
+                let starts_unit = if segmented {
+                    frame.segment.is_some()
+                } else if has_video {
                     frame.kind == TrackKind::Video && frame.keyframe
                 } else {
-                    gop.is_none() || frame.dts >= gop_start + AUDIO_GOP_MS
+                    unit.is_none() || frame.dts >= unit_start + AUDIO_GOP_MS
                 };
-                if starts_gop {
-                    if let Some(mut old) = gop.take() {
+                if starts_unit {
+                    if let Some(mut old) = unit.take() {
                         let _ = old.finish();
                     }
                     let mut stream = conn.open_uni().await?;
-                    // Newer GOPs first: a backlog of old ones never delays the live edge.
+                    // Newer units first: a backlog of old ones never delays the live edge.
                     priority = priority.wrapping_add(1);
                     let _ = stream.set_priority(priority);
                     send(
@@ -330,13 +343,17 @@ async fn forward(
                             subscription,
                             rendition: index,
                             generation,
+                            sequence: units,
                         },
                     )
                     .await?;
-                    gop = Some(stream);
-                    gop_start = frame.dts;
+                    units += 1;
+                    unit = Some(stream);
+                    unit_start = frame.dts;
                 }
-                let Some(stream) = gop.as_mut() else { continue };
+                let Some(stream) = unit.as_mut() else {
+                    continue;
+                };
                 let msg = Message::Frame {
                     kind: if frame.kind == TrackKind::Video {
                         Kind::Video
@@ -351,8 +368,8 @@ async fn forward(
                 };
                 match send(stream, &msg).await {
                     Ok(()) => {}
-                    // The edge dropped this GOP as late: wait for the next keyframe.
-                    Err(RelayIoError::Write(quinn::WriteError::Stopped(_))) => gop = None,
+                    // The edge gave this unit up as late: wait for the next one.
+                    Err(RelayIoError::Write(quinn::WriteError::Stopped(_))) => unit = None,
                     Err(e) => return Err(e),
                 }
             }
@@ -361,9 +378,9 @@ async fn forward(
                     rendition: index,
                     segment_end,
                 };
-                // After the GOP's last frame, on its stream, so the edge ends where we did;
-                // on the subscription's stream when no GOP is open.
-                let in_band = match gop.take() {
+                // After the unit's last frame, on its stream, so the edge ends where we did;
+                // on the subscription's stream when no unit is open.
+                let in_band = match unit.take() {
                     Some(mut open) => {
                         let sent = send(&mut open, &stop).await.is_ok();
                         let _ = open.finish();

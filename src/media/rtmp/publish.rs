@@ -158,12 +158,21 @@ impl Ingest {
     /// A frame started an HLS segment: the store learns the numbering at once, so an origin
     /// taking the stream over continues it.
     fn segment_started(&self, started: Option<SegmentStart>) {
-        if let (Some(start), Some(lease)) = (started, &self.lease) {
-            lease.set_hls(HlsProgress {
-                next_sequence: start.sequence + 1,
-                discontinuity_sequence: start.discontinuity_sequence,
-            });
+        let (Some(start), Some(lease)) = (started, &self.lease) else {
+            return;
+        };
+        let mut progress = HlsProgress {
+            next_sequence: start.sequence.saturating_add(1),
+            discontinuity_sequence: start.discontinuity_sequence,
+        };
+        // Claimed late, with a record of an earlier life: go on from it (numbers only move on).
+        if let Some(stored) = lease.take_late_hls()
+            && let Some(mut hls) = self.publisher.hub().hls()
+        {
+            hls.resume(stored);
+            progress = hls.progress();
         }
+        lease.set_hls(progress);
     }
 
     /// An FLV audio tag body.
