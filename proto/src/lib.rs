@@ -8,13 +8,15 @@
 //!   splice filter.
 //! - [`flv`], [`avc`], [`aac`]: FLV tag bodies, H.264 (SPS, decoder configuration, NAL units,
 //!   Annex B), AAC (AudioSpecificConfig, ADTS).
-//! - [`ts`]: the MPEG-TS muxer (and a reader for tests); [`hls`]: media and master playlists.
+//! - [`ts`]: the MPEG-TS muxer (and a reader for tests); [`fmp4`]: CMAF fragments for LL-HLS;
+//!   [`hls`]: media, LL-HLS and master playlists.
 //! - [`http`]: HTTP/1 heads and bodies, cookies, the LB's request rewriting.
 //! - [`relay`]: the origin -> edge relay messages; [`names`]: stream and rendition names.
 
 pub mod aac;
 pub mod avc;
 pub mod flv;
+pub mod fmp4;
 pub mod hls;
 pub mod http;
 pub mod names;

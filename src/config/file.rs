@@ -82,6 +82,8 @@ pub struct NodeFile {
     pub apps: Option<Vec<Spanned<AppFile>>>,
     /// HLS packaging.
     pub hls: Option<HlsFile>,
+    /// Low-Latency HLS (fMP4 parts).
+    pub llhls: Option<LlHlsFile>,
     /// ABR transcoding (origins).
     pub transcode: Option<TranscodeFile>,
 
@@ -151,6 +153,16 @@ pub struct HlsFile {
     pub window: Option<Spanned<u64>>,
     /// How long a playlist request on an edge waits for the first segment.
     pub wait: Option<Raw>,
+}
+
+/// `llhls:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlHlsFile {
+    /// Serve LL-HLS (default true).
+    pub enabled: Option<Spanned<bool>>,
+    /// Target duration of a partial segment (default 333ms).
+    pub part: Option<Raw>,
 }
 
 /// `transcode:`.

@@ -263,6 +263,7 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, threads: usize, d: &mut Diag) -
         (n.relay.is_some(), "relay"),
         (n.apps.is_some(), "apps"),
         (n.hls.is_some(), "hls"),
+        (n.llhls.is_some(), "llhls"),
         (n.transcode.is_some(), "transcode"),
     ] {
         if present {

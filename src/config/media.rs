@@ -12,6 +12,8 @@ use super::{ListenerSpec, Role, Secret};
 pub const DEFAULT_HLS_SEGMENT: Duration = Duration::from_secs(2);
 /// Default `hls.window`.
 pub const DEFAULT_HLS_WINDOW: usize = 6;
+/// Default `llhls.part`.
+pub const DEFAULT_LLHLS_PART: Duration = Duration::from_millis(333);
 /// Default `hls.wait`.
 pub const DEFAULT_HLS_WAIT: Duration = Duration::from_secs(10);
 /// Applications a node serves when `apps` is absent.
@@ -92,6 +94,8 @@ pub struct HlsConfig {
     pub window: usize,
     /// How long a playlist request waits for a stream's first segment.
     pub wait: Duration,
+    /// Low-Latency HLS part target (`llhls.part`), `None` when LL-HLS is off.
+    pub part: Option<Duration>,
 }
 
 /// ABR transcoding.
@@ -286,6 +290,21 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         h.and_then(|h| h.wait.as_ref()),
         DEFAULT_HLS_WAIT,
     );
+    let ll = n.llhls.as_ref();
+    let part = d.duration(
+        &format!("{at}.llhls.part"),
+        ll.and_then(|l| l.part.as_ref()),
+        DEFAULT_LLHLS_PART,
+    );
+    if let Some(p) = ll.and_then(|l| l.part.as_ref())
+        && (part < Duration::from_millis(100) || part > segment)
+    {
+        d.at(p, format!("{at}.llhls.part: between 100ms and hls.segment"));
+    }
+    let part = ll
+        .and_then(|l| l.enabled.as_ref())
+        .is_none_or(|e| e.value)
+        .then_some(part.min(segment));
 
     let transcode = n
         .transcode
@@ -388,6 +407,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
             segment,
             window,
             wait,
+            part,
         },
         transcode,
         maxconn: usize::try_from(maxconn).unwrap_or(usize::MAX),

@@ -39,6 +39,9 @@ pub struct Frame {
     /// The HLS segment this frame starts, decided by the origin's packager when the frame
     /// entered its first hub, and carried with it to every node that packages the stream.
     pub segment: Option<Arc<SegmentStart>>,
+    /// The frame starts an LL-HLS part (decided and carried like `segment`; every segment
+    /// start starts a part).
+    pub part: bool,
     /// `body` cut into RTMP chunks by the first player that sends this frame; every clone of
     /// the frame (each player's copy of a hub event) shares it, so a frame is chunked once per
     /// hub instead of once per player.
@@ -55,6 +58,7 @@ impl Frame {
             body,
             published_us: 0,
             segment: None,
+            part: false,
             rtmp_chunks: RtmpChunks::default(),
         }
     }

@@ -2,7 +2,12 @@
 // playwright-core) and prints one JSON line: what the player did. Exit code 0 when playback
 // reached the asked time with frames decoded and no fatal error.
 //
-//   node play.mjs URL [--seconds N] [--switch-levels] [--timeout S]
+//   node play.mjs URL [--seconds N] [--switch-levels] [--timeout S] [--ll] [--insecure]
+//
+// --ll: Low-Latency HLS (hls.js lowLatencyMode, its own live sync point from PART-HOLD-BACK);
+// the output then has `latency`: wall clock minus the playing frame's EXT-X-PROGRAM-DATE-TIME,
+// sampled every 250 ms once a second of media played (ms: p50, p95, max, samples).
+// --insecure: accept the server's certificate (a test's self-signed one).
 //
 // The page and hls.js are served from a local HTTP server on port 0 (a real http origin, so
 // the cross-origin requests to streamfleet exercise its CORS headers).
@@ -22,6 +27,11 @@ const opt = (name, dflt) => {
 const seconds = Number(opt('--seconds', '4'));
 const timeoutS = Number(opt('--timeout', '60'));
 const switchLevels = args.includes('--switch-levels');
+const lowLatency = args.includes('--ll');
+const insecure = args.includes('--insecure');
+const hlsConfig = lowLatency
+  ? { lowLatencyMode: true, manifestLoadingMaxRetry: 6 }
+  : { liveSyncDurationCount: 3, manifestLoadingMaxRetry: 6 };
 
 const page = `<!doctype html><meta charset=utf-8><title>hls</title>
 <video id=v muted autoplay playsinline></video>
@@ -29,7 +39,7 @@ const page = `<!doctype html><meta charset=utf-8><title>hls</title>
 <script>
 window.result = { fatal: null, errors: [], levels: [], switched: [], supported: Hls.isSupported() };
 const v = document.getElementById('v');
-const hls = new Hls({ liveSyncDurationCount: 3, manifestLoadingMaxRetry: 6 });
+const hls = new Hls(${JSON.stringify(hlsConfig)});
 window.hls = hls;
 hls.on(Hls.Events.ERROR, (_, d) => {
   result.errors.push(d.details);
@@ -64,14 +74,18 @@ const browser = await chromium.launch({
     '--autoplay-policy=no-user-gesture-required'],
 });
 const out = { ok: false, currentTime: 0, frames: 0, dropped: 0 };
+const latencies = [];
 try {
-  const tab = await browser.newPage();
+  const context = await browser.newContext({ ignoreHTTPSErrors: insecure });
+  const tab = await context.newPage();
   tab.on('console', (m) => { if (m.type() === 'error') (out.console ||= []).push(m.text()); });
   await tab.goto(origin);
   const state = () => tab.evaluate(() => {
     const v = document.getElementById('v');
     const q = v.getVideoPlaybackQuality();
+    const date = window.hls.playingDate;
     return { ...window.result, currentTime: v.currentTime, frames: q.totalVideoFrames,
+      latencyNow: date ? Date.now() - date.getTime() : null,
       dropped: q.droppedVideoFrames, level: window.hls.currentLevel };
   });
   const deadline = Date.now() + timeoutS * 1000;
@@ -79,6 +93,7 @@ try {
     for (;;) {
       const s = await state();
       Object.assign(out, s);
+      if (lowLatency && s.currentTime >= 1 && s.latencyNow !== null) latencies.push(s.latencyNow);
       if (s.fatal || cond(s)) return s;
       if (Date.now() > deadline) throw new Error('timed out: ' + JSON.stringify(s));
       await new Promise((r) => setTimeout(r, 250));
@@ -97,6 +112,13 @@ try {
     }
   }
   out.ok = !out.fatal && out.currentTime >= seconds && out.frames > 0;
+  if (lowLatency) {
+    const sorted = [...latencies].sort((a, b) => a - b);
+    const at = (q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+    out.latency = sorted.length
+      ? { p50: at(0.5), p95: at(0.95), max: sorted[sorted.length - 1], samples: sorted.length }
+      : null;
+  }
 } catch (e) {
   out.error = String(e);
 } finally {

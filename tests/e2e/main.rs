@@ -21,6 +21,7 @@ mod lb_stats;
 mod lb_sticky;
 mod lb_tcp;
 mod lb_tls;
+mod llhls;
 mod media;
 mod same_hls;
 mod store;

@@ -1,5 +1,6 @@
 //! HLS playlists (RFC 8216): the live media playlist of each rendition and the master playlist,
-//! and the [`SegmentStart`] decisions the origin's packager makes and every node follows.
+//! the Low-Latency HLS playlist of fMP4 parts ([`LlPlaylist`], RFC 8216bis), and the
+//! [`SegmentStart`] decisions the origin's packager makes and every node follows.
 //!
 //! The packager pushes each finished segment into a [`MediaPlaylist`], a sliding window that
 //! evicts the oldest segment and keeps `EXT-X-MEDIA-SEQUENCE`, `EXT-X-DISCONTINUITY-SEQUENCE`
@@ -8,11 +9,13 @@
 //! Times come in as arguments (segment durations, unix milliseconds for
 //! `EXT-X-PROGRAM-DATE-TIME`); nothing here reads a clock.
 
+mod ll;
 mod master;
 mod playlist;
 mod segment;
 mod time;
 
+pub use ll::{LlPlaylist, LlSegment, Part, RenditionReport};
 pub use master::{Variant, write_master};
 pub use playlist::{MediaPlaylist, Segment};
 pub use segment::SegmentStart;

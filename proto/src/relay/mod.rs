@@ -123,6 +123,8 @@ pub enum Message {
         origin_us: u64,
         /// The HLS segment this frame starts, as the origin decided it.
         segment: Option<SegmentStart>,
+        /// The frame starts an LL-HLS part (the origin decided it; a segment start always does).
+        part: bool,
         /// FLV tag body.
         body: Bytes,
     },
@@ -364,12 +366,14 @@ impl Message {
                 keyframe,
                 origin_us,
                 segment,
+                part,
                 body,
             } => {
                 let flags = u8::from(*kind == Kind::Video)
                     | (u8::from(*keyframe) << 1)
                     | (u8::from(segment.is_some()) << 2)
-                    | (u8::from(segment.is_some_and(|s| s.discontinuity)) << 3);
+                    | (u8::from(segment.is_some_and(|s| s.discontinuity)) << 3)
+                    | (u8::from(*part || segment.is_some()) << 4);
                 out.put_u8(flags);
                 put_varint(out, *dts);
                 put_varint(out, *origin_us);
@@ -510,8 +514,12 @@ impl Reader {
             },
             ty::FRAME => {
                 let flags = self.u8()?;
-                // Bit 3 (a discontinuity) only with bit 2 (a segment start).
-                if flags & !0b1111 != 0 || flags & 0b1100 == 0b1000 {
+                // Bit 3 (a discontinuity) only with bit 2 (a segment start); bit 4 (a part
+                // start) with every segment start.
+                if flags & !0b1_1111 != 0
+                    || flags & 0b1100 == 0b1000
+                    || flags & 0b1_0100 == 0b0_0100
+                {
                     return Err(RelayError::BadField("frame flags"));
                 }
                 let (kind, keyframe) = (
@@ -547,6 +555,7 @@ impl Reader {
                     keyframe,
                     origin_us,
                     segment,
+                    part: flags & 0b1_0000 != 0,
                     body: self.bytes(MAX_MESSAGE)?,
                 }
             }
@@ -595,6 +604,7 @@ mod tests {
                 keyframe: true,
                 origin_us: 1_795_000_000_000_000,
                 segment: None,
+                part: true,
                 body: Bytes::from(vec![9; 1000]),
             },
             Message::Frame {
@@ -611,6 +621,7 @@ mod tests {
                     target_duration: 2,
                     muxer: TsMuxer::new(crate::ts::Tracks::VideoAndAudio),
                 }),
+                part: true,
                 body: Bytes::from_static(b"idr"),
             },
             Message::Frame {
@@ -619,6 +630,7 @@ mod tests {
                 keyframe: false,
                 origin_us: 0,
                 segment: None,
+                part: false,
                 body: Bytes::new(),
             },
         ]
@@ -675,7 +687,7 @@ mod tests {
         );
         assert_eq!(
             // Frame with a segment start whose muxer state names no tracks.
-            decode(&[7, 10, 0b0100, 0, 0, 1, 0, 0, 0, 2, 0, 0]),
+            decode(&[7, 10, 0b1_0100, 0, 0, 1, 0, 0, 0, 2, 0, 0]),
             Err(RelayError::BadField("muxer state"))
         );
         assert_eq!(

@@ -94,6 +94,17 @@ pub struct Packaging {
     pub target_duration: u64,
     /// Typical frame interval, ms (to start a republished timeline after the last one).
     pub frame_interval: u64,
+    /// LL-HLS part target, ms, when LL-HLS is on.
+    pub part_ms: Option<u64>,
+}
+
+/// What the deciding node decided for one frame.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// The segment the frame starts.
+    pub segment: Option<SegmentStart>,
+    /// The frame starts an LL-HLS part (every segment start does).
+    pub part: bool,
 }
 
 /// Numbering and timeline of the segments a node decides.
@@ -119,6 +130,8 @@ pub struct Decider {
     /// (output ms, unix ms) of this session's first segment: wall-clock times follow the
     /// output timeline from it.
     anchor: Option<(u64, i64)>,
+    /// Stream timestamp of the current part's first frame.
+    part_start: Option<u64>,
 }
 
 impl Decider {
@@ -136,6 +149,7 @@ impl Decider {
             offset: 0,
             last_out: None,
             anchor: None,
+            part_start: None,
         }
     }
 
@@ -192,8 +206,30 @@ impl Decider {
         self.offset
     }
 
-    /// Whether `frame` starts a segment, and how.
-    pub fn decide(&mut self, frame: Candidate, p: &Packaging) -> Option<SegmentStart> {
+    /// Whether `frame` starts a segment (and how) or an LL-HLS part. A part starts at the first
+    /// frame (video frame, when there is video) one part target after the current part's
+    /// start, on the stream's timestamps, so every rendition (same timestamps) cuts its parts
+    /// at the same frames.
+    pub fn decide(&mut self, frame: Candidate, p: &Packaging) -> Decision {
+        let segment = self.decide_segment(frame, p);
+        let part = match (segment, p.part_ms, p.tracks) {
+            (Some(_), ..) => true,
+            (None, Some(ms), Some(tracks)) => {
+                p.open_start.is_some()
+                    && frame.video == tracks.has_video()
+                    && self
+                        .part_start
+                        .is_some_and(|s| frame.dts >= s.saturating_add(ms))
+            }
+            _ => false,
+        };
+        if part {
+            self.part_start = Some(frame.dts);
+        }
+        Decision { segment, part }
+    }
+
+    fn decide_segment(&mut self, frame: Candidate, p: &Packaging) -> Option<SegmentStart> {
         let tracks = p.tracks?;
         let offset = self.output_offset(frame.dts, p);
         let out = (frame.dts.min(i64::MAX as u64) as i64)

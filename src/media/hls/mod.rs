@@ -12,6 +12,7 @@
 //! a watch channel tells waiters when the first segment exists.
 
 pub mod decide;
+pub mod ll;
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -61,6 +62,11 @@ pub struct HlsView {
     pub playlist: Option<Bytes>,
     /// `(sequence number, bytes)` of segments still served.
     pub segments: VecDeque<(u64, Bytes)>,
+    /// Bits per second of the listed segments: the highest one's, and on average (a master
+    /// playlist's `BANDWIDTH` and `AVERAGE-BANDWIDTH`).
+    pub peak_bps: u64,
+    /// See `peak_bps`.
+    pub average_bps: u64,
 }
 
 /// The packager of one hub.
@@ -68,6 +74,8 @@ pub struct HlsPackager {
     /// Segment URIs are `{name}-{sequence}.ts`.
     name: String,
     segment_target: Duration,
+    /// LL-HLS part target (`llhls.part`), when LL-HLS is on.
+    part_target: Option<Duration>,
     /// Most segments listed (`hls.window`).
     window: usize,
     playlist: MediaPlaylist,
@@ -82,6 +90,8 @@ pub struct HlsPackager {
     last_video: Option<u64>,
     /// Decisions, on the node that ingests the stream.
     decider: Decider,
+    /// The same segments as fMP4 parts, for Low-Latency HLS (`llhls`).
+    ll: Option<ll::LlPackager>,
 }
 
 impl HlsPackager {
@@ -95,6 +105,7 @@ impl HlsPackager {
         HlsPackager {
             name: name.to_owned(),
             segment_target: config.segment,
+            part_target: config.part,
             window: config.window,
             playlist: MediaPlaylist::new(config.segment, window),
             codecs: None,
@@ -104,6 +115,9 @@ impl HlsPackager {
             frame_interval: 33,
             last_video: None,
             decider: decide::Decider::new(role, first_sequence),
+            ll: config
+                .part
+                .map(|part| ll::LlPackager::new(name, part, config.segment, config.window)),
         }
     }
 
@@ -124,12 +138,23 @@ impl HlsPackager {
             let window = NonZeroUsize::new(self.window).unwrap_or(NonZeroUsize::MIN);
             self.playlist = MediaPlaylist::new(Duration::ZERO, window);
         }
+        if let (Some(ll), Some(part)) = (&mut self.ll, self.part_target) {
+            ll.follow(part);
+        }
+    }
+
+    /// Watches what LL-HLS serves, when it is on.
+    pub fn ll_subscribe(&self) -> Option<watch::Receiver<Arc<ll::LlView>>> {
+        self.ll.as_ref().map(ll::LlPackager::subscribe)
     }
 
     /// A new description (first sequence headers, a new SPS, or a new publish session).
     pub fn start(&mut self, info: &StreamInfo, generation: u64) {
         self.decider.start_session(generation);
         self.codecs = Some(codecs(info));
+        if let Some(ll) = &mut self.ll {
+            ll.describe(info);
+        }
     }
 
     /// Continues the numbering of an earlier life of the stream (the cluster store's record).
@@ -142,8 +167,8 @@ impl HlsPackager {
         self.decider.progress()
     }
 
-    /// Decides whether `frame`, published on this node, starts a segment.
-    pub fn decide(&mut self, frame: &Frame) -> Option<SegmentStart> {
+    /// Decides whether `frame`, published on this node, starts a segment or a part.
+    pub fn decide(&mut self, frame: &Frame) -> decide::Decision {
         let packaging = Packaging {
             open_start: self.open.as_ref().map(|o| o.start_dts),
             oversized: self
@@ -155,6 +180,7 @@ impl HlsPackager {
             target_ms: (self.segment_target.as_millis() as u64).max(1),
             target_duration: self.playlist.target_duration(),
             frame_interval: self.frame_interval,
+            part_ms: self.part_target.map(|d| d.as_millis() as u64),
         };
         self.decider.decide(
             Candidate {
@@ -179,6 +205,9 @@ impl HlsPackager {
     /// Drops the open segment unlisted: frames of it were lost on the way (a relayed unit given
     /// up or cut short), and a segment this node serves is the origin's, byte for byte, or none.
     pub fn discard_open(&mut self) {
+        if let Some(ll) = &mut self.ll {
+            ll.drop_open();
+        }
         if let Some(open) = self.open.take() {
             tracing::info!(stream = %self.name, sequence = open.start.sequence, "segment incomplete here: not listed");
             self.muxer = Some(open.muxer);
@@ -196,7 +225,12 @@ impl HlsPackager {
             let dts = output_ms(frame.dts, start.timestamp_offset);
             match &self.open {
                 // Started again (a replay), or numbered again: the partial copy goes.
-                Some(open) if start.sequence <= open.start.sequence => self.open = None,
+                Some(open) if start.sequence <= open.start.sequence => {
+                    self.open = None;
+                    if let Some(ll) = &mut self.ll {
+                        ll.drop_open();
+                    }
+                }
                 // The next segment: this one ends where it starts.
                 Some(open) if open.start.sequence.checked_add(1) == Some(start.sequence) => {
                     self.close_segment(dts)
@@ -222,6 +256,9 @@ impl HlsPackager {
                 self.view.send_replace(Arc::new(view));
             }
             self.open_segment(*start, dts);
+            if let Some(ll) = &mut self.ll {
+                ll.open_segment(*start, dts, frame.keyframe);
+            }
         }
         let (Some(open), Some(codecs)) = (&mut self.open, &self.codecs) else {
             // Nothing before the first segment start this node saw.
@@ -229,6 +266,9 @@ impl HlsPackager {
         };
         let dts = output_ms(frame.dts, open.start.timestamp_offset);
         open.last_dts = open.last_dts.max(dts);
+        if let Some(ll) = &mut self.ll {
+            ll.frame(frame, dts);
+        }
         if frame.kind == TrackKind::Video {
             if let Some(prev) = self.last_video
                 && dts > prev
@@ -303,6 +343,9 @@ impl HlsPackager {
 
     /// Closes the open segment at output time `end` and publishes it.
     fn close_segment(&mut self, end: u64) {
+        if let Some(ll) = &mut self.ll {
+            ll.end_segment(end);
+        }
         let Some(open) = self.open.take() else { return };
         self.muxer = Some(open.muxer);
         let start = open.start;
@@ -336,6 +379,20 @@ impl HlsPackager {
             s.saturating_add(EXTRA_SEGMENTS as u64) >= oldest && *s <= start.sequence
         });
         view.playlist = Some(Bytes::from(self.playlist.render()));
+        let (mut bits, mut ms, mut peak) = (0u64, 0u64, 0u64);
+        for listed in self.playlist.segments() {
+            let size = view
+                .segments
+                .iter()
+                .find(|(s, _)| *s == listed.sequence)
+                .map_or(0, |(_, b)| b.len() as u64 * 8);
+            let d = (listed.duration.as_millis() as u64).max(1);
+            peak = peak.max(size * 1000 / d);
+            bits += size;
+            ms += d;
+        }
+        view.peak_bps = peak;
+        view.average_bps = bits * 1000 / ms.max(1);
         self.view.send_replace(Arc::new(view));
     }
 }

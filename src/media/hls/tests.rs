@@ -56,6 +56,7 @@ fn config() -> HlsConfig {
         segment: Duration::from_secs(2),
         window: 3,
         wait: Duration::from_secs(1),
+        part: Some(Duration::from_millis(333)),
     }
 }
 
@@ -71,7 +72,9 @@ fn source(name: &str, config: &HlsConfig, first: u64) -> HlsPackager {
 /// What the hub does on the node that ingests: decide, then package; returns the frame as it
 /// travels on (with its decision).
 fn publish(p: &mut HlsPackager, mut f: Frame) -> Frame {
-    f.segment = p.decide(&f).map(Arc::new);
+    let d = p.decide(&f);
+    f.segment = d.segment.map(Arc::new);
+    f.part = d.part;
     p.push(&f);
     f
 }
@@ -412,4 +415,51 @@ fn a_republished_source_does_not_lend_its_old_cuts_to_renditions() {
             .collect()
     };
     assert_eq!(durations(&l), durations(&s));
+}
+
+#[test]
+fn ll_hls_parts_follow_the_origin_and_are_the_same_bytes_everywhere() {
+    let (origin, frames) = origin_frames(6);
+    let mut late = follow(&[]);
+    late.follow();
+    for f in &frames[45..] {
+        late.push(f);
+    }
+    let view = |p: &HlsPackager| p.ll_subscribe().unwrap().borrow().clone();
+    let (o, l) = (view(&origin), view(&late));
+    let text = o.playlist.as_ref().unwrap().render(false, &[]);
+    // Segments of 2 s in parts of 333 ms at 30 fps: six parts each, the first independent.
+    assert!(
+        text.contains("#EXT-X-PART-INF:PART-TARGET=0.333\n"),
+        "{text}"
+    );
+    let parts_of_1 = text.matches("URI=\"demo-1.").count();
+    assert_eq!(parts_of_1, 6, "{text}");
+    assert!(
+        text.contains("URI=\"demo-1.0.m4s\",INDEPENDENT=YES"),
+        "{text}"
+    );
+    assert!(!text.contains("URI=\"demo-1.1.m4s\",INDEPENDENT"), "{text}");
+    assert_eq!(o.init, l.init, "same initialization segment, same name");
+    // Every part and segment the late one has is the origin's, byte for byte.
+    assert!(!l.parts.is_empty() && !l.segments.is_empty());
+    for (s, p, bytes) in &l.parts {
+        let theirs = o.parts.iter().find(|(os, op, _)| os == s && op == p);
+        assert_eq!(Some(bytes), theirs.map(|(.., b)| b), "part {s}.{p}");
+    }
+    for (s, bytes) in &l.segments {
+        let theirs = o.segments.iter().find(|(os, _)| os == s);
+        assert_eq!(Some(bytes), theirs.map(|(_, b)| b), "segment {s}");
+    }
+    // A whole segment is its parts one after the other.
+    let (s, whole) = o.segments.back().unwrap();
+    let joined: Vec<u8> = o
+        .parts
+        .iter()
+        .filter(|(ps, ..)| ps == s)
+        .flat_map(|(.., b)| b.iter().copied())
+        .collect();
+    if !joined.is_empty() {
+        assert_eq!(&joined[..], &whole[..]);
+    }
 }

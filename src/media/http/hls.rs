@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,10 +18,11 @@ use hyper::{Response, StatusCode};
 
 use super::{Body, HttpContext, error};
 use crate::cluster::model::{Rendition, StreamKey};
-use crate::media::hub::HubKey;
+use crate::media::hls::HlsView;
+use crate::media::hub::{Hub, HubKey};
 use streamfleet_proto::hls::{Variant, write_master};
 use streamfleet_proto::http::cookie;
-use streamfleet_proto::names::{PlayerName, RenditionId};
+use streamfleet_proto::names::RenditionId;
 
 /// A client counts as an HLS viewer this long after its last segment request.
 const VIEWER_WINDOW: Duration = Duration::from_secs(30);
@@ -83,7 +84,7 @@ fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
 const SESSION_COOKIE: &str = "JSESSIONID";
 
 /// Whether the player already has a [`SESSION_COOKIE`].
-fn has_session(headers: &HeaderMap) -> bool {
+pub(super) fn has_session(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -94,7 +95,7 @@ fn has_session(headers: &HeaderMap) -> bool {
 /// balancer's sticky cookie (`sticky: {cookie: JSESSIONID, mode: prefix}`) then keeps the
 /// player on this node. An optimisation only: every node serves the same playlists and
 /// segments (the origin decides them), so a player without the cookie plays on any node.
-fn new_session() -> HeaderValue {
+pub(super) fn new_session() -> HeaderValue {
     let mut id = [0u8; 16];
     // Without OS randomness the id stays zero: the LB's prefix still names this node.
     let _ = getrandom::fill(&mut id);
@@ -104,7 +105,11 @@ fn new_session() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("JSESSIONID=0; Path=/"))
 }
 
-fn respond(content_type: &'static str, cache: &'static str, body: Bytes) -> Response<Body> {
+pub(super) fn respond(
+    content_type: &'static str,
+    cache: &'static str,
+    body: Bytes,
+) -> Response<Body> {
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -116,7 +121,7 @@ fn respond(content_type: &'static str, cache: &'static str, body: Bytes) -> Resp
     r
 }
 
-fn playlist(body: Bytes) -> Response<Body> {
+pub(super) fn playlist(body: Bytes) -> Response<Body> {
     respond("application/vnd.apple.mpegurl", "no-cache", body)
 }
 
@@ -174,7 +179,9 @@ async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Bo
     // An edge pulls a stream it lacks from its origin (the source, with every rendition).
     if let Some(puller) = &ctx.puller
         && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
-        && let Err(e) = puller.ensure(&key.stream, ctx.config.hls.wait).await
+        && let Err(e) = puller
+            .ensure_starting(&key.stream, ctx.config.hls.wait)
+            .await
     {
         tracing::debug!(stream = %key, "not served: {e}");
     }
@@ -202,74 +209,127 @@ async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Bo
     }
 }
 
-/// The variants of a stream: the source and every rendition, from the stream record (which
-/// edges see too), falling back to the local hub when the store cannot answer.
-async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
-    let renditions: Vec<Rendition> = match ctx.store.stream(&StreamKey::new(app, stream)).await {
-        Ok(Some(record)) => record.renditions,
+/// A stream's hubs once a master playlist can list them all: the source first, then the
+/// renditions from the highest down, waiting (within `hls.wait`) until each has its first
+/// segment and every rendition the stream record announces is there. An early viewer gets the
+/// whole ladder from the first answer (players do not reload a master playlist).
+pub(super) async fn complete_family(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Arc<Hub>> {
+    let key = HubKey::source(app, stream);
+    if let Some(puller) = &ctx.puller
+        && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
+        && let Err(e) = puller
+            .ensure_starting(&key.stream, ctx.config.hls.wait)
+            .await
+    {
+        tracing::debug!(stream = %key, "not served: {e}");
+    }
+    let announced =
+        match tokio::time::timeout(Duration::from_secs(1), ctx.store.stream(&key.stream)).await {
+            Ok(Ok(Some(record))) => record.renditions.len(),
+            _ => 0,
+        };
+    let deadline = tokio::time::Instant::now() + ctx.config.hls.wait;
+    loop {
+        let family = ctx.hubs.family(&key.stream);
+        let listed = |h: &Arc<Hub>| h.hls_view().is_some_and(|v| v.playlist.is_some());
+        let source_first = family
+            .first()
+            .is_some_and(|h| h.key().rendition == RenditionId::Source);
+        if source_first && family.len() >= announced && family.iter().all(listed) {
+            return family;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return family.into_iter().filter(listed).collect();
+        }
+        // Renditions appear as the transcoder (or the relay) starts them: look again at the
+        // next segment of any of them, or shortly.
+        let mut changes: Vec<_> = family.iter().filter_map(|h| h.watch_hls()).collect();
+        tokio::select! {
+            () = any_changed(&mut changes) => {}
+            () = tokio::time::sleep(FAMILY_RECHECK) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// How often a master playlist request looks for renditions that have not appeared yet.
+const FAMILY_RECHECK: Duration = Duration::from_millis(100);
+
+/// Resolves when any of `views` changes (never when there are none).
+async fn any_changed(views: &mut [tokio::sync::watch::Receiver<Arc<HlsView>>]) {
+    if views.is_empty() {
+        return std::future::pending().await;
+    }
+    let _ = futures_util::future::select_all(views.iter_mut().map(|v| Box::pin(v.changed()))).await;
+}
+
+/// The variants of a master playlist: one per hub, with the size, codecs and frame rate it
+/// has, and the bit rates of the stream record (the origin's measure of the source, the
+/// configured rate of a rung: the same on every node), or, where the record has none yet, the
+/// bit rate of the hub's own segments (`uri` names each rendition's playlist).
+pub(super) fn variants(
+    family: &[Arc<Hub>],
+    recorded: &[Rendition],
+    uri: impl Fn(&HubKey) -> String,
+) -> Vec<Variant> {
+    family
+        .iter()
+        .filter_map(|hub| {
+            let info = hub.info();
+            let video = info.video.as_ref()?;
+            let view = hub.hls_view()?;
+            let codecs = match &info.audio {
+                Some(a) => format!("{},{}", video.codec, a.codec),
+                None => video.codec.clone(),
+            };
+            let record = recorded
+                .iter()
+                .find(|r| r.name == hub.key().rendition)
+                .map(|r| r.video_bitrate + r.audio_bitrate)
+                .filter(|b| *b > 0);
+            let (bandwidth, average) = match record {
+                // Peak allowance over the average, as players budget for it.
+                Some(b) => (b + b / 10, b),
+                None => {
+                    let average = view.average_bps.max(1);
+                    (view.peak_bps.max(average), average)
+                }
+            };
+            Some(Variant {
+                uri: uri(hub.key()),
+                bandwidth,
+                average_bandwidth: Some(average),
+                resolution: Some((video.width, video.height)),
+                codecs,
+                frame_rate: video.frame_rate,
+            })
+        })
+        .collect()
+}
+
+/// The renditions the stream record lists (empty when the store does not answer quickly).
+pub(super) async fn recorded(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Rendition> {
+    match tokio::time::timeout(
+        Duration::from_secs(1),
+        ctx.store.stream(&StreamKey::new(app, stream)),
+    )
+    .await
+    {
+        Ok(Ok(Some(record))) => record.renditions,
         _ => Vec::new(),
-    };
-    let mut renditions = if renditions.is_empty() {
-        local_source(ctx, app, stream)
-    } else {
-        renditions
-    };
-    if renditions.is_empty() {
+    }
+}
+
+/// `{stream}_adaptive.m3u8`: the source and every rendition, complete from the first answer.
+async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
+    let family = complete_family(ctx, app, stream).await;
+    let recorded = recorded(ctx, app, stream).await;
+    let variants = variants(&family, &recorded, |k| format!("{}.m3u8", k.player_name()));
+    if variants.is_empty() {
         return error(StatusCode::NOT_FOUND, "no such stream");
     }
-    // Highest first, as players list them.
-    renditions.sort_by_key(|r| std::cmp::Reverse((r.height, r.video_bitrate)));
-    let variants: Vec<Variant> = renditions
-        .iter()
-        .map(|r| {
-            let bandwidth = (r.video_bitrate + r.audio_bitrate).max(1);
-            let codecs = if r.audio_codec.is_empty() {
-                r.video_codec.clone()
-            } else {
-                format!("{},{}", r.video_codec, r.audio_codec)
-            };
-            Variant {
-                uri: format!(
-                    "{}.m3u8",
-                    PlayerName {
-                        stream,
-                        rendition: r.name
-                    }
-                ),
-                // Peak allowance over the average, as players budget for it.
-                bandwidth: bandwidth + bandwidth / 10,
-                average_bandwidth: Some(bandwidth),
-                resolution: Some((r.width, r.height)),
-                codecs,
-                frame_rate: (r.frame_rate > 0.0).then_some(r.frame_rate),
-            }
-        })
-        .collect();
     match write_master(&variants) {
         Ok(text) => playlist(Bytes::from(text)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-}
-
-fn local_source(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Rendition> {
-    let Some(hub) = ctx.hubs.get(&HubKey::source(app, stream)) else {
-        return Vec::new();
-    };
-    let info = hub.info();
-    let Some(video) = &info.video else {
-        return Vec::new();
-    };
-    vec![Rendition {
-        name: RenditionId::Source,
-        width: video.width,
-        height: video.height,
-        video_bitrate: 0,
-        audio_bitrate: 0,
-        video_codec: video.codec.clone(),
-        audio_codec: info
-            .audio
-            .as_ref()
-            .map_or(String::new(), |a| a.codec.clone()),
-        frame_rate: video.frame_rate.unwrap_or(0.0),
-    }]
 }

@@ -7,6 +7,7 @@
 mod api;
 mod broadcasts;
 pub mod hls;
+mod llhls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -126,6 +127,10 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
         [app, "rest", "v2", "broadcasts", "count"] => broadcasts::count(ctx, app).await,
         [app, "rest", "v2", "broadcasts", stream_id] => broadcasts::one(ctx, app, stream_id).await,
         [app, "streams", file] => hls::serve(ctx, app, file, peer, req.headers()).await,
+        [app, "streams", "ll-hls", id, file] => {
+            llhls::serve(ctx, app, id, file, req.uri().query(), req.headers()).await
+        }
+        [app, "ll", file] => llhls::alias(app, file),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }

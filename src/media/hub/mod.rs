@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -39,6 +40,7 @@ use streamfleet_proto::names::{PlayerName, RenditionId};
 
 use super::frame::{Frame, StreamInfo, TrackKind};
 use super::hls::decide::{Role as HlsRole, SegmentBook};
+use super::hls::ll::LlView;
 use super::hls::{HlsPackager, HlsView};
 use crate::cluster::model::StreamKey;
 use crate::config::HlsConfig;
@@ -262,8 +264,24 @@ pub struct Hub {
     hls: Option<Mutex<HlsPackager>>,
     /// What the packager serves, readable without locking it (HTTP requests).
     hls_view: Option<watch::Receiver<Arc<HlsView>>>,
+    /// What LL-HLS serves, when it is on.
+    ll_view: Option<watch::Receiver<Arc<LlView>>>,
+    /// LL-HLS requests waiting for a part or a playlist update (bounded).
+    ll_waiters: AtomicUsize,
     /// Last HLS request for this hub (an HLS player is a viewer without a subscription).
     last_access: Mutex<Option<Instant>>,
+}
+
+/// One LL-HLS request waiting on a hub; dropping it stops counting it.
+#[derive(Debug)]
+pub struct LlWaiter {
+    hub: Arc<Hub>,
+}
+
+impl Drop for LlWaiter {
+    fn drop(&mut self) {
+        self.hub.ll_waiters.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The right to publish into a hub; dropping it ends the publish session.
@@ -330,6 +348,8 @@ impl Hub {
         });
         Hub {
             hls_view: hls.as_ref().map(HlsPackager::subscribe),
+            ll_view: hls.as_ref().and_then(HlsPackager::ll_subscribe),
+            ll_waiters: AtomicUsize::new(0),
             hls: hls.map(Mutex::new),
             key,
             inner: Mutex::new(Inner {
@@ -365,6 +385,19 @@ impl Hub {
     /// What HLS serves now (playlist and segments), without waiting for the packager.
     pub fn hls_view(&self) -> Option<Arc<HlsView>> {
         self.hls_view.as_ref().map(|v| v.borrow().clone())
+    }
+
+    /// Watches what LL-HLS serves, when it is on.
+    pub fn watch_ll(&self) -> Option<watch::Receiver<Arc<LlView>>> {
+        self.ll_view.clone()
+    }
+
+    /// Counts one LL-HLS request waiting on this hub while the guard lives; `None` when
+    /// `max` already wait.
+    pub fn ll_waiter(self: &Arc<Self>, max: usize) -> Option<LlWaiter> {
+        let before = self.ll_waiters.fetch_add(1, Ordering::AcqRel);
+        let guard = LlWaiter { hub: self.clone() };
+        (before < max).then_some(guard)
     }
 
     /// Watches what HLS serves.
@@ -704,11 +737,15 @@ impl Publisher {
         if frame.published_us == 0 {
             frame.published_us = crate::media::relay::unix_us();
         }
-        let decided = if self.decides && frame.segment.is_none() {
-            self.hub.hls().and_then(|mut hls| hls.decide(&frame))
+        let decided = if self.decides && frame.segment.is_none() && !frame.part {
+            self.hub.hls().map(|mut hls| hls.decide(&frame))
         } else {
             None
         };
+        let decided = decided.and_then(|d| {
+            frame.part = d.part;
+            d.segment
+        });
         if let Some(start) = decided {
             frame.segment = Some(Arc::new(start));
         }

@@ -246,6 +246,36 @@ impl Puller {
         stream: &StreamKey,
         wait: Duration,
     ) -> Result<Arc<Hub>, PullError> {
+        self.ensure_once(stream, wait).await
+    }
+
+    /// Like [`Puller::ensure`], but a stream the cluster has no record of yet is looked for
+    /// again until `wait` runs out: an HLS player asking right after the publisher started gets
+    /// the stream instead of a 404 it would give up on (a stream that ended is not waited for).
+    pub async fn ensure_starting(
+        self: &Arc<Self>,
+        stream: &StreamKey,
+        wait: Duration,
+    ) -> Result<Arc<Hub>, PullError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.ensure_once(stream, left).await {
+                Err(PullError::NotFound)
+                    if left > RETRY && matches!(self.store.stream(stream).await, Ok(None)) =>
+                {
+                    tokio::time::sleep(RETRY).await
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn ensure_once(
+        self: &Arc<Self>,
+        stream: &StreamKey,
+        wait: Duration,
+    ) -> Result<Arc<Hub>, PullError> {
         let key = HubKey::new(stream.clone(), RenditionId::Source);
         if let Some(hub) = self.hubs.get(&key).filter(|h| h.is_live()) {
             return Ok(hub);
@@ -722,6 +752,7 @@ async fn read_gop(mut gop: GopStream, tx: mpsc::Sender<GopItem>, stop: Arc<Atomi
                 keyframe,
                 origin_us,
                 segment,
+                part,
                 body,
             })) => {
                 let kind = if kind == Kind::Video {
@@ -732,6 +763,7 @@ async fn read_gop(mut gop: GopStream, tx: mpsc::Sender<GopItem>, stop: Arc<Atomi
                 let mut frame = Frame::new(kind, dts, keyframe, body);
                 frame.published_us = origin_us;
                 frame.segment = segment.map(Arc::new);
+                frame.part = part;
                 GopEvent::Frame(frame)
             }
             Ok(Some(Message::Stop {

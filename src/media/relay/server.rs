@@ -364,6 +364,7 @@ async fn forward(
                     keyframe: frame.keyframe,
                     origin_us: frame.published_us,
                     segment: frame.segment.as_deref().copied(),
+                    part: frame.part,
                     body: frame.body,
                 };
                 match send(stream, &msg).await {
