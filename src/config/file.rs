@@ -163,6 +163,9 @@ pub struct LlHlsFile {
     pub enabled: Option<Spanned<bool>>,
     /// Target duration of a partial segment (default 333ms).
     pub part: Option<Raw>,
+    /// Blocking requests (playlist reloads, preload-hint parts) waiting on one rendition at
+    /// once; more get 503 (default 10000).
+    pub max_waiting: Option<Spanned<u64>>,
 }
 
 /// `transcode:`.

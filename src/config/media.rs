@@ -14,6 +14,8 @@ pub const DEFAULT_HLS_SEGMENT: Duration = Duration::from_secs(2);
 pub const DEFAULT_HLS_WINDOW: usize = 6;
 /// Default `llhls.part`.
 pub const DEFAULT_LLHLS_PART: Duration = Duration::from_millis(333);
+/// Default `llhls.max_waiting`.
+pub const DEFAULT_LLHLS_MAX_WAITING: usize = 10_000;
 /// Default `hls.wait`.
 pub const DEFAULT_HLS_WAIT: Duration = Duration::from_secs(10);
 /// Applications a node serves when `apps` is absent.
@@ -96,6 +98,8 @@ pub struct HlsConfig {
     pub wait: Duration,
     /// Low-Latency HLS part target (`llhls.part`), `None` when LL-HLS is off.
     pub part: Option<Duration>,
+    /// Blocking LL-HLS requests waiting on one rendition at once (`llhls.max_waiting`).
+    pub max_waiting: usize,
 }
 
 /// ABR transcoding.
@@ -301,6 +305,14 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
     {
         d.at(p, format!("{at}.llhls.part: between 100ms and hls.segment"));
     }
+    let max_waiting =
+        ll.and_then(|l| l.max_waiting.as_ref())
+            .map_or(DEFAULT_LLHLS_MAX_WAITING, |m| {
+                if m.value == 0 {
+                    d.at(m, format!("{at}.llhls.max_waiting: must be at least 1"));
+                }
+                usize::try_from(m.value).unwrap_or(usize::MAX)
+            });
     let part = ll
         .and_then(|l| l.enabled.as_ref())
         .is_none_or(|e| e.value)
@@ -408,6 +420,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
             window,
             wait,
             part,
+            max_waiting,
         },
         transcode,
         maxconn: usize::try_from(maxconn).unwrap_or(usize::MAX),

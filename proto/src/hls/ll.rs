@@ -102,6 +102,17 @@ impl LlPlaylist {
         self.target_duration = self.target_duration.max(seconds);
     }
 
+    /// `EXT-X-PART-INF:PART-TARGET`.
+    pub fn part_target(&self) -> Duration {
+        self.part_target
+    }
+
+    /// Raises `EXT-X-PART-INF:PART-TARGET` to at least `target` (it may not go down while
+    /// parts cut to it are listed).
+    pub fn raise_part_target(&mut self, target: Duration) {
+        self.part_target = self.part_target.max(target);
+    }
+
     /// `EXT-X-TARGETDURATION` in seconds.
     pub fn target_duration(&self) -> u64 {
         self.target_duration

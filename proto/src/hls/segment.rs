@@ -24,6 +24,9 @@ pub struct SegmentStart {
     pub timestamp_offset: i64,
     /// The origin's `EXT-X-TARGETDURATION` (seconds) when the segment started.
     pub target_duration: u32,
+    /// The deciding node's LL-HLS part target (`EXT-X-PART-INF:PART-TARGET`), ms; 0 when it
+    /// does not cut parts (LL-HLS off there), so neither does anyone following it.
+    pub part_target_ms: u32,
     /// The TS muxer's state at the segment's first packet.
     pub muxer: TsMuxer,
 }

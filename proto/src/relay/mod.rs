@@ -233,6 +233,7 @@ fn segment_len(s: &SegmentStart) -> usize {
         + varint_len(zigzag(s.program_date_time))
         + varint_len(zigzag(s.timestamp_offset))
         + varint_len(u64::from(s.target_duration))
+        + varint_len(u64::from(s.part_target_ms))
         + varint_len(u64::from(s.muxer.to_bits()))
 }
 
@@ -383,6 +384,7 @@ impl Message {
                     put_varint(out, zigzag(s.program_date_time));
                     put_varint(out, zigzag(s.timestamp_offset));
                     put_varint(out, u64::from(s.target_duration));
+                    put_varint(out, u64::from(s.part_target_ms));
                     put_varint(out, u64::from(s.muxer.to_bits()));
                 }
                 put_bytes(out, body);
@@ -541,6 +543,8 @@ impl Reader {
                         timestamp_offset: unzigzag(self.varint()?),
                         target_duration: u32::try_from(self.varint()?)
                             .map_err(|_| RelayError::BadField("target duration"))?,
+                        part_target_ms: u32::try_from(self.varint()?)
+                            .map_err(|_| RelayError::BadField("part target"))?,
                         muxer: u32::try_from(self.varint()?)
                             .ok()
                             .and_then(TsMuxer::from_bits)
@@ -619,6 +623,7 @@ mod tests {
                     program_date_time: 1_796_320_735_123,
                     timestamp_offset: -4_000,
                     target_duration: 2,
+                    part_target_ms: 333,
                     muxer: TsMuxer::new(crate::ts::Tracks::VideoAndAudio),
                 }),
                 part: true,

@@ -273,6 +273,9 @@ impl Decider {
                         .saturating_add((out as i64).saturating_sub(anchor.0 as i64)),
                     timestamp_offset: offset,
                     target_duration: u32::try_from(p.target_duration).unwrap_or(u32::MAX),
+                    part_target_ms: p
+                        .part_ms
+                        .map_or(0, |ms| u32::try_from(ms).unwrap_or(u32::MAX)),
                     muxer,
                 };
                 book.record(frame.dts, start);

@@ -119,11 +119,12 @@ impl LlPackager {
         self.view.subscribe()
     }
 
-    /// This node follows another's decisions: the target duration is the deciding node's.
-    pub fn follow(&mut self, part_target: Duration) {
+    /// This node follows another's decisions: the target duration and the part target are the
+    /// deciding node's (from its segment starts).
+    pub fn follow(&mut self) {
         if self.playlist.segments().len() == 0 {
             let window = NonZeroUsize::new(self.window).unwrap_or(NonZeroUsize::MIN);
-            self.playlist = LlPlaylist::new(part_target, 1, window);
+            self.playlist = LlPlaylist::new(self.playlist.part_target(), 1, window);
         }
     }
 
@@ -254,6 +255,18 @@ impl LlPackager {
     pub fn open_segment(&mut self, start: SegmentStart, dts: u64, keyframe: bool) {
         if self.segment.is_some() {
             self.drop_open();
+        }
+        // Parts are the deciding node's: none when it cuts none, and its part target.
+        if start.part_target_ms == 0 {
+            return;
+        }
+        let part_target = Duration::from_millis(u64::from(start.part_target_ms));
+        if self.playlist.segments().len() == 0 {
+            let window = NonZeroUsize::new(self.window).unwrap_or(NonZeroUsize::MIN);
+            let target = self.playlist.target_duration();
+            self.playlist = LlPlaylist::new(part_target, target, window);
+        } else {
+            self.playlist.raise_part_target(part_target);
         }
         let Some((map, _)) = &self.init else {
             return;

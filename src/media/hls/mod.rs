@@ -138,8 +138,8 @@ impl HlsPackager {
             let window = NonZeroUsize::new(self.window).unwrap_or(NonZeroUsize::MIN);
             self.playlist = MediaPlaylist::new(Duration::ZERO, window);
         }
-        if let (Some(ll), Some(part)) = (&mut self.ll, self.part_target) {
-            ll.follow(part);
+        if let Some(ll) = &mut self.ll {
+            ll.follow();
         }
     }
 

@@ -57,6 +57,7 @@ fn config() -> HlsConfig {
         window: 3,
         wait: Duration::from_secs(1),
         part: Some(Duration::from_millis(333)),
+        max_waiting: 16,
     }
 }
 
@@ -420,7 +421,13 @@ fn a_republished_source_does_not_lend_its_old_cuts_to_renditions() {
 #[test]
 fn ll_hls_parts_follow_the_origin_and_are_the_same_bytes_everywhere() {
     let (origin, frames) = origin_frames(6);
-    let mut late = follow(&[]);
+    // An edge configured with other parts still cuts the origin's.
+    let other = HlsConfig {
+        part: Some(Duration::from_millis(500)),
+        ..config()
+    };
+    let mut late = HlsPackager::new("demo", &other, Role::Source(Arc::default()), 0);
+    late.start(&info(), 1);
     late.follow();
     for f in &frames[45..] {
         late.push(f);
@@ -440,6 +447,12 @@ fn ll_hls_parts_follow_the_origin_and_are_the_same_bytes_everywhere() {
         "{text}"
     );
     assert!(!text.contains("URI=\"demo-1.1.m4s\",INDEPENDENT"), "{text}");
+    let theirs = l.playlist.as_ref().unwrap().render(false, &[]);
+    assert!(
+        theirs.contains("#EXT-X-PART-INF:PART-TARGET=0.333\n")
+            && theirs.contains("PART-HOLD-BACK=0.999\n"),
+        "{theirs}"
+    );
     assert_eq!(o.init, l.init, "same initialization segment, same name");
     // Every part and segment the late one has is the origin's, byte for byte.
     assert!(!l.parts.is_empty() && !l.segments.is_empty());

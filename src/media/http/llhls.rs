@@ -7,8 +7,8 @@
 //! Blocking requests (RFC 8216bis 6.2.5): a playlist asked with `_HLS_msn` (and `_HLS_part`)
 //! waits until it contains that part, a part asked before it exists (the preload hint) waits
 //! until it does. Both wait on the packager's watch channel (no thread, no polling), at most
-//! [`HOLD_TARGETS`] target durations, and at most [`MAX_WAITERS`] requests per stream wait at
-//! once. `_HLS_skip=YES|v2` gets a delta update.
+//! [`HOLD_TARGETS`] target durations, and at most `llhls.max_waiting` requests per rendition
+//! wait at once. `_HLS_skip=YES|v2` gets a delta update.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +27,6 @@ use crate::media::hub::{Hub, HubKey};
 
 /// How long a blocking request may wait, in target durations.
 const HOLD_TARGETS: u32 = 3;
-/// Requests waiting on one stream at once; more get 503.
-const MAX_WAITERS: usize = 1024;
 
 /// A request's blocking and delta directives.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +183,7 @@ async fn media_playlist(ctx: &HttpContext, app: &str, name: &str, d: Directives)
             return error(StatusCode::BAD_REQUEST, "_HLS_msn is too far ahead");
         }
         if !contains(&view, msn, d.part) {
-            let Some(_waiting) = hub.ll_waiter(MAX_WAITERS) else {
+            let Some(_waiting) = hub.ll_waiter(ctx.config.hls.max_waiting) else {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "too many waiting requests");
             };
             let hold = hold(&view);
@@ -272,7 +270,7 @@ async fn media(ctx: &HttpContext, app: &str, stem: &str) -> Response<Body> {
         Some(b) => Some(b),
         // The next part (or the first of the next segment): it comes within a part target.
         None if part.is_some() && upcoming(&view, sequence, part.unwrap_or(0)) => {
-            let Some(_waiting) = hub.ll_waiter(MAX_WAITERS) else {
+            let Some(_waiting) = hub.ll_waiter(ctx.config.hls.max_waiting) else {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "too many waiting requests");
             };
             let got =

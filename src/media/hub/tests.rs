@@ -364,6 +364,7 @@ fn segment_start(sequence: u64) -> streamfleet_proto::hls::SegmentStart {
         program_date_time: 0,
         timestamp_offset: 0,
         target_duration: 2,
+        part_target_ms: 0,
         muxer: streamfleet_proto::ts::TsMuxer::new(streamfleet_proto::ts::Tracks::Video),
     }
 }
