@@ -439,6 +439,59 @@ mod tests {
     }
 
     #[test]
+    fn balance_stream_is_checked() {
+        let lb = |fe_mode: &str, backend: &str| {
+            format!(
+                "nodes:\n  - role: lb\n    name: lb1\n    frontends:\n      - {{name: f, mode: {fe_mode}, bind: [\"127.0.0.1:0\"], backend: b}}\n    backends:\n      - {{name: b, {backend}, servers_from: {{role: edge, listener: http}}}}\n"
+            )
+        };
+        let c = convert(
+            &lb(
+                "http",
+                "mode: http, balance: stream, hash_balance_factor: 150, viewer_idle: 30s",
+            ),
+            Path::new("t.yaml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let NodeConfig::Lb(l) = &c.nodes[0] else {
+            panic!("lb")
+        };
+        assert_eq!(
+            l.backends[0].balance,
+            crate::config::Balance::Stream {
+                factor_percent: 150,
+                viewer_idle: std::time::Duration::from_secs(30)
+            }
+        );
+        // RTMP frontends read the stream name: fine on mode tcp backends.
+        assert!(errors(&lb("rtmp", "mode: tcp, balance: stream")).is_empty());
+        let e = one_error(&lb("tcp", "mode: tcp, balance: stream"));
+        assert!(
+            e.contains("nodes[0].frontends[0].backend: `b` has `balance: stream`")
+                && e.contains("use mode rtmp"),
+            "{e}"
+        );
+        let e = one_error(&lb(
+            "http",
+            "mode: http, balance: stream, hash_balance_factor: 100",
+        ));
+        assert!(
+            e.contains("nodes[0].backends[0].hash_balance_factor: a percentage"),
+            "{e}"
+        );
+        let e = one_error(&lb(
+            "http",
+            "mode: http, balance: stream, viewer_idle: 10ms",
+        ));
+        assert!(e.contains("viewer_idle: between 1s and 1h"), "{e}");
+        let e = one_error(&lb("http", "mode: http, hash_balance_factor: 125"));
+        assert!(
+            e.contains("hash_balance_factor: only backends with `balance: stream`"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn mongodb_needs_a_shared_secret_and_secrets_never_print() {
         let yaml = format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\"}}\n{EDGE}");
         let e = one_error(&yaml);

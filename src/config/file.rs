@@ -314,6 +314,8 @@ pub enum BalanceFile {
     Leastconn,
     /// Client IP hash.
     Source,
+    /// Stream-id hash, consistent with bounded loads.
+    Stream,
 }
 
 /// A backend.
@@ -326,6 +328,12 @@ pub struct BackendFile {
     pub mode: Spanned<ModeFile>,
     /// Algorithm.
     pub balance: Option<Spanned<BalanceFile>>,
+    /// `balance: stream`: no server above this percentage of the average load (HAProxy's
+    /// `hash-balance-factor`).
+    pub hash_balance_factor: Option<Spanned<u64>>,
+    /// `balance: stream` on mode http: a sticky session unseen this long stops counting as a
+    /// viewer of its server.
+    pub viewer_idle: Option<Raw>,
     /// Active health checks.
     pub health: Option<HealthFile>,
     /// Cookie stickiness.

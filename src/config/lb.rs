@@ -169,7 +169,21 @@ pub enum Balance {
     LeastConn,
     /// Hash of the client IP.
     Source,
+    /// Hash of the stream id onto a consistent-hash ring, with bounded loads: a stream's
+    /// viewers share the first servers on its ring position that are under
+    /// `factor_percent` of the average load.
+    Stream {
+        /// No server takes a new viewer above this percentage of the average load.
+        factor_percent: u32,
+        /// Mode http: a sticky session unseen this long no longer counts.
+        viewer_idle: Duration,
+    },
 }
+
+/// Default `hash_balance_factor` of `balance: stream`: no server above 1.25 x the average.
+pub const DEFAULT_HASH_BALANCE_FACTOR: u32 = 125;
+/// Default `viewer_idle` of `balance: stream` (several HLS playlist reloads).
+pub const DEFAULT_VIEWER_IDLE: Duration = Duration::from_secs(10);
 
 /// A backend.
 #[derive(Debug, Clone)]
@@ -496,6 +510,22 @@ fn convert_frontend(
         .backend
         .as_ref()
         .map(|b| backend_ref(d, &format!("{at}.backend"), b, backends, backend_mode));
+    if mode == ProxyMode::Tcp
+        && let Some(raw) = &f.backend
+        && backends.iter().any(|b| {
+            b.name.value == raw.value
+                && b.balance.as_ref().map(|b| b.value) == Some(BalanceFile::Stream)
+        })
+    {
+        d.at(
+            raw,
+            format!(
+                "{at}.backend: `{}` has `balance: stream`, but a mode tcp frontend sees no \
+                 stream id (use mode rtmp, which reads the play and publish names)",
+                raw.value
+            ),
+        );
+    }
     let mut publish_backend = None;
     let mut play_backend = None;
     if mode == ProxyMode::Rtmp {
@@ -633,7 +663,52 @@ fn convert_backend(
         None | Some(BalanceFile::Roundrobin) => Balance::RoundRobin,
         Some(BalanceFile::Leastconn) => Balance::LeastConn,
         Some(BalanceFile::Source) => Balance::Source,
+        Some(BalanceFile::Stream) => {
+            let factor_percent =
+                b.hash_balance_factor
+                    .as_ref()
+                    .map_or(DEFAULT_HASH_BALANCE_FACTOR, |f| {
+                        if !(101..=1000).contains(&f.value) {
+                            d.at(
+                                f,
+                                format!(
+                                    "{at}.hash_balance_factor: a percentage of the average load \
+                                 between 101 and 1000 (125: no server above 1.25 x average)"
+                                ),
+                            );
+                        }
+                        f.value.clamp(101, 1000) as u32
+                    });
+            let viewer_idle = d.duration(
+                &format!("{at}.viewer_idle"),
+                b.viewer_idle.as_ref(),
+                DEFAULT_VIEWER_IDLE,
+            );
+            if viewer_idle < Duration::from_secs(1) || viewer_idle > Duration::from_secs(3600) {
+                d.at(
+                    b.viewer_idle.as_ref().unwrap_or(&b.name),
+                    format!("{at}.viewer_idle: between 1s and 1h"),
+                );
+            }
+            Balance::Stream {
+                factor_percent,
+                viewer_idle,
+            }
+        }
     };
+    if !matches!(balance, Balance::Stream { .. }) {
+        for (set, key) in [
+            (b.hash_balance_factor.is_some(), "hash_balance_factor"),
+            (b.viewer_idle.is_some(), "viewer_idle"),
+        ] {
+            if set {
+                d.at(
+                    &b.name,
+                    format!("{at}.{key}: only backends with `balance: stream` have this key"),
+                );
+            }
+        }
+    }
     let health = b.health.as_ref().map(|h| {
         let interval = d.duration(
             &format!("{at}.health.interval"),

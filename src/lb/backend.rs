@@ -9,7 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::counters::Counters;
 use super::l7::pool::Pool;
+use super::placement::{Ring, Sessions, ViewerLoad};
 use crate::config::{BackendConfig, Balance, HealthConfig, ProxyMode, ServerConfig};
 
 /// One upstream server.
@@ -34,6 +35,8 @@ pub struct Server {
     pub counters: Arc<Counters>,
     /// Idle keep-alive connections to this server.
     pub pool: Pool,
+    /// `balance: stream` on mode http: the viewers counted on this server.
+    pub viewers: ViewerLoad,
     /// Fast path of the state: read by every request.
     up: AtomicBool,
     /// Consecutive check results counted towards the next transition (stats: "UP 1/3").
@@ -91,6 +94,7 @@ impl Server {
             weight: config.weight,
             counters: Arc::default(),
             pool: Pool::default(),
+            viewers: ViewerLoad::default(),
             up: AtomicBool::new(true),
             streak: AtomicU32::new(0),
             health: Mutex::new(HealthState {
@@ -187,6 +191,8 @@ pub struct ServerSet {
     pub servers: Vec<Arc<Server>>,
     /// Weighted round-robin schedule: indices into `servers`, interleaved by weight.
     pub(super) wheel: Vec<u16>,
+    /// `balance: stream`: the consistent-hash ring, built at the first use.
+    ring: OnceLock<Ring>,
 }
 
 /// Most servers in one backend: the schedule stores indices as `u16`.
@@ -197,7 +203,16 @@ impl ServerSet {
     pub fn new(mut servers: Vec<Arc<Server>>) -> ServerSet {
         servers.truncate(MAX_SERVERS);
         let wheel = smooth_wheel(&servers.iter().map(|s| s.weight).collect::<Vec<_>>());
-        ServerSet { servers, wheel }
+        ServerSet {
+            servers,
+            wheel,
+            ring: OnceLock::new(),
+        }
+    }
+
+    /// The consistent-hash ring of these servers (`balance: stream`).
+    pub fn ring(&self) -> &Ring {
+        self.ring.get_or_init(|| Ring::new(&self.servers))
     }
 
     /// Finds a server by name.
@@ -263,6 +278,8 @@ pub struct Backend {
     pub static_servers: Vec<Arc<Server>>,
     /// Traffic counters.
     pub counters: Arc<Counters>,
+    /// `balance: stream` on mode http: the viewers' sticky sessions, for the servers' loads.
+    pub sessions: Option<Sessions>,
     servers: ArcSwap<ServerSet>,
     /// Round-robin position, shared by every request.
     cursor: AtomicUsize,
@@ -299,6 +316,12 @@ impl Backend {
             servers: ArcSwap::from_pointee(ServerSet::new(static_servers.clone())),
             static_servers,
             counters: Arc::default(),
+            sessions: match config.balance {
+                Balance::Stream { viewer_idle, .. } if config.mode == ProxyMode::Http => {
+                    Some(Sessions::new(viewer_idle))
+                }
+                _ => None,
+            },
             cursor: AtomicUsize::new(0),
             history: Mutex::new(BackendHistory {
                 up: true,
@@ -306,6 +329,15 @@ impl Backend {
                 downtime: Duration::ZERO,
                 down_transitions: 0,
             }),
+        }
+    }
+
+    /// A server's load for `balance: stream`: its viewers on mode http, its open connections
+    /// on mode tcp.
+    pub fn load(&self, server: &Server) -> u64 {
+        match &self.sessions {
+            Some(sessions) => sessions.load(server),
+            None => server.counters.current(),
         }
     }
 

@@ -52,6 +52,7 @@ pub async fn serve(fe: Arc<Frontend>, client: TcpStream, peer: SocketAddr, permi
     let plan = ConnectPlan {
         preferred: None,
         client: peer.ip(),
+        stream: None,
         timeout: fe.timeouts.connect,
         pooled: false,
     };

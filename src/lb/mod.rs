@@ -26,6 +26,7 @@ pub mod l4;
 pub mod l7;
 pub mod log;
 pub mod pipe;
+pub mod placement;
 pub mod rtmp;
 pub mod select;
 pub mod stats;

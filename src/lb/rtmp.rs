@@ -25,6 +25,7 @@ use super::counters::{Counters, add, inc};
 use super::l4::{conns, pipe_termination};
 use super::log::{Cause, Phase, TcpEntry, Termination};
 use super::pipe::{self, PipeTimeouts};
+use super::placement;
 use super::upstream::{ConnectPlan, ConnectTrace, connect};
 use crate::runtime::ConnPermit;
 use crate::runtime::entropy::rtmp_handshake_seed;
@@ -206,6 +207,7 @@ async fn run(
     let mut out = BytesMut::new();
 
     // 1. Handshake, connect and createStream with the LB, until publish or play.
+    let mut app = String::new();
     let intent = loop {
         read(&mut client, &mut cbuf, t.client, "client").await?;
         add(&fe.counters.bytes_in, cbuf.len() as u64);
@@ -215,7 +217,8 @@ async fn run(
         let mut intent = None;
         while let Some(event) = rtmp.poll_event() {
             match event {
-                ServerEvent::Connect { .. } => {
+                ServerEvent::Connect { app: a, .. } => {
+                    app = a;
                     rtmp.accept_connect().map_err(RtmpProxyError::Client)?
                 }
                 ServerEvent::Publish {
@@ -238,13 +241,17 @@ async fn run(
             break i;
         }
     };
-    let (backend_index, stream_id) = match &intent {
-        Intent::Publish { stream_id, .. } => {
-            (fe.config.publish_backend.or(fe.config.backend), *stream_id)
-        }
-        Intent::Play { stream_id, .. } => {
-            (fe.config.play_backend.or(fe.config.backend), *stream_id)
-        }
+    let (backend_index, stream_id, name) = match &intent {
+        Intent::Publish { stream_id, name } => (
+            fe.config.publish_backend.or(fe.config.backend),
+            *stream_id,
+            name,
+        ),
+        Intent::Play { stream_id, name } => (
+            fe.config.play_backend.or(fe.config.backend),
+            *stream_id,
+            name,
+        ),
     };
     let Some(backend) = backend_index.and_then(|i| fe.backend(i)) else {
         return Err(RtmpProxyError::Closed { which: "server" });
@@ -258,6 +265,7 @@ async fn run(
     let plan = ConnectPlan {
         preferred: None,
         client: peer.ip(),
+        stream: placement::rtmp_stream(&app, name),
         timeout: t.connect,
         pooled: false,
     };

@@ -1,5 +1,7 @@
 //! Picking a server: `roundrobin` (smooth weighted), `leastconn` (fewest open sessions per
-//! unit of weight) and `source` (client-IP hash over the UP servers' weights).
+//! unit of weight), `source` (client-IP hash over the UP servers' weights) and `stream`
+//! (the request's stream on a consistent-hash ring with bounded loads, see `placement`;
+//! round robin for requests that name no stream).
 //!
 //! Data flow: a request loads its backend's [`ServerSet`] once and calls [`pick`] with the
 //! servers it has already tried (retries go elsewhere); the answer is an index into that set.
@@ -9,11 +11,19 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use super::backend::{Backend, ServerSet};
+use super::placement;
 use crate::config::Balance;
 
-/// Picks a server of `set` for a client, skipping `tried`. Indices come from `0..len` of the
-/// set or from its wheel (built for the same servers), so the indexing below is in range.
-pub fn pick(backend: &Backend, set: &ServerSet, client: IpAddr, tried: &[usize]) -> Option<usize> {
+/// Picks a server of `set` for a client, skipping `tried`; `stream` is the request's stream
+/// point (`balance: stream`). Indices come from `0..len` of the set or from its wheel (built
+/// for the same servers), so the indexing below is in range.
+pub fn pick(
+    backend: &Backend,
+    set: &ServerSet,
+    client: IpAddr,
+    stream: Option<u64>,
+    tried: &[usize],
+) -> Option<usize> {
     let eligible = |i: usize| {
         !tried.contains(&i)
             && set
@@ -21,17 +31,24 @@ pub fn pick(backend: &Backend, set: &ServerSet, client: IpAddr, tried: &[usize])
                 .get(i)
                 .is_some_and(|s| s.is_up() && s.weight > 0)
     };
-    match backend.balance {
-        Balance::RoundRobin => {
-            let len = set.wheel.len();
-            if len == 0 {
-                return None;
-            }
-            let start = backend.next_cursor();
-            (0..len)
-                .map(|k| usize::from(set.wheel[(start + k) % len]))
-                .find(|&i| eligible(i))
+    let round_robin = || {
+        let len = set.wheel.len();
+        if len == 0 {
+            return None;
         }
+        let start = backend.next_cursor();
+        (0..len)
+            .map(|k| usize::from(set.wheel[(start + k) % len]))
+            .find(|&i| eligible(i))
+    };
+    match backend.balance {
+        Balance::RoundRobin => round_robin(),
+        Balance::Stream { factor_percent, .. } => match stream {
+            Some(point) => {
+                placement::pick(set, point, factor_percent, |s| backend.load(s), eligible)
+            }
+            None => round_robin(),
+        },
         Balance::LeastConn => {
             // Rotating the scan start spreads ties instead of always favouring the first server.
             let n = set.servers.len();
@@ -134,13 +151,13 @@ mod tests {
         let b = backend(Balance::RoundRobin, &[2, 1]);
         let set = b.servers();
         let picks: Vec<_> = (0..6)
-            .map(|_| pick(&b, &set, CLIENT, &[]).unwrap())
+            .map(|_| pick(&b, &set, CLIENT, None, &[]).unwrap())
             .collect();
         assert_eq!(picks.iter().filter(|&&i| i == 0).count(), 4);
-        assert_eq!(pick(&b, &set, CLIENT, &[0]), Some(1));
+        assert_eq!(pick(&b, &set, CLIENT, None, &[0]), Some(1));
         take_down(&set.servers[1]);
-        assert!((0..4).all(|_| pick(&b, &set, CLIENT, &[]) == Some(0)));
-        assert_eq!(pick(&b, &set, CLIENT, &[0]), None);
+        assert!((0..4).all(|_| pick(&b, &set, CLIENT, None, &[]) == Some(0)));
+        assert_eq!(pick(&b, &set, CLIENT, None, &[0]), None);
     }
 
     #[test]
@@ -149,24 +166,25 @@ mod tests {
         let set = b.servers();
         let _busy0 = set.servers[0].counters.open();
         let _busy2 = set.servers[2].counters.open();
-        assert!((0..5).all(|_| pick(&b, &set, CLIENT, &[]) == Some(1)));
+        assert!((0..5).all(|_| pick(&b, &set, CLIENT, None, &[]) == Some(1)));
         let _busy1 = set.servers[1].counters.open();
         let _busy1b = set.servers[1].counters.open();
-        assert_ne!(pick(&b, &set, CLIENT, &[]), Some(1));
+        assert_ne!(pick(&b, &set, CLIENT, None, &[]), Some(1));
     }
 
     #[test]
     fn source_is_sticky_per_client_and_spreads_clients() {
         let b = backend(Balance::Source, &[1, 1, 1]);
         let set = b.servers();
-        let first = pick(&b, &set, CLIENT, &[]);
-        assert!((0..10).all(|_| pick(&b, &set, CLIENT, &[]) == first));
+        let first = pick(&b, &set, CLIENT, None, &[]);
+        assert!((0..10).all(|_| pick(&b, &set, CLIENT, None, &[]) == first));
         let spread: std::collections::HashSet<_> = (0..64u8)
             .map(|i| {
                 pick(
                     &b,
                     &set,
                     IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, i)),
+                    None,
                     &[],
                 )
                 .unwrap()
@@ -174,13 +192,13 @@ mod tests {
             .collect();
         assert_eq!(spread.len(), 3);
         let mapped = IpAddr::V6(std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
-        assert_eq!(pick(&b, &set, mapped, &[]), first);
+        assert_eq!(pick(&b, &set, mapped, None, &[]), first);
     }
 
     #[test]
     fn weight_zero_takes_no_balanced_traffic() {
         let b = backend(Balance::RoundRobin, &[0, 1]);
         let set = b.servers();
-        assert!((0..4).all(|_| pick(&b, &set, CLIENT, &[]) == Some(1)));
+        assert!((0..4).all(|_| pick(&b, &set, CLIENT, None, &[]) == Some(1)));
     }
 }

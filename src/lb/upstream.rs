@@ -38,6 +38,8 @@ pub struct ConnectPlan {
     pub preferred: Option<usize>,
     /// Client address, for `balance: source`.
     pub client: IpAddr,
+    /// The request's stream point, for `balance: stream`.
+    pub stream: Option<u64>,
     /// `timeouts.connect`.
     pub timeout: Duration,
     /// Whether a pooled connection may be used.
@@ -68,7 +70,7 @@ pub async fn connect(
     for attempt in 0..=backend.retries {
         let index = match plan.preferred.filter(|_| attempt == 0) {
             Some(i) => Some(i),
-            None => pick(backend, set, plan.client, &failed),
+            None => pick(backend, set, plan.client, plan.stream, &failed),
         };
         let Some(index) = index else { break };
         let Some(server) = set.servers.get(index) else {
@@ -182,6 +184,7 @@ mod tests {
         let plan = ConnectPlan {
             preferred: Some(0),
             client: "127.0.0.1".parse().unwrap(),
+            stream: None,
             timeout: Duration::from_secs(5),
             pooled: false,
         };

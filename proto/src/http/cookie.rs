@@ -52,10 +52,21 @@ pub struct ServerCookie<'a> {
     pub value: &'a [u8],
 }
 
-impl ServerCookie<'_> {
+impl<'a> ServerCookie<'a> {
     /// The Cookie header value as it is forwarded (prefix removed).
     pub fn rewritten_value(&self) -> Vec<u8> {
         self.strip.apply(self.value)
+    }
+
+    /// The session value after `<server>~` (up to the end of the cookie or its closing quote):
+    /// what identifies one client's session.
+    pub fn session(&self) -> &'a [u8] {
+        let rest = self.value.get(self.strip.end..).unwrap_or_default();
+        let end = rest
+            .iter()
+            .position(|&b| b == b';' || b == b'"')
+            .unwrap_or(rest.len());
+        trim_ows(&rest[..end])
     }
 }
 
@@ -203,6 +214,24 @@ mod tests {
             Some((&b"ams2"[..], b"a=1; JSESSIONID=x~y".to_vec())),
             "only the first delimiter separates the server"
         );
+    }
+
+    #[test]
+    fn the_session_value_is_what_follows_the_prefix() {
+        let session = |v: &'static [u8]| {
+            find_server_cookie([cookie(v)], b"JSESSIONID").map(|f| f.session().to_vec())
+        };
+        assert_eq!(
+            session(b"JSESSIONID=ams1~abc; other=1"),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(session(b"a=1;JSESSIONID=ams1~x~y"), Some(b"x~y".to_vec()));
+        assert_eq!(session(b"JSESSIONID=\"ams1~abc\""), Some(b"abc".to_vec()));
+        assert_eq!(
+            session(b"JSESSIONID = ams1~abc ;x=2"),
+            Some(b"abc".to_vec())
+        );
+        assert_eq!(session(b"JSESSIONID=ams1~"), Some(Vec::new()));
     }
 
     #[test]

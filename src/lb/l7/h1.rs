@@ -29,8 +29,9 @@ use super::super::log::{Cause, Phase, Termination};
 use super::super::pipe::{self, PipeTimeouts};
 use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
 use super::{
-    Exchange, READ_CHUNK, count_error, count_server_error, read_response_head, read_upstream,
-    read_upstream_up_to, route, sticky, write_downstream, write_downstream_pair, write_upstream,
+    Exchange, READ_CHUNK, count_error, count_server_error, count_viewer, read_response_head,
+    read_upstream, read_upstream_up_to, route, sticky, stream_point, write_downstream,
+    write_downstream_pair, write_upstream,
 };
 use streamfleet_proto::http::response::write_https_redirect;
 use streamfleet_proto::http::{
@@ -252,9 +253,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.x.cookie_request =
                 super::cookie_request_state(&set, found.map(|f| f.server), preferred);
         }
+        let stream = stream_point(&backend, head.path_and_query());
         let plan = ConnectPlan {
             preferred,
             client: self.peer.ip(),
+            stream,
             timeout: fe.timeouts.connect,
             pooled: !backend.http_server_close,
         };
@@ -271,6 +274,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         let up = connected.map_err(|e| (e, Some(backend.clone())))?;
         self.x.connected(connect_started, up.reused);
         let server = up.server.clone();
+        count_viewer(&backend, stream, found.as_ref(), &server);
         let _backend_session = backend.counters.open();
         let _server_session = server.counters.open();
         let result = self.forward(head, &edits, up, &backend, responded).await;

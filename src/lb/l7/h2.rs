@@ -27,8 +27,8 @@ use super::super::l4::conns;
 use super::super::log::{Phase, RequestLine};
 use super::super::upstream::{ConnectPlan, connect};
 use super::{
-    Exchange, count_abort, count_error, count_server_error, read_response_head, read_upstream,
-    route, sticky, write_upstream,
+    Exchange, count_abort, count_error, count_server_error, count_viewer, read_response_head,
+    read_upstream, route, sticky, stream_point, write_upstream,
 };
 use streamfleet_proto::http::cookie::prefix_set_cookie;
 use streamfleet_proto::http::{
@@ -242,9 +242,11 @@ async fn proxy(
     if backend.sticky_cookie.is_some() {
         x.cookie_request = super::cookie_request_state(&set, found.map(|f| f.server), preferred);
     }
+    let stream = stream_point(&backend, path.as_bytes());
     let plan = ConnectPlan {
         preferred,
         client: peer.ip(),
+        stream,
         timeout: fe.timeouts.connect,
         pooled: !backend.http_server_close,
     };
@@ -255,6 +257,7 @@ async fn proxy(
     let mut up = connected.map_err(fail)?;
     x.connected(connect_started, up.reused);
     let server = up.server.clone();
+    count_viewer(&backend, stream, found.as_ref(), &server);
     let _backend_session = backend.counters.open();
     let _server_session = server.counters.open();
     x.snapshot_conns(fe, Some(&backend), Some(&server));

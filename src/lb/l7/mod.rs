@@ -26,9 +26,11 @@ use super::counters::inc;
 use super::error::ProxyError;
 use super::l4::conns;
 use super::log::{Cause, Conns, HttpEntry, Phase, RequestLine, Termination};
+use super::placement;
 use super::upstream::ConnectTrace;
+use crate::config::Balance;
 use crate::runtime::ConnPermit;
-use streamfleet_proto::http::cookie::set_cookie_value_offset;
+use streamfleet_proto::http::cookie::{ServerCookie, set_cookie_value_offset};
 use streamfleet_proto::http::{
     ForwardedProto, HttpError, RequestHead, ResponseHead, ResponseParser, Side,
 };
@@ -308,6 +310,28 @@ pub fn route<'a>(fe: &'a Frontend, path: &[u8]) -> Option<&'a Arc<Backend>> {
         .map(|r| r.backend)
         .or(fe.config.backend)
         .and_then(|i| fe.backend(i))
+}
+
+/// `balance: stream`: the stream point of a request for `path` (None for other balances, or a
+/// request that names no stream).
+pub fn stream_point(backend: &Backend, path: &[u8]) -> Option<u64> {
+    if !matches!(backend.balance, Balance::Stream { .. }) {
+        return None;
+    }
+    placement::http_stream(std::str::from_utf8(path).ok()?)
+}
+
+/// `balance: stream` on mode http: counts the viewer whose request for a stream went to
+/// `server`, by its sticky session (or as a new viewer when it has no cookie yet).
+pub fn count_viewer(
+    backend: &Backend,
+    stream: Option<u64>,
+    cookie: Option<&ServerCookie<'_>>,
+    server: &Arc<Server>,
+) {
+    if let (Some(sessions), Some(_)) = (&backend.sessions, stream) {
+        sessions.record(cookie.map(|c| c.session()), server);
+    }
 }
 
 /// The sticky phase: the server a prefixed session cookie names, if it is UP. A DOWN or

@@ -351,6 +351,7 @@ mod tests {
             cookie: Some("s\"1".into()),
             algo: None,
             idle_connections: (kind == RowKind::Server).then_some(4),
+            balance_load: None,
         }
     }
 

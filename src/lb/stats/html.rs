@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::model::{Proxy, Row, RowKind, State, check_description};
+use super::model::{Proxy, Row, RowKind, State, algo_name, check_description};
 use crate::config::ProxyMode;
 
 /// What the page says about the node and how it links to itself.
@@ -142,9 +142,14 @@ fn table(out: &mut String, p: &Proxy, up_only: bool) {
         RowKind::Frontend => "fe",
         _ => "be",
     };
+    let algo = p
+        .rows
+        .iter()
+        .find_map(|r| r.algo)
+        .map_or(String::new(), |a| format!("balance: {}", algo_name(a)));
     let _ = write!(
         out,
-        "<table class=\"tbl\" id=\"{id}-{}\" data-proxy=\"{}\">\n<tr class=\"titre\"><th class=\"pxname\" colspan=\"2\">{}</th><th class=\"empty\" colspan=\"30\"></th></tr>\n",
+        "<table class=\"tbl\" id=\"{id}-{}\" data-proxy=\"{}\">\n<tr class=\"titre\"><th class=\"pxname\" colspan=\"2\">{}</th><th class=\"empty\" colspan=\"30\">{algo}</th></tr>\n",
         esc(&p.name),
         esc(&p.name),
         esc(&p.name)
@@ -182,9 +187,12 @@ fn row(out: &mut String, r: &Row) {
     let opt = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
     let server_side = r.kind != RowKind::Frontend;
     let blank_if = |cond: bool, v: u64| if cond { v.to_string() } else { String::new() };
+    let load = r.balance_load.map_or(String::new(), |n| {
+        format!(" title=\"balance: stream, load {n}\" data-load=\"{n}\"")
+    });
     let _ = write!(
         out,
-        "<tr class=\"{class}\" data-server=\"{}\"><td class=\"al\">{}</td>",
+        "<tr class=\"{class}\" data-server=\"{}\"><td class=\"al\"{load}>{}</td>",
         esc(&r.name),
         esc(&r.name)
     );
@@ -311,6 +319,7 @@ mod tests {
             cookie: None,
             algo: None,
             idle_connections: None,
+            balance_load: None,
         }
     }
 

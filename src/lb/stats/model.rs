@@ -163,6 +163,9 @@ pub struct Row {
     pub algo: Option<Balance>,
     /// `srv_icur`: idle pooled connections to the server.
     pub idle_connections: Option<u64>,
+    /// `balance: stream`: the server's load as the balancer counts it (viewers on mode http,
+    /// open connections on mode tcp).
+    pub balance_load: Option<u64>,
 }
 
 /// A frontend or backend with its rows in HAProxy's order.
@@ -191,6 +194,7 @@ pub fn algo_name(algo: Balance) -> &'static str {
         Balance::RoundRobin => "roundrobin",
         Balance::LeastConn => "leastconn",
         Balance::Source => "source",
+        Balance::Stream { .. } => "stream",
     }
 }
 
@@ -247,6 +251,7 @@ impl LbObjects {
                     cookie: None,
                     algo: None,
                     idle_connections: None,
+                    balance_load: None,
                 }],
             });
         }
@@ -287,6 +292,7 @@ fn backend_proxy(b: &Backend, iid: usize) -> Proxy {
         cookie: b.sticky_cookie.clone(),
         algo: Some(b.balance),
         idle_connections: None,
+        balance_load: None,
     });
     Proxy {
         name: b.name.clone(),
@@ -325,6 +331,7 @@ fn server_row(b: &Backend, s: &Server, iid: usize, sid: usize) -> Row {
         cookie: s.cookie.clone(),
         algo: None,
         idle_connections: Some(s.pool.len() as u64),
+        balance_load: matches!(b.balance, Balance::Stream { .. }).then(|| b.load(s)),
     }
 }
 

@@ -271,6 +271,12 @@ const FAMILIES: &[Family] = &[
         "Current number of idle pooled connections.",
         |r| r.idle_connections.map(Value::Int),
     ),
+    gauge(
+        &[S],
+        "balance_load",
+        "balance: stream: the load the balancer counts (viewers on http, connections on tcp).",
+        |r| r.balance_load.map(Value::Int),
+    ),
     gauge(&[S], "weight", "Server weight.", |r| {
         r.weight.map(Value::Int)
     }),
@@ -455,6 +461,7 @@ mod tests {
             cookie: None,
             algo: None,
             idle_connections: None,
+            balance_load: None,
         }
     }
 

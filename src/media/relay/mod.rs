@@ -215,11 +215,11 @@ pub fn auth_ok(secret: &Secret, conn: &quinn::Connection, side: Side, mac: &[u8;
 }
 
 /// Writes one message.
-pub async fn send(stream: &mut quinn::SendStream, msg: &Message) -> Result<(), RelayIoError> {
+pub async fn send(stream: &mut quinn::SendStream, msg: &Message) -> Result<usize, RelayIoError> {
     let mut buf = BytesMut::new();
     msg.encode(&mut buf);
     stream.write_all(&buf).await?;
-    Ok(())
+    Ok(buf.len())
 }
 
 /// Reads messages from a receive stream.

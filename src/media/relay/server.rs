@@ -44,6 +44,8 @@ pub struct ServerMetrics {
     pub subscriptions: Gauge,
     /// Peers refused for not knowing the secret.
     pub auth_failures: Counter,
+    /// Media bytes (frame messages) sent to edges.
+    pub egress_bytes: Counter,
 }
 
 impl ServerMetrics {
@@ -58,6 +60,11 @@ impl ServerMetrics {
             "relay_served_subscriptions",
             "Stream subscriptions served to edges",
             self.subscriptions.clone(),
+        );
+        registry.register(
+            "relay_egress_bytes",
+            "Media bytes (frame messages) sent to edges",
+            self.egress_bytes.clone(),
         );
         registry.register(
             "relay_auth_failures",
@@ -227,8 +234,9 @@ async fn serve_subscription(
                     let (key, index) = (hub.key().clone(), next_index);
                     next_index += 1;
                     let (conn, ctrl, failed) = (conn.clone(), ctrl_tx.clone(), failed_tx.clone());
+                    let egress = ctx.metrics.egress_bytes.clone();
                     forwarders.insert(key, tokio::spawn(async move {
-                        if let Err(e) = forward(hub, index, subscription, conn, ctrl).await {
+                        if let Err(e) = forward(hub, index, subscription, conn, ctrl, egress).await {
                             let _ = failed.try_send(e);
                         }
                     }));
@@ -275,6 +283,7 @@ async fn forward(
     subscription: u64,
     conn: quinn::Connection,
     ctrl: mpsc::Sender<Message>,
+    egress: Counter,
 ) -> Result<(), RelayIoError> {
     let mut sub = hub.subscribe(SubscriberKind::Relay);
     let id = hub.key().rendition;
@@ -316,7 +325,9 @@ async fn forward(
                     let _ = old.finish();
                 }
                 match unit.as_mut() {
-                    Some(open) => send(open, &msg).await?,
+                    Some(open) => {
+                        send(open, &msg).await?;
+                    }
                     None => ctrl.send(msg).await.map_err(closed)?,
                 }
             }
@@ -368,7 +379,9 @@ async fn forward(
                     body: frame.body,
                 };
                 match send(stream, &msg).await {
-                    Ok(()) => {}
+                    Ok(n) => {
+                        egress.inc_by(n as u64);
+                    }
                     // The edge gave this unit up as late: wait for the next one.
                     Err(RelayIoError::Write(quinn::WriteError::Stopped(_))) => unit = None,
                     Err(e) => return Err(e),

@@ -1,0 +1,544 @@
+//! `balance: stream`: viewers placed by the stream they watch. The stream id is read from the
+//! request ([`http_stream`], [`rtmp_stream`]) and hashed onto a consistent-hash [`Ring`] of the
+//! backend's servers; the stream goes to the first server clockwise from its point whose load is
+//! under the bound (consistent hashing with bounded loads, Mirrokni, Thorup and Zadimoghaddam;
+//! HAProxy's `hash-balance-factor`). A stream's viewers therefore share one server until it is
+//! full, then spill to the next on the ring, and only as many servers pull the stream from the
+//! origin as its audience needs. Renditions hash like their stream.
+//!
+//! Load: a mode tcp (RTMP) server's load is its open connections. A mode http server's load is
+//! its viewers: the sticky sessions ([`Sessions`], keyed by the session cookie's value) seen
+//! within `viewer_idle`, plus the cookieless placements of the last few seconds (a new viewer
+//! whose cookie is on its way back; its first request with the cookie turns the placement into
+//! a session, see [`ViewerLoad`]).
+//!
+//! The ring is built from server *names* (and weights), so adding or removing a server moves only
+//! the streams whose points it owns; the ring of a backend's edges and of another backend with
+//! the same edges (RTMP and HLS viewers) agree.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use streamfleet_proto::names::PlayerName;
+
+use super::backend::{Server, ServerSet};
+
+/// Points per unit of weight on the ring (at the backend's highest weight).
+const POINTS: u64 = 160;
+/// A server with fewer viewers than this always takes one more: with a handful of viewers,
+/// 1.25 x the average would spread the first viewers of every stream over every server.
+pub const MIN_BOUNDED_LOAD: u64 = 8;
+/// How long a cookieless placement counts as a viewer (its next request brings the cookie).
+const RECENT: Duration = Duration::from_secs(2);
+/// Sessions tracked per backend: beyond it, new sessions count as cookieless placements only.
+const MAX_SESSIONS: usize = 1 << 18;
+/// Shards of the session table (one mutex each).
+const SHARDS: usize = 64;
+
+/// A stable 64-bit hash (SipHash with fixed keys: the same input maps to the same point for the
+/// process's life, and in every LB process).
+fn hash64(parts: &[&[u8]]) -> u64 {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new_with_keys(0x7374_7265_616d, 0x0066_6c65_6574);
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The ring point of stream `stream` of application `app`.
+pub fn stream_point(app: &str, stream: &str) -> u64 {
+    hash64(&[app.as_bytes(), stream.as_bytes()])
+}
+
+/// The stream a viewer's HTTP request is for: HLS (`/{app}/streams/{id}.m3u8`,
+/// `{id}_{h}p.m3u8`, `{id}_adaptive.m3u8`, `{id}_{h}p-{seq}.ts`), LL-HLS
+/// (`/{app}/streams/ll-hls/{id}/...`, the alias `/{app}/ll/{id}.m3u8`) and WHEP
+/// (`/{app}/whep/{id}`). Anything else (REST, console, WebSocket signalling, whose stream is
+/// in a message) has none and is balanced round robin.
+pub fn http_stream(path_and_query: &str) -> Option<u64> {
+    let path = path_and_query.split(['?', '#']).next().unwrap_or_default();
+    let mut parts = path.strip_prefix('/')?.split('/');
+    let app = parts.next().filter(|a| !a.is_empty())?;
+    let (kind, rest) = (parts.next()?, parts.next()?);
+    let file = match (kind, rest, parts.next(), parts.next()) {
+        ("streams", "ll-hls", Some(id), Some(_)) => return point_of(app, id),
+        ("streams", file, None, None) => file,
+        ("ll", file, None, None) => file,
+        ("whep", id, None, None) => return point_of(app, id),
+        _ => return None,
+    };
+    let (name, ext) = file.rsplit_once('.')?;
+    let name = match ext {
+        "m3u8" => name.strip_suffix("_adaptive").unwrap_or(name),
+        "ts" => name.rsplit_once('-')?.0,
+        _ => return None,
+    };
+    point_of(app, name)
+}
+
+/// The stream an RTMP `play` (or `publish`) is for: the app from `connect` and the name, each
+/// without a query (`?token=...`) or trailing slash; a rendition name (`demo_240p`) hashes like
+/// its stream.
+pub fn rtmp_stream(app: &str, name: &str) -> Option<u64> {
+    let app = app
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let name = name.split('?').next().unwrap_or_default();
+    if app.is_empty() {
+        return None;
+    }
+    point_of(app, name)
+}
+
+fn point_of(app: &str, player_name: &str) -> Option<u64> {
+    if player_name.is_empty() {
+        return None;
+    }
+    Some(stream_point(app, PlayerName::parse(player_name).stream))
+}
+
+/// The consistent-hash ring of a [`ServerSet`]: `POINTS` points per unit of weight for each
+/// server with weight > 0, sorted.
+#[derive(Debug, Default)]
+pub struct Ring {
+    points: Vec<(u64, u16)>,
+}
+
+impl Ring {
+    /// Builds the ring of `servers` (indices as in the set).
+    pub fn new(servers: &[Arc<Server>]) -> Ring {
+        let max_weight = servers.iter().map(|s| s.weight).max().unwrap_or(0);
+        let mut points = Vec::new();
+        if max_weight > 0 {
+            for (i, s) in servers.iter().enumerate() {
+                let n = (POINTS * u64::from(s.weight)).div_ceil(u64::from(max_weight));
+                for replica in 0..n {
+                    // `i` < MAX_SERVERS <= u16::MAX (the set truncates).
+                    points.push((
+                        hash64(&[s.name.as_bytes(), &replica.to_le_bytes()]),
+                        i as u16,
+                    ));
+                }
+            }
+        }
+        points.sort_unstable();
+        Ring { points }
+    }
+
+    /// Server indices in ring order from `point`, each once.
+    pub fn walk(&self, point: u64) -> impl Iterator<Item = usize> + '_ {
+        let start = self.points.partition_point(|&(p, _)| p < point);
+        let len = self.points.len();
+        let mut seen = Vec::new();
+        (0..len).filter_map(move |k| {
+            let i = usize::from(self.points[(start + k) % len].1);
+            if seen.contains(&i) {
+                None
+            } else {
+                seen.push(i);
+                Some(i)
+            }
+        })
+    }
+}
+
+/// Whether a server with `load` (and `weight`, of `total_weight` among the eligible servers)
+/// may take one more viewer when the eligible servers carry `total_load`: its load after taking
+/// it stays within `factor_percent` of the weighted average (HAProxy's rule), or it is below
+/// [`MIN_BOUNDED_LOAD`].
+pub fn under_bound(
+    load: u64,
+    weight: u32,
+    total_load: u64,
+    total_weight: u64,
+    factor_percent: u32,
+) -> bool {
+    if load < MIN_BOUNDED_LOAD {
+        return true;
+    }
+    // load + 1 <= (total + 1) * factor/100 * weight/total_weight, without division.
+    u128::from(load + 1) * u128::from(total_weight) * 100
+        <= u128::from(total_load + 1) * u128::from(factor_percent) * u128::from(weight)
+}
+
+/// Picks the server for the stream at `point`: the first eligible one on the ring that is under
+/// the bound, else (every one full, which the bound makes impossible unless loads changed
+/// meanwhile) the first eligible one.
+pub fn pick(
+    set: &ServerSet,
+    point: u64,
+    factor_percent: u32,
+    load: impl Fn(&Server) -> u64,
+    eligible: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let (total_load, total_weight) = set
+        .servers
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| eligible(i))
+        .fold((0u64, 0u64), |(l, w), (_, s)| {
+            (l + load(s), w + u64::from(s.weight))
+        });
+    let mut first = None;
+    for i in set.ring().walk(point).filter(|&i| eligible(i)) {
+        let s = &set.servers[i];
+        if under_bound(load(s), s.weight, total_load, total_weight, factor_percent) {
+            return Some(i);
+        }
+        first.get_or_insert(i);
+    }
+    first
+}
+
+/// A server's viewer load for `balance: stream` on mode http: sticky sessions seen recently and
+/// cookieless placements of the last [`RECENT`].
+#[derive(Debug, Default)]
+pub struct ViewerLoad {
+    sessions: AtomicU64,
+    /// Cookieless placements in two rotating windows of [`RECENT`] / 2 each: `(window, count)`.
+    recent: Mutex<[(u64, u64); 2]>,
+}
+
+impl ViewerLoad {
+    /// Sticky sessions plus recent cookieless placements.
+    pub fn get(&self, now: Instant, epoch: Instant) -> u64 {
+        let w = window(now, epoch);
+        let recent = lock(&self.recent)
+            .iter()
+            .filter(|(win, _)| *win + 1 >= w)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        self.sessions.load(Ordering::Relaxed) + recent
+    }
+
+    /// Counts one cookieless placement.
+    pub fn placed(&self, now: Instant, epoch: Instant) {
+        let w = window(now, epoch);
+        let mut r = lock(&self.recent);
+        let slot = (w % 2) as usize;
+        if r[slot].0 != w {
+            r[slot] = (w, 0);
+        }
+        r[slot].1 += 1;
+    }
+
+    /// A new sticky session arrived: it is most likely a recent cookieless placement coming
+    /// back with its cookie, so one of those stops counting (it counts as the session now).
+    fn claim(&self, now: Instant, epoch: Instant) {
+        let w = window(now, epoch);
+        let mut r = lock(&self.recent);
+        let newest_first = if w.is_multiple_of(2) { [0, 1] } else { [1, 0] };
+        if let Some(slot) = newest_first
+            .into_iter()
+            .find(|&i| r[i].0 + 1 >= w && r[i].1 > 0)
+        {
+            r[slot].1 -= 1;
+        }
+    }
+}
+
+fn window(now: Instant, epoch: Instant) -> u64 {
+    let half = RECENT.as_millis() as u64 / 2;
+    now.saturating_duration_since(epoch).as_millis() as u64 / half
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data, valid after any panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Session {
+    server: Arc<Server>,
+    seen: Instant,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<u64, Session>,
+    swept: Option<Instant>,
+}
+
+/// The sticky sessions of a mode http backend with `balance: stream`, each counted on the server
+/// it was last sent to until it is idle for `idle`. Sharded; swept lazily.
+pub struct Sessions {
+    idle: Duration,
+    epoch: Instant,
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("idle", &self.idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// An empty table.
+    pub fn new(idle: Duration) -> Sessions {
+        Sessions {
+            idle,
+            epoch: Instant::now(),
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    /// A server's current load.
+    pub fn load(&self, server: &Server) -> u64 {
+        server.viewers.get(Instant::now(), self.epoch)
+    }
+
+    /// Records that a request of the session whose sticky-cookie value is `session` (None: no
+    /// cookie yet) went to `server`.
+    pub fn record(&self, session: Option<&[u8]>, server: &Arc<Server>) {
+        self.record_at(session, server, Instant::now());
+    }
+
+    fn record_at(&self, session: Option<&[u8]>, server: &Arc<Server>, now: Instant) {
+        let Some(session) = session else {
+            server.viewers.placed(now, self.epoch);
+            return;
+        };
+        let key = hash64(&[session]);
+        let mut shard = lock(&self.shards[(key % SHARDS as u64) as usize]);
+        if shard
+            .swept
+            .is_none_or(|t| now.duration_since(t) >= self.idle / 4)
+        {
+            shard.swept = Some(now);
+            let idle = self.idle;
+            shard.map.retain(|_, s| {
+                let keep = now.duration_since(s.seen) < idle;
+                if !keep {
+                    s.server.viewers.sessions.fetch_sub(1, Ordering::Relaxed);
+                }
+                keep
+            });
+        }
+        let room = shard.map.len() < MAX_SESSIONS / SHARDS;
+        match shard.map.get_mut(&key) {
+            Some(s) => {
+                s.seen = now;
+                if !Arc::ptr_eq(&s.server, server) {
+                    s.server.viewers.sessions.fetch_sub(1, Ordering::Relaxed);
+                    server.viewers.sessions.fetch_add(1, Ordering::Relaxed);
+                    s.server = server.clone();
+                }
+            }
+            None if room => {
+                server.viewers.claim(now, self.epoch);
+                server.viewers.sessions.fetch_add(1, Ordering::Relaxed);
+                shard.map.insert(
+                    key,
+                    Session {
+                        server: server.clone(),
+                        seen: now,
+                    },
+                );
+            }
+            None => server.viewers.placed(now, self.epoch),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ServerConfig;
+
+    fn servers(names: &[&str]) -> Vec<Arc<Server>> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                Server::new(&ServerConfig {
+                    name: (*n).into(),
+                    addr: format!("127.0.0.1:{}", 2000 + i).parse().unwrap(),
+                    cookie: Some((*n).into()),
+                    weight: 1,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_ids_come_from_every_viewer_url_and_renditions_hash_like_their_stream() {
+        let demo = stream_point("live", "demo");
+        for path in [
+            "/live/streams/demo.m3u8",
+            "/live/streams/demo.m3u8?token=x",
+            "/live/streams/demo_adaptive.m3u8",
+            "/live/streams/demo_480p.m3u8",
+            "/live/streams/demo-17.ts",
+            "/live/streams/demo_240p-17.ts",
+            "/live/streams/ll-hls/demo/demo__master.m3u8",
+            "/live/streams/ll-hls/demo/demo_240p-3.2.m4s?x=1",
+            "/live/ll/demo.m3u8",
+            "/live/whep/demo",
+        ] {
+            assert_eq!(http_stream(path), Some(demo), "{path}");
+        }
+        assert_eq!(rtmp_stream("live", "demo"), Some(demo));
+        assert_eq!(rtmp_stream("live/?x=1", "demo_720p?token=t"), Some(demo));
+        // Same name in another app, or another stream: another point.
+        assert_ne!(http_stream("/other/streams/demo.m3u8"), Some(demo));
+        assert_ne!(http_stream("/live/streams/demo2.m3u8"), Some(demo));
+        for path in [
+            "/",
+            "/live/websocket",
+            "/live/rest/v2/broadcasts/demo",
+            "/rest/v2/cluster/nodes/0/10",
+            "/live/streams/",
+            "/live/streams/demo",
+            "/live/streams/a/b/c",
+            "/live/streams/.m3u8",
+            "//streams/demo.m3u8",
+            "/metrics",
+        ] {
+            assert_eq!(http_stream(path), None, "{path}");
+        }
+        assert_eq!(rtmp_stream("", "demo"), None);
+        assert_eq!(rtmp_stream("live", ""), None);
+    }
+
+    #[test]
+    fn removing_a_server_moves_only_its_streams_and_adding_one_takes_a_fair_share() {
+        let names: Vec<String> = (0..8).map(|i| format!("edge-{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let all = servers(&refs);
+        let first = |servers: &[Arc<Server>], p: u64| {
+            let ring = Ring::new(servers);
+            let i = ring.walk(p).next().unwrap();
+            servers[i].name.clone()
+        };
+        let streams: Vec<u64> = (0..4000)
+            .map(|i| stream_point("live", &format!("s{i}")))
+            .collect();
+        let before: Vec<String> = streams.iter().map(|&p| first(&all, p)).collect();
+        // Every server owns a fair share (160 points each).
+        for n in &names {
+            let share = before.iter().filter(|b| *b == n).count();
+            assert!((300..=700).contains(&share), "{n}: {share} of 4000");
+        }
+        let without: Vec<Arc<Server>> =
+            all.iter().filter(|s| s.name != "edge-3").cloned().collect();
+        for (p, b) in streams.iter().zip(&before) {
+            let now = first(&without, *p);
+            if b != "edge-3" {
+                assert_eq!(&now, b, "a stream not on the removed server moved");
+            }
+        }
+        let mut more = all.clone();
+        more.extend(servers(&["edge-8"]));
+        let moved: Vec<_> = streams
+            .iter()
+            .zip(&before)
+            .filter(|(p, b)| first(&more, **p) != **b)
+            .collect();
+        assert!(
+            moved.iter().all(|(p, _)| first(&more, **p) == "edge-8"),
+            "streams moved between old servers"
+        );
+        assert!((250..=750).contains(&moved.len()), "{}", moved.len());
+    }
+
+    #[test]
+    fn bounded_loads_keep_every_server_within_the_factor_and_streams_on_few_servers() {
+        // 2,000 viewers of 50 streams with Zipf popularity (s = 1) onto 8 servers.
+        let set = ServerSet::new(servers(&["e0", "e1", "e2", "e3", "e4", "e5", "e6", "e7"]));
+        let harmonic: f64 = (1..=50).map(|k| 1.0 / k as f64).sum();
+        let mut viewers: Vec<usize> = Vec::new();
+        for k in 0..50 {
+            let n = (2000.0 / ((k + 1) as f64 * harmonic)).round() as usize;
+            viewers.extend(std::iter::repeat_n(k, n));
+        }
+        // Deterministic shuffle: joins in mixed order.
+        let mut x = 0x2545_f491_u64;
+        for i in (1..viewers.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            viewers.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let mut load = [0u64; 8];
+        let mut pulls = std::collections::HashSet::new();
+        for &k in &viewers {
+            let point = stream_point("live", &format!("s{k}"));
+            let loads = load;
+            let i = pick(&set, point, 125, |s| loads[s_index(&set, s)], |_| true).unwrap();
+            load[i] += 1;
+            pulls.insert((k, i));
+        }
+        let total: u64 = load.iter().sum();
+        let avg = total as f64 / 8.0;
+        let max = *load.iter().max().unwrap() as f64;
+        assert!(max <= avg * 1.25 + 1.0, "loads {load:?}");
+        // Round robin would put almost every stream on every server: 50 x 8 = 400 pulls.
+        assert!(
+            pulls.len() <= 400 / 3,
+            "{} (stream, server) pulls",
+            pulls.len()
+        );
+        // And a server that is DOWN (not eligible) takes nothing.
+        let point = stream_point("live", "s0");
+        let i = pick(&set, point, 125, |_| 0, |_| true).unwrap();
+        let j = pick(&set, point, 125, |_| 0, |k| k != i).unwrap();
+        assert_ne!(i, j);
+        assert_eq!(pick(&set, point, 125, |_| 0, |_| false), None);
+    }
+
+    fn s_index(set: &ServerSet, s: &Server) -> usize {
+        set.servers
+            .iter()
+            .position(|x| std::ptr::eq(x.as_ref(), s))
+            .unwrap()
+    }
+
+    #[test]
+    fn under_bound_follows_the_factor_above_the_floor() {
+        assert!(under_bound(0, 1, 0, 8, 125));
+        assert!(under_bound(MIN_BOUNDED_LOAD - 1, 1, 0, 8, 125));
+        // 8 servers, 2,000 viewers: the bound is 1.25 x 250 = 312.
+        assert!(under_bound(311, 1, 2000, 8, 125));
+        assert!(!under_bound(313, 1, 2000, 8, 125));
+        // Weight 2 of 9: twice the share.
+        assert!(under_bound(500, 2, 2000, 9, 125));
+        assert!(!under_bound(600, 2, 2000, 9, 125));
+    }
+
+    #[test]
+    fn sessions_count_once_move_with_their_requests_and_expire() {
+        let s = servers(&["a", "b"]);
+        let table = Sessions::new(Duration::from_secs(1));
+        table.record(Some(b"a~1"), &s[0]);
+        table.record(Some(b"a~1"), &s[0]);
+        table.record(Some(b"a~2"), &s[0]);
+        assert_eq!((table.load(&s[0]), table.load(&s[1])), (2, 0));
+        // The session's server went down: its next request went to b.
+        table.record(Some(b"a~1"), &s[1]);
+        assert_eq!((table.load(&s[0]), table.load(&s[1])), (1, 1));
+        // Cookieless placements count for a moment, and once only when their cookie comes.
+        table.record(None, &s[1]);
+        assert_eq!(table.load(&s[1]), 2);
+        table.record(Some(b"b~3"), &s[1]);
+        assert_eq!(table.load(&s[1]), 2);
+        table.record(None, &s[1]);
+        // The placement stops counting after a few seconds; idle sessions at the next sweep
+        // of their shard.
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(s[1].viewers.get(later, table.epoch), 2);
+        for k in 0..4096u32 {
+            // Touch every shard so each sweeps.
+            table.record_at(Some(format!("x{k}").as_bytes()), &s[1], later);
+        }
+        assert_eq!(s[0].viewers.get(later, table.epoch), 0);
+        assert_eq!(s[1].viewers.get(later, table.epoch), 4096);
+    }
+}
