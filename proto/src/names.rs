@@ -99,6 +99,19 @@ impl<'a> PlayerName<'a> {
     }
 }
 
+/// The player-facing name an HLS file of `/{app}/streams/{file}` belongs to: `demo.m3u8`,
+/// `demo_480p.m3u8`, `demo_adaptive.m3u8` (the master names the source) and segments
+/// `demo_480p-17.ts`. None for anything else.
+pub fn hls_file_name(file: &str) -> Option<&str> {
+    let (name, ext) = file.rsplit_once('.')?;
+    let name = match ext {
+        "m3u8" => name.strip_suffix("_adaptive").unwrap_or(name),
+        "ts" => name.rsplit_once('-')?.0,
+        _ => return None,
+    };
+    (!name.is_empty()).then_some(name)
+}
+
 /// `demo` or `demo_480p`.
 impl fmt::Display for PlayerName<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -112,6 +125,25 @@ impl fmt::Display for PlayerName<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hls_file_names() {
+        for (file, name) in [
+            ("demo.m3u8", Some("demo")),
+            ("demo_480p.m3u8", Some("demo_480p")),
+            ("demo_adaptive.m3u8", Some("demo")),
+            ("demo_480p-17.ts", Some("demo_480p")),
+            ("a-b-3.ts", Some("a-b")),
+            ("demo.ts", None),
+            (".m3u8", None),
+            ("_adaptive.m3u8", None),
+            ("demo", None),
+            ("demo.mp4", None),
+            ("-1.ts", None),
+        ] {
+            assert_eq!(hls_file_name(file), name, "{file}");
+        }
+    }
 
     #[test]
     fn rendition_ids_round_trip() {

@@ -439,6 +439,62 @@ mod tests {
     }
 
     #[test]
+    fn app_security_is_checked() {
+        use crate::config::{PlayRule, PublishRule, Secret};
+        let app = |entry: &str| format!("{EDGE}    apps: [{entry}]\n");
+        let c = convert(
+            &app("{name: live, security: {publish: jwt, play: jwt, jwt_secret: 0123456789abcdef}}"),
+            Path::new("t.yaml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media")
+        };
+        let key = Secret::new("0123456789abcdef");
+        assert_eq!(m.apps[0].security.publish, PublishRule::Jwt(key.clone()));
+        assert_eq!(m.apps[0].security.play, PlayRule::Jwt(key));
+        // The older key means `publish: hmac`.
+        let c = convert(
+            &app("{name: live, publish_token_secret: s3cret}"),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media")
+        };
+        assert_eq!(
+            m.apps[0].security.publish,
+            PublishRule::Hmac(Secret::new("s3cret"))
+        );
+        for (entry, wanted) in [
+            (
+                "{name: live, security: {play: jwt}}",
+                "apps[0].security.jwt_secret: required by `play: jwt`",
+            ),
+            (
+                "{name: live, security: {publish: jwt, jwt_secret: short}}",
+                "apps[0].security.jwt_secret: at least 16 characters",
+            ),
+            (
+                "{name: live, security: {publish: hmac}}",
+                "apps[0].publish_token_secret: required by `security.publish: hmac`",
+            ),
+            (
+                "{name: live, publish_token_secret: s, security: {publish: open}}",
+                "apps[0].publish_token_secret: only with `security.publish: hmac`",
+            ),
+            (
+                "{name: live, security: {publish: maybe}}",
+                "apps[0].security.publish",
+            ),
+        ] {
+            let e = one_error(&app(entry));
+            assert!(e.contains(wanted), "{entry}: {e}");
+            assert!(!e.contains("short\""), "secret echoed: {e}");
+        }
+    }
+
+    #[test]
     fn balance_stream_is_checked() {
         let lb = |fe_mode: &str, backend: &str| {
             format!(

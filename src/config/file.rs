@@ -109,8 +109,8 @@ pub struct NodeFile {
 pub enum AppFile {
     /// `- live`
     Name(String),
-    /// `- {name: live, publish_token_secret: ...}`
-    Full(AppFullFile),
+    /// `- {name: live, security: ..., publish_token_secret: ...}`
+    Full(Box<AppFullFile>),
 }
 
 /// The map form of an `apps:` entry.
@@ -121,6 +121,42 @@ pub struct AppFullFile {
     pub name: String,
     /// When set, publishing needs `?token=<hex HMAC-SHA256(secret, streamId)>`.
     pub publish_token_secret: Option<String>,
+    /// Who may publish and play (Ant Media's stream security).
+    pub security: Option<SecurityFile>,
+}
+
+/// `security:` of an app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityFile {
+    /// `jwt`, `hmac` (with `publish_token_secret`) or `open`.
+    pub publish: Option<Spanned<PublishModeFile>>,
+    /// `jwt` or `open`.
+    pub play: Option<Spanned<PlayModeFile>>,
+    /// The HS256 key of publish and play JWTs.
+    pub jwt_secret: Option<Raw>,
+}
+
+/// `security.publish`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishModeFile {
+    /// An HS256 JWT with `type: publish`.
+    Jwt,
+    /// `?token=<hex HMAC-SHA256(publish_token_secret, streamId)>`.
+    Hmac,
+    /// Anyone.
+    Open,
+}
+
+/// `security.play`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayModeFile {
+    /// An HS256 JWT with `type: play`.
+    Jwt,
+    /// Anyone.
+    Open,
 }
 
 impl<'de> Deserialize<'de> for AppFile {
@@ -129,14 +165,14 @@ impl<'de> Deserialize<'de> for AppFile {
         impl<'de> Visitor<'de> for AppVisitor {
             type Value = AppFile;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an app name or a map {name, publish_token_secret}")
+                f.write_str("an app name or a map {name, security, publish_token_secret}")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<AppFile, E> {
                 Ok(AppFile::Name(v.to_owned()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<AppFile, A::Error> {
                 AppFullFile::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(AppFile::Full)
+                    .map(|f| AppFile::Full(Box::new(f)))
             }
         }
         deserializer.deserialize_any(AppVisitor)

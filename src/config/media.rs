@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::diag::Diag;
-use super::file::{AppFile, NodeFile};
+use super::file::{AppFile, NodeFile, PlayModeFile, PublishModeFile, SecurityFile};
 use super::values::parse_size;
 use super::{ListenerSpec, Role, Secret};
+use serde_saphyr::Spanned;
 
 /// Default `hls.segment`.
 pub const DEFAULT_HLS_SEGMENT: Duration = Duration::from_secs(2);
@@ -83,9 +84,41 @@ impl MediaConfig {
 pub struct AppConfig {
     /// Name.
     pub name: String,
-    /// Publishing needs `?token=<hex HMAC-SHA256(secret, streamId)>` when set.
-    pub publish_token_secret: Option<Secret>,
+    /// Who may publish and play.
+    pub security: AppSecurity,
 }
+
+/// An app's stream security (Ant Media's JWT stream security, plus the HMAC publish token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSecurity {
+    /// Who may publish.
+    pub publish: PublishRule,
+    /// Who may play.
+    pub play: PlayRule,
+}
+
+/// Who may publish to an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishRule {
+    /// Anyone.
+    Open,
+    /// `?token=<hex HMAC-SHA256(secret, streamId)>`.
+    Hmac(Secret),
+    /// An HS256 JWT signed with this key, `type: publish`, for the stream.
+    Jwt(Secret),
+}
+
+/// Who may play an app's streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlayRule {
+    /// Anyone.
+    Open,
+    /// An HS256 JWT signed with this key, `type: play`, for the stream.
+    Jwt(Secret),
+}
+
+/// The shortest `jwt_secret` accepted (HS256 keys shorter than this are guessable).
+pub const MIN_JWT_SECRET: usize = 16;
 
 /// HLS packaging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,13 +266,20 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
     match &n.apps {
         None => apps.extend(DEFAULT_APPS.iter().map(|a| AppConfig {
             name: (*a).into(),
-            publish_token_secret: None,
+            security: AppSecurity {
+                publish: PublishRule::Open,
+                play: PlayRule::Open,
+            },
         })),
         Some(list) => {
             for (i, a) in list.iter().enumerate() {
-                let (name, secret) = match &a.value {
-                    AppFile::Name(n) => (n.clone(), None),
-                    AppFile::Full(f) => (f.name.clone(), f.publish_token_secret.clone()),
+                let (name, secret, security) = match &a.value {
+                    AppFile::Name(n) => (n.clone(), None, None),
+                    AppFile::Full(f) => (
+                        f.name.clone(),
+                        f.publish_token_secret.clone(),
+                        f.security.as_ref(),
+                    ),
                 };
                 if name.is_empty()
                     || !name
@@ -256,10 +296,14 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
                 if secret.as_deref() == Some("") {
                     d.at(a, format!("{at}.apps[{i}].publish_token_secret: empty"));
                 }
-                apps.push(AppConfig {
-                    name,
-                    publish_token_secret: secret.map(Secret::new),
-                });
+                let security = app_security(
+                    &format!("{at}.apps[{i}]"),
+                    a,
+                    secret.map(Secret::new),
+                    security,
+                    d,
+                );
+                apps.push(AppConfig { name, security });
             }
             if list.is_empty() {
                 d.at(
@@ -435,4 +479,74 @@ fn default_advertise(http: Option<SocketAddr>) -> String {
         Some(a) if a.is_ipv6() => "::1".into(),
         _ => "127.0.0.1".into(),
     }
+}
+
+/// An app's `security:` (with the older `publish_token_secret`, which means `publish: hmac`).
+fn app_security(
+    at: &str,
+    app: &Spanned<AppFile>,
+    hmac_secret: Option<Secret>,
+    security: Option<&SecurityFile>,
+    d: &mut Diag,
+) -> AppSecurity {
+    let jwt = security.and_then(|s| s.jwt_secret.as_ref()).map(|raw| {
+        if raw.value.chars().count() < MIN_JWT_SECRET {
+            d.at(
+                raw,
+                format!(
+                    "{at}.security.jwt_secret: at least {MIN_JWT_SECRET} characters (an HS256 key \
+                     shorter than that can be guessed)"
+                ),
+            );
+        }
+        Secret::new(raw.value.clone())
+    });
+    let need_jwt = |d: &mut Diag, key: &str| match &jwt {
+        Some(s) => s.clone(),
+        None => {
+            d.at(
+                app,
+                format!("{at}.security.jwt_secret: required by `{key}: jwt`"),
+            );
+            Secret::new("")
+        }
+    };
+    let publish = match security.and_then(|s| s.publish.as_ref()).map(|p| p.value) {
+        Some(PublishModeFile::Jwt) => {
+            if hmac_secret.is_some() {
+                d.at(
+                    app,
+                    format!(
+                        "{at}.publish_token_secret: only with `security.publish: hmac` (this app \
+                         says jwt)"
+                    ),
+                );
+            }
+            PublishRule::Jwt(need_jwt(d, "publish"))
+        }
+        Some(PublishModeFile::Open) if hmac_secret.is_some() => {
+            d.at(
+                app,
+                format!("{at}.publish_token_secret: only with `security.publish: hmac` (this app says open)"),
+            );
+            PublishRule::Open
+        }
+        Some(PublishModeFile::Open) => PublishRule::Open,
+        Some(PublishModeFile::Hmac) | None => match hmac_secret {
+            Some(s) => PublishRule::Hmac(s),
+            None if security.is_some_and(|s| s.publish.is_some()) => {
+                d.at(
+                    app,
+                    format!("{at}.publish_token_secret: required by `security.publish: hmac`"),
+                );
+                PublishRule::Open
+            }
+            None => PublishRule::Open,
+        },
+    };
+    let play = match security.and_then(|s| s.play.as_ref()).map(|p| p.value) {
+        Some(PlayModeFile::Jwt) => PlayRule::Jwt(need_jwt(d, "play")),
+        Some(PlayModeFile::Open) | None => PlayRule::Open,
+    };
+    AppSecurity { publish, play }
 }

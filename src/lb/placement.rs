@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use streamfleet_proto::names::PlayerName;
+use streamfleet_proto::names::{PlayerName, hls_file_name};
 
 use super::backend::{Server, ServerSet};
 
@@ -71,13 +71,7 @@ pub fn http_stream(path_and_query: &str) -> Option<u64> {
         ("whep", id, None, None) => return point_of(app, id),
         _ => return None,
     };
-    let (name, ext) = file.rsplit_once('.')?;
-    let name = match ext {
-        "m3u8" => name.strip_suffix("_adaptive").unwrap_or(name),
-        "ts" => name.rsplit_once('-')?.0,
-        _ => return None,
-    };
-    point_of(app, name)
+    point_of(app, hls_file_name(file)?)
 }
 
 /// The stream an RTMP `play` (or `publish`) is for: the app from `connect` and the name, each

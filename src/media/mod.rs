@@ -14,6 +14,7 @@
 //! - `transcode`: decode -> scale -> x264 on a rayon pool; `relay`: origin -> edge over QUIC.
 //! - `stats`: node-wide counters for the heartbeat and `/metrics`.
 
+pub mod access;
 pub mod frame;
 pub mod hls;
 pub mod http;

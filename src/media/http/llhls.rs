@@ -102,13 +102,17 @@ pub(super) async fn serve(
 }
 
 /// `/{app}/ll/{id}.m3u8`: a short address for the master playlist.
-pub(super) fn alias(app: &str, file: &str) -> Response<Body> {
+pub(super) fn alias(app: &str, file: &str, query: Option<&str>) -> Response<Body> {
     let Some(id) = file.strip_suffix(".m3u8") else {
         return error(StatusCode::NOT_FOUND, "not found");
     };
     let mut r = Response::new(Body::new(Bytes::new()));
     *r.status_mut() = StatusCode::FOUND;
-    match HeaderValue::from_str(&format!("/{app}/streams/ll-hls/{id}/{id}__master.m3u8")) {
+    // The query (a play token) goes along.
+    let query = query.map_or(String::new(), |q| format!("?{q}"));
+    match HeaderValue::from_str(&format!(
+        "/{app}/streams/ll-hls/{id}/{id}__master.m3u8{query}"
+    )) {
         Ok(location) => {
             r.headers_mut().insert(header::LOCATION, location);
             r.headers_mut().insert(

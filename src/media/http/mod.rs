@@ -23,13 +23,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use self::hls::HlsViewers;
+use super::access;
 use super::hub::Hubs;
 use super::stats::MediaStats;
 use crate::cluster::heartbeat::StoreHealth;
 use crate::cluster::store::Store;
-use crate::config::MediaConfig;
+use crate::config::{MediaConfig, PlayRule};
 use crate::runtime::metrics::NodeMetrics;
 use crate::runtime::{ConnPermit, Shutdown};
+use streamfleet_proto::names;
 
 /// Time a client has to send a request's headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,13 +128,70 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
         }
         [app, "rest", "v2", "broadcasts", "count"] => broadcasts::count(ctx, app).await,
         [app, "rest", "v2", "broadcasts", stream_id] => broadcasts::one(ctx, app, stream_id).await,
-        [app, "streams", file] => hls::serve(ctx, app, file, peer, req.headers()).await,
-        [app, "streams", "ll-hls", id, file] => {
-            llhls::serve(ctx, app, id, file, req.uri().query(), req.headers()).await
+        [app, "streams", file] => {
+            let name = names::hls_file_name(file).unwrap_or(file);
+            gated(ctx, app, name, req.uri().query(), async {
+                hls::serve(ctx, app, file, peer, req.headers()).await
+            })
+            .await
         }
-        [app, "ll", file] => llhls::alias(app, file),
+        [app, "streams", "ll-hls", id, file] => {
+            let query = req.uri().query();
+            gated(ctx, app, id, query, async {
+                llhls::serve(ctx, app, id, file, query, req.headers()).await
+            })
+            .await
+        }
+        [app, "ll", file] => llhls::alias(app, file, req.uri().query()),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Serves a viewer's request for stream `name` (a player-facing name) of `app` when the app's
+/// `security.play` lets it (403 with the reason otherwise). With a play token, a playlist's
+/// URIs carry the token, so the player fetches segments, parts and renditions with it.
+async fn gated(
+    ctx: &HttpContext,
+    app: &str,
+    name: &str,
+    query: Option<&str>,
+    serve: impl Future<Output = Response<Body>>,
+) -> Response<Body> {
+    let Some(config) = ctx.config.app(app) else {
+        return serve.await;
+    };
+    let stream = names::PlayerName::parse(name).stream;
+    let token = query.and_then(access::token_in);
+    if let Err(why) = access::may_play(&config.security.play, stream, token) {
+        tracing::debug!(%app, %stream, reason = %why, "HLS request refused");
+        return error(
+            StatusCode::FORBIDDEN,
+            &format!("not allowed to play {app}/{stream}: {why}"),
+        );
+    }
+    let response = serve.await;
+    let Some(token) = token.filter(|_| config.security.play != PlayRule::Open) else {
+        return response;
+    };
+    let is_playlist = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == b"application/vnd.apple.mpegurl");
+    if !is_playlist {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match http_body_util::BodyExt::collect(body).await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Response::from_parts(parts, Full::new(bytes));
+    };
+    let rewritten = access::playlist_with_token(text, token);
+    let mut r = Response::from_parts(parts, Full::new(Bytes::from(rewritten)));
+    r.headers_mut().remove(header::CONTENT_LENGTH);
+    r
 }
 
 /// A JSON response with the CORS header players and dashboards need.
