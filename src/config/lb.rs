@@ -684,6 +684,15 @@ fn convert_backend(
                 b.viewer_idle.as_ref(),
                 DEFAULT_VIEWER_IDLE,
             );
+            if mode != ProxyMode::Http && b.viewer_idle.is_some() {
+                d.at(
+                    b.viewer_idle.as_ref().unwrap_or(&b.name),
+                    format!(
+                        "{at}.viewer_idle: only mode http backends count viewers by session \
+                         (mode tcp counts connections)"
+                    ),
+                );
+            }
             if viewer_idle < Duration::from_secs(1) || viewer_idle > Duration::from_secs(3600) {
                 d.at(
                     b.viewer_idle.as_ref().unwrap_or(&b.name),

@@ -7,10 +7,8 @@
 //! origin as its audience needs. Renditions hash like their stream.
 //!
 //! Load: a mode tcp (RTMP) server's load is its open connections. A mode http server's load is
-//! its viewers: the sticky sessions ([`Sessions`], keyed by the session cookie's value) seen
-//! within `viewer_idle`, plus the cookieless placements of the last few seconds (a new viewer
-//! whose cookie is on its way back; its first request with the cookie turns the placement into
-//! a session, see [`ViewerLoad`]).
+//! its viewers seen within `viewer_idle` ([`Sessions`]: sticky sessions, and cookieless players
+//! by client address and stream).
 //!
 //! The ring is built from server *names* (and weights), so adding or removing a server moves only
 //! the streams whose points it owns; the ring of a backend's edges and of another backend with
@@ -18,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,9 +30,7 @@ const POINTS: u64 = 160;
 /// A server with fewer viewers than this always takes one more: with a handful of viewers,
 /// 1.25 x the average would spread the first viewers of every stream over every server.
 pub const MIN_BOUNDED_LOAD: u64 = 8;
-/// How long a cookieless placement counts as a viewer (its next request brings the cookie).
-const RECENT: Duration = Duration::from_secs(2);
-/// Sessions tracked per backend: beyond it, new sessions count as cookieless placements only.
+/// Viewers tracked per backend: beyond it, new ones are not counted until others go idle.
 const MAX_SESSIONS: usize = 1 << 18;
 /// Shards of the session table (one mutex each).
 const SHARDS: usize = 64;
@@ -68,7 +65,7 @@ pub fn http_stream(path_and_query: &str) -> Option<u64> {
         ("streams", "ll-hls", Some(id), Some(_)) => return point_of(app, id),
         ("streams", file, None, None) => file,
         ("ll", file, None, None) => file,
-        ("whep", id, None, None) => return point_of(app, id),
+        ("whep", id, _, _) => return point_of(app, id),
         _ => return None,
     };
     point_of(app, hls_file_name(file)?)
@@ -78,11 +75,7 @@ pub fn http_stream(path_and_query: &str) -> Option<u64> {
 /// without a query (`?token=...`) or trailing slash; a rendition name (`demo_240p`) hashes like
 /// its stream.
 pub fn rtmp_stream(app: &str, name: &str) -> Option<u64> {
-    let app = app
-        .split('?')
-        .next()
-        .unwrap_or_default()
-        .trim_end_matches('/');
+    let app = app.split('?').next().unwrap_or_default().trim_matches('/');
     let name = name.split('?').next().unwrap_or_default();
     if app.is_empty() {
         return None;
@@ -102,6 +95,8 @@ fn point_of(app: &str, player_name: &str) -> Option<u64> {
 #[derive(Debug, Default)]
 pub struct Ring {
     points: Vec<(u64, u16)>,
+    /// Servers with points.
+    servers: usize,
 }
 
 impl Ring {
@@ -122,22 +117,33 @@ impl Ring {
             }
         }
         points.sort_unstable();
-        Ring { points }
+        let servers = servers.iter().filter(|s| s.weight > 0).count();
+        Ring { points, servers }
     }
 
     /// Server indices in ring order from `point`, each once.
     pub fn walk(&self, point: u64) -> impl Iterator<Item = usize> + '_ {
         let start = self.points.partition_point(|&(p, _)| p < point);
         let len = self.points.len();
-        let mut seen = Vec::new();
-        (0..len).filter_map(move |k| {
-            let i = usize::from(self.points[(start + k) % len].1);
-            if seen.contains(&i) {
-                None
-            } else {
-                seen.push(i);
-                Some(i)
+        let servers = self
+            .points
+            .iter()
+            .map(|&(_, i)| usize::from(i) + 1)
+            .max()
+            .unwrap_or(0);
+        let mut seen = vec![false; servers];
+        let mut left = self.servers;
+        let mut k = 0;
+        std::iter::from_fn(move || {
+            while left > 0 && k < len {
+                let i = usize::from(self.points[(start + k) % len].1);
+                k += 1;
+                if !std::mem::replace(&mut seen[i], true) {
+                    left -= 1;
+                    return Some(i);
+                }
             }
+            None
         })
     }
 }
@@ -179,6 +185,9 @@ pub fn pick(
         .fold((0u64, 0u64), |(l, w), (_, s)| {
             (l + load(s), w + u64::from(s.weight))
         });
+    if total_weight == 0 {
+        return None;
+    }
     let mut first = None;
     for i in set.ring().walk(point).filter(|&i| eligible(i)) {
         let s = &set.servers[i];
@@ -190,56 +199,16 @@ pub fn pick(
     first
 }
 
-/// A server's viewer load for `balance: stream` on mode http: sticky sessions seen recently and
-/// cookieless placements of the last [`RECENT`].
+/// A server's viewer load for `balance: stream` on mode http: the viewers [`Sessions`] counts
+/// on it.
 #[derive(Debug, Default)]
-pub struct ViewerLoad {
-    sessions: AtomicU64,
-    /// Cookieless placements in two rotating windows of [`RECENT`] / 2 each: `(window, count)`.
-    recent: Mutex<[(u64, u64); 2]>,
-}
+pub struct ViewerLoad(AtomicU64);
 
 impl ViewerLoad {
-    /// Sticky sessions plus recent cookieless placements.
-    pub fn get(&self, now: Instant, epoch: Instant) -> u64 {
-        let w = window(now, epoch);
-        let recent = lock(&self.recent)
-            .iter()
-            .filter(|(win, _)| *win + 1 >= w)
-            .map(|(_, n)| n)
-            .sum::<u64>();
-        self.sessions.load(Ordering::Relaxed) + recent
+    /// Viewers counted on the server.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
-
-    /// Counts one cookieless placement.
-    pub fn placed(&self, now: Instant, epoch: Instant) {
-        let w = window(now, epoch);
-        let mut r = lock(&self.recent);
-        let slot = (w % 2) as usize;
-        if r[slot].0 != w {
-            r[slot] = (w, 0);
-        }
-        r[slot].1 += 1;
-    }
-
-    /// A new sticky session arrived: it is most likely a recent cookieless placement coming
-    /// back with its cookie, so one of those stops counting (it counts as the session now).
-    fn claim(&self, now: Instant, epoch: Instant) {
-        let w = window(now, epoch);
-        let mut r = lock(&self.recent);
-        let newest_first = if w.is_multiple_of(2) { [0, 1] } else { [1, 0] };
-        if let Some(slot) = newest_first
-            .into_iter()
-            .find(|&i| r[i].0 + 1 >= w && r[i].1 > 0)
-        {
-            r[slot].1 -= 1;
-        }
-    }
-}
-
-fn window(now: Instant, epoch: Instant) -> u64 {
-    let half = RECENT.as_millis() as u64 / 2;
-    now.saturating_duration_since(epoch).as_millis() as u64 / half
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -247,22 +216,52 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-struct Session {
+struct Entry {
     server: Arc<Server>,
     seen: Instant,
 }
 
+impl Entry {
+    fn new(server: &Arc<Server>, seen: Instant) -> Entry {
+        server.viewers.0.fetch_add(1, Ordering::Relaxed);
+        Entry {
+            server: server.clone(),
+            seen,
+        }
+    }
+
+    fn moved_to(&mut self, server: &Arc<Server>, now: Instant) {
+        self.seen = now;
+        if !Arc::ptr_eq(&self.server, server) {
+            server.viewers.0.fetch_add(1, Ordering::Relaxed);
+            self.server.viewers.0.fetch_sub(1, Ordering::Relaxed);
+            self.server = server.clone();
+        }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.server.viewers.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 struct Shard {
-    map: HashMap<u64, Session>,
+    map: HashMap<u64, Entry>,
     swept: Option<Instant>,
 }
 
-/// The sticky sessions of a mode http backend with `balance: stream`, each counted on the server
-/// it was last sent to until it is idle for `idle`. Sharded; swept lazily.
+/// The viewers of a mode http backend with `balance: stream`, each counted once on the server
+/// its requests last went to, until it is idle for `idle`. A viewer is its sticky session (the
+/// session cookie's value, counted only when the cookie named the server the request went to,
+/// so a forged cookie cannot load another server), or, before it has a cookie (or for a
+/// player that never keeps one), its client address and stream. A browser's first, cookieless
+/// request is folded into its session when the cookie comes back. Sharded, swept lazily and
+/// when the stats are read; keys are hashed with a per-process random key.
 pub struct Sessions {
     idle: Duration,
-    epoch: Instant,
+    keys: (u64, u64),
     shards: Vec<Mutex<Shard>>,
 }
 
@@ -274,70 +273,107 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
+/// Who a request's viewer is.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer<'a> {
+    /// The session value of a sticky cookie that named the server the request went to.
+    pub session: Option<&'a [u8]>,
+    /// The client's address.
+    pub client: IpAddr,
+    /// The stream's ring point.
+    pub stream: u64,
+}
+
 impl Sessions {
     /// An empty table.
     pub fn new(idle: Duration) -> Sessions {
+        let mut seed = [0u8; 16];
+        // Without OS randomness the keys stay fixed: still correct, only more predictable.
+        let _ = getrandom::fill(&mut seed);
+        let (a, b) = seed.split_at(8);
+        let key = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or_default());
         Sessions {
             idle,
-            epoch: Instant::now(),
+            keys: (key(a), key(b)),
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
         }
     }
 
+    fn hash(&self, parts: &[&[u8]]) -> u64 {
+        #[allow(deprecated)]
+        let mut h = std::hash::SipHasher::new_with_keys(self.keys.0, self.keys.1);
+        for p in parts {
+            p.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Shard> {
+        lock(&self.shards[(key % SHARDS as u64) as usize])
+    }
+
     /// A server's current load.
     pub fn load(&self, server: &Server) -> u64 {
-        server.viewers.get(Instant::now(), self.epoch)
+        server.viewers.get()
     }
 
-    /// Records that a request of the session whose sticky-cookie value is `session` (None: no
-    /// cookie yet) went to `server`.
-    pub fn record(&self, session: Option<&[u8]>, server: &Arc<Server>) {
-        self.record_at(session, server, Instant::now());
+    /// Records that a request of `viewer` went to `server`.
+    pub fn record(&self, viewer: Viewer<'_>, server: &Arc<Server>) {
+        self.record_at(viewer, server, Instant::now());
     }
 
-    fn record_at(&self, session: Option<&[u8]>, server: &Arc<Server>, now: Instant) {
-        let Some(session) = session else {
-            server.viewers.placed(now, self.epoch);
-            return;
+    fn record_at(&self, viewer: Viewer<'_>, server: &Arc<Server>, now: Instant) {
+        let ip = match viewer.client.to_canonical() {
+            IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            IpAddr::V6(a) => a.octets(),
         };
-        let key = hash64(&[session]);
-        let mut shard = lock(&self.shards[(key % SHARDS as u64) as usize]);
-        if shard
-            .swept
-            .is_none_or(|t| now.duration_since(t) >= self.idle / 4)
+        let anonymous = self.hash(&[&ip, &viewer.stream.to_le_bytes()]);
+        let key = match viewer.session {
+            Some(session) => self.hash(&[b"s", session]),
+            None => anonymous,
+        };
+        let mut shard = self.shard(key);
+        self.sweep(&mut shard, now, false);
+        if let Some(e) = shard.map.get_mut(&key) {
+            e.moved_to(server, now);
+            return;
+        }
+        if shard.map.len() >= MAX_SESSIONS / SHARDS {
+            return;
+        }
+        shard.map.insert(key, Entry::new(server, now));
+        drop(shard);
+        if viewer.session.is_some() {
+            // A new session: the same client's cookieless requests for this stream were most
+            // likely its first ones.
+            let mut shard = self.shard(anonymous);
+            if shard
+                .map
+                .get(&anonymous)
+                .is_some_and(|e| Arc::ptr_eq(&e.server, server))
+            {
+                shard.map.remove(&anonymous);
+            }
+        }
+    }
+
+    fn sweep(&self, shard: &mut Shard, now: Instant, force: bool) {
+        if force
+            || shard
+                .swept
+                .is_none_or(|t| now.duration_since(t) >= self.idle / 4)
         {
             shard.swept = Some(now);
             let idle = self.idle;
-            shard.map.retain(|_, s| {
-                let keep = now.duration_since(s.seen) < idle;
-                if !keep {
-                    s.server.viewers.sessions.fetch_sub(1, Ordering::Relaxed);
-                }
-                keep
-            });
+            shard.map.retain(|_, e| now.duration_since(e.seen) < idle);
         }
-        let room = shard.map.len() < MAX_SESSIONS / SHARDS;
-        match shard.map.get_mut(&key) {
-            Some(s) => {
-                s.seen = now;
-                if !Arc::ptr_eq(&s.server, server) {
-                    s.server.viewers.sessions.fetch_sub(1, Ordering::Relaxed);
-                    server.viewers.sessions.fetch_add(1, Ordering::Relaxed);
-                    s.server = server.clone();
-                }
-            }
-            None if room => {
-                server.viewers.claim(now, self.epoch);
-                server.viewers.sessions.fetch_add(1, Ordering::Relaxed);
-                shard.map.insert(
-                    key,
-                    Session {
-                        server: server.clone(),
-                        seen: now,
-                    },
-                );
-            }
-            None => server.viewers.placed(now, self.epoch),
+    }
+
+    /// Drops every idle viewer (for the stats, so a quiet backend shows current loads).
+    pub fn sweep_all(&self) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            self.sweep(&mut lock(shard), now, false);
         }
     }
 }
@@ -376,11 +412,13 @@ mod tests {
             "/live/streams/ll-hls/demo/demo_240p-3.2.m4s?x=1",
             "/live/ll/demo.m3u8",
             "/live/whep/demo",
+            "/live/whep/demo/session-1",
         ] {
             assert_eq!(http_stream(path), Some(demo), "{path}");
         }
         assert_eq!(rtmp_stream("live", "demo"), Some(demo));
         assert_eq!(rtmp_stream("live/?x=1", "demo_720p?token=t"), Some(demo));
+        assert_eq!(rtmp_stream("/live", "demo"), Some(demo));
         // Same name in another app, or another stream: another point.
         assert_ne!(http_stream("/other/streams/demo.m3u8"), Some(demo));
         assert_ne!(http_stream("/live/streams/demo2.m3u8"), Some(demo));
@@ -508,31 +546,50 @@ mod tests {
     }
 
     #[test]
-    fn sessions_count_once_move_with_their_requests_and_expire() {
+    fn viewers_count_once_move_with_their_requests_and_expire() {
         let s = servers(&["a", "b"]);
         let table = Sessions::new(Duration::from_secs(1));
-        table.record(Some(b"a~1"), &s[0]);
-        table.record(Some(b"a~1"), &s[0]);
-        table.record(Some(b"a~2"), &s[0]);
-        assert_eq!((table.load(&s[0]), table.load(&s[1])), (2, 0));
+        let now = Instant::now();
+        let ip = |n: u8| IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, n));
+        let viewer = |session: Option<&'static [u8]>, n: u8, stream: u64| Viewer {
+            session,
+            client: ip(n),
+            stream,
+        };
+        let load = || (s[0].viewers.get(), s[1].viewers.get());
+        // A browser: its first request has no cookie, then its session comes back.
+        table.record_at(viewer(None, 1, 7), &s[0], now);
+        assert_eq!(load(), (1, 0));
+        table.record_at(viewer(Some(b"1"), 1, 7), &s[0], now);
+        table.record_at(viewer(Some(b"1"), 1, 7), &s[0], now);
+        assert_eq!(load(), (1, 0), "one viewer, counted once");
+        // A player without cookies counts once per stream however often it asks.
+        for _ in 0..10 {
+            table.record_at(viewer(None, 2, 7), &s[0], now);
+        }
+        assert_eq!(load(), (2, 0));
+        table.record_at(viewer(None, 2, 8), &s[1], now);
+        assert_eq!(load(), (2, 1), "another stream, another viewer");
         // The session's server went down: its next request went to b.
-        table.record(Some(b"a~1"), &s[1]);
-        assert_eq!((table.load(&s[0]), table.load(&s[1])), (1, 1));
-        // Cookieless placements count for a moment, and once only when their cookie comes.
-        table.record(None, &s[1]);
-        assert_eq!(table.load(&s[1]), 2);
-        table.record(Some(b"b~3"), &s[1]);
-        assert_eq!(table.load(&s[1]), 2);
-        table.record(None, &s[1]);
-        // The placement stops counting after a few seconds; idle sessions at the next sweep
-        // of their shard.
-        let later = Instant::now() + Duration::from_secs(5);
-        assert_eq!(s[1].viewers.get(later, table.epoch), 2);
+        table.record_at(viewer(Some(b"1"), 1, 7), &s[1], now);
+        assert_eq!(load(), (1, 2));
+        // Idle viewers stop counting at the next sweep.
+        let later = now + Duration::from_secs(5);
         for k in 0..4096u32 {
             // Touch every shard so each sweeps.
-            table.record_at(Some(format!("x{k}").as_bytes()), &s[1], later);
+            let session = format!("x{k}");
+            table.record_at(
+                Viewer {
+                    session: Some(session.as_bytes()),
+                    client: ip(3),
+                    stream: 1,
+                },
+                &s[1],
+                later,
+            );
         }
-        assert_eq!(s[0].viewers.get(later, table.epoch), 0);
-        assert_eq!(s[1].viewers.get(later, table.epoch), 4096);
+        assert_eq!(load(), (0, 4096));
+        drop(table);
+        assert_eq!(load(), (0, 0), "a dropped table leaves no counts behind");
     }
 }

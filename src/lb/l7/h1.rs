@@ -274,7 +274,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         let up = connected.map_err(|e| (e, Some(backend.clone())))?;
         self.x.connected(connect_started, up.reused);
         let server = up.server.clone();
-        count_viewer(&backend, stream, found.as_ref(), &server);
+        count_viewer(&backend, stream, found.as_ref(), self.peer.ip(), &server);
         let _backend_session = backend.counters.open();
         let _server_session = server.counters.open();
         let result = self.forward(head, &edits, up, &backend, responded).await;

@@ -257,7 +257,7 @@ async fn proxy(
     let mut up = connected.map_err(fail)?;
     x.connected(connect_started, up.reused);
     let server = up.server.clone();
-    count_viewer(&backend, stream, found.as_ref(), &server);
+    count_viewer(&backend, stream, found.as_ref(), peer.ip(), &server);
     let _backend_session = backend.counters.open();
     let _server_session = server.counters.open();
     x.snapshot_conns(fe, Some(&backend), Some(&server));

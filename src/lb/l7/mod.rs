@@ -322,16 +322,28 @@ pub fn stream_point(backend: &Backend, path: &[u8]) -> Option<u64> {
 }
 
 /// `balance: stream` on mode http: counts the viewer whose request for a stream went to
-/// `server`, by its sticky session (or as a new viewer when it has no cookie yet).
+/// `server`: by its sticky session when its cookie named that server, else by its address.
 pub fn count_viewer(
     backend: &Backend,
     stream: Option<u64>,
     cookie: Option<&ServerCookie<'_>>,
+    client: std::net::IpAddr,
     server: &Arc<Server>,
 ) {
-    if let (Some(sessions), Some(_)) = (&backend.sessions, stream) {
-        sessions.record(cookie.map(|c| c.session()), server);
-    }
+    let (Some(sessions), Some(stream)) = (&backend.sessions, stream) else {
+        return;
+    };
+    let session = cookie
+        .filter(|c| server.cookie.as_deref().map(str::as_bytes) == Some(c.server))
+        .map(|c| c.session());
+    sessions.record(
+        placement::Viewer {
+            session,
+            client,
+            stream,
+        },
+        server,
+    );
 }
 
 /// The sticky phase: the server a prefixed session cookie names, if it is UP. A DOWN or

@@ -264,6 +264,9 @@ impl LbObjects {
 }
 
 fn backend_proxy(b: &Backend, iid: usize) -> Proxy {
+    if let Some(sessions) = &b.sessions {
+        sessions.sweep_all();
+    }
     let set = b.servers();
     let mut rows = Vec::with_capacity(set.servers.len() + 1);
     for (i, s) in set.servers.iter().enumerate() {
