@@ -8,6 +8,10 @@
 //! `{"event":"window_end"}`) so a caller can sample the server's CPU and memory exactly over
 //! it, and the last line is the `summary`. Per-player reports go to `--out` as a JSON array.
 //!
+//! With `--plan NAME:COUNT,...` the players spread over several streams of one application
+//! (`--url rtmp://host:port/app`), joining in a shuffled order (`--seed`), and `--players` is
+//! the plan's total.
+//!
 //! Exit status: 0 when the run completed (whatever the verdicts), 2 on bad arguments.
 
 mod player;
@@ -16,6 +20,7 @@ mod report;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use streamfleet_bench_tools::plan;
 
 use self::player::{Target, Thresholds, Window};
 use self::report::Summary;
@@ -24,12 +29,18 @@ use self::report::Summary;
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Stream to play: rtmp://host:port/app/stream.
+    /// Stream to play: rtmp://host:port/app/stream (with `--plan`: rtmp://host:port/app).
     #[arg(long)]
     url: String,
-    /// Number of players.
+    /// Number of players (with `--plan`: ignored, the plan's total).
     #[arg(long, default_value_t = 10)]
     players: usize,
+    /// Players per stream: NAME:COUNT,NAME:COUNT,... of the application `--url` names.
+    #[arg(long)]
+    plan: Option<String>,
+    /// Seed of the shuffled join order with `--plan`.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Seconds over which players connect (evenly spaced).
     #[arg(long, default_value_t = 5.0)]
     ramp: f64,
@@ -62,15 +73,33 @@ struct Args {
     out: Option<std::path::PathBuf>,
 }
 
+/// One target per player, in connection order.
+fn targets(args: &Args) -> Result<Vec<Target>, String> {
+    let Some(text) = &args.plan else {
+        return Ok(vec![Target::parse(&args.url)?; args.players]);
+    };
+    let plan = plan::parse(text)?;
+    let app = Target::parse(&format!("{}/-", args.url.trim_end_matches('/')))?;
+    let order = plan::join_order(&plan, args.seed);
+    Ok(order
+        .into_iter()
+        .map(|i| Target {
+            stream: plan[i].0.clone(),
+            ..app.clone()
+        })
+        .collect())
+}
+
 fn main() {
-    let args = Args::parse();
-    let target = match Target::parse(&args.url) {
+    let mut args = Args::parse();
+    let targets = match targets(&args) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("rtmp-load: {e}");
             std::process::exit(2);
         }
     };
+    args.players = targets.len();
     let seconds = [args.ramp, args.settle, args.duration];
     if args.players == 0 || args.threads == 0 || seconds.iter().any(|s| !(*s >= 0.0 && *s < 1e6)) {
         eprintln!("rtmp-load: players and threads must be positive, times non-negative");
@@ -87,10 +116,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    runtime.block_on(run(args, target));
+    runtime.block_on(run(args, targets));
 }
 
-async fn run(args: Args, target: Target) {
+async fn run(args: Args, targets: Vec<Target>) {
     let origin = Instant::now() + Duration::from_millis(100);
     let ramp = Duration::from_secs_f64(args.ramp);
     let start = origin + ramp + Duration::from_secs_f64(args.settle);
@@ -105,16 +134,12 @@ async fn run(args: Args, target: Target) {
         fps: args.fps,
         min_fps_ratio: args.min_fps_ratio,
     };
-    let players: Vec<_> = (0..args.players)
-        .map(|i| {
+    let players: Vec<_> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, target)| {
             let connect_at = origin + ramp.mul_f64(i as f64 / args.players as f64);
-            tokio::spawn(player::run(
-                i,
-                target.clone(),
-                connect_at,
-                window,
-                args.read_buf,
-            ))
+            tokio::spawn(player::run(i, target, connect_at, window, args.read_buf))
         })
         .collect();
     println!(

@@ -96,6 +96,7 @@ pub async fn run(
 ) -> PlayerReport {
     tokio::time::sleep_until(connect_at.into()).await;
     let mut tracker = Tracker::new(window, Instant::now());
+    tracker.stream = target.stream.clone();
     let outcome =
         tokio::time::timeout_at(window.end.into(), play(&target, &mut tracker, read_buf)).await;
     match outcome {
@@ -189,6 +190,8 @@ pub struct Tracker {
     max_gap_ms: f64,
     /// The failure that ended the connection, and when.
     error: Option<(f64, String)>,
+    /// Stream played (for the report).
+    stream: String,
 }
 
 impl Tracker {
@@ -206,6 +209,7 @@ impl Tracker {
             max_lag_ms: 0.0,
             max_gap_ms: 0.0,
             error: None,
+            stream: String::new(),
         }
     }
 
@@ -284,6 +288,7 @@ impl Tracker {
             .as_secs_f64();
         PlayerReport {
             id,
+            stream: self.stream.clone(),
             connect_at_ms: self.ms(self.connect_at),
             ttff_ms: self.first_keyframe.map(|d| d.as_secs_f64() * 1000.0),
             playing_at_start: self.playing_at_start,

@@ -12,6 +12,8 @@ use crate::player::Thresholds;
 pub struct PlayerReport {
     /// Index of the player (connection order).
     pub id: usize,
+    /// Stream it played.
+    pub stream: String,
     /// When it started connecting.
     pub connect_at_ms: f64,
     /// Connect -> first decodable video keyframe, if one came.
@@ -148,6 +150,7 @@ mod tests {
     fn report() -> PlayerReport {
         PlayerReport {
             id: 0,
+            stream: "s".into(),
             connect_at_ms: 0.0,
             ttff_ms: Some(50.0),
             playing_at_start: true,

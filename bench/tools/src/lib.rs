@@ -1,0 +1,3 @@
+//! Pieces the load generators in `src/bin/` share.
+
+pub mod plan;
