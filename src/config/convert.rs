@@ -12,8 +12,9 @@ use super::diag::Diag;
 use super::file::{FileConfig, NodeFile, RoleFile};
 use super::{
     ClusterConfig, Config, ConfigError, ConfigErrors, DEFAULT_SHUTDOWN_GRACE, ListenerSpec,
-    NodeConfig, Secret, StoreConfig,
+    NodeConfig, Secret, StoreConfig, UriCredentials,
 };
+use super::secret::MIN_SECRET;
 
 /// Default `cluster.heartbeat`.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
@@ -69,11 +70,15 @@ pub fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigErrors> {
 }
 
 fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
+    d.local_demo = f.local_demo.as_ref().is_some_and(|l| l.value);
     let c = f.cluster.as_ref();
     let store = match c.and_then(|c| c.store.as_ref()) {
         None => StoreConfig::Embedded,
         Some(s) if s.value == "embedded" => StoreConfig::Embedded,
         Some(s) if s.value.starts_with("mongodb://") || s.value.starts_with("mongodb+srv://") => {
+            if let Some(password) = UriCredentials::of(&s.value).and_then(|c| c.password) {
+                d.secret("cluster.store: the MongoDB password", s, password, 0);
+            }
             StoreConfig::MongoDb {
                 uri: Secret::new(s.value.clone()),
             }
@@ -116,7 +121,10 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
             d.at(s, "cluster.secret: empty".into());
             Secret::new("")
         }
-        Some(s) => Secret::new(s.value.clone()),
+        Some(s) => {
+            d.secret("cluster.secret", s, &s.value, MIN_SECRET);
+            Secret::new(s.value.clone())
+        }
         None => {
             if matches!(store, StoreConfig::MongoDb { .. }) {
                 let at = c.and_then(|c| c.store.as_ref()).map(|s| s.referenced);
@@ -322,7 +330,7 @@ mod tests {
 
     #[test]
     fn bad_duration_size_and_address() {
-        let yaml = "cluster: {heartbeat: 2 s}\nnodes:\n  - role: origin\n    name: o\n    rtmp: \"127.0.0.1:99999\"\n    http: \"127.0.0.1:0\"\n    relay: \"127.0.0.1:0\"\n    transcode: {ladder: [{height: 480, bitrate: 1000q}]}\n";
+        let yaml = "cluster: {heartbeat: 2 s}\nnodes:\n  - role: origin\n    name: o\n    rtmp: \"127.0.0.1:99999\"\n    http: \"127.0.0.1:0\"\n    relay: \"127.0.0.1:0\"\n    transcode: {ladder: [{height: 480, bitrate: 1000q}]}\n    apps: [{name: live, security: {publish: open}}]\n";
         let e = errors(yaml);
         assert_eq!(e.len(), 3, "{e:?}");
         assert!(
@@ -366,8 +374,8 @@ mod tests {
         );
         assert!(e.iter().any(|e| e.contains("listener http on 127.0.0.1:5080 conflicts with listener http of node `a` on 0.0.0.0:5080")), "{e:?}");
         // TCP and UDP on one port do not conflict.
-        let yaml = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:1935\", http: \"127.0.0.1:5080\", relay: \"127.0.0.1:5080\"}\n";
-        assert!(errors(yaml).is_empty());
+        let yaml = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:1935\", http: \"127.0.0.1:5080\", relay: \"127.0.0.1:5080\", apps: [{name: live, security: {publish: open}}]}\n";
+        assert!(errors(yaml).is_empty(), "{:?}", errors(yaml));
     }
 
     #[test]
@@ -439,6 +447,96 @@ mod tests {
     }
 
     #[test]
+    fn origins_and_standalone_nodes_must_say_who_may_publish() {
+        for role in ["origin", "standalone"] {
+            let node = |apps: &str| {
+                format!(
+                    "nodes:\n  - {{role: {role}, name: n, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\"{apps}}}\n"
+                )
+            };
+            let e = one_error(&node(""));
+            assert!(
+                e.contains(&format!("nodes[0].apps: missing; a {role} node takes publishers")),
+                "{e}"
+            );
+            assert!(e.contains("publish: open"), "{e}");
+            let e = one_error(&node(", apps: [live, {name: b, security: {publish: open}}]"));
+            assert!(
+                e.contains("nodes[0].apps[0].security.publish: missing") && e.contains("`live`"),
+                "{e}"
+            );
+            let e = one_error(&node(", apps: [{name: live, security: {play: jwt, jwt_secret: 0123456789abcdef}}]"));
+            assert!(e.contains("apps[0].security.publish: missing"), "{e}");
+            for fine in [
+                ", apps: [{name: live, security: {publish: open}}]",
+                ", apps: [{name: live, publish_token_secret: 0123456789abcdef}]",
+                ", apps: [{name: live, security: {publish: jwt, jwt_secret: 0123456789abcdef}}]",
+            ] {
+                assert_eq!(errors(&node(fine)), Vec::<String>::new(), "{fine}");
+            }
+        }
+        // Edges take no publishers: their apps need no publish rule.
+        assert!(errors(EDGE).is_empty());
+    }
+
+    #[test]
+    fn weak_secrets_are_refused_unless_the_file_is_a_local_demo() {
+        let open_origin = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", apps: [{name: live, security: {publish: open}}]}\n";
+        for (cluster, wanted) in [
+            ("{secret: change-me}", "cluster.secret: still the placeholder"),
+            ("{secret: bench}", "cluster.secret: 5 characters; at least 16"),
+            (
+                "{store: \"mongodb://sf:change-me@db:27017/\", secret: a-long-random-secret}",
+                "cluster.store: the MongoDB password: still the placeholder",
+            ),
+        ] {
+            let yaml = format!("cluster: {cluster}\n{open_origin}");
+            let e = one_error(&yaml);
+            assert!(e.contains(wanted) && e.contains("local_demo: true"), "{e}");
+            assert!(!e.contains("change-me") && !e.contains("bench"), "secret echoed: {e}");
+            assert!(errors(&format!("local_demo: true\n{yaml}")).is_empty());
+        }
+        let stats = "nodes:\n  - role: lb\n    name: l\n    stats: {bind: \"127.0.0.1:0\", auth: {user: admin, password: admin}}\n    frontends: [{name: f, mode: tcp, bind: [\"127.0.0.1:0\"], backend: b}]\n    backends: [{name: b, mode: tcp, servers: [{name: s, addr: \"127.0.0.1:1\"}]}]\n";
+        let e = one_error(stats);
+        assert!(e.contains("stats.auth.password: a password guessed first"), "{e}");
+        let e = one_error(&format!(
+            "{EDGE}    apps: [{{name: live, webhook: {{url: \"ftp://x\", secret: 0123456789abcdef}}}}]\n"
+        ));
+        assert!(e.contains("apps[0].webhook.url: `ftp://x` is not an http"), "{e}");
+    }
+
+    #[test]
+    fn rest_access_is_checked() {
+        use ipnet::IpNet;
+        let NodeConfig::Media(m) = &convert(EDGE, Path::new("t.yaml")).unwrap().nodes[0] else {
+            panic!("media")
+        };
+        let loopback: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+        assert_eq!((&m.rest.allowed, &m.rest.trusted_proxies), (&loopback, &loopback));
+        assert!(m.rest.jwt.is_none() && m.rest.cors_origins.is_empty());
+        let yaml = format!(
+            "{EDGE}    rest: {{remote_allowed_cidrs: [10.1.2.3/8, \"192.0.2.7\"], trusted_proxies: [], cors_origins: [\"https://Console.example.com/\"], jwt_secret: 0123456789abcdef0123}}\n"
+        );
+        let c = convert(&yaml, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media")
+        };
+        assert_eq!(
+            m.rest.allowed,
+            vec!["10.0.0.0/8".parse::<IpNet>().unwrap(), "192.0.2.7/32".parse().unwrap()]
+        );
+        assert!(m.rest.trusted_proxies.is_empty());
+        assert_eq!(m.rest.cors_origins, ["https://console.example.com"]);
+        let e = errors(&format!(
+            "{EDGE}    rest: {{remote_allowed_cidrs: [10.0.0.0/33], cors_origins: [\"*\"], jwt_secret: short}}\n"
+        ));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(e[0].contains("rest.remote_allowed_cidrs[0]: `10.0.0.0/33` is not"), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("rest.jwt_secret: at least 16")), "{e:?}");
+        assert!(e.iter().any(|e| e.contains("rest.cors_origins[0]: `*` is not an origin")), "{e:?}");
+    }
+
+    #[test]
     fn app_security_is_checked() {
         use crate::config::{PlayRule, PublishRule, Secret};
         let app = |entry: &str| format!("{EDGE}    apps: [{entry}]\n");
@@ -455,7 +553,7 @@ mod tests {
         assert_eq!(m.apps[0].security.play, PlayRule::Jwt(key));
         // The older key means `publish: hmac`.
         let c = convert(
-            &app("{name: live, publish_token_secret: s3cret}"),
+            &app("{name: live, publish_token_secret: s3cret-s3cret-s3cret}"),
             Path::new("t.yaml"),
         )
         .unwrap();
@@ -464,7 +562,7 @@ mod tests {
         };
         assert_eq!(
             m.apps[0].security.publish,
-            PublishRule::Hmac(Secret::new("s3cret"))
+            PublishRule::Hmac(Secret::new("s3cret-s3cret-s3cret"))
         );
         for (entry, wanted) in [
             (
@@ -480,7 +578,7 @@ mod tests {
                 "apps[0].publish_token_secret: required by `security.publish: hmac`",
             ),
             (
-                "{name: live, publish_token_secret: s, security: {publish: open}}",
+                "{name: live, publish_token_secret: s3cret-s3cret-s3cret, security: {publish: open}}",
                 "apps[0].publish_token_secret: only with `security.publish: hmac`",
             ),
             (
@@ -553,11 +651,11 @@ mod tests {
         let e = one_error(&yaml);
         assert!(e.contains("cluster.secret: required"), "{e}");
         let yaml =
-            format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3}}\n{EDGE}");
+            format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3-0123456789abcdef}}\n{EDGE}");
         let c = convert(&yaml, Path::new("t.yaml")).unwrap();
         let debug = format!("{c:?}");
         assert!(
-            !debug.contains("hunter2") && !debug.contains("s3\""),
+            !debug.contains("hunter2") && !debug.contains("s3-0123456789abcdef"),
             "{debug}"
         );
     }

@@ -15,6 +15,8 @@ use super::values::{parse_addr, parse_duration};
 pub(crate) struct Diag<'a> {
     file: &'a Path,
     errors: Vec<ConfigError>,
+    /// The file says `local_demo: true`: weak secrets pass.
+    pub(crate) local_demo: bool,
 }
 
 impl<'a> Diag<'a> {
@@ -38,6 +40,7 @@ impl<'a> Diag<'a> {
         Diag {
             file,
             errors: Vec::new(),
+            local_demo: false,
         }
     }
 
@@ -68,6 +71,23 @@ impl<'a> Diag<'a> {
                 self.at(r, format!("{key}: {e}"));
                 default
             }),
+        }
+    }
+
+    /// Checks a configured secret (at `at`, never printed): not a placeholder we ship and at
+    /// least `min_len` characters, unless the file is a local demo.
+    pub(crate) fn secret<T>(&mut self, key: &str, at: &Spanned<T>, value: &str, min_len: usize) {
+        if self.local_demo {
+            return;
+        }
+        if let Some(why) = super::secret::weakness(value, min_len) {
+            self.at(
+                at,
+                format!(
+                    "{key}: {why}; use a random value (`openssl rand -hex 24`), or mark a \
+                     one-box demo file with `local_demo: true`"
+                ),
+            );
         }
     }
 

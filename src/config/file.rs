@@ -27,6 +27,9 @@ pub struct FileConfig {
     pub threads: Option<Spanned<u64>>,
     /// The nodes this process runs.
     pub nodes: Option<Vec<NodeFile>>,
+    /// This file is a local demo (one box, loopback): `check` lets short and placeholder
+    /// secrets pass.
+    pub local_demo: Option<Spanned<bool>>,
 }
 
 /// `cluster:`.
@@ -86,6 +89,8 @@ pub struct NodeFile {
     pub llhls: Option<LlHlsFile>,
     /// ABR transcoding (origins).
     pub transcode: Option<TranscodeFile>,
+    /// Who may reach the REST API, the console and `/metrics`.
+    pub rest: Option<RestFile>,
 
     // ---- load balancers ----
     /// Global connection limit.
@@ -123,6 +128,32 @@ pub struct AppFullFile {
     pub publish_token_secret: Option<String>,
     /// Who may publish and play (Ant Media's stream security).
     pub security: Option<SecurityFile>,
+    /// Where `liveStreamStarted` / `liveStreamEnded` are posted.
+    pub webhook: Option<WebhookFile>,
+}
+
+/// `webhook:` of an app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookFile {
+    /// `http://` or `https://` URL the events are posted to.
+    pub url: Raw,
+    /// Key of the HMAC-SHA256 signature header.
+    pub secret: Raw,
+}
+
+/// `rest:` of a media node (Ant Media's `remoteAllowedCIDR` and JWT server control).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestFile {
+    /// Client addresses (CIDRs or IPs) served without a token (default loopback).
+    pub remote_allowed_cidrs: Option<Vec<Raw>>,
+    /// HS256 key of the JWTs that open the REST from anywhere (`Authorization` header).
+    pub jwt_secret: Option<Raw>,
+    /// Proxies whose `X-Forwarded-For` is believed (default loopback).
+    pub trusted_proxies: Option<Vec<Raw>>,
+    /// Browser origins the JSON APIs answer CORS for (default none).
+    pub cors_origins: Option<Vec<Raw>>,
 }
 
 /// `security:` of an app.

@@ -3,8 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use super::diag::Diag;
-use super::file::{AppFile, NodeFile, PlayModeFile, PublishModeFile, SecurityFile};
+use super::file::{
+    AppFile, NodeFile, PlayModeFile, PublishModeFile, Raw, RestFile, SecurityFile, WebhookFile,
+};
+use super::secret::MIN_SECRET;
 use super::values::parse_size;
 use super::{ListenerSpec, Role, Secret};
 use serde_saphyr::Spanned;
@@ -45,6 +50,50 @@ pub struct MediaConfig {
     pub transcode: Option<TranscodeConfig>,
     /// Connection limit across the node's RTMP and HTTP listeners.
     pub maxconn: usize,
+    /// Who may reach the REST API, the console and `/metrics`.
+    pub rest: RestConfig,
+}
+
+/// Who may reach a media node's REST API, web console and `/metrics` (Ant Media's
+/// `remoteAllowedCIDR` and JWT server control). Health and readiness stay open (the LB checks
+/// them); playlists and segments follow the apps' `security.play`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestConfig {
+    /// Client addresses served without a token.
+    pub allowed: Vec<IpNet>,
+    /// Key of the HS256 JWTs (`Authorization` header) that open the REST from anywhere.
+    pub jwt: Option<Secret>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins the JSON APIs send CORS headers for.
+    pub cors_origins: Vec<String>,
+}
+
+/// Default `rest.remote_allowed_cidrs` and `rest.trusted_proxies`: this machine.
+pub const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig {
+            allowed: loopback(),
+            jwt: None,
+            trusted_proxies: loopback(),
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+fn loopback() -> Vec<IpNet> {
+    LOOPBACK.iter().filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Where an app's stream events are posted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Key of the `X-Streamfleet-Signature` HMAC-SHA256 header.
+    pub secret: Secret,
 }
 
 impl MediaConfig {
@@ -86,6 +135,8 @@ pub struct AppConfig {
     pub name: String,
     /// Who may publish and play.
     pub security: AppSecurity,
+    /// Where `liveStreamStarted` / `liveStreamEnded` go.
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// An app's stream security (Ant Media's JWT stream security, plus the HMAC publish token).
@@ -262,25 +313,67 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         None => default_advertise(http),
     };
 
+    // Publishers reach origins and standalone nodes: each app must say who may publish.
+    let ingests = role != Role::Edge;
     let mut apps: Vec<AppConfig> = Vec::new();
     match &n.apps {
-        None => apps.extend(DEFAULT_APPS.iter().map(|a| AppConfig {
-            name: (*a).into(),
-            security: AppSecurity {
-                publish: PublishRule::Open,
-                play: PlayRule::Open,
-            },
-        })),
+        None => {
+            if ingests {
+                d.at(
+                    &n.name,
+                    format!(
+                        "{at}.apps: missing; a {role} node takes publishers, so list its apps \
+                         with `security:` (e.g. `apps: [{{name: live, security: {{publish: jwt, \
+                         jwt_secret: ...}}}}]`), or say `security: {{publish: open}}` to let anyone \
+                         publish"
+                    ),
+                );
+            }
+            apps.extend(DEFAULT_APPS.iter().map(|a| AppConfig {
+                name: (*a).into(),
+                security: AppSecurity {
+                    publish: PublishRule::Open,
+                    play: PlayRule::Open,
+                },
+                webhook: None,
+            }));
+        }
         Some(list) => {
             for (i, a) in list.iter().enumerate() {
-                let (name, secret, security) = match &a.value {
-                    AppFile::Name(n) => (n.clone(), None, None),
+                let (name, secret, security, webhook) = match &a.value {
+                    AppFile::Name(n) => (n.clone(), None, None, None),
                     AppFile::Full(f) => (
                         f.name.clone(),
                         f.publish_token_secret.clone(),
                         f.security.as_ref(),
+                        f.webhook.as_ref(),
                     ),
                 };
+                if ingests
+                    && secret.is_none()
+                    && security.is_none_or(|s| s.publish.is_none())
+                {
+                    d.at(
+                        a,
+                        format!(
+                            "{at}.apps[{i}].security.publish: missing; a {role} node takes \
+                             publishers, so app `{name}` must say who may publish (`jwt` with \
+                             `jwt_secret`, `hmac` with `publish_token_secret`), or `publish: open` \
+                             to let anyone publish any stream id"
+                        ),
+                    );
+                }
+                if secret.as_deref() == Some("") {
+                    d.at(a, format!("{at}.apps[{i}].publish_token_secret: empty"));
+                } else if let Some(s) = &secret {
+                    d.secret(
+                        &format!("{at}.apps[{i}].publish_token_secret"),
+                        a,
+                        s,
+                        MIN_SECRET,
+                    );
+                }
+                let webhook = webhook.map(|w| app_webhook(&format!("{at}.apps[{i}]"), w, d));
                 if name.is_empty()
                     || !name
                         .chars()
@@ -293,9 +386,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
                         format!("{at}.apps[{i}]: app name `{name}` is reserved or listed twice"),
                     );
                 }
-                if secret.as_deref() == Some("") {
-                    d.at(a, format!("{at}.apps[{i}].publish_token_secret: empty"));
-                }
+
                 let security = app_security(
                     &format!("{at}.apps[{i}]"),
                     a,
@@ -303,7 +394,11 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
                     security,
                     d,
                 );
-                apps.push(AppConfig { name, security });
+                apps.push(AppConfig {
+                    name,
+                    security,
+                    webhook,
+                });
             }
             if list.is_empty() {
                 d.at(
@@ -468,7 +563,100 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         },
         transcode,
         maxconn: usize::try_from(maxconn).unwrap_or(usize::MAX),
+        rest: n
+            .rest
+            .as_ref()
+            .map_or_else(RestConfig::default, |r| rest(&format!("{at}.rest"), r, d)),
     })
+}
+
+/// `rest:`.
+fn rest(at: &str, r: &RestFile, d: &mut Diag) -> RestConfig {
+    let nets = |d: &mut Diag, key: &str, list: Option<&Vec<Raw>>| match list {
+        None => loopback(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .filter_map(|(i, raw)| {
+                let v = raw.value.trim();
+                v.parse::<IpNet>()
+                    .or_else(|_| v.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        d.at(
+                            raw,
+                            format!(
+                                "{at}.{key}[{i}]: `{v}` is not an IP address or CIDR \
+                                 (10.0.0.0/8, ::1)"
+                            ),
+                        );
+                    })
+                    .ok()
+                    .map(|n| n.trunc())
+            })
+            .collect(),
+    };
+    let allowed = nets(d, "remote_allowed_cidrs", r.remote_allowed_cidrs.as_ref());
+    let trusted_proxies = nets(d, "trusted_proxies", r.trusted_proxies.as_ref());
+    let jwt = r.jwt_secret.as_ref().map(|raw| {
+        if raw.value.chars().count() < MIN_JWT_SECRET {
+            d.at(
+                raw,
+                format!("{at}.jwt_secret: at least {MIN_JWT_SECRET} characters"),
+            );
+        } else {
+            d.secret(&format!("{at}.jwt_secret"), raw, &raw.value, 0);
+        }
+        Secret::new(raw.value.clone())
+    });
+    let cors_origins = r
+        .cors_origins
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, raw)| {
+            let v = raw.value.trim().trim_end_matches('/');
+            let ok = v
+                .split_once("://")
+                .is_some_and(|(scheme, host)| {
+                    matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+                });
+            if !ok {
+                d.at(
+                    raw,
+                    format!(
+                        "{at}.cors_origins[{i}]: `{v}` is not an origin like \
+                         https://console.example.com (`*` is not allowed for the JSON APIs)"
+                    ),
+                );
+            }
+            v.to_ascii_lowercase()
+        })
+        .collect();
+    RestConfig {
+        allowed,
+        jwt,
+        trusted_proxies,
+        cors_origins,
+    }
+}
+
+/// An app's `webhook:`.
+fn app_webhook(at: &str, w: &WebhookFile, d: &mut Diag) -> WebhookConfig {
+    let url = w.url.value.trim();
+    let parsed = url.parse::<http::Uri>().ok().filter(|u| {
+        matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some_and(|h| !h.is_empty())
+    });
+    if parsed.is_none() {
+        d.at(
+            &w.url,
+            format!("{at}.webhook.url: `{url}` is not an http:// or https:// URL"),
+        );
+    }
+    d.secret(&format!("{at}.webhook.secret"), &w.secret, &w.secret.value, MIN_SECRET);
+    WebhookConfig {
+        url: url.to_owned(),
+        secret: Secret::new(w.secret.value.clone()),
+    }
 }
 
 /// Without `advertise`, other nodes reach this one at its HTTP bind IP, or loopback when that IP
@@ -498,6 +686,8 @@ fn app_security(
                      shorter than that can be guessed)"
                 ),
             );
+        } else {
+            d.secret(&format!("{at}.security.jwt_secret"), raw, &raw.value, 0);
         }
         Secret::new(raw.value.clone())
     });

@@ -31,6 +31,34 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The shortest secret streamfleet itself keys with (cluster secret, JWT and HMAC keys, webhook
+/// signatures): anything shorter can be guessed offline.
+pub const MIN_SECRET: usize = 16;
+
+/// Passwords guessed first, and the placeholders our example files ship (`change-me`).
+const GUESSED_FIRST: &[&str] = &[
+    "admin", "password", "secret", "changeit", "default", "test", "123456", "12345678",
+];
+
+/// Why `value` is too weak to be a secret, if it is: a placeholder we ship or a password
+/// guessed first, or shorter than `min_len` characters (0: no length rule). The reason never
+/// quotes the value.
+pub fn weakness(value: &str, min_len: usize) -> Option<String> {
+    let folded: String = value
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if folded.contains("changeme") || folded.contains("changethis") {
+        return Some("still the placeholder from the example files".into());
+    }
+    if GUESSED_FIRST.contains(&value.to_ascii_lowercase().as_str()) {
+        return Some("a password guessed first".into());
+    }
+    let length = value.chars().count();
+    (length < min_len).then(|| format!("{length} characters; at least {min_len} are required"))
+}
+
 /// The credentials of a URI like `mongodb://user:password@host/db?options`, split the way the
 /// MongoDB driver splits them: options start at the first `?`, the user-info ends at the last
 /// `@` before them, and the password starts after the user-info's first `:`.
@@ -98,6 +126,17 @@ mod tests {
         assert_eq!(UriCredentials::of("mongodb://host:27017/?x=@y"), None);
         let c = UriCredentials::of("mongodb://justuser@host/").unwrap();
         assert_eq!((c.user, c.password), ("justuser", None));
+    }
+
+    #[test]
+    fn weak_secrets_are_named_without_quoting_them() {
+        assert!(weakness("change-me", 0).unwrap().contains("placeholder"));
+        assert!(weakness("CHANGE_ME_please_0123456789", 16).unwrap().contains("placeholder"));
+        assert!(weakness("admin", 0).unwrap().contains("guessed"));
+        let short = weakness("s3cret", 16).unwrap();
+        assert!(short.contains("6 characters") && !short.contains("s3cret"));
+        assert_eq!(weakness("a-random-cluster-secret", 16), None);
+        assert_eq!(weakness("s3cret", 0), None, "no length rule for passwords we do not set");
     }
 
     #[test]

@@ -142,6 +142,41 @@ fn jwt_valid(
     Ok(())
 }
 
+/// Checks a REST JWT (Ant Media's JWT server control): HS256 with `secret`; `exp`, when present,
+/// has not passed (Ant Media's REST tokens need no other claim).
+pub fn rest_token_valid(secret: &str, token: &str) -> Result<(), Refusal> {
+    if token.len() > MAX_TOKEN {
+        return Err(Refusal::Malformed);
+    }
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.set_required_spec_claims::<&str>(&[]);
+    validation.validate_exp = true;
+    jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &DecodingKey::from_secret(secret.as_bytes()),
+        &validation,
+    )
+    .map(|_| ())
+    .map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => Refusal::Expired,
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => Refusal::BadSignature,
+        _ => Refusal::Malformed,
+    })
+}
+
+/// A stream token as Ant Media's `jwt-token` REST call mints it: HS256 over `streamId`, `type`
+/// and `exp` (seconds since the epoch).
+pub fn mint(secret: &str, stream_id: &str, want: Want, exp: u64) -> Option<String> {
+    let claims = serde_json::json!({"streamId": stream_id, "type": want.claim(), "exp": exp});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .ok()
+}
+
 /// `<hex HMAC-SHA256(secret, streamId)>`, compared in constant time.
 fn hmac_valid(secret: &str, stream_id: &str, token: &str) -> bool {
     use hmac::{Hmac, KeyInit, Mac};
@@ -196,6 +231,35 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header};
 
     const KEY: &str = "0123456789abcdef-test-key";
+
+    #[test]
+    fn rest_tokens_need_the_key_and_an_unexpired_exp_when_there_is_one() {
+        let sign = |claims: serde_json::Value, key: &str| {
+            jsonwebtoken::encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(key.as_bytes()),
+            )
+            .unwrap()
+        };
+        let t = now();
+        assert_eq!(rest_token_valid(KEY, &sign(serde_json::json!({"sub": "ops"}), KEY)), Ok(()));
+        assert_eq!(rest_token_valid(KEY, &sign(serde_json::json!({"exp": t + 60}), KEY)), Ok(()));
+        assert_eq!(
+            rest_token_valid(KEY, &sign(serde_json::json!({"exp": t - 1}), KEY)),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(
+            rest_token_valid(KEY, &sign(serde_json::json!({"exp": t + 60}), "another-key-0123456")),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(rest_token_valid(KEY, "garbage"), Err(Refusal::Malformed));
+        // What `mint` makes is what players and publishers present.
+        let token = mint(KEY, "cam1", Want::Play, t + 60).unwrap();
+        let rule = PlayRule::Jwt(Secret::new(KEY));
+        assert_eq!(may_play(&rule, "cam1", Some(&token)), Ok(()));
+        assert_eq!(may_play(&rule, "cam2", Some(&token)), Err(Refusal::WrongStream));
+    }
 
     fn now() -> u64 {
         std::time::SystemTime::now()

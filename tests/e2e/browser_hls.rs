@@ -10,7 +10,7 @@ use crate::common::{Proc, get, wait_for};
 fn hlsjs_in_chromium_plays_the_live_stream() {
     require_ffmpeg();
     let p = Proc::start(
-        "nodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", hls: {segment: 1s, window: 6}}\n",
+        "nodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}], hls: {segment: 1s, window: 6}}\n",
     );
     let _publisher = Publisher::start(
         &format!("rtmp://{}/live/web", p.addr("s1", "rtmp")),

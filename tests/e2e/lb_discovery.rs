@@ -25,7 +25,7 @@ nodes:
         sticky: {cookie: JSESSIONID, mode: prefix}
         health: {kind: http, path: /healthz, interval: 200ms, rise: 1, fall: 2}
         servers_from: {role: edge, listener: http}
-  - {role: origin, name: origin-1, advertise: 127.0.0.1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0", relay: "127.0.0.1:0"}
+  - {role: origin, name: origin-1, advertise: 127.0.0.1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0", relay: "127.0.0.1:0", apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]}
   - {role: edge, name: edge-1, advertise: 127.0.0.1, http: "127.0.0.1:0"}
   - {role: edge, name: edge-2, advertise: 127.0.0.1, http: "127.0.0.1:0"}
 "#;
@@ -65,7 +65,7 @@ fn servers_follow_the_live_edges_of_the_store() {
 
 fn edge(uri: &str, name: &str) -> Proc {
     Proc::start(&format!(
-        "cluster: {{store: \"{uri}\", database: lbdisc, secret: lb-test-secret, heartbeat: 200ms, node_timeout: 1s}}\nshutdown_grace: 1s\nnodes:\n  - {{role: edge, name: {name}, advertise: 127.0.0.1, http: \"127.0.0.1:0\"}}\n"
+        "cluster: {{store: \"{uri}\", database: lbdisc, secret: lb-test-secret-0123, heartbeat: 200ms, node_timeout: 1s}}\nshutdown_grace: 1s\nnodes:\n  - {{role: edge, name: {name}, advertise: 127.0.0.1, http: \"127.0.0.1:0\"}}\n"
     ))
 }
 
@@ -98,7 +98,7 @@ fn nodes_join_drain_and_die_without_an_lb_restart() {
     let store = Secantus::start();
     let uri = store.uri();
     let lb = Proc::start(&format!(
-        "cluster: {{store: \"{uri}\", database: lbdisc, secret: lb-test-secret, heartbeat: 200ms, node_timeout: 1s}}\nshutdown_grace: 1s\nnodes:\n  - role: lb\n    name: lb1\n    frontends:\n      - {{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: edges}}\n    backends:\n      - {{name: edges, mode: http, servers_from: {{role: edge, listener: http}}}}\n"
+        "cluster: {{store: \"{uri}\", database: lbdisc, secret: lb-test-secret-0123, heartbeat: 200ms, node_timeout: 1s}}\nshutdown_grace: 1s\nnodes:\n  - role: lb\n    name: lb1\n    frontends:\n      - {{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: edges}}\n    backends:\n      - {{name: edges, mode: http, servers_from: {{role: edge, listener: http}}}}\n"
     ));
     let web = lb.addr("lb1", "frontend:web");
     assert_eq!(behind(web), ["503"], "no edge yet");

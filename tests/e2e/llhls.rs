@@ -23,6 +23,7 @@ nodes:
     rtmp: "127.0.0.1:0"
     http: "127.0.0.1:0"
     relay: "127.0.0.1:0"
+    apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]
     hls: {segment: 1s, window: 6}
     llhls: {part: 333ms}
     transcode: {ladder: [{height: 180, bitrate: 200k}]}

@@ -11,7 +11,13 @@ use crate::common::media::{
 };
 use crate::common::{Proc, get, wait_for};
 
+/// A standalone node whose apps take anyone's streams, unless `extra` starts with its own `apps:`.
 fn standalone(extra: &str) -> Proc {
+    let apps = if extra.trim_start().starts_with("apps:") {
+        ""
+    } else {
+        "    apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]\n"
+    };
     Proc::start(&format!(
         r#"
 cluster: {{heartbeat: 300ms, node_timeout: 2s}}
@@ -22,7 +28,7 @@ nodes:
     rtmp: "127.0.0.1:0"
     http: "127.0.0.1:0"
     hls: {{segment: 1s, window: 6, wait: 15s}}
-{extra}
+{apps}{extra}
 "#
     ))
 }
@@ -369,7 +375,7 @@ fn hostile_rtmp_input_is_contained() {
 fn publish_tokens_unknown_apps_and_edges() {
     require_ffmpeg();
     let p = standalone(
-        r#"    apps: [live, {name: secure, publish_token_secret: s3cret}]
+        r#"    apps: [{name: live, security: {publish: open}}, {name: secure, publish_token_secret: s3cret-s3cret-s3cret}]
   - {role: edge, name: e1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0"}"#,
     );
     let addr = p.addr("s1", "rtmp");
@@ -393,7 +399,7 @@ fn publish_tokens_unknown_apps_and_edges() {
     );
     let token = {
         use hmac::{Hmac, KeyInit, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret").unwrap();
+        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret-s3cret-s3cret").unwrap();
         mac.update(b"cam1");
         mac.finalize()
             .into_bytes()
@@ -421,7 +427,7 @@ fn publish_tokens_unknown_apps_and_edges() {
 #[test]
 fn sigterm_drains_open_rtmp_connections_then_a_second_signal_exits_at_once() {
     let mut p = Proc::start(
-        "shutdown_grace: 1h\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\n",
+        "shutdown_grace: 1h\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]}\n",
     );
     // A client inside the handshake holds a connection open.
     let held = handshaken(p.addr("s1", "rtmp"));
@@ -450,7 +456,7 @@ fn sigterm_drains_open_rtmp_connections_then_a_second_signal_exits_at_once() {
 #[test]
 fn sigterm_closes_remaining_connections_after_the_grace_period() {
     let mut p = Proc::start(
-        "shutdown_grace: 1s\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\"}\n",
+        "shutdown_grace: 1s\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]}\n",
     );
     let mut held = handshaken(p.addr("s1", "rtmp"));
     let started = std::time::Instant::now();

@@ -176,8 +176,8 @@ fn hlsjs_without_cookies_plays_through_the_lb_while_an_edge_dies() {
 /// would be seen.
 fn origin_with_ladder(db: &Secantus, name: &str) -> Proc {
     Proc::start(&format!(
-        "{}  - {{role: origin, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", hls: {{segment: 2s, window: 6}}, transcode: {{ladder: [{{height: 180, bitrate: 200k}}]}}}}\n",
-        cluster(&db.uri(), "test-secret")
+        "{}  - {{role: origin, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", apps: [{{name: live, security: {{publish: open}}}}, {{name: LiveApp, security: {{publish: open}}}}], hls: {{segment: 2s, window: 6}}, transcode: {{ladder: [{{height: 180, bitrate: 200k}}]}}}}\n",
+        cluster(&db.uri(), "test-secret-0123456")
     ))
 }
 

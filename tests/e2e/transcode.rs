@@ -162,7 +162,7 @@ fn ladder_renditions_play_aligned_and_switchable() {
     require_ffmpeg();
     let p = Proc::start(
         r#"
-cluster: {heartbeat: 300ms, node_timeout: 2s, secret: transcode-test}
+cluster: {heartbeat: 300ms, node_timeout: 2s, secret: transcode-test-secret}
 shutdown_grace: 2s
 nodes:
   - role: edge
@@ -175,6 +175,7 @@ nodes:
     rtmp: "127.0.0.1:0"
     http: "127.0.0.1:0"
     relay: "127.0.0.1:0"
+    apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]
     hls: {segment: 2s, window: 8, wait: 20s}
     transcode:
       preset: veryfast

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Body, HttpContext, error, json, text};
+use super::{Body, HttpContext, error, json, store_unavailable, text};
 use crate::cluster::model::{NodeRecord, NodeState};
 
 /// Largest page the list endpoints return.
@@ -89,7 +89,7 @@ pub(super) async fn cluster_nodes(ctx: &HttpContext, offset: &str, size: &str) -
                 .collect();
             json(StatusCode::OK, &Value::Array(list))
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => store_unavailable(&e),
     }
 }
 
@@ -106,7 +106,7 @@ pub(super) async fn cluster_node_count(ctx: &HttpContext) -> Response<Body> {
                 &json!({"number": nodes.len(), "alive": alive}),
             )
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => store_unavailable(&e),
     }
 }
 

@@ -8,7 +8,7 @@ use hyper::{Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::api::{bad_page, page, rfc3339, unix_millis};
-use super::{Body, HttpContext, error, json};
+use super::{Body, HttpContext, error, json, store_unavailable};
 use crate::cluster::model::{StreamKey, StreamRecord, StreamStatus};
 
 /// `/{app}/rest/v2/broadcasts/list/{offset}/{size}`.
@@ -43,14 +43,14 @@ async fn list_page(
                 ),
             )
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => store_unavailable(&e),
     }
 }
 
 pub(super) async fn count(ctx: &HttpContext, app: &str) -> Response<Body> {
     match ctx.store.stream_count(Some(app)).await {
         Ok(n) => json(StatusCode::OK, &json!({ "number": n })),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => store_unavailable(&e),
     }
 }
 
@@ -61,7 +61,7 @@ pub(super) async fn one(ctx: &HttpContext, app: &str, stream_id: &str) -> Respon
             json(StatusCode::OK, &broadcast_json(ctx, &r, &origins))
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such broadcast"),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(e) => store_unavailable(&e),
     }
 }
 

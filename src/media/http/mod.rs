@@ -6,6 +6,7 @@
 
 mod api;
 mod broadcasts;
+pub mod guard;
 pub mod hls;
 mod llhls;
 
@@ -98,23 +99,70 @@ pub async fn serve_connection(
     }
 }
 
-/// Dispatches a request by method and path.
+/// Dispatches a request: the REST API, the console and `/metrics` behind [`guard`], the rest
+/// (HLS, health) open.
 async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
-    if req.method() == Method::OPTIONS {
-        return preflight();
+    if is_guarded(&segments) {
+        let cors = guard::cors_origin(&ctx.config.rest, req.headers());
+        let mut response = if req.method() == Method::OPTIONS {
+            preflight("GET, HEAD, POST, DELETE, OPTIONS", "authorization, content-type")
+        } else {
+            match guard::rest_access(&ctx.config.rest, peer.ip(), req.headers()) {
+                Ok(()) => rest(ctx, req, &segments).await,
+                Err(denied) => {
+                    tracing::debug!(%peer, %path, ?denied, "REST request refused");
+                    match denied {
+                        guard::Denied::Address(why) => error(StatusCode::FORBIDDEN, &why),
+                        guard::Denied::Token(why) => error(
+                            StatusCode::UNAUTHORIZED,
+                            &format!("Authorization: {why} (a REST JWT signed with rest.jwt_secret)"),
+                        ),
+                    }
+                }
+            }
+        };
+        if let Some(origin) = cors {
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+        return response;
     }
+    let mut response = if req.method() == Method::OPTIONS {
+        preflight("GET, HEAD, OPTIONS", "*")
+    } else if req.method() != Method::GET && req.method() != Method::HEAD {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are served here",
+        )
+    } else {
+        media(ctx, &req, peer, &segments).await
+    };
+    // Players on any web page may read playlists, segments and their errors.
+    response
+        .headers_mut()
+        .entry(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .or_insert(HeaderValue::from_static("*"));
+    response
+}
+
+/// The paths behind `rest:`: the console, `/metrics`, `/rest/...` and `/{app}/rest/...`.
+fn is_guarded(segments: &[&str]) -> bool {
+    matches!(segments, [""] | ["metrics"] | ["rest", ..] | [_, "rest", ..])
+}
+
+/// The REST API, the console and `/metrics`, for a request [`guard`] let through.
+async fn rest(ctx: &HttpContext, req: Request<Incoming>, segments: &[&str]) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return error(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are served here",
         );
     }
-    match segments.as_slice() {
+    match segments {
         [""] => api::console(),
-        ["healthz"] => api::healthz(ctx),
-        ["readyz"] => api::readyz(ctx),
         ["metrics"] => api::metrics(ctx),
         ["rest", "v2", "cluster", "nodes", offset, size] => {
             api::cluster_nodes(ctx, offset, size).await
@@ -128,6 +176,20 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
         }
         [app, "rest", "v2", "broadcasts", "count"] => broadcasts::count(ctx, app).await,
         [app, "rest", "v2", "broadcasts", stream_id] => broadcasts::one(ctx, app, stream_id).await,
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// Health, readiness, HLS and LL-HLS.
+async fn media(
+    ctx: &HttpContext,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+    segments: &[&str],
+) -> Response<Body> {
+    match segments {
+        ["healthz"] => api::healthz(ctx),
+        ["readyz"] => api::readyz(ctx),
         [app, "streams", file] => {
             let name = names::hls_file_name(file).unwrap_or(file);
             gated(ctx, app, name, req.uri().query(), async {
@@ -145,6 +207,15 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
         [app, "ll", file] => llhls::alias(app, file, req.uri().query()),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// The answer when the cluster store fails: the driver's text goes to the log, not the client.
+pub fn store_unavailable(e: &impl std::fmt::Display) -> Response<Body> {
+    tracing::warn!(error = %e, "cluster store request failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the cluster store is not reachable; try again",
+    )
 }
 
 /// Serves a viewer's request for stream `name` (a player-facing name) of `app` when the app's
@@ -194,7 +265,7 @@ async fn gated(
     r
 }
 
-/// A JSON response with the CORS header players and dashboards need.
+/// A JSON response (CORS headers are added by [`route`]).
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
     *r.status_mut() = status;
@@ -202,10 +273,6 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
@@ -229,21 +296,18 @@ pub fn text(
     r
 }
 
-fn preflight() -> Response<Body> {
+/// The answer to a CORS preflight; [`route`] adds the allowed origin.
+fn preflight(methods: &'static str, headers: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
     let h = r.headers_mut();
     h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+        HeaderValue::from_static(methods),
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
+        HeaderValue::from_static(headers),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,

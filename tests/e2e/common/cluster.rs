@@ -23,8 +23,8 @@ pub fn cluster(uri: &str, secret: &str) -> String {
 /// An origin process (1 s segments).
 pub fn origin(db: &Secantus, name: &str) -> Proc {
     Proc::start(&format!(
-        "{}  - {{role: origin, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", hls: {{segment: 1s, window: 6}}}}\n",
-        cluster(&db.uri(), "test-secret")
+        "{}  - {{role: origin, name: {name}, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", apps: [{{name: live, security: {{publish: open}}}}, {{name: LiveApp, security: {{publish: open}}}}], hls: {{segment: 1s, window: 6}}}}\n",
+        cluster(&db.uri(), "test-secret-0123456")
     ))
 }
 
@@ -38,7 +38,7 @@ pub fn edge_with_secret(db: &Secantus, name: &str, secret: &str) -> Proc {
 
 /// An edge process.
 pub fn edge(db: &Secantus, name: &str) -> Proc {
-    edge_with_secret(db, name, "test-secret")
+    edge_with_secret(db, name, "test-secret-0123456")
 }
 
 /// An LB process: RTMP publishers to origins, players to edges; HTTP to edges (sticky).
@@ -55,7 +55,7 @@ pub fn lb(db: &Secantus) -> Proc {
       - {{name: edges_rtmp, mode: tcp, health: {{kind: tcp, interval: 500ms}}, servers_from: {{role: edge, listener: rtmp}}}}
       - {{name: edges_http, mode: http, sticky: {{cookie: JSESSIONID, mode: prefix}}, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: edge, listener: http}}}}
 "#,
-        cluster(&db.uri(), "test-secret")
+        cluster(&db.uri(), "test-secret-0123456")
     ))
 }
 
