@@ -23,6 +23,7 @@ mod lb_tcp;
 mod lb_tls;
 mod llhls;
 mod media;
+mod rest_security;
 mod same_hls;
 mod store;
 mod transcode;
