@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::model::{NodeRecord, NodeState};
+use super::model::{NodeRecord, NodeState, StreamViewers};
 use super::store::{Store, StoreError};
 use super::sysstat::SysStat;
 use crate::config::Role;
@@ -21,7 +21,7 @@ use crate::runtime::metrics::gauge;
 const STORE_OP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a node is doing, reported in its record.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Activity {
     /// Streams ingested or served.
     pub streams: u64,
@@ -29,6 +29,8 @@ pub struct Activity {
     pub viewers: u64,
     /// Egress, bits per second.
     pub egress_bps: u64,
+    /// Viewers per stream served here.
+    pub stream_viewers: Vec<StreamViewers>,
 }
 
 /// Source of a node's [`Activity`].
@@ -180,6 +182,7 @@ impl Heartbeat {
             streams: activity.streams,
             viewers: activity.viewers,
             egress_bps: activity.egress_bps,
+            stream_viewers: activity.stream_viewers,
             state: if self.shutdown.is_draining() {
                 NodeState::Draining
             } else {

@@ -57,6 +57,25 @@ pub struct NodeRecord {
     pub egress_bps: u64,
     /// Administrative state.
     pub state: NodeState,
+    /// This node's viewers of each stream it serves (at most [`MAX_STREAM_VIEWERS`] streams,
+    /// the most watched), summed over the nodes by the REST's `broadcast-statistics`.
+    pub stream_viewers: Vec<StreamViewers>,
+}
+
+/// Most streams a node lists in [`NodeRecord::stream_viewers`] (bounds the record's size).
+pub const MAX_STREAM_VIEWERS: usize = 1000;
+
+/// One node's viewers of one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamViewers {
+    /// Application.
+    pub app: String,
+    /// Stream id.
+    pub stream_id: String,
+    /// HLS and LL-HLS sessions (recent distinct clients).
+    pub hls: u64,
+    /// RTMP players.
+    pub rtmp: u64,
 }
 
 impl NodeRecord {
@@ -100,10 +119,23 @@ impl fmt::Display for StreamKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StreamStatus {
+    /// Registered through the REST (`broadcasts/create`), not published yet.
+    Created,
     /// An origin holds a valid lease and is ingesting.
     Broadcasting,
     /// Unpublished, or the lease expired.
     Finished,
+}
+
+impl StreamStatus {
+    /// The stored and REST spelling (Ant Media's).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Created => "created",
+            StreamStatus::Broadcasting => "broadcasting",
+            StreamStatus::Finished => "finished",
+        }
+    }
 }
 
 /// One rendition of a stream (the source included).
@@ -196,16 +228,33 @@ impl StreamRecord {
     /// `Broadcasting` only while the lease is valid: a crashed origin cannot renew, so its
     /// streams finish by themselves.
     pub fn effective_status(&self, now: SystemTime) -> StreamStatus {
-        if self.status == StreamStatus::Broadcasting && self.lease_until > now {
-            StreamStatus::Broadcasting
-        } else {
-            StreamStatus::Finished
+        match self.status {
+            StreamStatus::Broadcasting if self.lease_until > now => StreamStatus::Broadcasting,
+            StreamStatus::Created => StreamStatus::Created,
+            _ => StreamStatus::Finished,
         }
     }
 
     /// Whether another origin may take the stream over.
     pub fn claimable(&self, now: SystemTime) -> bool {
-        self.effective_status(now) == StreamStatus::Finished
+        self.effective_status(now) != StreamStatus::Broadcasting
+    }
+
+    /// A stream registered through the REST before anyone publishes it.
+    pub fn created(key: StreamKey, now: SystemTime) -> StreamRecord {
+        StreamRecord {
+            key,
+            origin: String::new(),
+            origin_relay: None,
+            epoch: 0,
+            lease_until: now,
+            status: StreamStatus::Created,
+            renditions: Vec::new(),
+            started_at: now,
+            updated_at: now,
+            viewers: Viewers::default(),
+            hls: None,
+        }
     }
 }
 

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use super::diag::Diag;
 use super::file::{FileConfig, NodeFile, RoleFile};
+use super::secret::MIN_SECRET;
 use super::{
     ClusterConfig, Config, ConfigError, ConfigErrors, DEFAULT_SHUTDOWN_GRACE, ListenerSpec,
     NodeConfig, Secret, StoreConfig, UriCredentials,
 };
-use super::secret::MIN_SECRET;
 
 /// Default `cluster.heartbeat`.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(2);
@@ -456,16 +456,22 @@ mod tests {
             };
             let e = one_error(&node(""));
             assert!(
-                e.contains(&format!("nodes[0].apps: missing; a {role} node takes publishers")),
+                e.contains(&format!(
+                    "nodes[0].apps: missing; a {role} node takes publishers"
+                )),
                 "{e}"
             );
             assert!(e.contains("publish: open"), "{e}");
-            let e = one_error(&node(", apps: [live, {name: b, security: {publish: open}}]"));
+            let e = one_error(&node(
+                ", apps: [live, {name: b, security: {publish: open}}]",
+            ));
             assert!(
                 e.contains("nodes[0].apps[0].security.publish: missing") && e.contains("`live`"),
                 "{e}"
             );
-            let e = one_error(&node(", apps: [{name: live, security: {play: jwt, jwt_secret: 0123456789abcdef}}]"));
+            let e = one_error(&node(
+                ", apps: [{name: live, security: {play: jwt, jwt_secret: 0123456789abcdef}}]",
+            ));
             assert!(e.contains("apps[0].security.publish: missing"), "{e}");
             for fine in [
                 ", apps: [{name: live, security: {publish: open}}]",
@@ -483,8 +489,14 @@ mod tests {
     fn weak_secrets_are_refused_unless_the_file_is_a_local_demo() {
         let open_origin = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", apps: [{name: live, security: {publish: open}}]}\n";
         for (cluster, wanted) in [
-            ("{secret: change-me}", "cluster.secret: still the placeholder"),
-            ("{secret: bench}", "cluster.secret: 5 characters; at least 16"),
+            (
+                "{secret: change-me}",
+                "cluster.secret: still the placeholder",
+            ),
+            (
+                "{secret: bench}",
+                "cluster.secret: 5 characters; at least 16",
+            ),
             (
                 "{store: \"mongodb://sf:change-me@db:27017/\", secret: a-long-random-secret}",
                 "cluster.store: the MongoDB password: still the placeholder",
@@ -493,16 +505,25 @@ mod tests {
             let yaml = format!("cluster: {cluster}\n{open_origin}");
             let e = one_error(&yaml);
             assert!(e.contains(wanted) && e.contains("local_demo: true"), "{e}");
-            assert!(!e.contains("change-me") && !e.contains("bench"), "secret echoed: {e}");
+            assert!(
+                !e.contains("change-me") && !e.contains("bench"),
+                "secret echoed: {e}"
+            );
             assert!(errors(&format!("local_demo: true\n{yaml}")).is_empty());
         }
         let stats = "nodes:\n  - role: lb\n    name: l\n    stats: {bind: \"127.0.0.1:0\", auth: {user: admin, password: admin}}\n    frontends: [{name: f, mode: tcp, bind: [\"127.0.0.1:0\"], backend: b}]\n    backends: [{name: b, mode: tcp, servers: [{name: s, addr: \"127.0.0.1:1\"}]}]\n";
         let e = one_error(stats);
-        assert!(e.contains("stats.auth.password: a password guessed first"), "{e}");
+        assert!(
+            e.contains("stats.auth.password: a password guessed first"),
+            "{e}"
+        );
         let e = one_error(&format!(
             "{EDGE}    apps: [{{name: live, webhook: {{url: \"ftp://x\", secret: 0123456789abcdef}}}}]\n"
         ));
-        assert!(e.contains("apps[0].webhook.url: `ftp://x` is not an http"), "{e}");
+        assert!(
+            e.contains("apps[0].webhook.url: `ftp://x` is not an http"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -512,7 +533,10 @@ mod tests {
             panic!("media")
         };
         let loopback: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
-        assert_eq!((&m.rest.allowed, &m.rest.trusted_proxies), (&loopback, &loopback));
+        assert_eq!(
+            (&m.rest.allowed, &m.rest.trusted_proxies),
+            (&loopback, &loopback)
+        );
         assert!(m.rest.jwt.is_none() && m.rest.cors_origins.is_empty());
         let yaml = format!(
             "{EDGE}    rest: {{remote_allowed_cidrs: [10.1.2.3/8, \"192.0.2.7\"], trusted_proxies: [], cors_origins: [\"https://Console.example.com/\"], jwt_secret: 0123456789abcdef0123}}\n"
@@ -523,7 +547,10 @@ mod tests {
         };
         assert_eq!(
             m.rest.allowed,
-            vec!["10.0.0.0/8".parse::<IpNet>().unwrap(), "192.0.2.7/32".parse().unwrap()]
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
         );
         assert!(m.rest.trusted_proxies.is_empty());
         assert_eq!(m.rest.cors_origins, ["https://console.example.com"]);
@@ -531,9 +558,19 @@ mod tests {
             "{EDGE}    rest: {{remote_allowed_cidrs: [10.0.0.0/33], cors_origins: [\"*\"], jwt_secret: short}}\n"
         ));
         assert_eq!(e.len(), 3, "{e:?}");
-        assert!(e[0].contains("rest.remote_allowed_cidrs[0]: `10.0.0.0/33` is not"), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("rest.jwt_secret: at least 16")), "{e:?}");
-        assert!(e.iter().any(|e| e.contains("rest.cors_origins[0]: `*` is not an origin")), "{e:?}");
+        assert!(
+            e[0].contains("rest.remote_allowed_cidrs[0]: `10.0.0.0/33` is not"),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|e| e.contains("rest.jwt_secret: at least 16")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|e| e.contains("rest.cors_origins[0]: `*` is not an origin")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -650,8 +687,9 @@ mod tests {
         let yaml = format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\"}}\n{EDGE}");
         let e = one_error(&yaml);
         assert!(e.contains("cluster.secret: required"), "{e}");
-        let yaml =
-            format!("cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3-0123456789abcdef}}\n{EDGE}");
+        let yaml = format!(
+            "cluster: {{store: \"mongodb://u:hunter2@db:27017/\", secret: s3-0123456789abcdef}}\n{EDGE}"
+        );
         let c = convert(&yaml, Path::new("t.yaml")).unwrap();
         let debug = format!("{c:?}");
         assert!(

@@ -347,7 +347,12 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, threads: usize, d: &mut Diag) -
             u.value.clone()
         });
         if let Some(a) = &s.auth {
-            d.secret(&format!("{at}.stats.auth.password"), &s.bind, &a.password, 0);
+            d.secret(
+                &format!("{at}.stats.auth.password"),
+                &s.bind,
+                &a.password,
+                0,
+            );
         }
         Some(StatsConfig {
             bind,

@@ -349,10 +349,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
                         f.webhook.as_ref(),
                     ),
                 };
-                if ingests
-                    && secret.is_none()
-                    && security.is_none_or(|s| s.publish.is_none())
-                {
+                if ingests && secret.is_none() && security.is_none_or(|s| s.publish.is_none()) {
                     d.at(
                         a,
                         format!(
@@ -615,11 +612,9 @@ fn rest(at: &str, r: &RestFile, d: &mut Diag) -> RestConfig {
         .enumerate()
         .map(|(i, raw)| {
             let v = raw.value.trim().trim_end_matches('/');
-            let ok = v
-                .split_once("://")
-                .is_some_and(|(scheme, host)| {
-                    matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
-                });
+            let ok = v.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains('/')
+            });
             if !ok {
                 d.at(
                     raw,
@@ -652,7 +647,12 @@ fn app_webhook(at: &str, w: &WebhookFile, d: &mut Diag) -> WebhookConfig {
             format!("{at}.webhook.url: `{url}` is not an http:// or https:// URL"),
         );
     }
-    d.secret(&format!("{at}.webhook.secret"), &w.secret, &w.secret.value, MIN_SECRET);
+    d.secret(
+        &format!("{at}.webhook.secret"),
+        &w.secret,
+        &w.secret.value,
+        MIN_SECRET,
+    );
     WebhookConfig {
         url: url.to_owned(),
         secret: Secret::new(w.secret.value.clone()),

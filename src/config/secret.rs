@@ -131,12 +131,20 @@ mod tests {
     #[test]
     fn weak_secrets_are_named_without_quoting_them() {
         assert!(weakness("change-me", 0).unwrap().contains("placeholder"));
-        assert!(weakness("CHANGE_ME_please_0123456789", 16).unwrap().contains("placeholder"));
+        assert!(
+            weakness("CHANGE_ME_please_0123456789", 16)
+                .unwrap()
+                .contains("placeholder")
+        );
         assert!(weakness("admin", 0).unwrap().contains("guessed"));
         let short = weakness("s3cret", 16).unwrap();
         assert!(short.contains("6 characters") && !short.contains("s3cret"));
         assert_eq!(weakness("a-random-cluster-secret", 16), None);
-        assert_eq!(weakness("s3cret", 0), None, "no length rule for passwords we do not set");
+        assert_eq!(
+            weakness("s3cret", 0),
+            None,
+            "no length rule for passwords we do not set"
+        );
     }
 
     #[test]

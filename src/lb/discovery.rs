@@ -165,6 +165,7 @@ mod tests {
         last_seen: SystemTime,
     ) -> NodeRecord {
         NodeRecord {
+            stream_viewers: Vec::new(),
             name: name.into(),
             role,
             advertise: "127.0.0.1".into(),

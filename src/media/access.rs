@@ -243,14 +243,23 @@ mod tests {
             .unwrap()
         };
         let t = now();
-        assert_eq!(rest_token_valid(KEY, &sign(serde_json::json!({"sub": "ops"}), KEY)), Ok(()));
-        assert_eq!(rest_token_valid(KEY, &sign(serde_json::json!({"exp": t + 60}), KEY)), Ok(()));
+        assert_eq!(
+            rest_token_valid(KEY, &sign(serde_json::json!({"sub": "ops"}), KEY)),
+            Ok(())
+        );
+        assert_eq!(
+            rest_token_valid(KEY, &sign(serde_json::json!({"exp": t + 60}), KEY)),
+            Ok(())
+        );
         assert_eq!(
             rest_token_valid(KEY, &sign(serde_json::json!({"exp": t - 1}), KEY)),
             Err(Refusal::Expired)
         );
         assert_eq!(
-            rest_token_valid(KEY, &sign(serde_json::json!({"exp": t + 60}), "another-key-0123456")),
+            rest_token_valid(
+                KEY,
+                &sign(serde_json::json!({"exp": t + 60}), "another-key-0123456")
+            ),
             Err(Refusal::BadSignature)
         );
         assert_eq!(rest_token_valid(KEY, "garbage"), Err(Refusal::Malformed));
@@ -258,7 +267,10 @@ mod tests {
         let token = mint(KEY, "cam1", Want::Play, t + 60).unwrap();
         let rule = PlayRule::Jwt(Secret::new(KEY));
         assert_eq!(may_play(&rule, "cam1", Some(&token)), Ok(()));
-        assert_eq!(may_play(&rule, "cam2", Some(&token)), Err(Refusal::WrongStream));
+        assert_eq!(
+            may_play(&rule, "cam2", Some(&token)),
+            Err(Refusal::WrongStream)
+        );
     }
 
     fn now() -> u64 {

@@ -202,6 +202,7 @@ impl BoundMediaNode {
         };
         stats.attach(hubs.clone());
         let hls_viewers = Arc::new(HlsViewers::default());
+        stats.attach_hls(hls_viewers.clone());
         let relay_server_metrics = relay::server::ServerMetrics::default();
         relay_server_metrics.register(metrics.registry_mut());
         let relay_client_metrics = relay::client::ClientMetrics::default();

@@ -8,8 +8,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::http::hls::HlsViewers;
 use super::hub::{Hubs, SubscriberKind};
 use crate::cluster::heartbeat::{Activity, ActivitySource};
+use crate::cluster::model::{MAX_STREAM_VIEWERS, StreamKey, StreamViewers};
+use std::collections::HashMap;
 
 /// Counters of one media node.
 #[derive(Debug, Default)]
@@ -31,6 +34,7 @@ pub struct MediaStats {
     /// Previous egress sample for the bit rate.
     last: std::sync::Mutex<Option<(Instant, u64)>>,
     hubs: std::sync::OnceLock<Arc<Hubs>>,
+    hls: std::sync::OnceLock<Arc<HlsViewers>>,
     streams: AtomicU64,
 }
 
@@ -79,6 +83,42 @@ impl MediaStats {
         let _ = self.hubs.set(hubs);
     }
 
+    /// Lets the activity report count HLS viewers per stream.
+    pub fn attach_hls(&self, viewers: Arc<HlsViewers>) {
+        let _ = self.hls.set(viewers);
+    }
+
+    /// This node's viewers of each stream, the most watched first, at most
+    /// [`MAX_STREAM_VIEWERS`].
+    fn stream_viewers(&self) -> Vec<StreamViewers> {
+        let mut by_stream: HashMap<StreamKey, (u64, u64)> = HashMap::new();
+        if let Some(hls) = self.hls.get() {
+            for (key, n) in hls.per_stream() {
+                by_stream.entry(key).or_default().0 += n;
+            }
+        }
+        if let Some(hubs) = self.hubs.get() {
+            for hub in hubs.all() {
+                let players = hub.subscriber_count(SubscriberKind::Rtmp) as u64;
+                if players > 0 {
+                    by_stream.entry(hub.key().stream.clone()).or_default().1 += players;
+                }
+            }
+        }
+        let mut list: Vec<StreamViewers> = by_stream
+            .into_iter()
+            .map(|(k, (hls, rtmp))| StreamViewers {
+                app: k.app,
+                stream_id: k.stream_id,
+                hls,
+                rtmp,
+            })
+            .collect();
+        list.sort_by_key(|v| std::cmp::Reverse(v.hls + v.rtmp));
+        list.truncate(MAX_STREAM_VIEWERS);
+        list
+    }
+
     /// Streams this node ingests or serves (set by the owner of that count).
     pub fn set_streams(&self, n: u64) {
         self.streams.store(n, Ordering::Relaxed);
@@ -116,6 +156,7 @@ impl ActivitySource for MediaStats {
             streams,
             viewers: rtmp_viewers + self.hls_viewers.get().max(0) as u64,
             egress_bps,
+            stream_viewers: self.stream_viewers(),
         }
     }
 }

@@ -399,7 +399,8 @@ fn publish_tokens_unknown_apps_and_edges() {
     );
     let token = {
         use hmac::{Hmac, KeyInit, Mac};
-        let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret-s3cret-s3cret").unwrap();
+        let mut mac =
+            <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"s3cret-s3cret-s3cret").unwrap();
         mac.update(b"cam1");
         mac.finalize()
             .into_bytes()

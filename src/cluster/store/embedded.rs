@@ -173,4 +173,45 @@ impl Store for EmbeddedStore {
             .filter(|r| app.is_none_or(|a| r.key.app == a))
             .count() as u64)
     }
+
+    async fn create_stream(&self, key: &StreamKey, now: SystemTime) -> Result<bool, StoreError> {
+        let mut streams = lock(&self.streams);
+        match streams.entry(key.id()) {
+            std::collections::btree_map::Entry::Occupied(_) => Ok(false),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(StreamRecord::created(key.clone(), now));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn stop_stream(&self, key: &StreamKey, now: SystemTime) -> Result<bool, StoreError> {
+        let mut streams = lock(&self.streams);
+        match streams.get_mut(&key.id()) {
+            Some(r) if r.effective_status(now) == StreamStatus::Broadcasting => {
+                r.status = StreamStatus::Finished;
+                r.epoch += 1;
+                r.lease_until = now;
+                r.updated_at = now;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_stream(&self, key: &StreamKey) -> Result<bool, StoreError> {
+        Ok(lock(&self.streams).remove(&key.id()).is_some())
+    }
+
+    async fn live_stream_count(
+        &self,
+        app: Option<&str>,
+        now: SystemTime,
+    ) -> Result<u64, StoreError> {
+        Ok(lock(&self.streams)
+            .values()
+            .filter(|r| app.is_none_or(|a| r.key.app == a))
+            .filter(|r| r.effective_status(now) == StreamStatus::Broadcasting)
+            .count() as u64)
+    }
 }

@@ -113,4 +113,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of stream records of an app (or all apps).
     async fn stream_count(&self, app: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Registers a stream before it is published (the REST's `broadcasts/create`): a
+    /// [`StreamRecord::created`] record. `false` when a record with this key exists.
+    async fn create_stream(&self, key: &StreamKey, now: SystemTime) -> Result<bool, StoreError>;
+
+    /// Ends a live stream whoever holds it (the REST's `stop`): the record becomes `finished`
+    /// with a new epoch, so its owner's next renewal fails with [`StoreError::LeaseLost`] and it
+    /// drops the publisher. `false` when the stream was not live.
+    async fn stop_stream(&self, key: &StreamKey, now: SystemTime) -> Result<bool, StoreError>;
+
+    /// Removes a stream's record (the REST's delete); a live owner loses its lease the same
+    /// way as with [`Store::stop_stream`]. `false` when there was no record.
+    async fn delete_stream(&self, key: &StreamKey) -> Result<bool, StoreError>;
+
+    /// Streams of an app (or all apps) broadcasting with a valid lease at `now`.
+    async fn live_stream_count(
+        &self,
+        app: Option<&str>,
+        now: SystemTime,
+    ) -> Result<u64, StoreError>;
 }

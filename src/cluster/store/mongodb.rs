@@ -288,6 +288,7 @@ impl Store for MongoStore {
             "_id": &id,
             "$or": [
                 { "status": status_str(StreamStatus::Finished) },
+                { "status": status_str(StreamStatus::Created) },
                 { "lease_until": { "$lte": at } },
                 { "origin": &claim.origin },
             ],
@@ -410,6 +411,59 @@ impl Store for MongoStore {
     async fn stream_count(&self, app: Option<&str>) -> Result<u64, StoreError> {
         self.bounded(self.streams.count_documents(app_filter(app)))
             .await
+    }
+
+    async fn create_stream(&self, key: &StreamKey, now: SystemTime) -> Result<bool, StoreError> {
+        let id = key.id();
+        let record = StreamRecord::created(key.clone(), now);
+        let doc = to_document(&StreamDoc::from(&record), &id)?;
+        match self.bounded_raw(self.streams.insert_one(doc)).await? {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(self.unavailable(e)),
+        }
+    }
+
+    async fn stop_stream(&self, key: &StreamKey, now: SystemTime) -> Result<bool, StoreError> {
+        let at = DateTime::from_system_time(now);
+        let filter = doc! {
+            "_id": key.id(),
+            "status": status_str(StreamStatus::Broadcasting),
+            "lease_until": { "$gt": at },
+        };
+        let update = doc! {
+            "$set": {
+                "status": status_str(StreamStatus::Finished),
+                "lease_until": at,
+                "updated_at": at,
+            },
+            "$inc": { "epoch": 1_i64 },
+        };
+        let result = self
+            .bounded(self.streams.update_one(filter, update))
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn delete_stream(&self, key: &StreamKey) -> Result<bool, StoreError> {
+        let result = self
+            .bounded(self.streams.delete_one(doc! { "_id": key.id() }))
+            .await?;
+        Ok(result.deleted_count == 1)
+    }
+
+    async fn live_stream_count(
+        &self,
+        app: Option<&str>,
+        now: SystemTime,
+    ) -> Result<u64, StoreError> {
+        let mut filter = app_filter(app);
+        filter.insert("status", status_str(StreamStatus::Broadcasting));
+        filter.insert(
+            "lease_until",
+            doc! { "$gt": DateTime::from_system_time(now) },
+        );
+        self.bounded(self.streams.count_documents(filter)).await
     }
 }
 

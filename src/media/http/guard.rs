@@ -125,13 +125,19 @@ mod tests {
     fn loopback_by_default_and_forwarded_clients_by_trusted_proxies_only() {
         let rest = RestConfig::default();
         assert_eq!(rest_access(&rest, ip("127.0.0.1"), &headers(&[])), Ok(()));
-        assert_eq!(rest_access(&rest, ip("::ffff:127.0.0.1"), &headers(&[])), Ok(()));
+        assert_eq!(
+            rest_access(&rest, ip("::ffff:127.0.0.1"), &headers(&[])),
+            Ok(())
+        );
         assert!(matches!(
             rest_access(&rest, ip("192.0.2.9"), &headers(&[])),
             Err(Denied::Address(why)) if why.contains("192.0.2.9 is not one")
         ));
         // Through an LB on loopback: the LB appends the client; a forged left part is ignored.
-        let via_lb = headers(&[("x-forwarded-for", "127.0.0.1"), ("x-forwarded-for", "203.0.113.5")]);
+        let via_lb = headers(&[
+            ("x-forwarded-for", "127.0.0.1"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
         assert!(rest_access(&rest, ip("127.0.0.1"), &via_lb).is_err());
         assert_eq!(
             client_address(&rest.trusted_proxies, ip("127.0.0.1"), &via_lb),

@@ -54,6 +54,17 @@ impl HlsViewers {
         seen.len()
     }
 
+    /// Viewers of each stream (all its renditions together).
+    pub fn per_stream(&self) -> HashMap<StreamKey, u64> {
+        let mut out: HashMap<StreamKey, u64> = HashMap::new();
+        for ((k, _), t) in self.lock().iter() {
+            if t.elapsed() < VIEWER_WINDOW {
+                *out.entry(k.stream.clone()).or_default() += 1;
+            }
+        }
+        out
+    }
+
     /// Viewers of one stream (all its renditions).
     pub fn of(&self, stream: &StreamKey) -> u64 {
         self.lock()

@@ -107,7 +107,10 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
     if is_guarded(&segments) {
         let cors = guard::cors_origin(&ctx.config.rest, req.headers());
         let mut response = if req.method() == Method::OPTIONS {
-            preflight("GET, HEAD, POST, DELETE, OPTIONS", "authorization, content-type")
+            preflight(
+                "GET, HEAD, POST, DELETE, OPTIONS",
+                "authorization, content-type",
+            )
         } else {
             match guard::rest_access(&ctx.config.rest, peer.ip(), req.headers()) {
                 Ok(()) => rest(ctx, req, &segments).await,
@@ -117,7 +120,9 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
                         guard::Denied::Address(why) => error(StatusCode::FORBIDDEN, &why),
                         guard::Denied::Token(why) => error(
                             StatusCode::UNAUTHORIZED,
-                            &format!("Authorization: {why} (a REST JWT signed with rest.jwt_secret)"),
+                            &format!(
+                                "Authorization: {why} (a REST JWT signed with rest.jwt_secret)"
+                            ),
                         ),
                     }
                 }
@@ -150,32 +155,56 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
 
 /// The paths behind `rest:`: the console, `/metrics`, `/rest/...` and `/{app}/rest/...`.
 fn is_guarded(segments: &[&str]) -> bool {
-    matches!(segments, [""] | ["metrics"] | ["rest", ..] | [_, "rest", ..])
+    matches!(
+        segments,
+        [""] | ["metrics"] | ["rest", ..] | [_, "rest", ..]
+    )
 }
 
 /// The REST API, the console and `/metrics`, for a request [`guard`] let through.
 async fn rest(ctx: &HttpContext, req: Request<Incoming>, segments: &[&str]) -> Response<Body> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return error(
+    let method = req.method().clone();
+    let query = req.uri().query().map(str::to_owned);
+    let read = method == Method::GET || method == Method::HEAD;
+    match (segments, read) {
+        ([app, "rest", "v2", "broadcasts", "create"], _) if method == Method::POST => {
+            broadcasts::create(ctx, app, req.into_body()).await
+        }
+        ([app, "rest", "v2", "broadcasts", id, "stop"], _) if method == Method::POST => {
+            broadcasts::stop(ctx, app, id).await
+        }
+        ([app, "rest", "v2", "broadcasts", id], _) if method == Method::DELETE => {
+            broadcasts::delete(ctx, app, id).await
+        }
+        (_, false) => error(
             StatusCode::METHOD_NOT_ALLOWED,
-            "only GET and HEAD are served here",
-        );
-    }
-    match segments {
-        [""] => api::console(),
-        ["metrics"] => api::metrics(ctx),
-        ["rest", "v2", "cluster", "nodes", offset, size] => {
+            "not a method this path answers",
+        ),
+        ([""], _) => api::console(),
+        (["metrics"], _) => api::metrics(ctx),
+        (["rest", "v2", "cluster", "nodes", offset, size], _) => {
             api::cluster_nodes(ctx, offset, size).await
         }
-        ["rest", "v2", "cluster", "node-count"] => api::cluster_node_count(ctx).await,
-        ["rest", "v2", "cluster", "streams", offset, size] => {
+        (["rest", "v2", "cluster", "node-count"], _) => api::cluster_node_count(ctx).await,
+        (["rest", "v2", "cluster", "streams", offset, size], _) => {
             broadcasts::all(ctx, offset, size).await
         }
-        [app, "rest", "v2", "broadcasts", "list", offset, size] => {
+        ([app, "rest", "v2", "broadcasts", "list", offset, size], _) => {
             broadcasts::list(ctx, app, offset, size).await
         }
-        [app, "rest", "v2", "broadcasts", "count"] => broadcasts::count(ctx, app).await,
-        [app, "rest", "v2", "broadcasts", stream_id] => broadcasts::one(ctx, app, stream_id).await,
+        ([app, "rest", "v2", "broadcasts", "count"], _) => broadcasts::count(ctx, app).await,
+        ([app, "rest", "v2", "broadcasts", "active-live-stream-count"], _) => {
+            broadcasts::active_count(ctx, app).await
+        }
+        ([app, "rest", "v2", "broadcasts", id, "broadcast-statistics"], _) => {
+            broadcasts::statistics(ctx, app, id).await
+        }
+        ([app, "rest", "v2", "broadcasts", id, "jwt-token"], _) => {
+            broadcasts::jwt_token(ctx, app, id, query.as_deref())
+        }
+        ([app, "rest", "v2", "broadcasts", stream_id], _) => {
+            broadcasts::one(ctx, app, stream_id).await
+        }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use streamfleet::cluster::model::{
     HlsProgress, NodeRecord, NodeState, Rendition, StreamClaim, StreamKey, StreamStatus,
-    StreamUpdate, Viewers,
+    StreamUpdate, StreamViewers, Viewers,
 };
 use streamfleet::cluster::store::{Store, StoreError};
 use streamfleet::config::Role;
@@ -26,6 +26,93 @@ pub async fn run_all(store: &dyn Store) {
     lease_lifecycle(store, &tag).await;
     lease_conflicts(store, &tag).await;
     listing(store, &tag).await;
+    rest_writes(store, &tag).await;
+}
+
+/// What the REST write API does through the store: create, stop, delete, live counts.
+async fn rest_writes(store: &dyn Store, tag: &str) {
+    let now = t0();
+    let lease_len = Duration::from_secs(10);
+    let app = format!("rest{tag}");
+    let key = StreamKey::new(app.clone(), "made");
+    assert!(store.create_stream(&key, now).await.expect("create"));
+    assert!(
+        !store.create_stream(&key, now).await.expect("create again"),
+        "an existing stream id is not created twice"
+    );
+    let rec = store.stream(&key).await.expect("stream").expect("record");
+    assert_eq!(rec.effective_status(now), StreamStatus::Created);
+    assert_eq!(
+        store
+            .live_stream_count(Some(&app), now)
+            .await
+            .expect("count"),
+        0
+    );
+
+    // A created stream is published like any other.
+    let claim = StreamClaim {
+        key: key.clone(),
+        origin: "o1".into(),
+        origin_relay: None,
+        renditions: vec![],
+    };
+    let later = now + Duration::from_millis(5);
+    let lease = store
+        .claim_stream(&claim, later, lease_len)
+        .await
+        .expect("publish a created stream");
+    assert_eq!(
+        store
+            .live_stream_count(Some(&app), later)
+            .await
+            .expect("count"),
+        1
+    );
+    assert_eq!(
+        store
+            .live_stream_count(Some("nope"), later)
+            .await
+            .expect("count"),
+        0
+    );
+
+    // Stop: the owner's next renewal fails, so it drops the publisher.
+    assert!(store.stop_stream(&key, later).await.expect("stop"));
+    assert!(
+        !store.stop_stream(&key, later).await.expect("stop again"),
+        "not live any more"
+    );
+    assert!(matches!(
+        store
+            .renew_stream(&lease, &StreamUpdate::default(), later, lease_len)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let rec = store.stream(&key).await.expect("stream").expect("record");
+    assert_eq!(rec.effective_status(later), StreamStatus::Finished);
+    assert_eq!(
+        store
+            .live_stream_count(Some(&app), later)
+            .await
+            .expect("count"),
+        0
+    );
+
+    // Delete: gone, and a live owner loses its lease the same way.
+    let lease = store
+        .claim_stream(&claim, later, lease_len)
+        .await
+        .expect("republish");
+    assert!(store.delete_stream(&key).await.expect("delete"));
+    assert!(!store.delete_stream(&key).await.expect("delete again"));
+    assert!(store.stream(&key).await.expect("stream").is_none());
+    assert!(matches!(
+        store
+            .renew_stream(&lease, &StreamUpdate::default(), later, lease_len)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
 }
 
 fn t0() -> SystemTime {
@@ -55,6 +142,12 @@ pub fn sample_node(name: &str, last_seen: SystemTime) -> NodeRecord {
         viewers: 7,
         egress_bps: 1_000_000,
         state: NodeState::Active,
+        stream_viewers: vec![StreamViewers {
+            app: "live".into(),
+            stream_id: "cam1".into(),
+            hls: 5,
+            rtmp: 2,
+        }],
     }
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::model::{
     HlsProgress, NodeRecord, NodeState, Rendition, StreamClaim, StreamKey, StreamRecord,
-    StreamStatus, Viewers,
+    StreamStatus, StreamViewers, Viewers,
 };
 use crate::cluster::store::StoreError;
 use crate::config::Role;
@@ -21,6 +21,7 @@ use crate::config::Role;
 /// The stored spelling of a status (the same as the serde one).
 pub(super) fn status_str(status: StreamStatus) -> &'static str {
     match status {
+        StreamStatus::Created => "created",
         StreamStatus::Broadcasting => "broadcasting",
         StreamStatus::Finished => "finished",
     }
@@ -113,6 +114,9 @@ pub(super) struct NodeDoc {
     viewers: u64,
     egress_bps: u64,
     state: NodeState,
+    /// Absent in records of older nodes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    stream_viewers: Vec<StreamViewers>,
 }
 
 impl From<&NodeRecord> for NodeDoc {
@@ -134,6 +138,7 @@ impl From<&NodeRecord> for NodeDoc {
             viewers: n.viewers,
             egress_bps: n.egress_bps,
             state: n.state,
+            stream_viewers: n.stream_viewers.clone(),
         }
     }
 }
@@ -163,6 +168,7 @@ impl NodeDoc {
             viewers: self.viewers,
             egress_bps: self.egress_bps,
             state: self.state,
+            stream_viewers: self.stream_viewers,
         })
     }
 }
@@ -189,6 +195,26 @@ pub(super) struct StreamDoc {
     /// continues the numbering).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hls: Option<HlsProgress>,
+}
+
+impl From<&StreamRecord> for StreamDoc {
+    fn from(r: &StreamRecord) -> Self {
+        StreamDoc {
+            id: r.key.id(),
+            app: r.key.app.clone(),
+            stream_id: r.key.stream_id.clone(),
+            origin: r.origin.clone(),
+            origin_relay: r.origin_relay.clone(),
+            epoch: r.epoch,
+            lease_until: DateTime::from_system_time(r.lease_until),
+            status: r.status,
+            renditions: r.renditions.clone(),
+            started_at: DateTime::from_system_time(r.started_at),
+            updated_at: DateTime::from_system_time(r.updated_at),
+            viewers: r.viewers,
+            hls: r.hls,
+        }
+    }
 }
 
 impl StreamDoc {
@@ -244,6 +270,12 @@ mod tests {
 
     fn sample_node(name: &str, t: SystemTime) -> NodeRecord {
         NodeRecord {
+            stream_viewers: vec![StreamViewers {
+                app: "live".into(),
+                stream_id: "cam1".into(),
+                hls: 4,
+                rtmp: 1,
+            }],
             name: name.into(),
             role: Role::Edge,
             advertise: "10.0.0.7".into(),
