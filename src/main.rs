@@ -9,8 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use streamfleet::config::edit::{EditError, mongodb_uri, set_store};
-use streamfleet::config::{Config, ConfigErrors};
+use streamfleet::config::edit::{
+    EditError, PASSWORD_ENV, PasswordSource, cluster_store, holds_password, read_password,
+    set_store,
+};
+use streamfleet::config::{Config, ConfigErrors, Secret};
 use streamfleet::runtime::Shutdown;
 use streamfleet::runtime::shutdown::Drain;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -49,8 +52,8 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Switch the cluster store in place (keeps comments): `mode cluster HOST [USER PASSWORD]`
-    /// or `mode standalone`.
+    /// Switch the cluster store in place (keeps comments, owner and permissions):
+    /// `mode cluster HOST|URI [USER] [--password-stdin]` or `mode standalone`.
     Mode {
         #[command(subcommand)]
         mode: ModeCommand,
@@ -59,14 +62,26 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ModeCommand {
-    /// Use MongoDB at HOST[:PORT] (default port 27017), optionally with credentials.
+    /// Use MongoDB at HOST[:PORT] (default port 27017), optionally with credentials, or at a
+    /// full mongodb:// or mongodb+srv:// URI. The password comes from --password-stdin or
+    /// STREAMFLEET_MONGODB_PASSWORD.
     Cluster {
-        /// MongoDB host, optionally with :port.
+        /// MongoDB host with an optional :port, or a full mongodb:// or mongodb+srv:// URI
+        /// (used as it is; a password from stdin or the environment fills in its user).
         host: String,
-        /// User (authSource=admin).
+        /// User (authSource=admin); with a full URI, write the user in the URI.
         user: Option<String>,
-        /// Password (never printed).
+        /// Password. Visible to other users in the process list and shell history: prefer
+        /// --password-stdin or STREAMFLEET_MONGODB_PASSWORD.
+        #[arg(
+            requires = "user",
+            conflicts_with = "password_stdin",
+            allow_hyphen_values = true
+        )]
         password: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
         /// Config file to edit.
         #[arg(long, short)]
         config: PathBuf,
@@ -151,41 +166,80 @@ fn config_errors(errors: &ConfigErrors) -> ExitCode {
 }
 
 fn run_mode(mode: ModeCommand) -> ExitCode {
-    let (path, value) = match &mode {
+    let (path, value) = match mode {
         ModeCommand::Cluster {
             host,
             user,
             password,
+            password_stdin,
             config,
         } => {
-            let creds = match (user, password) {
-                (Some(u), Some(p)) => Some((u.as_str(), p.as_str())),
-                (None, None) => None,
-                _ => {
-                    eprintln!("streamfleet mode cluster: give both USER and PASSWORD, or neither");
-                    return ExitCode::from(2);
+            if password.is_some() || holds_password(&host) {
+                eprintln!(
+                    "streamfleet mode: warning: a password on the command line is visible to other users in the process list and shell history; use --password-stdin or {PASSWORD_ENV} instead"
+                );
+            }
+            let password = if password_stdin {
+                match read_password(std::io::stdin().lock()) {
+                    Ok(p) => Some((p, PasswordSource::Stdin)),
+                    Err(e) => return mode_error(&e),
+                }
+            } else if let Some(p) = password {
+                Some((Secret::new(p), PasswordSource::Argument))
+            } else {
+                match std::env::var(PASSWORD_ENV) {
+                    Ok(p) if !p.is_empty() => Some((Secret::new(p), PasswordSource::Environment)),
+                    Ok(_) | Err(std::env::VarError::NotPresent) => None,
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        eprintln!("streamfleet mode: {PASSWORD_ENV} is not valid UTF-8");
+                        return ExitCode::from(2);
+                    }
                 }
             };
-            (config, mongodb_uri(host, creds))
+            let password = password.as_ref().map(|(p, source)| (p, *source));
+            match cluster_store(&host, user.as_deref(), password) {
+                Ok(uri) => (config, uri),
+                Err(e) => return mode_error(&e),
+            }
         }
-        ModeCommand::Standalone { config } => (config, "embedded".to_owned()),
+        ModeCommand::Standalone { config } => (config, Secret::new("embedded")),
     };
-    match set_store(path, &value) {
-        Ok(change) if change.before == change.after => {
-            println!("{}: cluster.store already {}", path.display(), change.after);
-            ExitCode::SUCCESS
-        }
+    let path = &path;
+    match set_store(path, value.expose()) {
         Ok(change) => {
-            println!(
-                "{}: cluster.store: {} -> {}",
-                path.display(),
-                change.before,
-                change.after
-            );
+            if !change.changed {
+                println!("{}: cluster.store already {}", path.display(), change.after);
+            } else if change.before == change.after {
+                println!(
+                    "{}: cluster.store: {}: new password",
+                    path.display(),
+                    change.after
+                );
+            } else {
+                println!(
+                    "{}: cluster.store: {} -> {}",
+                    path.display(),
+                    change.before,
+                    change.after
+                );
+            }
+            if change.holds_password && change.mode & 0o004 != 0 {
+                eprintln!(
+                    "streamfleet mode: warning: {} is readable by every user (mode {:04o}) and holds the MongoDB password; chmod 600 it",
+                    path.display(),
+                    change.mode
+                );
+            }
             ExitCode::SUCCESS
         }
-        Err(EditError::Invalid(errors)) => config_errors(&errors),
-        Err(e) => {
+        Err(e) => mode_error(&e),
+    }
+}
+
+fn mode_error(e: &EditError) -> ExitCode {
+    match e {
+        EditError::Invalid(errors) => config_errors(errors),
+        e => {
             eprintln!("streamfleet mode: {e}");
             ExitCode::from(2)
         }

@@ -1,16 +1,31 @@
-//! In-place edits of a config file that keep its comments and layout: the `streamfleet mode`
-//! command (Ant Media's `change_server_mode.sh`) rewrites `cluster.store` only.
+//! In-place edits of a config file that keep its comments, layout, owner and permissions: the
+//! `streamfleet mode` command (Ant Media's `change_server_mode.sh`) rewrites `cluster.store`
+//! only.
 //!
-//! The serde pass gives the byte span of the current `store` value; the edit replaces exactly
-//! those bytes (or inserts one line when the key is missing), the result is validated like any
-//! config, and only then written (atomically, through a temporary file and a rename).
+//! [`cluster_store`] turns the command's arguments into the store value: a host and credentials
+//! become a URI with percent-encoded user-info, a full `mongodb://` or `mongodb+srv://` URI is
+//! checked and used as it is. The serde pass gives the byte span of the current `store` value;
+//! the edit replaces exactly those bytes (or inserts one line when the key is missing), the
+//! result is validated like any config, and only then written: into a temporary file created
+//! 0600 in the same folder, given the old file's owner and permission bits, synced, renamed over
+//! the old file, and the folder synced. The value holds the MongoDB password, so nothing here
+//! ever puts it in an error or a message; [`StoreChange`] carries it masked.
 
-use std::path::Path;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{BufRead, Write as _};
+use std::net::Ipv6Addr;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::convert::parse_file;
-use super::{Config, ConfigErrors, mask_uri};
+use super::{Config, ConfigErrors, Secret, UriCredentials, mask_uri};
+
+/// The environment variable `mode cluster` takes the MongoDB password from when a user is named
+/// and no password is given otherwise.
+pub const PASSWORD_ENV: &str = "STREAMFLEET_MONGODB_PASSWORD";
 
 /// Why an edit was not made.
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +39,34 @@ pub enum EditError {
         #[source]
         source: std::io::Error,
     },
+    /// The rewritten file could not be given the old file's owner, so it replaced nothing.
+    #[error(
+        "{path}: cannot give the rewritten file the owner {uid}:{gid} of the old one (run as that user or as root): {source}"
+    )]
+    Owner {
+        /// The file.
+        path: String,
+        /// The old file's owner.
+        uid: u32,
+        /// The old file's group.
+        gid: u32,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file (before or after the edit) is not a valid config.
     #[error("{0}")]
     Invalid(#[from] ConfigErrors),
     /// The file's layout cannot be edited safely by a program.
     #[error("{0}")]
     Layout(String),
+    /// The MongoDB host or URI is malformed. A fixed text: it never quotes the URI, which may
+    /// hold a password.
+    #[error("invalid MongoDB address: {0}")]
+    Address(&'static str),
+    /// The user and password arguments do not fit together.
+    #[error("{0}")]
+    Credentials(&'static str),
 }
 
 /// What `mode` changed, with credentials masked.
@@ -39,6 +76,119 @@ pub struct StoreChange {
     pub before: String,
     /// New value, masked.
     pub after: String,
+    /// Whether the value changed (a new password shows only here: both sides are masked). An
+    /// unchanged value leaves the file as it was.
+    pub changed: bool,
+    /// Permission bits of the file, kept from before the edit: the caller warns when a file
+    /// that now holds a password is readable by everyone.
+    pub mode: u32,
+    /// Whether the new value holds a password.
+    pub holds_password: bool,
+}
+
+/// Where `mode cluster` got the MongoDB password; decides what a conflict means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// The PASSWORD argument (visible to other users in the process list).
+    Argument,
+    /// One line of standard input (`--password-stdin`).
+    Stdin,
+    /// [`PASSWORD_ENV`]: a fallback, ignored when no user is named or the URI already holds a
+    /// password.
+    Environment,
+}
+
+/// The `cluster.store` value for `mode cluster HOST [USER] [password]`.
+///
+/// HOST is either `host[:port]` (port 27017 by default; a user needs a password and the URI
+/// gets `authSource=admin`) or a full `mongodb://` / `mongodb+srv://` URI, used as it is once
+/// it parses; a password from standard input or the environment then fills in the URI's user.
+pub fn cluster_store(
+    host: &str,
+    user: Option<&str>,
+    password: Option<(&Secret, PasswordSource)>,
+) -> Result<Secret, EditError> {
+    if password.is_some_and(|(p, _)| p.expose().is_empty()) {
+        return Err(EditError::Credentials("the password is empty"));
+    }
+    let explicit = password.filter(|(_, source)| *source != PasswordSource::Environment);
+    if host.contains("://") {
+        if user.is_some() {
+            return Err(EditError::Credentials(
+                "HOST is a full URI: write the user in it (mongodb://USER@HOST/...) instead of giving USER",
+            ));
+        }
+        check_uri(host)?;
+        let Some(password) = password else {
+            return Ok(Secret::new(host));
+        };
+        let credentials = UriCredentials::of(host);
+        return match credentials {
+            Some(c) if c.password.is_none() => {
+                // `UriCredentials` splits like `check_uri`: the user-info starts right after
+                // `://` and, holding no `:`, is the user alone.
+                let at = host.find("://").map_or(0, |i| i + 3) + c.user.len();
+                Ok(Secret::new(format!(
+                    "{}:{}{}",
+                    &host[..at],
+                    percent_encode(password.0.expose()),
+                    &host[at..]
+                )))
+            }
+            _ if explicit.is_none() => Ok(Secret::new(host)),
+            Some(_) => Err(EditError::Credentials(
+                "the URI already holds a password: give it only once",
+            )),
+            None => Err(EditError::Credentials(
+                "a password needs a user: write it in the URI (mongodb://USER@HOST/...)",
+            )),
+        };
+    }
+    if host.contains(['@', '/', '?']) {
+        return Err(EditError::Address(
+            "HOST is a host name with an optional :port, or a full mongodb:// or mongodb+srv:// URI",
+        ));
+    }
+    let credentials = match (user, password) {
+        (Some(user), Some((password, _))) => Some((user, password.expose())),
+        (Some(_), None) => {
+            return Err(EditError::Credentials(
+                "USER needs a password: --password-stdin, STREAMFLEET_MONGODB_PASSWORD, or the PASSWORD argument",
+            ));
+        }
+        (None, Some(_)) if explicit.is_some() => {
+            return Err(EditError::Credentials("a password needs a USER"));
+        }
+        (None, _) => None,
+    };
+    let uri = mongodb_uri(host, credentials);
+    check_uri(&uri)?;
+    Ok(Secret::new(uri))
+}
+
+/// Reads a password the way `--password-stdin` takes it: the first line, without its line
+/// ending.
+pub fn read_password(mut input: impl BufRead) -> Result<Secret, EditError> {
+    let mut line = String::new();
+    input.read_line(&mut line).map_err(|source| EditError::Io {
+        path: "standard input".into(),
+        source,
+    })?;
+    let password = match line.strip_suffix('\n') {
+        Some(l) => l.strip_suffix('\r').unwrap_or(l),
+        None => &line,
+    };
+    if password.is_empty() {
+        return Err(EditError::Credentials(
+            "no password on standard input (one line expected)",
+        ));
+    }
+    Ok(Secret::new(password))
+}
+
+/// Whether a store value (or a URI given on the command line) holds a password.
+pub fn holds_password(uri: &str) -> bool {
+    uri.contains("://") && UriCredentials::of(uri).is_some_and(|c| c.password.is_some())
 }
 
 /// Builds the MongoDB URI for `mode cluster HOST [USER PASSWORD]`. The port defaults to 27017;
@@ -71,7 +221,135 @@ fn percent_encode(s: &str) -> String {
     utf8_percent_encode(s, USER_INFO).to_string()
 }
 
-/// Sets `cluster.store` in the file at `path` to `value`, validating the result first.
+/// Checks that `uri` is a MongoDB connection string the driver splits as intended:
+/// `mongodb://[user[:password]@]host[:port][,host[:port]...][/[db]][?options]`, or
+/// `mongodb+srv://` with exactly one host and no port. The user-info must be percent-encoded
+/// (the driver refuses `:/?#[]@` there), which also keeps the password out of every later part
+/// and so out of the driver's error messages. The messages never quote the URI.
+fn check_uri(uri: &str) -> Result<(), EditError> {
+    let bad = |message| Err(EditError::Address(message));
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return bad("expected a mongodb:// or mongodb+srv:// URI");
+    };
+    let srv = match scheme {
+        "mongodb" => false,
+        "mongodb+srv" => true,
+        _ => return bad("the URI must start with mongodb:// or mongodb+srv://"),
+    };
+    if !rest.bytes().all(is_uri_byte) {
+        return bad(
+            "the URI holds a space, a quote, a non-ASCII or another character that must be percent-encoded",
+        );
+    }
+    let (before_options, options) = rest.split_once('?').unwrap_or((rest, ""));
+    if options.contains('@') {
+        return bad(
+            "an `@` after the URI's `?`: percent-encode a `?` in the user or password as %3F",
+        );
+    }
+    let (user_info, hosts_and_db) = match before_options.rsplit_once('@') {
+        Some((user_info, rest)) => (Some(user_info), rest),
+        None => (None, before_options),
+    };
+    if let Some(user_info) = user_info {
+        let (user, password) = match user_info.split_once(':') {
+            Some((user, password)) => (user, Some(password)),
+            None => (user_info, None),
+        };
+        if user.is_empty() {
+            return bad("the URI has an `@` but no user before it");
+        }
+        if !is_percent_encoded(user) {
+            return bad(
+                "the user in the URI must be percent-encoded (`:/?#[]@` and a `%` not followed by two hex digits)",
+            );
+        }
+        if password.is_some_and(|p| !is_percent_encoded(p)) {
+            return bad(
+                "the password in the URI must be percent-encoded (`:/?#[]@` and a `%` not followed by two hex digits)",
+            );
+        }
+    }
+    let hosts = hosts_and_db
+        .split_once('/')
+        .map_or(hosts_and_db, |(h, _)| h);
+    let mut count = 0;
+    for host in hosts.split(',') {
+        let has_port = check_host(host)?;
+        if srv && has_port {
+            return bad("a mongodb+srv:// URI takes a host name without a port");
+        }
+        count += 1;
+    }
+    if srv && count != 1 {
+        return bad("a mongodb+srv:// URI takes exactly one host name");
+    }
+    Ok(())
+}
+
+/// Checks one `host[:port]`, `[ipv6][:port]` or percent-encoded `…/x.sock` of a URI's host
+/// list, as the driver parses it; returns whether it has a port (a socket counts as one).
+fn check_host(host: &str) -> Result<bool, EditError> {
+    let bad = |message| Err(EditError::Address(message));
+    if host.is_empty() {
+        return bad("an empty host");
+    }
+    if host.ends_with(".sock") {
+        return Ok(true);
+    }
+    let port = match host.strip_prefix('[') {
+        Some(literal) => {
+            let Some((ip, port)) = literal.split_once(']') else {
+                return bad("an IPv6 address without its closing `]`");
+            };
+            if ip.parse::<Ipv6Addr>().is_err() {
+                return bad("an invalid IPv6 address between `[` and `]`");
+            }
+            match port {
+                "" => None,
+                _ => match port.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None => return bad("something other than `:port` after an IPv6 address"),
+                },
+            }
+        }
+        None => {
+            let (name, port) = match host.split_once(':') {
+                Some((name, port)) => (name, Some(port)),
+                None => (host, None),
+            };
+            let name_byte = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+            if name.is_empty() || !name.bytes().all(name_byte) {
+                return bad("a host name must be letters, digits, `-`, `.` and `_`");
+            }
+            port
+        }
+    };
+    match port {
+        None => Ok(false),
+        Some(port) => match port.parse::<u16>() {
+            Ok(1..) => Ok(true),
+            _ => bad("a port must be a number from 1 to 65535"),
+        },
+    }
+}
+
+/// RFC 3986 unreserved, reserved and `%`: everything a URI may hold as it is.
+fn is_uri_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
+}
+
+/// Whether user-info text holds none of the characters the driver refuses there, and every `%`
+/// starts an escape.
+fn is_percent_encoded(s: &str) -> bool {
+    !s.contains([':', '/', '?', '#', '[', ']', '@'])
+        && s.split('%')
+            .skip(1)
+            .all(|part| part.len() >= 2 && part.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit))
+}
+
+/// Sets `cluster.store` in the file at `path` to `value`, validating the result first, and
+/// replaces the file keeping its owner and permission bits.
 pub fn set_store(path: &Path, value: &str) -> Result<StoreChange, EditError> {
     let io = |source| EditError::Io {
         path: path.display().to_string(),
@@ -80,13 +358,137 @@ pub fn set_store(path: &Path, value: &str) -> Result<StoreChange, EditError> {
     let text = std::fs::read_to_string(path).map_err(io)?;
     let (edited, before) = with_store(&text, path, value)?;
     Config::parse(&edited, path)?;
-    let tmp = path.with_extension("yaml.tmp");
-    std::fs::write(&tmp, &edited).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
+    let reread = parse_file(&edited, path)?;
+    if reread.cluster.and_then(|c| c.store).map(|s| s.value) != Some(value.to_owned()) {
+        return Err(EditError::Layout(
+            "the new cluster.store does not read back as written; set it by hand".into(),
+        ));
+    }
+    let changed = before != value;
+    let mode = if changed {
+        replace_file(path, edited.as_bytes())?
+    } else {
+        std::fs::metadata(path).map_err(io)?.mode() & 0o7777
+    };
     Ok(StoreChange {
         before: mask_uri(&before),
         after: mask_uri(value),
+        changed,
+        mode,
+        holds_password: holds_password(value),
     })
+}
+
+/// Replaces the file at `path` (the file a symlink points to, keeping the link) with
+/// `contents`, and returns its permission bits. The new text goes into a temporary file in the
+/// same folder, created 0600 so that it is never readable by others while the password is
+/// written, then given the old file's owner and permission bits, synced and renamed over the
+/// old file; the folder is synced last so the rename survives a crash.
+fn replace_file(path: &Path, contents: &[u8]) -> Result<u32, EditError> {
+    let io = |source| EditError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let target = std::fs::canonicalize(path).map_err(io)?;
+    let old = std::fs::metadata(&target).map_err(io)?;
+    let mode = old.mode() & 0o7777;
+    let (mut file, mut temp) = create_temp(&target).map_err(io)?;
+    let new = file.metadata().map_err(io)?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid()) {
+        std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid())).map_err(|source| {
+            EditError::Owner {
+                path: path.display().to_string(),
+                uid: old.uid(),
+                gid: old.gid(),
+                source,
+            }
+        })?;
+    }
+    file.set_permissions(Permissions::from_mode(mode))
+        .map_err(io)?;
+    file.write_all(contents).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    std::fs::rename(&temp.path, &target).map_err(io)?;
+    temp.keep = true;
+    // A canonical path to a file always has a parent folder.
+    let folder = target.parent().unwrap_or(Path::new("/"));
+    File::open(folder).and_then(|f| f.sync_all()).map_err(io)?;
+    Ok(mode)
+}
+
+/// A temporary file that is removed when dropped, on every error path before the rename.
+struct TempFile {
+    /// Where it is.
+    path: PathBuf,
+    /// Set once it has been renamed over the config file: nothing left to remove.
+    keep: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(file = %self.path.display(), error = %e, "cannot remove a temporary config file");
+        }
+    }
+}
+
+/// Creates `.NAME.PID-N.tmp` beside `target`, new (never an existing file or a symlink) and
+/// 0600 (less under the umask).
+fn create_temp(target: &Path) -> std::io::Result<(File, TempFile)> {
+    let folder = target.parent().unwrap_or(Path::new("/"));
+    let name = target.file_name().unwrap_or_default();
+    let mut last = None;
+    for n in 0..100 {
+        let mut temp_name = OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{}-{n}.tmp", std::process::id()));
+        let temp = folder.join(temp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+        {
+            Ok(file) => {
+                return Ok((
+                    file,
+                    TempFile {
+                        path: temp,
+                        keep: false,
+                    },
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary file name")))
+}
+
+/// `value` as a YAML scalar in the quoting style of the one it replaces (`'`, `"` or plain);
+/// plain only when no character could end or change the scalar (flow-style `,[]{}` included).
+fn yaml_scalar(value: &str, style: Option<char>) -> String {
+    let plain = value
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?@!$&()*+;=%".contains(&b));
+    match style {
+        Some('\'') => format!("'{}'", value.replace('\'', "''")),
+        Some('"') => double_quoted(value),
+        _ if plain => value.to_owned(),
+        _ => double_quoted(value),
+    }
+}
+
+fn double_quoted(value: &str) -> String {
+    format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 /// Returns the text with `cluster.store` set, and the previous value (`embedded` when absent).
@@ -107,11 +509,10 @@ pub fn with_store(text: &str, path: &Path, value: &str) -> Result<(String, Strin
             .get(start..end)
             .ok_or_else(|| EditError::Layout("cannot locate cluster.store in the file".into()))?;
         // The span covers the scalar as written; keep its quoting style.
-        let replacement = match old.chars().next() {
-            Some('"') => format!("\"{value}\""),
-            Some('\'') => format!("'{value}'"),
-            _ => value.to_owned(),
-        };
+        let replacement = yaml_scalar(
+            value,
+            old.chars().next().filter(|c| matches!(c, '"' | '\'')),
+        );
         let mut out = String::with_capacity(text.len() + value.len());
         out.push_str(&text[..start]);
         out.push_str(&replacement);
@@ -139,7 +540,11 @@ pub fn with_store(text: &str, path: &Path, value: &str) -> Result<(String, Strin
                     if !l.ends_with('\n') {
                         out.push('\n');
                     }
-                    out.push_str(&format!("{}store: {value}\n", " ".repeat(indent)));
+                    out.push_str(&format!(
+                        "{}store: {}\n",
+                        " ".repeat(indent),
+                        yaml_scalar(value, None)
+                    ));
                 }
             }
         }
@@ -149,7 +554,10 @@ pub fn with_store(text: &str, path: &Path, value: &str) -> Result<(String, Strin
             ));
         }
         None => {
-            out.push_str(&format!("cluster:\n  store: {value}\n"));
+            out.push_str(&format!(
+                "cluster:\n  store: {}\n",
+                yaml_scalar(value, None)
+            ));
             out.push_str(text);
         }
     }
@@ -160,7 +568,7 @@ pub fn with_store(text: &str, path: &Path, value: &str) -> Result<(String, Strin
 mod tests {
     use super::*;
 
-    const BASE: &str = "# one box\ncluster:\n  # where state lives\n  store: embedded   # default\n  secret: s3cret\nnodes:\n  - {role: edge, name: e1, http: \"127.0.0.1:0\"}\n";
+    const BASE: &str = "# one box\ncluster:\n  # where state lives\n  store: embedded   # default\n  secret: s3cret-0123456789ab\nnodes:\n  - {role: edge, name: e1, http: \"127.0.0.1:0\"}\n";
 
     #[test]
     fn replaces_the_value_and_keeps_comments() {
@@ -199,6 +607,264 @@ mod tests {
         let text = "nodes:\n  - {role: edge, name: e1, http: \"127.0.0.1:0\"}\n";
         let (out, _) = with_store(text, Path::new("t.yaml"), "embedded").unwrap();
         assert!(out.starts_with("cluster:\n  store: embedded\nnodes:"));
+    }
+
+    /// The written `cluster.store`, read back through the serde pass.
+    fn store_of(text: &str) -> String {
+        let file = parse_file(text, Path::new("t.yaml")).unwrap();
+        file.cluster.unwrap().store.unwrap().value
+    }
+
+    #[test]
+    fn quotes_values_a_plain_scalar_cannot_hold() {
+        // Flow style: a `,` (replica set seed list) would end a plain scalar.
+        let text = "cluster: {store: embedded, secret: s}\nnodes:\n  - {role: edge, name: e1, http: \"127.0.0.1:0\"}\n";
+        let uri = "mongodb://h1:1,h2:2/";
+        let (out, _) = with_store(text, Path::new("t.yaml"), uri).unwrap();
+        assert!(
+            out.starts_with("cluster: {store: \"mongodb://h1:1,h2:2/\", secret: s}"),
+            "{out}"
+        );
+        assert_eq!(store_of(&out), uri);
+        // A `'` inside a single-quoted value is doubled.
+        let text = BASE.replace("store: embedded", "store: 'embedded'");
+        let uri = "mongodb://h/?appName=it's";
+        let (out, _) = with_store(&text, Path::new("t.yaml"), uri).unwrap();
+        assert!(out.contains("store: 'mongodb://h/?appName=it''s'"), "{out}");
+        assert_eq!(store_of(&out), uri);
+        // An inserted key too.
+        let text = BASE.replace("  store: embedded   # default\n", "");
+        let (out, _) = with_store(&text, Path::new("t.yaml"), "mongodb://a,b/").unwrap();
+        assert_eq!(store_of(&out), "mongodb://a,b/");
+    }
+
+    /// Sets an owner that is not the one a new file gets, when the test may (as root), and
+    /// returns the file's (mode, uid, gid).
+    fn prepare(path: &Path, mode: u32) -> (u32, u32, u32) {
+        std::fs::set_permissions(path, Permissions::from_mode(mode)).unwrap();
+        if std::fs::metadata(path).unwrap().uid() == 0 {
+            std::os::unix::fs::chown(path, Some(4321), Some(4322)).unwrap();
+        }
+        let m = std::fs::metadata(path).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    fn mode_and_owner(path: &Path) -> (u32, u32, u32) {
+        let m = std::fs::metadata(path).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn set_store_keeps_mode_and_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, BASE).unwrap();
+        let kept = prepare(&path, 0o600);
+        let uri = mongodb_uri("db1", Some(("admin", "hunter2")));
+        let change = set_store(&path, &uri).unwrap();
+        assert_eq!(mode_and_owner(&path), kept);
+        assert_eq!(
+            (
+                change.mode,
+                change.holds_password,
+                change.after.contains("hunter2")
+            ),
+            (0o600, true, false)
+        );
+        assert_eq!(store_of(&std::fs::read_to_string(&path).unwrap()), uri);
+        assert_eq!(entries(dir.path()), ["c.yaml"], "no temporary file left");
+
+        let change = set_store(&path, "embedded").unwrap();
+        assert_eq!(mode_and_owner(&path), kept);
+        assert!(!change.holds_password);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), BASE);
+
+        // The bits are copied, not forced to 0600.
+        let kept = prepare(&path, 0o640);
+        assert!(set_store(&path, &uri).unwrap().changed);
+        assert_eq!(mode_and_owner(&path), kept);
+
+        // Only a new password: a change, although both sides print alike.
+        let rotated = mongodb_uri("db1", Some(("admin", "hunter3")));
+        let change = set_store(&path, &rotated).unwrap();
+        assert!(change.changed && change.before == change.after);
+        // The same value again: the file is not rewritten.
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        assert!(!set_store(&path, &rotated).unwrap().changed);
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+    }
+
+    #[test]
+    fn set_store_edits_a_symlinks_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.yaml");
+        let link = dir.path().join("link.yaml");
+        std::fs::write(&real, BASE).unwrap();
+        let kept = prepare(&real, 0o600);
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        set_store(&link, "mongodb://h:1/").unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            store_of(&std::fs::read_to_string(&real).unwrap()),
+            "mongodb://h:1/"
+        );
+        assert_eq!(mode_and_owner(&real), kept);
+        assert_eq!(entries(dir.path()), ["link.yaml", "real.yaml"]);
+    }
+
+    #[test]
+    fn an_invalid_result_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, BASE).unwrap();
+        assert!(matches!(
+            set_store(&path, "nonsense"),
+            Err(EditError::Invalid(_))
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), BASE);
+        assert_eq!(entries(dir.path()), ["c.yaml"]);
+    }
+
+    fn secret(s: &str) -> Secret {
+        Secret::new(s)
+    }
+
+    #[test]
+    fn full_uris_are_used_as_they_are() {
+        for uri in [
+            "mongodb+srv://admin:hunt%40er2@cluster0.ab1cd.mongodb.net/streamfleet?retryWrites=true&w=majority",
+            "mongodb+srv://cluster0.example.net/",
+            "mongodb://u:p@db1:27017,db2,[::1]:27018/db?replicaSet=rs0&authSource=admin",
+            "mongodb://%2Ftmp%2Fmongodb-27017.sock",
+        ] {
+            assert_eq!(cluster_store(uri, None, None).unwrap().expose(), uri);
+        }
+        // The environment's password is a fallback: no user to give it to, or a password
+        // already there, and it is left out.
+        let env = secret("from-env");
+        for uri in ["mongodb://db1/", "mongodb://u:p@db1/"] {
+            let got = cluster_store(uri, None, Some((&env, PasswordSource::Environment)));
+            assert_eq!(got.unwrap().expose(), uri);
+        }
+    }
+
+    #[test]
+    fn a_password_from_stdin_or_the_environment_fills_in_the_uris_user() {
+        for source in [PasswordSource::Stdin, PasswordSource::Environment] {
+            let got = cluster_store(
+                "mongodb+srv://ad%20min@c.example.net/?authSource=admin",
+                None,
+                Some((&secret("p@ss:w/rd"), source)),
+            );
+            assert_eq!(
+                got.unwrap().expose(),
+                "mongodb+srv://ad%20min:p%40ss%3Aw%2Frd@c.example.net/?authSource=admin"
+            );
+        }
+        let p = secret("hunter2");
+        for (uri, user) in [
+            ("mongodb://u:other@h/", None),
+            ("mongodb://h/", None),
+            ("mongodb://u@h/", Some("u")),
+        ] {
+            let e = cluster_store(uri, user, Some((&p, PasswordSource::Stdin))).unwrap_err();
+            assert!(matches!(e, EditError::Credentials(_)), "{uri}: {e}");
+        }
+    }
+
+    #[test]
+    fn host_user_and_password_build_the_uri() {
+        let p = secret("hunter2");
+        for source in [
+            PasswordSource::Argument,
+            PasswordSource::Stdin,
+            PasswordSource::Environment,
+        ] {
+            let got = cluster_store("db1", Some("admin"), Some((&p, source))).unwrap();
+            assert_eq!(
+                got.expose(),
+                "mongodb://admin:hunter2@db1:27017/?authSource=admin"
+            );
+        }
+        assert_eq!(
+            cluster_store("db1", None, Some((&p, PasswordSource::Environment)))
+                .unwrap()
+                .expose(),
+            "mongodb://db1:27017/"
+        );
+        let no_password = cluster_store("db1", Some("admin"), None).unwrap_err();
+        assert!(
+            no_password.to_string().contains("--password-stdin"),
+            "{no_password}"
+        );
+        let no_user = cluster_store("db1", None, Some((&p, PasswordSource::Stdin)));
+        assert!(matches!(no_user, Err(EditError::Credentials(_))));
+        let empty = cluster_store(
+            "db1",
+            Some("admin"),
+            Some((&secret(""), PasswordSource::Stdin)),
+        );
+        assert!(matches!(empty, Err(EditError::Credentials(_))));
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused_without_quoting_them() {
+        for (host, why) in [
+            ("http://admin:hunter2@db1/", "mongodb://"),
+            ("admin:hunter2@db1", "host name"),
+            ("mongodb+srv://admin:hunter2@db1:27017/", "without a port"),
+            ("mongodb+srv://admin:hunter2@db1,db2/", "exactly one"),
+            ("mongodb://admin:hunt?er2@db1/", "%3F"),
+            ("mongodb://admin:hunt#er2@db1/", "password"),
+            ("mongodb://admin:hunt%zzer2@db1/", "password"),
+            ("mongodb://admin:hunter 2@db1/", "percent-encoded"),
+            ("mongodb://:hunter2@db1/", "no user"),
+            ("mongodb://admin:hunter2@/", "empty host"),
+            ("mongodb://admin:hunter2@db1:0/", "port"),
+            ("mongodb://admin:hunter2@db1:hunter2/", "port"),
+            ("mongodb://admin:hunter2@[::1/", "`]`"),
+            ("mongodb://admin:hunter2@db_1!/", "host name"),
+            ("db1:hunter2", "port"),
+        ] {
+            let e = cluster_store(host, None, None).unwrap_err().to_string();
+            assert!(e.contains(why), "{host}: {e}");
+            assert!(!e.contains("hunt"), "{host}: the message quotes it: {e}");
+        }
+        let e = cluster_store("mongodb://h/", Some("admin"), None).unwrap_err();
+        assert!(matches!(e, EditError::Credentials(_)), "{e}");
+    }
+
+    #[test]
+    fn reads_one_line_of_password() {
+        let read = |input: &str| read_password(input.as_bytes()).map(|p| p.expose().to_owned());
+        assert_eq!(read("s3 cret\n").unwrap(), "s3 cret");
+        assert_eq!(read("s3cret\r\nnext line\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret").unwrap(), "s3cret");
+        assert!(matches!(read(""), Err(EditError::Credentials(_))));
+        assert!(matches!(read("\n"), Err(EditError::Credentials(_))));
+    }
+
+    #[test]
+    fn tells_whether_a_uri_holds_a_password() {
+        assert!(holds_password("mongodb+srv://u:p@h/"));
+        assert!(!holds_password("mongodb://u@h/"));
+        assert!(!holds_password("mongodb://h/?x=1"));
+        assert!(!holds_password("db1"));
+        assert!(!holds_password("embedded"));
     }
 
     #[test]

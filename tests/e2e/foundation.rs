@@ -14,7 +14,7 @@ cluster:
   node_timeout: 1s
 shutdown_grace: 5s
 nodes:
-  - {role: origin, name: origin-1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0", relay: "127.0.0.1:0"}
+  - {role: origin, name: origin-1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0", relay: "127.0.0.1:0", apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]}
   - {role: edge, name: edge-1, rtmp: "127.0.0.1:0", http: "127.0.0.1:0"}
   - {role: edge, name: edge-2, http: "127.0.0.1:0"}
 "#;
@@ -178,7 +178,7 @@ fn whatever_cannot_start_stops_the_process_before_ready() {
     let cfg = dir.path().join("c.yaml");
     std::fs::write(
         &cfg,
-        "cluster: {store: embedded}\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\"}\n",
+        "cluster: {store: embedded}\nnodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", apps: [{name: live, security: {publish: open}}, {name: LiveApp, security: {publish: open}}]}\n",
     )
     .unwrap();
     let mut last_failure = None;
@@ -262,63 +262,144 @@ fn check_reports_an_unknown_key_three_levels_deep() {
     assert_eq!(code, 0, "{out}");
 }
 
+/// `check` on a file: exit code and stderr.
+fn check_file(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(binary())
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The one-box demo passes `check` as shipped; the role files ship placeholders (`change-me...`)
+/// that `check` refuses, naming each key, until an operator puts real secrets in.
 #[test]
-fn check_accepts_every_shipped_yaml() {
+fn check_accepts_the_demo_and_refuses_role_files_until_their_placeholders_are_replaced() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("config.example.yaml")];
+    let (code, err) = check_file(&root.join("config.example.yaml"));
+    assert_eq!(code, Some(0), "config.example.yaml: {err}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut roles = 0;
     for e in std::fs::read_dir(root.join("roles")).unwrap() {
-        files.push(e.unwrap().path());
-    }
-    assert!(files.len() >= 5, "config.example.yaml and four role files");
-    for f in files {
-        let out = Command::new(binary())
-            .args(["check", "--config"])
-            .arg(&f)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}: {}",
-            f.display(),
-            String::from_utf8_lossy(&out.stderr)
+        let path = e.unwrap().path();
+        roles += 1;
+        let (code, err) = check_file(&path);
+        assert_eq!(code, Some(2), "{}: {err}", path.display());
+        for line in err.lines() {
+            assert!(
+                line.contains("still the placeholder from the example files"),
+                "{}: only placeholders may fail: {line}",
+                path.display()
+            );
+        }
+        assert!(
+            err.contains("cluster.secret: still the placeholder"),
+            "{err}"
         );
+        assert!(err.contains("cluster.store: the MongoDB password"), "{err}");
+        assert!(!err.contains("change-me"), "a secret was echoed: {err}");
+        // The same file with random values where the placeholders were.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut filled = String::new();
+        let mut rest = text.as_str();
+        let mut n = 0;
+        while let Some(i) = rest.find("change-me") {
+            filled.push_str(&rest[..i]);
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| c.is_whitespace() || "@,}".contains(c))
+                .unwrap_or(tail.len());
+            n += 1;
+            filled.push_str(&format!("r4nd0m-value-{n:04}-9f3c2a17"));
+            rest = &tail[end..];
+        }
+        filled.push_str(rest);
+        let copy = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&copy, filled).unwrap();
+        let (code, err) = check_file(&copy);
+        assert_eq!(code, Some(0), "{} with real secrets: {err}", path.display());
     }
+    assert!(roles >= 4, "four role files");
+}
+
+/// Runs `streamfleet mode ARGS`, with `stdin` written to its standard input and
+/// STREAMFLEET_MONGODB_PASSWORD set to `env` (unset when `None`): exit code, stdout, stderr.
+fn mode(args: &[&str], stdin: Option<&str>, env: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = Command::new(binary());
+    cmd.arg("mode")
+        .args(args)
+        .env_remove("STREAMFLEET_MONGODB_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(env) = env {
+        cmd.env("STREAMFLEET_MONGODB_PASSWORD", env);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(stdin) = stdin {
+        std::io::Write::write_all(&mut input, stdin.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const MODE_ORIGINAL: &str = "# my cluster\ncluster:\n  store: embedded  # one box\n  secret: s3cr3t-shared-0123456789\nnodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\"}  # keep me\n";
+
+/// A config file holding [`MODE_ORIGINAL`] with mode 0600 and, when the test runs as root, an
+/// owner that is not root's (so a rewrite that forgot the owner shows); returns its
+/// (mode, uid, gid).
+fn private_config(path: &std::path::Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::write(path, MODE_ORIGINAL).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if std::fs::metadata(path).unwrap().uid() == 0 {
+        std::os::unix::fs::chown(path, Some(4321), Some(4322)).unwrap();
+    }
+    mode_and_owner(path)
+}
+
+fn mode_and_owner(path: &std::path::Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).unwrap();
+    (m.mode() & 0o7777, m.uid(), m.gid())
 }
 
 #[test]
-fn mode_switches_the_store_in_place_without_echoing_the_password() {
+fn mode_switches_the_store_in_place_keeping_mode_and_owner_without_echoing_the_password() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.yaml");
-    let original = "# my cluster\ncluster:\n  store: embedded  # one box\n  secret: s3cr3t-shared\nnodes:\n  - {role: edge, name: e, http: \"127.0.0.1:0\"}  # keep me\n";
-    std::fs::write(&cfg, original).unwrap();
-    let out = Command::new(binary())
-        .args([
-            "mode",
-            "cluster",
-            "db.internal",
-            "admin",
-            "pa$$word",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let kept = private_config(&cfg);
+    let c = cfg.to_str().unwrap();
+    let (code, stdout, stderr) = mode(
+        &["cluster", "db.internal", "admin", "pa$$word", "--config", c],
+        None,
+        None,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains(
             "cluster.store: embedded -> mongodb://admin:***@db.internal:27017/?authSource=admin"
         ),
         "{stdout}"
     );
+    assert!(!stdout.contains("pa$$word") && !stderr.contains("pa$$word"));
+    // The positional password works, with one warning naming the alternatives.
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
-        !stdout.contains("pa$$word") && !String::from_utf8_lossy(&out.stderr).contains("pa$$word")
+        stderr.contains("visible to other users in the process list and shell history")
+            && stderr.contains("--password-stdin")
+            && stderr.contains("STREAMFLEET_MONGODB_PASSWORD"),
+        "{stderr}"
     );
     let edited = std::fs::read_to_string(&cfg).unwrap();
     assert!(
@@ -328,18 +409,133 @@ fn mode_switches_the_store_in_place_without_echoing_the_password() {
         "{edited}"
     );
     assert!(edited.contains("# keep me") && edited.starts_with("# my cluster\n"));
+    assert_eq!(mode_and_owner(&cfg), kept, "mode and owner kept");
 
-    let out = Command::new(binary())
-        .args(["mode", "standalone", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    let (code, _, stderr) = mode(&["standalone", "--config", c], None, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr, "");
     assert_eq!(
         std::fs::read_to_string(&cfg).unwrap(),
-        original,
+        MODE_ORIGINAL,
         "round trip restores the file byte for byte"
     );
+    assert_eq!(mode_and_owner(&cfg), kept, "mode and owner kept");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["c.yaml"], "no temporary file left");
+}
+
+#[test]
+fn mode_takes_the_password_from_stdin_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let c = cfg.to_str().unwrap();
+    for (stdin, env, flag) in [
+        // The flag wins over the environment.
+        (
+            Some("pa$$ word\n"),
+            Some("not-this-one"),
+            Some("--password-stdin"),
+        ),
+        (None, Some("pa$$ word"), None),
+    ] {
+        let kept = private_config(&cfg);
+        let mut args = vec!["cluster", "db.internal", "admin", "--config", c];
+        args.extend(flag);
+        let (code, stdout, stderr) = mode(&args, stdin, env);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(stderr, "", "no warning without a password in argv");
+        assert!(!stdout.contains("pa$$"), "{stdout}");
+        let edited = std::fs::read_to_string(&cfg).unwrap();
+        assert!(
+            edited.contains(
+                "store: mongodb://admin:pa%24%24%20word@db.internal:27017/?authSource=admin  # one box"
+            ),
+            "{edited}"
+        );
+        assert_eq!(mode_and_owner(&cfg), kept);
+    }
+    // A user and no password anywhere: refused, the file untouched.
+    private_config(&cfg);
+    let (code, _, stderr) = mode(
+        &["cluster", "db.internal", "admin", "--config", c],
+        None,
+        None,
+    );
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--password-stdin"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), MODE_ORIGINAL);
+}
+
+#[test]
+fn mode_accepts_a_full_mongodb_srv_uri() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let c = cfg.to_str().unwrap();
+
+    // As Ant Media's change_server_mode.sh takes it: used as it is, with a warning.
+    let kept = private_config(&cfg);
+    let uri = "mongodb+srv://sf:Xy%40secret9@cluster0.ab1cd.mongodb.net/streamfleet?retryWrites=true&w=majority";
+    let (code, stdout, stderr) = mode(&["cluster", uri, "--config", c], None, None);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("embedded -> mongodb+srv://sf:***@cluster0.ab1cd.mongodb.net/streamfleet?"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("--password-stdin") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(!stdout.contains("secret9") && !stderr.contains("secret9"));
+    let edited = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        edited.contains(&format!("  store: {uri}  # one box\n")),
+        "{edited}"
+    );
+    assert_eq!(mode_and_owner(&cfg), kept);
+
+    // The user in the URI, the password from stdin.
+    private_config(&cfg);
+    let (code, _, stderr) = mode(
+        &[
+            "cluster",
+            "mongodb+srv://sf@cluster0.ab1cd.mongodb.net/",
+            "--password-stdin",
+            "--config",
+            c,
+        ],
+        Some("Xy@secret9\n"),
+        None,
+    );
+    assert_eq!((code, stderr.as_str()), (Some(0), ""));
+    let edited = std::fs::read_to_string(&cfg).unwrap();
+    assert!(
+        edited.contains("store: mongodb+srv://sf:Xy%40secret9@cluster0.ab1cd.mongodb.net/  #"),
+        "{edited}"
+    );
+
+    // Not a MongoDB URI, or one the driver would split elsewhere: a clear error that quotes
+    // nothing, and the file untouched.
+    for bad in [
+        "https://sf:secret9@cluster0.example.net/",
+        "mongodb+srv://sf:secret9@cluster0.example.net:27017/",
+        "mongodb://sf:sec?ret9@cluster0.example.net/",
+    ] {
+        private_config(&cfg);
+        let (code, stdout, stderr) = mode(&["cluster", bad, "--config", c], None, None);
+        assert_eq!(code, Some(2), "{bad}: {stdout}");
+        assert!(
+            stderr.contains("invalid MongoDB address"),
+            "{bad}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("ret9") && !stdout.contains("ret9"),
+            "{bad}: {stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&cfg).unwrap(), MODE_ORIGINAL);
+    }
 }
 
 #[test]

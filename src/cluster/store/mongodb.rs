@@ -47,11 +47,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// answers would hang the caller.
 const OPERATION_MARGIN: Duration = Duration::from_secs(2);
 
-/// Why `mongodb+srv://` is refused: the driver is built without its DNS resolver (one less
-/// dependency tree for a lookup that a host list in the URI replaces).
-const SRV_UNSUPPORTED: &str = "mongodb+srv:// URIs need DNS SRV lookups, which this build does \
-                               not include; list the hosts in a mongodb:// URI instead";
-
 /// MongoDB's duplicate-key error code.
 const DUPLICATE_KEY: i32 = 11000;
 /// Period of index-creation retries while the store is down at start.
@@ -89,16 +84,11 @@ impl MongoStore {
     /// ([`StoreError::Config`]) or the server cannot be reached or refuses the credentials
     /// ([`StoreError::Unavailable`]); no message ever contains the password.
     ///
-    /// `mongodb+srv://` URIs are refused: this build has no DNS resolver for SRV records.
+    /// `mongodb+srv://` URIs (MongoDB Atlas, and what Ant Media's `change_server_mode.sh`
+    /// takes) are resolved with the driver's DNS resolver (SRV and TXT records) when parsed.
     pub async fn connect(uri: &Secret, database: &str) -> Result<MongoStore, StoreError> {
         let uri = uri.expose();
         let secrets = uri_secrets(uri);
-        if uri.starts_with("mongodb+srv://") {
-            return Err(StoreError::Config {
-                reason: SRV_UNSUPPORTED.into(),
-                source: None,
-            });
-        }
         let mut options = ClientOptions::parse(uri)
             .await
             .map_err(|e| StoreError::Config {
@@ -491,9 +481,13 @@ mod tests {
 
     #[tokio::test]
     async fn srv_uris_and_garbage_are_config_errors_without_the_password() {
-        let srv = Secret::new("mongodb+srv://u:topsecret@cluster0.example.net/");
+        // An SRV URI may not name a port: refused while parsing, before any DNS lookup.
+        let srv = Secret::new("mongodb+srv://u:topsecret@cluster0.example.net:27017/");
         match MongoStore::connect(&srv, "db").await {
-            Err(e @ StoreError::Config { .. }) => assert!(e.to_string().contains("mongodb+srv")),
+            Err(e @ StoreError::Config { .. }) => {
+                let chain = format!("{e} {e:?}");
+                assert!(!chain.contains("topsecret"), "{chain}");
+            }
             other => panic!("expected Config, got {other:?}"),
         }
         let bad = Secret::new("mongodb://u:topsecret@host:notaport/");
