@@ -8,6 +8,11 @@
 //! it (a store outage never stops streams). When another origin has taken the stream over (our
 //! lease expired during a partition) the guard's `lost` signal fires and the publisher is
 //! disconnected, so two origins never ingest one stream for long.
+//!
+//! Webhooks follow the lease, so that only the owner sends them and each goes out once in the
+//! cluster: `liveStreamStarted` when a publish obtains its lease (at publish, or late after a
+//! store outage), `liveStreamEnded` when that publish ends or the lease is lost, whichever
+//! comes first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +25,7 @@ use crate::cluster::model::{
     HlsProgress, Lease, Rendition, StreamClaim, StreamKey, StreamUpdate, Viewers,
 };
 use crate::cluster::store::{Store, StoreError};
+use crate::media::webhook::{Action, Webhooks};
 use crate::runtime::Shutdown;
 
 /// Bound on one store call made on behalf of a publisher.
@@ -39,6 +45,18 @@ struct Entry {
     /// The record's numbering, learnt by a claim made after publishing started.
     late_hls: Option<HlsProgress>,
     lost: watch::Sender<bool>,
+    /// `liveStreamStarted` went out for `lease` and `liveStreamEnded` is owed.
+    announced: bool,
+}
+
+impl Entry {
+    /// Owes the end of this publish to the webhooks no more; returns the epoch it is owed for.
+    fn take_announced(&mut self) -> Option<u64> {
+        let epoch = self.lease.as_ref().map(|l| l.epoch);
+        std::mem::take(&mut self.announced)
+            .then_some(epoch)
+            .flatten()
+    }
 }
 
 /// The leases of one node.
@@ -52,6 +70,8 @@ pub struct Leases {
     next_id: Mutex<u64>,
     /// Wakes the renewal loop to write HLS numbering that moved.
     hls_moved: Notify,
+    /// Told when this node starts and stops owning a publish.
+    webhooks: Arc<Webhooks>,
 }
 
 /// Why a stream cannot be published here.
@@ -75,13 +95,14 @@ pub struct LeaseGuard {
 
 impl Leases {
     /// Leases of node `node`, whose relay is reachable at `relay`, lasting `lease_len`
-    /// (the cluster's `node_timeout`).
+    /// (the cluster's `node_timeout`); streams starting and ending go to `webhooks`.
     pub fn new(
         store: Arc<dyn Store>,
         node: String,
         relay: Option<String>,
         lease_len: Duration,
         health: Arc<StoreHealth>,
+        webhooks: Arc<Webhooks>,
     ) -> Arc<Self> {
         Arc::new(Leases {
             store,
@@ -92,6 +113,7 @@ impl Leases {
             entries: Mutex::default(),
             next_id: Mutex::new(1),
             hls_moved: Notify::new(),
+            webhooks,
         })
     }
 
@@ -135,10 +157,19 @@ impl Leases {
             *n
         };
         let (lost_tx, lost) = watch::channel(false);
-        self.lock().insert(
+        let mut entries = self.lock();
+        // A registration this one replaces (its guard not dropped yet) has ended: say so first.
+        if let Some(epoch) = entries.get_mut(key).and_then(Entry::take_announced) {
+            self.webhooks.notify(key, epoch, Action::Ended);
+        }
+        if let Some(lease) = &lease {
+            self.webhooks.notify(key, lease.epoch, Action::Started);
+        }
+        entries.insert(
             key.clone(),
             Entry {
                 id,
+                announced: lease.is_some(),
                 lease,
                 renditions: Vec::new(),
                 renditions_dirty: false,
@@ -149,6 +180,7 @@ impl Leases {
                 lost: lost_tx,
             },
         );
+        drop(entries);
         Ok(LeaseGuard {
             leases: self.clone(),
             key: key.clone(),
@@ -170,10 +202,13 @@ impl Leases {
                 _ => None,
             }
         };
-        let Some(Entry {
-            lease: Some(lease), ..
-        }) = entry
-        else {
+        let Some(mut entry) = entry else {
+            return;
+        };
+        if let Some(epoch) = entry.take_announced() {
+            self.webhooks.notify(key, epoch, Action::Ended);
+        }
+        let Some(lease) = entry.lease else {
             return;
         };
         let store = self.store.clone();
@@ -251,6 +286,10 @@ impl Leases {
                                 h.discontinuity_sequence.max(stored.discontinuity_sequence),
                         }));
                     }
+                    // The publish is ours from now on (under the lock: its end, queued by
+                    // `release`, cannot overtake this).
+                    self.webhooks.notify(&key, new_lease.epoch, Action::Started);
+                    entry.announced = true;
                     entry.lease = Some(new_lease);
                     entry.renditions_dirty = true;
                     entry.hls_dirty = entry.hls.is_some();
@@ -258,6 +297,9 @@ impl Leases {
                 Ok(None) => {}
                 Err(StoreError::LeaseLost { .. } | StoreError::Owned { .. }) => {
                     tracing::warn!(stream = %key, "another origin owns this stream now; disconnecting our publisher");
+                    if let Some(epoch) = entry.take_announced() {
+                        self.webhooks.notify(&key, epoch, Action::Ended);
+                    }
                     entry.lost.send_replace(true);
                 }
                 Err(e) => {
@@ -369,6 +411,11 @@ mod tests {
     use super::*;
     use crate::cluster::model::StreamStatus;
     use crate::cluster::store::embedded::EmbeddedStore;
+    use crate::media::webhook::{Event, Outbox, test_app};
+
+    fn no_webhooks() -> Arc<Webhooks> {
+        Webhooks::new(&[]).unwrap().0
+    }
 
     #[tokio::test]
     async fn claim_renew_release_and_loss() {
@@ -380,6 +427,7 @@ mod tests {
             Some("127.0.0.1:5090".into()),
             Duration::from_secs(10),
             health.clone(),
+            no_webhooks(),
         );
         let b = Leases::new(
             store.clone(),
@@ -387,6 +435,7 @@ mod tests {
             None,
             Duration::from_secs(10),
             health,
+            no_webhooks(),
         );
         let key = StreamKey::new("live", "s");
         let mut guard = a.claim(&key).await.expect("claimed");
@@ -431,5 +480,69 @@ mod tests {
             tokio::task::yield_now().await;
         }
         panic!("release did not happen");
+    }
+
+    /// Leases of node `node` on `store`, with a webhook on app `live`.
+    fn hooked(store: &Arc<EmbeddedStore>, node: &str) -> (Arc<Leases>, Outbox) {
+        let (hooks, outbox) =
+            Webhooks::new(&[test_app("live", Some("http://127.0.0.1:9/hook"))]).unwrap();
+        let leases = Leases::new(
+            store.clone(),
+            node.into(),
+            None,
+            Duration::from_secs(10),
+            Arc::new(StoreHealth::default()),
+            hooks,
+        );
+        (leases, outbox)
+    }
+
+    fn next(outbox: &mut Outbox) -> Option<(String, u64, Action)> {
+        outbox
+            .try_next()
+            .map(|e: Event| (e.key.stream_id, e.epoch, e.action))
+    }
+
+    #[tokio::test]
+    async fn webhooks_follow_the_lease_once() {
+        let store = Arc::new(EmbeddedStore::new());
+        let (a, mut a_out) = hooked(&store, "o1");
+        let (b, mut b_out) = hooked(&store, "o2");
+        let key = StreamKey::new("live", "s");
+
+        // The owner says the stream started; a refused claim elsewhere says nothing.
+        let guard = a.claim(&key).await.unwrap();
+        assert_eq!(next(&mut a_out), Some(("s".into(), 1, Action::Started)));
+        assert!(b.claim(&key).await.is_err());
+        assert_eq!(next(&mut b_out), None);
+
+        // Taken over (our lease had expired): ended once, however often the loss is seen, and
+        // not again when the publisher goes.
+        let claim = StreamClaim {
+            key: key.clone(),
+            origin: "o3".into(),
+            origin_relay: None,
+            renditions: vec![],
+        };
+        let later = SystemTime::now() + Duration::from_secs(60);
+        store
+            .claim_stream(&claim, later, Duration::from_secs(10))
+            .await
+            .unwrap();
+        a.renew_all().await;
+        a.renew_all().await;
+        assert_eq!(next(&mut a_out), Some(("s".into(), 1, Action::Ended)));
+        drop(guard);
+        assert_eq!(next(&mut a_out), None);
+
+        // A publish that simply ends; an app without a webhook says nothing.
+        let t = StreamKey::new("live", "t");
+        let guard = a.claim(&t).await.unwrap();
+        let _quiet = a.claim(&StreamKey::new("other", "t")).await.unwrap();
+        a.renew_all().await;
+        drop(guard);
+        assert_eq!(next(&mut a_out), Some(("t".into(), 1, Action::Started)));
+        assert_eq!(next(&mut a_out), Some(("t".into(), 1, Action::Ended)));
+        assert_eq!(next(&mut a_out), None);
     }
 }

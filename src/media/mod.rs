@@ -13,6 +13,7 @@
 //! - `hls`: segment decisions and packaging; `http`: HLS, REST, health, metrics, console.
 //! - `transcode`: decode -> scale -> x264 on a rayon pool; `relay`: origin -> edge over QUIC.
 //! - `stats`: node-wide counters for the heartbeat and `/metrics`.
+//! - `webhook`: `liveStreamStarted` / `liveStreamEnded` posts for the streams a node owns.
 
 pub mod access;
 pub mod frame;
@@ -24,6 +25,7 @@ pub mod relay;
 pub mod rtmp;
 pub mod stats;
 pub mod transcode;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,6 +88,15 @@ pub enum MediaStartError {
         /// What failed.
         #[source]
         source: TranscodeError,
+    },
+    /// The apps' webhooks could not start.
+    #[error("node {node}: `apps`: cannot start the webhooks")]
+    Webhook {
+        /// Node name.
+        node: String,
+        /// What failed.
+        #[source]
+        source: webhook::WebhookError,
     },
 }
 
@@ -217,16 +228,27 @@ impl BoundMediaNode {
             relay: self.relay.as_ref().map(|(_, a)| host(*a)),
             started_at: SystemTime::now(),
         };
-        // Origins own the streams published to them: a lease each.
-        let leases = (config.role != Role::Edge).then(|| {
-            Leases::new(
+        // Origins own the streams published to them: a lease each; the owner sends webhooks.
+        let leases = if config.role == Role::Edge {
+            None
+        } else {
+            let webhook_error = |source| MediaStartError::Webhook {
+                node: config.name.clone(),
+                source,
+            };
+            let (webhooks, outbox) = webhook::Webhooks::new(&config.apps).map_err(webhook_error)?;
+            outbox
+                .start(&config.name, &ctx.shutdown)
+                .map_err(webhook_error)?;
+            Some(Leases::new(
                 ctx.store.clone(),
                 config.name.clone(),
                 identity.relay.clone(),
                 ctx.cluster.node_timeout,
                 health.clone(),
-            )
-        });
+                webhooks,
+            ))
+        };
         if let Some(leases) = &leases {
             ctx.shutdown.spawn_service(
                 leases

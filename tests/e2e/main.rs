@@ -27,3 +27,4 @@ mod rest_security;
 mod same_hls;
 mod store;
 mod transcode;
+mod webhooks;

@@ -98,10 +98,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 pub fn cors_origin(rest: &RestConfig, headers: &HeaderMap) -> Option<HeaderValue> {
     let origin = headers.get(header::ORIGIN)?;
     let text = origin.to_str().ok()?.to_ascii_lowercase();
-    rest.cors_origins
-        .iter()
-        .any(|o| *o == text)
-        .then(|| origin.clone())
+    rest.cors_origins.contains(&text).then(|| origin.clone())
 }
 
 #[cfg(test)]
