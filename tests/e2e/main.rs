@@ -10,6 +10,7 @@ mod common;
 
 mod browser_hls;
 mod cluster;
+mod edge_flood;
 mod foundation;
 mod lb_balance;
 mod lb_discovery;

@@ -20,6 +20,7 @@ use super::{Body, HttpContext, error};
 use crate::cluster::model::{Rendition, StreamKey};
 use crate::media::hls::HlsView;
 use crate::media::hub::{Hub, HubKey};
+use crate::media::relay::client::PullError;
 use streamfleet_proto::hls::{Variant, write_master};
 use streamfleet_proto::http::cookie;
 use streamfleet_proto::names::RenditionId;
@@ -185,16 +186,40 @@ pub(super) async fn serve(
     error(StatusCode::NOT_FOUND, "not found")
 }
 
+/// On an edge, pulls the stream of `key` from its origin when it is not here (the source, with
+/// every rendition), waiting up to `hls.wait` for one about to start. `Some` is the answer to
+/// give at once: 503 when the edge refuses look-ups of unknown streams (a flood of made-up
+/// names must not reach the store).
+pub(super) async fn pull_if_missing(ctx: &HttpContext, key: &HubKey) -> Option<Response<Body>> {
+    let puller = ctx.puller.as_ref()?;
+    if ctx.hubs.get(key).is_some_and(|h| h.is_live()) {
+        return None;
+    }
+    match puller
+        .ensure_starting(&key.stream, ctx.config.hls.wait)
+        .await
+    {
+        Ok(_) => None,
+        Err(PullError::Busy) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &PullError::Busy.to_string(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Some(r)
+        }
+        Err(e) => {
+            tracing::debug!(stream = %key, "not served: {e}");
+            None
+        }
+    }
+}
+
 async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Body> {
     let key = HubKey::from_player_name(app, name);
-    // An edge pulls a stream it lacks from its origin (the source, with every rendition).
-    if let Some(puller) = &ctx.puller
-        && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
-        && let Err(e) = puller
-            .ensure_starting(&key.stream, ctx.config.hls.wait)
-            .await
-    {
-        tracing::debug!(stream = %key, "not served: {e}");
+    if let Some(refused) = pull_if_missing(ctx, &key).await {
+        return refused;
     }
     let Some(hub) = ctx.hubs.get(&key) else {
         return error(StatusCode::NOT_FOUND, "no such stream");
@@ -224,21 +249,27 @@ async fn media_playlist(ctx: &HttpContext, app: &str, name: &str) -> Response<Bo
 /// renditions from the highest down, waiting (within `hls.wait`) until each has its first
 /// segment and every rendition the stream record announces is there. An early viewer gets the
 /// whole ladder from the first answer (players do not reload a master playlist).
-pub(super) async fn complete_family(ctx: &HttpContext, app: &str, stream: &str) -> Vec<Arc<Hub>> {
+pub(super) async fn complete_family(
+    ctx: &HttpContext,
+    app: &str,
+    stream: &str,
+) -> Result<Vec<Arc<Hub>>, Response<Body>> {
     let key = HubKey::source(app, stream);
-    if let Some(puller) = &ctx.puller
-        && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
-        && let Err(e) = puller
-            .ensure_starting(&key.stream, ctx.config.hls.wait)
-            .await
-    {
-        tracing::debug!(stream = %key, "not served: {e}");
+    if let Some(refused) = pull_if_missing(ctx, &key).await {
+        return Err(refused);
     }
-    let announced =
-        match tokio::time::timeout(Duration::from_secs(1), ctx.store.stream(&key.stream)).await {
-            Ok(Ok(Some(record))) => record.renditions.len(),
-            _ => 0,
-        };
+    // How many renditions the record announces; no store read for a stream not here at all
+    // (made-up names must not reach the store).
+    let announced = match ctx.hubs.get(&key) {
+        None => 0,
+        Some(_) => {
+            match tokio::time::timeout(Duration::from_secs(1), ctx.store.stream(&key.stream)).await
+            {
+                Ok(Ok(Some(record))) => record.renditions.len(),
+                _ => 0,
+            }
+        }
+    };
     let deadline = tokio::time::Instant::now() + ctx.config.hls.wait;
     loop {
         let family = ctx.hubs.family(&key.stream);
@@ -247,10 +278,10 @@ pub(super) async fn complete_family(ctx: &HttpContext, app: &str, stream: &str) 
             .first()
             .is_some_and(|h| h.key().rendition == RenditionId::Source);
         if source_first && family.len() >= announced && family.iter().all(listed) {
-            return family;
+            return Ok(family);
         }
         if tokio::time::Instant::now() >= deadline {
-            return family.into_iter().filter(listed).collect();
+            return Ok(family.into_iter().filter(listed).collect());
         }
         // Renditions appear as the transcoder (or the relay) starts them: look again at the
         // next segment of any of them, or shortly.
@@ -333,7 +364,10 @@ pub(super) async fn recorded(ctx: &HttpContext, app: &str, stream: &str) -> Vec<
 
 /// `{stream}_adaptive.m3u8`: the source and every rendition, complete from the first answer.
 async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
-    let family = complete_family(ctx, app, stream).await;
+    let family = match complete_family(ctx, app, stream).await {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let recorded = recorded(ctx, app, stream).await;
     let variants = variants(&family, &recorded, |k| format!("{}.m3u8", k.player_name()));
     if variants.is_empty() {

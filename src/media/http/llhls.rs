@@ -19,7 +19,8 @@ use hyper::{Response, StatusCode};
 use streamfleet_proto::hls::{RenditionReport, write_master};
 
 use super::hls::{
-    complete_family, has_session, new_session, playlist, recorded, respond, variants,
+    complete_family, has_session, new_session, playlist, pull_if_missing, recorded, respond,
+    variants,
 };
 use super::{Body, HttpContext, error};
 use crate::media::hls::ll::LlView;
@@ -134,7 +135,10 @@ fn hub(ctx: &HttpContext, app: &str, name: &str) -> Option<Arc<Hub>> {
 /// The multivariant playlist: every rendition, muxed audio and video in each, complete from
 /// the first answer.
 async fn master(ctx: &HttpContext, app: &str, id: &str) -> Response<Body> {
-    let family = complete_family(ctx, app, id).await;
+    let family = match complete_family(ctx, app, id).await {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
     let family: Vec<Arc<Hub>> = family
         .into_iter()
         .filter(|h| h.watch_ll().is_some_and(|v| v.borrow().init.is_some()))
@@ -153,13 +157,8 @@ async fn master(ctx: &HttpContext, app: &str, id: &str) -> Response<Body> {
 /// One rendition's LL-HLS playlist, once it has the part asked for.
 async fn media_playlist(ctx: &HttpContext, app: &str, name: &str, d: Directives) -> Response<Body> {
     let key = HubKey::from_player_name(app, name);
-    if let Some(puller) = &ctx.puller
-        && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())
-        && let Err(e) = puller
-            .ensure_starting(&key.stream, ctx.config.hls.wait)
-            .await
-    {
-        tracing::debug!(stream = %key, "not served: {e}");
+    if let Some(refused) = pull_if_missing(ctx, &key).await {
+        return refused;
     }
     let Some(hub) = hub(ctx, app, name) else {
         return error(StatusCode::NOT_FOUND, "no such stream");

@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, watch};
 
+use super::lookups::{Gate, Lookups};
 use super::order::GopOrder;
 use super::{
     GaugeGuard, MessageReader, RelayIoError, Side, auth_mac, auth_ok, client_config, send, unix_us,
@@ -53,6 +54,8 @@ pub struct ClientMetrics {
     pub late_gops: Counter,
     /// Subscriptions made again after a relay failure or an ownership change.
     pub resubscribes: Counter,
+    /// Requests for unknown streams refused without a store look-up (rate limit).
+    pub lookups_refused: Counter,
 }
 
 impl Default for ClientMetrics {
@@ -66,6 +69,7 @@ impl Default for ClientMetrics {
             latency: Histogram::new(buckets),
             late_gops: Counter::default(),
             resubscribes: Counter::default(),
+            lookups_refused: Counter::default(),
         }
     }
 }
@@ -92,6 +96,11 @@ impl ClientMetrics {
             "relay_resubscribes",
             "Subscriptions renewed after a relay failure or an origin change",
             self.resubscribes.clone(),
+        );
+        registry.register(
+            "relay_lookups_refused",
+            "Requests for streams this edge lacks answered 503 without a store look-up (rate limit)",
+            self.lookups_refused.clone(),
         );
     }
 }
@@ -179,6 +188,8 @@ pub struct Puller {
     grace: Duration,
     conns: tokio::sync::Mutex<HashMap<SocketAddr, OriginConn>>,
     pulls: Mutex<HashMap<StreamKey, watch::Receiver<PullStatus>>>,
+    /// Negative cache and rate limit of look-ups of streams not pulled yet.
+    lookups: Lookups,
     metrics: ClientMetrics,
     shutdown: Shutdown,
 }
@@ -192,6 +203,9 @@ pub enum PullError {
     /// It did not start within the wait.
     #[error("stream did not start in time")]
     Timeout,
+    /// Too many requests for streams this edge lacks: refused without asking the store.
+    #[error("too many requests for unknown streams; try again")]
+    Busy,
 }
 
 /// The QUIC client endpoint of an edge's puller, on an ephemeral port of `bind_ip`; made while
@@ -235,6 +249,7 @@ impl Puller {
             grace: s.grace,
             conns: Default::default(),
             pulls: Default::default(),
+            lookups: Lookups::default(),
             metrics: s.metrics,
             shutdown: s.shutdown,
         })
@@ -261,8 +276,9 @@ impl Puller {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.ensure_once(stream, left).await {
+                // No record at all (not one that ended): it may be about to start.
                 Err(PullError::NotFound)
-                    if left > RETRY && matches!(self.store.stream(stream).await, Ok(None)) =>
+                    if left > RETRY && self.lookups.is_absent(stream, Instant::now()) =>
                 {
                     tokio::time::sleep(RETRY).await
                 }
@@ -289,6 +305,14 @@ impl Puller {
             {
                 Some(rx) => rx.clone(),
                 None => {
+                    match self.lookups.gate(&stream_key, Instant::now()) {
+                        Gate::Go => {}
+                        Gate::Absent => return Err(PullError::NotFound),
+                        Gate::Busy => {
+                            self.metrics.lookups_refused.inc();
+                            return Err(PullError::Busy);
+                        }
+                    }
                     let (tx, rx) = watch::channel(PullStatus::Starting);
                     pulls.insert(stream_key.clone(), rx.clone());
                     let me = self.clone();
@@ -364,6 +388,7 @@ impl Puller {
     fn watched(&self, stream: &StreamKey) -> bool {
         self.hubs.family(stream).iter().any(|h| {
             h.subscriber_count(SubscriberKind::Rtmp) > 0
+                || h.subscriber_count(SubscriberKind::WebRtc) > 0
                 || h.last_access().is_some_and(|t| t.elapsed() < self.grace)
         })
     }
@@ -391,6 +416,10 @@ impl Puller {
                     continue;
                 }
             };
+            match &record {
+                None => self.lookups.absent(&key, Instant::now()),
+                Some(_) => self.lookups.present(&key),
+            }
             let live = record
                 .as_ref()
                 .filter(|r| r.effective_status(SystemTime::now()) == StreamStatus::Broadcasting);

@@ -11,6 +11,7 @@
 //! that fails is closed with [`close::AUTH_FAILED`](streamfleet_proto::relay::close) and one log line.
 
 pub mod client;
+mod lookups;
 mod order;
 pub mod server;
 
