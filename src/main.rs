@@ -308,10 +308,12 @@ fn signal_handlers() -> anyhow::Result<(Signal, Signal)> {
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // No colours: every control character of an event is written out (a stream name with a
+    // newline must not forge a log line), and colour codes are control characters too.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(streamfleet::runtime::logline::EscapedStderr)
+        .with_ansi(false);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

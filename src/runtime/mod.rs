@@ -5,6 +5,7 @@
 pub mod entropy;
 pub mod limit;
 pub mod listener;
+pub mod logline;
 pub mod metrics;
 pub mod readiness;
 pub mod shutdown;

@@ -592,3 +592,41 @@ fn jwt_stream_security_for_publishers_and_players() {
     );
     drop(publisher);
 }
+
+/// Names from the network cannot forge log lines: an RTMP connect whose app name holds a
+/// newline and an escape sequence is logged on one line, the control characters written out.
+#[test]
+fn a_newline_in_an_rtmp_name_cannot_forge_a_log_line() {
+    let p = standalone("");
+    let addr = p.addr("s1", "rtmp");
+    let app = "nope\nERROR forged event\x1b[31m";
+    let mut amf = vec![0x02, 0x00, 0x07];
+    amf.extend(b"connect");
+    amf.push(0x00);
+    amf.extend(1.0f64.to_be_bytes());
+    amf.push(0x03);
+    amf.extend(3u16.to_be_bytes());
+    amf.extend(b"app");
+    amf.push(0x02);
+    amf.extend((app.len() as u16).to_be_bytes());
+    amf.extend(app.as_bytes());
+    amf.extend([0x00, 0x00, 0x09]);
+    let mut s = handshaken(addr);
+    s.write_all(&message(3, 20, amf)).unwrap();
+    let line = wait_for("the refusal in the log", Duration::from_secs(10), || {
+        p.stderr()
+            .lines()
+            .find(|l| l.contains("unknown application refused"))
+            .map(str::to_owned)
+    });
+    assert!(
+        line.contains(r"nope\nERROR forged event\x1b[31m"),
+        "escaped on its line: {line}"
+    );
+    assert!(
+        !p.stderr().lines().any(|l| l.starts_with("ERROR forged")),
+        "{}",
+        p.stderr()
+    );
+    assert!(!p.stderr().contains('\x1b'), "no raw escape sequence");
+}

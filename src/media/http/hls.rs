@@ -30,21 +30,25 @@ const VIEWER_WINDOW: Duration = Duration::from_secs(30);
 /// Most distinct viewers tracked per node (bounded memory under a flood).
 const MAX_TRACKED_VIEWERS: usize = 100_000;
 
-/// Recent HLS clients per stream.
+/// Recent HLS clients per stream. A client is its address and User-Agent, kept as a keyed hash
+/// (random keys per process): an entry's size does not depend on what the client sent.
 #[derive(Debug, Default)]
 pub struct HlsViewers {
-    seen: Mutex<HashMap<(HubKey, String), Instant>>,
+    seen: Mutex<HashMap<(HubKey, u64), Instant>>,
+    keys: std::hash::RandomState,
 }
 
 impl HlsViewers {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(HubKey, String), Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(HubKey, u64), Instant>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn saw(&self, key: &HubKey, client: String) {
+    fn saw(&self, key: &HubKey, peer: SocketAddr, headers: &HeaderMap) {
+        let client = client_key(&self.keys, peer, headers);
         let mut seen = self.lock();
-        if seen.len() < MAX_TRACKED_VIEWERS || seen.contains_key(&(key.clone(), client.clone())) {
-            seen.insert((key.clone(), client), Instant::now());
+        let entry = (key.clone(), client);
+        if seen.len() < MAX_TRACKED_VIEWERS || seen.contains_key(&entry) {
+            seen.insert(entry, Instant::now());
         }
     }
 
@@ -75,20 +79,21 @@ impl HlsViewers {
     }
 }
 
-fn client_key(peer: SocketAddr, headers: &HeaderMap) -> String {
-    let ip = headers
+fn client_key(keys: &impl std::hash::BuildHasher, peer: SocketAddr, headers: &HeaderMap) -> u64 {
+    let forwarded = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .rfind(|v| !v.is_empty())
-        .map_or_else(|| peer.ip().to_string(), str::to_owned);
+        .rfind(|v| !v.is_empty());
     let ua = headers
         .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    format!("{ip} {ua}")
+        .map_or(&b""[..], HeaderValue::as_bytes);
+    match forwarded {
+        Some(ip) => keys.hash_one((ip.as_bytes(), ua)),
+        None => keys.hash_one((peer.ip().to_string().as_bytes(), ua)),
+    }
 }
 
 /// The session cookie HLS responses give, Ant Media's name. A load balancer in front keeps a
@@ -173,7 +178,7 @@ pub(super) async fn serve(
         });
         return match segment {
             Some(bytes) => {
-                ctx.hls_viewers.saw(&key, client_key(peer, headers));
+                ctx.hls_viewers.saw(&key, peer, headers);
                 ctx.stats.egress_bytes.inc_by(bytes.len() as u64);
                 ctx.stats.hls_segments.inc();
                 // A name is one segment's for good (the origin numbers a stream's segments on
@@ -376,5 +381,33 @@ async fn master(ctx: &HttpContext, app: &str, stream: &str) -> Response<Body> {
     match write_master(&variants) {
         Ok(text) => playlist(Bytes::from(text)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viewers_are_an_address_and_user_agent_kept_as_a_hash() {
+        let viewers = HlsViewers::default();
+        let key = HubKey::source("live", "s");
+        let peer: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, HeaderValue::from_static("player/1"));
+        viewers.saw(&key, peer, &h);
+        viewers.saw(&key, peer, &h);
+        assert_eq!(viewers.of(&key.stream), 1, "one client, counted once");
+        // A huge User-Agent is another client, and costs an entry like any other.
+        let long = "x".repeat(8000);
+        h.insert(header::USER_AGENT, HeaderValue::from_str(&long).unwrap());
+        viewers.saw(&key, peer, &h);
+        assert_eq!(viewers.of(&key.stream), 2);
+        // Behind the LB, the forwarded address is the client.
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.9"));
+        viewers.saw(&key, "127.0.0.1:1".parse().unwrap(), &h);
+        viewers.saw(&key, "127.0.0.1:2".parse().unwrap(), &h);
+        assert_eq!(viewers.of(&key.stream), 3);
+        assert_eq!(viewers.per_stream().get(&key.stream), Some(&3));
     }
 }
