@@ -117,7 +117,14 @@ impl H264Decoder {
             count: 1,
             safe: true,
         });
-        let inner = ctx.decoder().video().map_err(DecodeError::Open)?;
+        // A picture above the limit (an SPS that changes mid-stream) is an error, not gigabytes.
+        let mut options = ffmpeg::Dictionary::new();
+        options.set("max_pixels", &super::MAX_DECODED_PIXELS.to_string());
+        let inner = ctx
+            .decoder()
+            .open_as_with(codec, options)
+            .and_then(|o| o.video())
+            .map_err(DecodeError::Open)?;
         Ok(H264Decoder {
             inner,
             config,

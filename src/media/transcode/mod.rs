@@ -158,10 +158,16 @@ pub struct PlannedRendition {
     pub bitrate: u64,
 }
 
+/// Largest source picture the transcoder decodes (4096x2304: DCI 4K fits, 8K does not). An SPS
+/// may claim 16384x16384 (1.5 GB of decoded pictures with the decoder's references); such a
+/// source passes through untranscoded, and the decoder refuses a larger picture mid-stream.
+pub const MAX_DECODED_PIXELS: u64 = 4096 * 2304;
+
 /// The renditions of `ladder` for a `width`x`height` source, highest first: rungs above the
 /// source's height are skipped, widths follow the source's aspect ratio (even, at least 2).
+/// None for a source above [`MAX_DECODED_PIXELS`].
 pub fn plan(ladder: &[Rung], width: u32, height: u32) -> Vec<PlannedRendition> {
-    if width == 0 || height == 0 {
+    if width == 0 || height == 0 || u64::from(width) * u64::from(height) > MAX_DECODED_PIXELS {
         return Vec::new();
     }
     let mut out: Vec<PlannedRendition> = ladder
@@ -244,6 +250,14 @@ mod tests {
 
     fn rung(height: u32, bitrate: u64) -> Rung {
         Rung { height, bitrate }
+    }
+
+    #[test]
+    fn a_source_claiming_a_huge_picture_is_not_transcoded() {
+        let ladder = [rung(720, 2_500_000), rung(240, 300_000)];
+        assert_eq!(plan(&ladder, 4096, 2160).len(), 2, "DCI 4K is transcoded");
+        assert!(plan(&ladder, 16_384, 16_384).is_empty());
+        assert!(plan(&ladder, 7680, 4320).is_empty(), "8K passes through");
     }
 
     #[test]

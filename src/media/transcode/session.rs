@@ -175,7 +175,11 @@ impl TranscodeSession {
         }
         drop(tx);
         if lanes.is_empty() {
-            tracing::info!(stream = %self.source, height = track.height, "no rung at or below the source height: not transcoded");
+            if u64::from(track.width) * u64::from(track.height) > super::MAX_DECODED_PIXELS {
+                tracing::warn!(stream = %self.source, width = track.width, height = track.height, "source picture larger than the transcoder decodes (4096x2304): not transcoded");
+            } else {
+                tracing::info!(stream = %self.source, height = track.height, "no rung at or below the source height: not transcoded");
+            }
             return None;
         }
         let mut outputs = Outputs::new(outputs);
