@@ -166,33 +166,63 @@ pub fn audio_track(tag_body: &Bytes) -> Option<AudioTrack> {
     })
 }
 
-/// Extends RTMP's 32-bit millisecond timestamps into a timeline that never wraps.
+/// A forward step of the publisher's clock larger than this between two frames is a jump, not
+/// time passing (RTMP publishers send frames at least every few hundred ms).
+pub const MAX_TIMESTAMP_STEP_MS: u64 = 10_000;
+/// A backward step larger than this is a jump too (audio and video interleave a little out of
+/// order; a clock reset goes much further back).
+pub const MAX_TIMESTAMP_BACKSTEP_MS: u64 = 1_000;
+
+/// Extends RTMP's 32-bit millisecond timestamps into a timeline that never wraps and never
+/// jumps: a publisher whose clock wraps keeps going, and one whose clock jumps (forward more
+/// than [`MAX_TIMESTAMP_STEP_MS`], or back more than [`MAX_TIMESTAMP_BACKSTEP_MS`]) is re-based
+/// so its next frame follows the previous one. The timeline grows by at most
+/// [`MAX_TIMESTAMP_STEP_MS`] per frame, so no hostile sequence of timestamps can push it (and the
+/// 90 kHz clocks of HLS computed from it) anywhere near overflowing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimestampExtender {
-    last: Option<u64>,
+    /// The last input, extended across wraps.
+    last_in: Option<u64>,
+    /// The last output.
+    last_out: u64,
 }
 
 impl TimestampExtender {
-    /// The extended value of a 32-bit timestamp.
+    /// The timeline value of a 32-bit timestamp.
     pub fn extend(&mut self, ts: u32) -> u64 {
         let ts = u64::from(ts);
-        let extended = match self.last {
-            None => ts,
-            Some(last) => {
-                let base = last & !0xFFFF_FFFF;
-                let mut candidate = base | ts;
-                // Pick the candidate closest to the previous value: a jump back of more than
-                // half the range means the 32-bit clock wrapped forward, and the reverse.
-                if candidate + (1 << 31) < last {
-                    candidate += 1 << 32;
-                } else if candidate > last + (1 << 31) && candidate >= (1 << 32) {
-                    candidate -= 1 << 32;
-                }
-                candidate
+        let Some(last) = self.last_in else {
+            self.last_in = Some(ts);
+            self.last_out = ts;
+            return ts;
+        };
+        let base = last & !0xFFFF_FFFF;
+        let mut candidate = base | ts;
+        // Pick the candidate closest to the previous value: a jump back of more than half the
+        // range means the 32-bit clock wrapped forward, and the reverse.
+        if candidate.saturating_add(1 << 31) < last {
+            candidate = candidate.saturating_add(1 << 32);
+        } else if candidate > last.saturating_add(1 << 31) && candidate >= (1 << 32) {
+            candidate -= 1 << 32;
+        }
+        self.last_in = Some(candidate);
+        let out = if candidate >= last {
+            let step = candidate - last;
+            if step > MAX_TIMESTAMP_STEP_MS {
+                self.last_out.saturating_add(1)
+            } else {
+                self.last_out.saturating_add(step)
+            }
+        } else {
+            let back = last - candidate;
+            if back > MAX_TIMESTAMP_BACKSTEP_MS {
+                self.last_out.saturating_add(1)
+            } else {
+                self.last_out.saturating_sub(back)
             }
         };
-        self.last = Some(extended);
-        extended
+        self.last_out = out;
+        out
     }
 }
 
@@ -208,7 +238,7 @@ mod tests {
     #[test]
     fn timestamps_extend_across_the_32_bit_wrap() {
         let mut e = TimestampExtender::default();
-        assert_eq!(e.extend(1000), 1000);
+        assert_eq!(e.extend(0xFFFF_FE00), 0xFFFF_FE00);
         assert_eq!(e.extend(0xFFFF_FF00), 0xFFFF_FF00);
         assert_eq!(e.extend(0x10), (1 << 32) + 0x10, "wrapped forward");
         assert_eq!(
@@ -219,5 +249,31 @@ mod tests {
         assert_eq!(e.extend(0x20), (1 << 32) + 0x20);
         // Small jitter backwards stays on the same cycle.
         assert_eq!(e.extend(0x18), (1 << 32) + 0x18);
+    }
+
+    #[test]
+    fn a_jumping_clock_is_rebased_and_cannot_run_away() {
+        let mut e = TimestampExtender::default();
+        assert_eq!(e.extend(5_000), 5_000);
+        assert_eq!(e.extend(5_040), 5_040);
+        // Forward jump of an hour: the next frame follows the previous one.
+        assert_eq!(e.extend(3_605_040), 5_041);
+        assert_eq!(
+            e.extend(3_605_080),
+            5_081,
+            "and time passes normally after it"
+        );
+        // A reset to zero: the same.
+        assert_eq!(e.extend(0), 5_082);
+        assert_eq!(e.extend(40), 5_122);
+        // A hostile publisher alternating half-range jumps: the timeline grows by at most one
+        // step per frame, not 49 days per two frames.
+        let mut e = TimestampExtender::default();
+        let mut out = 0;
+        for i in 0..1_000_000u32 {
+            out = e.extend(if i % 2 == 0 { 0 } else { 0x8000_0001 });
+        }
+        assert!(out <= 1_000_000 * MAX_TIMESTAMP_STEP_MS, "{out}");
+        assert!(out < 2_000_000, "jumps are re-based to 1 ms steps: {out}");
     }
 }
