@@ -248,12 +248,17 @@ fn mode_error(e: &EditError) -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let shutdown = Shutdown::new();
-    let (mut term, mut int) = signal_handlers()?;
+    let (mut term, mut int, mut hup) = signal_handlers()?;
     let _ctx = streamfleet::node::start(&config, shutdown.clone()).await?;
 
-    let first = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    // SIGHUP re-reads the LB's certificate files (each frontend listens for it); here it only
+    // must not end the process, as its default action would.
+    let first = loop {
+        tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => tracing::info!("SIGHUP: re-reading certificate files"),
+        }
     };
     tracing::info!(
         signal = first,
@@ -291,12 +296,13 @@ fn without_panicking<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Optio
     result.ok()
 }
 
-/// SIGTERM and SIGINT streams.
-fn signal_handlers() -> anyhow::Result<(Signal, Signal)> {
+/// SIGTERM, SIGINT and SIGHUP streams.
+fn signal_handlers() -> anyhow::Result<(Signal, Signal, Signal)> {
     let made = without_panicking(|| {
         let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        anyhow::Ok((term, int))
+        let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        anyhow::Ok((term, int, hup))
     });
     made.unwrap_or_else(|| {
         Err(anyhow::anyhow!(

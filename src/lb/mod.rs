@@ -166,6 +166,8 @@ pub struct BoundLbNode {
     /// The stats listener, when configured.
     stats: Option<(TcpListener, SocketAddr)>,
     tls: Vec<Option<TlsAcceptor>>,
+    /// Re-read the frontends' certificate files on SIGHUP.
+    reloaders: Vec<Arc<tls::CertReloader>>,
     errors: Arc<ErrorPages>,
 }
 
@@ -174,9 +176,14 @@ impl BoundLbNode {
     pub async fn bind(config: LbConfig) -> Result<Self, LbBindError> {
         let errors = Arc::new(ErrorPages::load(&config.name, &config.errorfiles)?);
         let mut tls = Vec::new();
+        let mut reloaders = Vec::new();
         for f in &config.frontends {
             tls.push(match &f.tls {
-                Some(t) => Some(tls::acceptor(&config.name, t)?),
+                Some(t) => {
+                    let (acceptor, reloader) = tls::acceptor(&config.name, t)?;
+                    reloaders.push(reloader);
+                    Some(acceptor)
+                }
                 None => None,
             });
         }
@@ -202,6 +209,7 @@ impl BoundLbNode {
             listeners,
             stats,
             tls,
+            reloaders,
             errors,
         })
     }
@@ -224,6 +232,9 @@ impl BoundLbNode {
     pub async fn start(self, ctx: &NodeContext) -> Result<(), LbBindError> {
         let config = self.config;
         let shutdown = ctx.shutdown.clone();
+        for reloader in self.reloaders {
+            shutdown.spawn_service(reloader.on_sighup(shutdown.clone()));
+        }
         let backends: Arc<[Arc<Backend>]> = config
             .backends
             .iter()

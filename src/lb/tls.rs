@@ -8,12 +8,18 @@
 //! first (a development certificate for localhost, 127.0.0.1 and ::1). Per connection: the
 //! handshake runs inside the connection task under `timeouts.client`, and ALPN says whether
 //! the client speaks `h2` or `http/1.1`.
+//!
+//! Renewal (certbot every 60-90 days): on SIGHUP each frontend re-reads its files
+//! ([`CertReloader::reload`]); new handshakes get the new certificates, connections already
+//! open keep theirs, and a file that does not load keeps the old table with one error line.
 
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite as suites};
@@ -49,22 +55,24 @@ pub fn intermediate_provider() -> CryptoProvider {
     }
 }
 
-/// Builds the acceptor of one frontend: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
-pub fn acceptor(node: &str, config: &TlsConfig) -> Result<TlsAcceptor, LbStartError> {
+/// Builds the acceptor of one frontend: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`; the
+/// reloader re-reads its certificate files.
+pub fn acceptor(
+    node: &str,
+    config: &TlsConfig,
+) -> Result<(TlsAcceptor, Arc<CertReloader>), LbStartError> {
     let provider = Arc::new(intermediate_provider());
-    let mut certs = Vec::with_capacity(config.certs.len());
     for file in &config.certs {
         if config.self_signed && !file.exists() {
             write_self_signed(node, file)?;
         }
-        certs.push(load_pem(node, file, &provider)?);
     }
-    let resolver = SniResolver::new(certs).ok_or_else(|| LbStartError::CertInvalid {
-        node: node.into(),
-        file: Default::default(),
-        what: "no certificate configured",
-        source: None,
-    })?;
+    let reloader = Arc::new(CertReloader {
+        node: node.to_owned(),
+        files: config.certs.clone(),
+        current: ArcSwap::from_pointee(load_all(node, &config.certs, &provider)?),
+        provider: provider.clone(),
+    });
     let server = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| LbStartError::CertInvalid {
@@ -74,10 +82,85 @@ pub fn acceptor(node: &str, config: &TlsConfig) -> Result<TlsAcceptor, LbStartEr
             source: Some(e.into()),
         })?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(reloader.clone());
     let mut server = server;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(server)))
+    Ok((TlsAcceptor::from(Arc::new(server)), reloader))
+}
+
+/// Every file of a frontend, as an SNI table.
+fn load_all(
+    node: &str,
+    files: &[PathBuf],
+    provider: &CryptoProvider,
+) -> Result<SniResolver, LbStartError> {
+    let certs = files
+        .iter()
+        .map(|f| load_pem(node, f, provider))
+        .collect::<Result<Vec<_>, _>>()?;
+    SniResolver::new(certs).ok_or_else(|| LbStartError::CertInvalid {
+        node: node.into(),
+        file: Default::default(),
+        what: "no certificate configured",
+        source: None,
+    })
+}
+
+/// A frontend's certificates, swapped whole when its files are re-read.
+#[derive(Debug)]
+pub struct CertReloader {
+    node: String,
+    files: Vec<PathBuf>,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<SniResolver>,
+}
+
+impl CertReloader {
+    /// Re-reads every file; on success new handshakes use them, on failure nothing changes.
+    pub fn reload(&self) -> Result<(), LbStartError> {
+        let table = load_all(&self.node, &self.files, &self.provider)?;
+        self.current.store(Arc::new(table));
+        Ok(())
+    }
+
+    /// [`CertReloader::reload`] with one log line saying how it went.
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(()) => {
+                tracing::info!(node = %self.node, files = self.files.len(), "TLS certificates re-read")
+            }
+            Err(e) => {
+                tracing::error!(node = %self.node, error = %e, "TLS certificates not re-read; the current ones stay in use")
+            }
+        }
+    }
+
+    /// Re-reads the files at every SIGHUP until the node stops.
+    pub async fn on_sighup(self: Arc<Self>, shutdown: crate::runtime::Shutdown) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(node = %self.node, error = %e, "no SIGHUP handler: certificates will not be re-read");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                got = hup.recv() => match got {
+                    Some(()) => self.reload_logged(),
+                    None => return,
+                },
+                () = shutdown.stopped() => return,
+            }
+        }
+    }
+}
+
+impl ResolvesServerCert for CertReloader {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load().lookup(hello.server_name()))
+    }
 }
 
 /// Reads a PEM file holding a chain then a key, and checks that they belong together.

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::Proc;
 use crate::common::lb::{Behaviour, Upstream, chunked_body, curl, lb_config, write_cert};
+use crate::common::{Proc, wait_for};
 
 fn tls_config(up: &Upstream, certs: &[&std::path::Path], extra: &str) -> String {
     let certs: Vec<String> = certs
@@ -272,4 +272,75 @@ fn self_signed_creates_a_missing_development_certificate() {
         "its location is logged: {}",
         p.stderr()
     );
+}
+
+/// Certificate renewal: SIGHUP re-reads the files; new handshakes get the new certificate, a
+/// connection opened before keeps working, and a broken file keeps the current certificate
+/// with one error line.
+#[test]
+fn sighup_rereads_certificates_without_dropping_connections() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _) = write_cert(dir.path(), "site", &["old.example"]);
+    let up = Upstream::start("s1");
+    let p = Proc::start(&tls_config(&up, &[&pem], ""));
+    let lb = p.addr("lb1", "frontend:tls");
+    assert!(served_names(lb, "old.example").contains("DNS:old.example"));
+
+    // A client connected before the renewal.
+    let mut before = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &lb.to_string()])
+        .args(["-servername", "old.example"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = before.stdin.take().unwrap();
+    stdin
+        .write_all(b"GET /first HTTP/1.1\r\nHost: old.example\r\n\r\n")
+        .unwrap();
+    wait_for("the first answer", Duration::from_secs(10), || {
+        (up.requests().len() == 1).then_some(())
+    });
+
+    // certbot renews: the same path, a new certificate; then SIGHUP.
+    write_cert(dir.path(), "site", &["new.example"]);
+    p.signal("HUP");
+    wait_for("the new certificate", Duration::from_secs(10), || {
+        served_names(lb, "new.example")
+            .contains("DNS:new.example")
+            .then_some(())
+    });
+    assert!(
+        p.stderr().contains("TLS certificates re-read"),
+        "{}",
+        p.stderr()
+    );
+
+    // The old connection still carries requests.
+    stdin
+        .write_all(b"GET /second HTTP/1.1\r\nHost: old.example\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    before
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out.matches("HTTP/1.1 200").count(), 2, "{out}");
+    let _ = before.wait();
+
+    // A broken renewal keeps the current certificate, with one error line.
+    std::fs::write(&pem, "not a certificate\n").unwrap();
+    p.signal("HUP");
+    let errors = wait_for("the reload error", Duration::from_secs(10), || {
+        let n = p.stderr().matches("TLS certificates not re-read").count();
+        (n > 0).then_some(n)
+    });
+    assert_eq!(errors, 1);
+    assert!(served_names(lb, "new.example").contains("DNS:new.example"));
+    assert!(served_names(lb, "x").contains("DNS:new.example"));
 }
