@@ -110,8 +110,24 @@ pub fn server_config() -> Result<quinn::ServerConfig, RelayIoError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicServerConfig::try_from(tls).map_err(RelayIoError::QuicCrypto)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(Arc::new(transport()));
+    config.transport_config(Arc::new(server_transport()));
     Ok(config)
+}
+
+/// Bidirectional streams an authenticated edge may have open at once on an origin (the auth
+/// stream, then one per subscription).
+pub const MAX_EDGE_STREAMS: u32 = 256;
+
+/// What an origin offers a peer that has not proved the cluster secret yet: one bidirectional
+/// stream (for the Auth message), no unidirectional ones (edges never open any), and small
+/// windows (edges only send control messages). [`MAX_EDGE_STREAMS`] is granted after auth.
+fn server_transport() -> quinn::TransportConfig {
+    let mut t = transport();
+    t.max_concurrent_uni_streams(0u32.into());
+    t.max_concurrent_bidi_streams(1u32.into());
+    t.stream_receive_window((16u32 << 10).into());
+    t.receive_window((256u32 << 10).into());
+    t
 }
 
 /// The edge side's QUIC config.

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{
-    AUTH_TIMEOUT, GaugeGuard, MessageReader, RelayIoError, Side, auth_mac, auth_ok, send,
-    server_config,
+    AUTH_TIMEOUT, GaugeGuard, MAX_EDGE_STREAMS, MessageReader, RelayIoError, Side, auth_mac,
+    auth_ok, send, server_config,
 };
 use crate::config::Secret;
 use crate::media::frame::TrackKind;
@@ -34,6 +34,9 @@ use streamfleet_proto::relay::{Kind, MAX_RENDITIONS, Message, close};
 const RENDITION_SCAN: Duration = Duration::from_millis(250);
 /// Audio-only streams: a new GOP stream every second.
 const AUDIO_GOP_MS: u64 = 1000;
+/// Connections still proving the cluster secret (each for at most [`AUTH_TIMEOUT`]) at once;
+/// more are refused until some finish.
+pub const MAX_PENDING: usize = 64;
 
 /// Counters of the relay listener.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +47,8 @@ pub struct ServerMetrics {
     pub subscriptions: Gauge,
     /// Peers refused for not knowing the secret.
     pub auth_failures: Counter,
+    /// Connections refused because [`MAX_PENDING`] peers were still proving themselves.
+    pub refused: Counter,
     /// Media bytes (frame messages) sent to edges.
     pub egress_bytes: Counter,
 }
@@ -70,6 +75,11 @@ impl ServerMetrics {
             "relay_auth_failures",
             "Relay peers refused: they did not know the cluster secret",
             self.auth_failures.clone(),
+        );
+        registry.register(
+            "relay_pending_refused",
+            "Relay connections refused: too many peers were still proving the cluster secret",
+            self.refused.clone(),
         );
     }
 }
@@ -108,16 +118,30 @@ pub fn serve(
         metrics,
         shutdown: shutdown.clone(),
     });
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING));
     shutdown.clone().spawn_service(async move {
         loop {
             tokio::select! {
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
+                    // A source address is proved by a Retry round trip before any state is
+                    // kept for it (spoofed floods stop here).
+                    if !incoming.remote_address_validated() {
+                        if let Err(e) = incoming.retry() {
+                            tracing::debug!("relay retry not sent: {e}");
+                        }
+                        continue;
+                    }
+                    let Ok(permit) = pending.clone().try_acquire_owned() else {
+                        ctx.metrics.refused.inc();
+                        incoming.refuse();
+                        continue;
+                    };
                     let ctx = ctx.clone();
                     // Relay connections are background work: they end with the node, not the drain.
                     shutdown.spawn_service(async move {
                         let peer = incoming.remote_address();
-                        if let Err(e) = serve_connection(ctx, incoming).await {
+                        if let Err(e) = serve_connection(ctx, incoming, permit).await {
                             tracing::info!(%peer, "relay connection ended: {e}");
                         }
                     });
@@ -130,12 +154,17 @@ pub fn serve(
     });
 }
 
-async fn serve_connection(ctx: Arc<Ctx>, incoming: quinn::Incoming) -> Result<(), RelayIoError> {
+async fn serve_connection(
+    ctx: Arc<Ctx>,
+    incoming: quinn::Incoming,
+    pending: tokio::sync::OwnedSemaphorePermit,
+) -> Result<(), RelayIoError> {
     let peer = incoming.remote_address();
     let conn = tokio::time::timeout(AUTH_TIMEOUT, incoming)
         .await
         .map_err(|_| RelayIoError::Timeout)??;
     let authenticated = tokio::time::timeout(AUTH_TIMEOUT, authenticate(&ctx, &conn)).await;
+    drop(pending);
     match authenticated {
         Ok(Ok(())) => {}
         Ok(Err(RelayIoError::AuthFailed)) | Err(_) => {
@@ -146,6 +175,7 @@ async fn serve_connection(ctx: Arc<Ctx>, incoming: quinn::Incoming) -> Result<()
         }
         Ok(Err(e)) => return Err(e),
     }
+    conn.set_max_concurrent_bi_streams(MAX_EDGE_STREAMS.into());
     let _edge = GaugeGuard::new(&ctx.metrics.edges);
     tracing::info!(%peer, "edge connected to the relay");
     loop {
@@ -172,12 +202,21 @@ async fn serve_connection(ctx: Arc<Ctx>, incoming: quinn::Incoming) -> Result<()
     }
 }
 
-/// The edge opens the first stream and proves itself first; then we prove ourselves.
+/// Bytes of an encoded Auth message: its type, its one-byte length, the MAC.
+pub const AUTH_MESSAGE_LEN: usize = 2 + streamfleet_proto::relay::MAC_LEN;
+
+/// The edge opens the first stream and proves itself first, with exactly one Auth message;
+/// then we prove ourselves.
 async fn authenticate(ctx: &Ctx, conn: &quinn::Connection) -> Result<(), RelayIoError> {
-    let (mut send, recv) = conn.accept_bi().await?;
-    let mut reader = MessageReader::new(recv);
-    match reader.next().await {
-        Ok(Some(Message::Auth { mac })) if auth_ok(&ctx.secret, conn, Side::Client, &mac) => {}
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let mut exact = [0u8; AUTH_MESSAGE_LEN];
+    recv.read_exact(&mut exact)
+        .await
+        .map_err(|_| RelayIoError::AuthFailed)?;
+    let mut buf = bytes::BytesMut::from(&exact[..]);
+    match Message::decode(&mut buf) {
+        Ok(Some(Message::Auth { mac }))
+            if buf.is_empty() && auth_ok(&ctx.secret, conn, Side::Client, &mac) => {}
         _ => return Err(RelayIoError::AuthFailed),
     }
     super::send(
@@ -410,4 +449,104 @@ async fn forward(
     }
     // The hub dropped us for staying behind: the edge must resubscribe.
     Err(RelayIoError::Timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::hub::HubMetrics;
+    use std::time::Duration;
+
+    const SECRET: &str = "relay-test-secret-0123";
+
+    /// An origin relay on loopback and a client endpoint.
+    fn relay() -> (SocketAddr, quinn::Endpoint, Shutdown) {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        serve(
+            endpoint(socket).unwrap(),
+            Arc::new(Hubs::new(HubMetrics::default(), None)),
+            Secret::new(SECRET),
+            ServerMetrics::default(),
+            shutdown.clone(),
+        );
+        let client = super::super::client::endpoint("127.0.0.1".parse().unwrap()).unwrap();
+        (addr, client, shutdown)
+    }
+
+    async fn connect(client: &quinn::Endpoint, addr: SocketAddr) -> quinn::Connection {
+        client
+            .connect(addr, "streamfleet-relay")
+            .unwrap()
+            .await
+            .unwrap()
+    }
+
+    const SHORT: Duration = Duration::from_millis(300);
+
+    #[tokio::test]
+    async fn before_auth_a_peer_gets_one_stream_and_no_unidirectional_ones() {
+        let (addr, client, _shutdown) = relay();
+        let conn = connect(&client, addr).await;
+        assert!(
+            tokio::time::timeout(SHORT, conn.open_uni()).await.is_err(),
+            "no unidirectional stream before auth"
+        );
+        let (mut auth_send, auth_recv) = conn.open_bi().await.unwrap();
+        assert!(
+            tokio::time::timeout(SHORT, conn.open_bi()).await.is_err(),
+            "one bidirectional stream before auth"
+        );
+        // The proof; then the origin's; then subscriptions may open many streams.
+        let mac = auth_mac(&Secret::new(SECRET), &conn, Side::Client).unwrap();
+        send(&mut auth_send, &Message::Auth { mac }).await.unwrap();
+        let mut reader = MessageReader::new(auth_recv);
+        let answer = reader.next().await.unwrap();
+        assert!(matches!(answer, Some(Message::Auth { .. })), "{answer:?}");
+        let mut streams = Vec::new();
+        for _ in 0..16 {
+            let s = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
+                .await
+                .expect("streams granted after auth")
+                .unwrap();
+            streams.push(s);
+        }
+    }
+
+    #[tokio::test]
+    async fn anything_but_one_exact_auth_message_is_refused() {
+        let (addr, client, _shutdown) = relay();
+        // The right size, the wrong bytes.
+        let conn = connect(&client, addr).await;
+        let (mut s, _r) = conn.open_bi().await.unwrap();
+        s.write_all(&[0x01; AUTH_MESSAGE_LEN]).await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .unwrap();
+        assert!(
+            matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == close::AUTH_FAILED.into()),
+            "{closed:?}"
+        );
+        // A flood on the auth stream stalls on the tiny window and is closed at the deadline.
+        let conn = connect(&client, addr).await;
+        let (mut s, _r) = conn.open_bi().await.unwrap();
+        let big = vec![0u8; 1 << 20];
+        let wrote = tokio::time::timeout(Duration::from_secs(2), s.write_all(&big)).await;
+        assert!(
+            wrote.is_err() || wrote.is_ok_and(|r| r.is_err()),
+            "1 MiB before auth is not taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn peers_still_proving_themselves_are_capped() {
+        let (addr, client, _shutdown) = relay();
+        let mut held = Vec::new();
+        for _ in 0..MAX_PENDING {
+            held.push(connect(&client, addr).await);
+        }
+        let refused = client.connect(addr, "streamfleet-relay").unwrap().await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
 }
