@@ -433,3 +433,132 @@ fn pipelined_requests_and_http_1_0_clients_are_answered_in_order() {
         "{reply}"
     );
 }
+
+/// Request smuggling, a raw-socket table: each ambiguous or malformed framing gets 400 and
+/// nothing reaches the server, neither the request nor the one hidden behind it.
+#[test]
+fn smuggling_table_every_ambiguous_framing_is_refused_before_the_server() {
+    let up = Upstream::start("s1");
+    let p = Proc::start(&one_backend(&up, "", "", ""));
+    let lb = p.addr("lb1", "frontend:web");
+    let hidden = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let cases: &[(&str, String)] = &[
+        (
+            "CL.TE",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "TE.CL",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\n{hidden}\r\n0\r\n\r\n"
+            ),
+        ),
+        (
+            "TE unknown coding",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "TE space before colon",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "TE twice",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "TE chunked not last",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "TE vertical tab",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\x0bchunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "CL twice, different",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "CL list",
+            format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 44\r\n\r\n{hidden}"),
+        ),
+        (
+            "CL negative",
+            format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n{hidden}"),
+        ),
+        (
+            "CL overflow",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "bare LF",
+            format!("POST / HTTP/1.1\nHost: x\nContent-Length: 0\n\n{hidden}"),
+        ),
+        (
+            "obs-fold",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "chunk-size overflow",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff1\r\n{hidden}\r\n0\r\n\r\n"
+            ),
+        ),
+        (
+            "chunk-size junk",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0x10\r\n{hidden}\r\n0\r\n\r\n"
+            ),
+        ),
+        (
+            "NUL in a header",
+            format!("POST / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n{hidden}"),
+        ),
+        (
+            "CR in a header",
+            format!(
+                "POST / HTTP/1.1\r\nHost: x\r\nX-A: a\rContent-Length: 44\r\nContent-Length: 0\r\n\r\n{hidden}"
+            ),
+        ),
+        (
+            "space in the target",
+            format!("GET /a b HTTP/1.1\r\nHost: x\r\n\r\n{hidden}"),
+        ),
+        (
+            "HTTP/1.0 with TE",
+            format!(
+                "POST / HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}"
+            ),
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (name, attack) in cases {
+        let reply = raw(lb, attack.as_bytes());
+        if !reply.starts_with("HTTP/1.1 400 ") {
+            wrong.push(format!("{name}: {:?}", reply.lines().next()));
+        }
+    }
+    assert!(wrong.is_empty(), "not refused with 400: {wrong:#?}");
+    assert!(
+        up.requests().is_empty(),
+        "nothing reached the server: {:?}",
+        up.requests().iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+}

@@ -101,6 +101,10 @@ pub enum HeadError {
     /// A CR not followed by LF in the head.
     #[error("invalid line ending in message head")]
     InvalidLineEnding,
+    /// A line of a request head ends with LF alone: RFC 9112 lets a recipient accept it, but a
+    /// server behind that reads lines differently could see other requests than this proxy did.
+    #[error("a line of the request head ends with LF alone (CRLF required)")]
+    BareLf,
     /// A header line starts with whitespace (obs-fold line folding, or whitespace before the
     /// first header).
     #[error("obsolete line folding in message head")]

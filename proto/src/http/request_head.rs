@@ -79,6 +79,14 @@ fn tokenise(buf: &[u8], limits: &HeadLimits) -> Result<Option<RequestHead>, Head
         Err(error) => return Err(classify(buf, error, max_headers)),
     };
     let head = buf.get(..len).unwrap_or_default();
+    // Every line ends with CRLF (empty lines before the request line included).
+    let mut previous = 0u8;
+    for &b in head {
+        if b == b'\n' && previous != b'\r' {
+            return Err(HeadError::BareLf);
+        }
+        previous = b;
+    }
     // A complete parse has filled in the request line.
     let method = request.method.unwrap_or_default().as_bytes();
     let target = request.path.unwrap_or_default().as_bytes();
@@ -672,10 +680,17 @@ mod tests {
         );
     }
 
+    /// A proxy that reads bare-LF lines while the server behind it does not (or the reverse)
+    /// sees other requests than the server: refused, wherever the LF is.
     #[test]
-    fn bare_lf_heads_are_understood() {
-        let head = ok(b"GET / HTTP/1.1\nHost: h\nContent-Length: 2\n\nab");
-        assert_eq!(head.framing(), BodyFraming::ContentLength(2));
-        assert_eq!(head.head_len(), 42);
+    fn bare_lf_heads_are_refused() {
+        for head in [
+            &b"GET / HTTP/1.1\nHost: h\nContent-Length: 2\n\nab"[..],
+            b"GET / HTTP/1.1\r\nHost: h\nContent-Length: 2\r\n\r\nab",
+            b"GET / HTTP/1.1\r\nHost: h\r\n\n",
+        ] {
+            assert_eq!(err(head), HeadError::BareLf, "{head:?}");
+        }
+        assert_eq!(ok(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").head_len(), 27);
     }
 }
