@@ -344,3 +344,81 @@ fn sighup_rereads_certificates_without_dropping_connections() {
     assert!(served_names(lb, "new.example").contains("DNS:new.example"));
     assert!(served_names(lb, "x").contains("DNS:new.example"));
 }
+
+/// HTTP/2 streams the client resets stop their upstream requests: 50 requests reach a server
+/// that never answers, the client resets them, and the backend holds no session for them any
+/// more (before, each waited for the server timeout on its server connection); a rapid reset
+/// of 200 more (reset as soon as opened) leaves nothing behind either.
+#[test]
+fn reset_streams_stop_their_upstream_requests() {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _) = write_cert(dir.path(), "site", &["localhost"]);
+    let up = Upstream::start("s1");
+    up.set(Behaviour::Stall);
+    let p = Proc::start(&lb_config(&format!(
+        "    timeouts: {{client: 30s, server: 60s}}\n    stats: {{bind: \"127.0.0.1:0\", uri: /stats}}\n    frontends:\n      - {{name: tls, mode: http, bind: [\"127.0.0.1:0\"], backend: b, tls: {{certs: [\"{}\"]}}}}\n    backends:\n      - {{name: b, mode: http, servers: [{{name: s1, addr: \"{}\"}}]}}\n",
+        pem.display(),
+        up.addr
+    )));
+    let lb = p.addr("lb1", "frontend:tls");
+    let stats = p.addr("lb1", "stats");
+    // The backend's current sessions, from the stats CSV.
+    let sessions = || {
+        let out = curl(&[&format!("http://{stats}/stats;csv")]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("b,BACKEND,"))
+            .and_then(|l| l.split(',').nth(4).map(str::to_owned))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let venv = std::env::var("SECANTUS_VENV").unwrap_or_else(|_| "/opt/secantus-venv".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2/rapid_reset.py");
+    let probe = |count: &str, wait: bool| {
+        let mut cmd = Command::new(format!("{venv}/bin/python"));
+        cmd.args([script, "127.0.0.1", &lb.port().to_string(), count]);
+        if wait {
+            cmd.arg("--wait");
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python with h2 (.ci/deps test)")
+    };
+
+    let mut slow = probe("50", true);
+    let mut out = std::io::BufReader::new(slow.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "opened 50");
+    wait_for("50 requests at the server", Duration::from_secs(10), || {
+        (up.requests().len() == 50).then_some(())
+    });
+    assert_eq!(sessions(), Some(50));
+    slow.stdin.take().unwrap().write_all(b"reset\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "reset-done 50");
+    wait_for(
+        "the reset streams' sessions to end",
+        Duration::from_secs(10),
+        || (sessions() == Some(0)).then_some(()),
+    );
+
+    let mut rapid = probe("200", false);
+    let mut line = String::new();
+    std::io::BufReader::new(rapid.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "reset-done 200");
+    wait_for(
+        "no session left by the rapid resets",
+        Duration::from_secs(10),
+        || (sessions() == Some(0)).then_some(()),
+    );
+    for mut c in [slow, rapid] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

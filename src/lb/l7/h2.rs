@@ -264,49 +264,63 @@ async fn proxy(
     let counters = [&fe.counters, &backend.counters, &server.counters];
     let (client_timeout, server_timeout) = (fe.timeouts.client, fe.timeouts.server);
     let result: Result<(), ProxyError> = async {
-        write_upstream(&mut up.stream, &out, server_timeout).await?;
-        let mut sent = out.len() as u64;
-        while let Some(chunk) = tokio::time::timeout(client_timeout, body.data())
-            .await
-            .map_err(|_| ProxyError::DownstreamTimeout)?
-        {
-            let chunk = chunk.map_err(ProxyError::H2)?;
-            // The data is copied out at once, so the window can reopen at once.
-            let _ = body.flow_control().release_capacity(chunk.len());
-            out.clear();
-            if framing == PartsBody::Chunked {
-                if chunk.is_empty() {
-                    continue;
-                }
-                write_chunk_head(chunk.len(), &mut out);
-                out.extend_from_slice(&chunk);
-                out.extend_from_slice(CHUNK_END);
-            } else {
-                out.extend_from_slice(&chunk);
-            }
+        // Until the response head arrives the stream may be reset by the client (a cancelled
+        // request, or a rapid-reset attack): the upstream exchange stops then, instead of
+        // running on for nobody and holding a server connection.
+        let exchange = async {
             write_upstream(&mut up.stream, &out, server_timeout).await?;
-            sent += out.len() as u64;
-        }
-        if framing == PartsBody::Chunked {
-            write_upstream(&mut up.stream, LAST_CHUNK, server_timeout).await?;
-        }
-        counters.iter().for_each(|c| add(&c.bytes_in, sent));
-        x.bytes_in = sent;
-
-        let mut ubuf = BytesMut::new();
-        let mut rparser = ResponseParser::new(HeadLimits::default());
-        let mut resp =
-            read_response_head(&mut up.stream, &mut ubuf, &mut rparser, server_timeout).await?;
-        while resp.is_interim() {
-            // 100/103 mean nothing to this client; 101 cannot happen (no upgrade is forwarded).
-            if resp.is_switching_protocols() {
-                return Err(ProxyError::UpstreamIo(std::io::Error::other(
-                    "unexpected 101 Switching Protocols",
-                )));
+            let mut sent = out.len() as u64;
+            while let Some(chunk) = tokio::time::timeout(client_timeout, body.data())
+                .await
+                .map_err(|_| ProxyError::DownstreamTimeout)?
+            {
+                let chunk = chunk.map_err(ProxyError::H2)?;
+                // The data is copied out at once, so the window can reopen at once.
+                let _ = body.flow_control().release_capacity(chunk.len());
+                out.clear();
+                if framing == PartsBody::Chunked {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    write_chunk_head(chunk.len(), &mut out);
+                    out.extend_from_slice(&chunk);
+                    out.extend_from_slice(CHUNK_END);
+                } else {
+                    out.extend_from_slice(&chunk);
+                }
+                write_upstream(&mut up.stream, &out, server_timeout).await?;
+                sent += out.len() as u64;
             }
-            resp =
+            if framing == PartsBody::Chunked {
+                write_upstream(&mut up.stream, LAST_CHUNK, server_timeout).await?;
+            }
+            counters.iter().for_each(|c| add(&c.bytes_in, sent));
+            x.bytes_in = sent;
+
+            let mut ubuf = BytesMut::new();
+            let mut rparser = ResponseParser::new(HeadLimits::default());
+            let mut resp =
                 read_response_head(&mut up.stream, &mut ubuf, &mut rparser, server_timeout).await?;
-        }
+            while resp.is_interim() {
+                // 100/103 mean nothing to this client; 101 cannot happen (no upgrade is
+                // forwarded).
+                if resp.is_switching_protocols() {
+                    return Err(ProxyError::UpstreamIo(std::io::Error::other(
+                        "unexpected 101 Switching Protocols",
+                    )));
+                }
+                resp = read_response_head(&mut up.stream, &mut ubuf, &mut rparser, server_timeout)
+                    .await?;
+            }
+            Ok((resp, ubuf))
+        };
+        let (resp, mut ubuf) = tokio::select! {
+            r = exchange => r?,
+            _ = std::future::poll_fn(|cx| respond.poll_reset(cx)) => {
+                *responded = true;
+                return Err(ProxyError::DownstreamClosed);
+            }
+        };
         x.responded_head();
         let status = resp.status();
         x.status = Some(status);
