@@ -111,13 +111,19 @@ where
     if !path_ok {
         return Err(PartsError::InvalidPath);
     }
-    let host = parts.authority.or_else(|| {
-        parts
-            .headers
-            .clone()
-            .find(|h| h.is(b"host"))
-            .map(|h| h.value)
-    });
+    // Without `:authority` the Host field names the host, and then only one may be given:
+    // two would reach the server, which could pick either (as could a cache on the way).
+    let mut hosts = parts.headers.clone().filter(|h| h.is(b"host"));
+    let host = match parts.authority {
+        Some(a) => Some(a),
+        None => {
+            let first = hosts.next().map(|h| h.value);
+            if hosts.next().is_some() {
+                return Err(PartsError::InvalidAuthority);
+            }
+            first
+        }
+    };
     if !host.is_some_and(|h| !h.is_empty() && h.iter().all(|&b| is_host_byte(b))) {
         return Err(PartsError::InvalidAuthority);
     }
@@ -286,6 +292,21 @@ mod tests {
         };
         assert_eq!(check(b"GET", b"/", Some(b"h"), &[]), Ok(()));
         assert_eq!(check(b"GET", b"/", None, &[h("host", "h")]), Ok(()));
+        assert_eq!(
+            check(b"GET", b"/", None, &[h("host", "h"), h("host", "evil")]),
+            Err(PartsError::InvalidAuthority),
+            "two Host fields and no :authority"
+        );
+        assert_eq!(
+            check(
+                b"GET",
+                b"/",
+                Some(b"h"),
+                &[h("host", "h"), h("host", "evil")]
+            ),
+            Ok(()),
+            ":authority wins, the Host fields are dropped"
+        );
         assert_eq!(
             check(b"GET", b"/", None, &[]),
             Err(PartsError::InvalidAuthority)
