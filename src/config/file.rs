@@ -349,6 +349,9 @@ pub struct FrontendFile {
     pub tls: Option<TlsFile>,
     /// Path routing, first match wins.
     pub routes: Option<Vec<RouteFile>>,
+    /// Connections this frontend holds at once (HAProxy's frontend `maxconn`): at the limit its
+    /// listeners stop accepting, so one flooded frontend cannot take the node's whole `maxconn`.
+    pub maxconn: Option<Spanned<u64>>,
 }
 
 /// `tls:` of a frontend.

@@ -140,6 +140,8 @@ pub struct FrontendConfig {
     pub tls: Option<TlsConfig>,
     /// Path routes, first match wins.
     pub routes: Vec<RouteConfig>,
+    /// This frontend's own connection limit (within the node's `maxconn`).
+    pub maxconn: Option<usize>,
 }
 
 /// TLS termination of a frontend.
@@ -647,6 +649,12 @@ fn convert_frontend(
         redirect_https: f.redirect_https.unwrap_or(false),
         tls,
         routes,
+        maxconn: f.maxconn.as_ref().map(|m| {
+            if m.value == 0 {
+                d.at(m, format!("{at}.maxconn: must be at least 1"));
+            }
+            usize::try_from(m.value).unwrap_or(usize::MAX)
+        }),
     }
 }
 

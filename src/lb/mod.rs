@@ -140,6 +140,8 @@ pub struct Frontend {
     pub log: AccessLog,
     /// The node's connection limit (its open connections are the log's `actconn`).
     pub limit: Arc<ConnLimit>,
+    /// This frontend's own `maxconn`, when it has one.
+    pub own_limit: Option<Arc<ConnLimit>>,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -283,6 +285,7 @@ impl BoundLbNode {
                     shutdown: shutdown.clone(),
                     log: log.clone(),
                     limit: limit.clone(),
+                    own_limit: f.maxconn.map(ConnLimit::new),
                 })
             })
             .collect();
@@ -316,6 +319,7 @@ impl BoundLbNode {
             shutdown.spawn_service(accept_loop(
                 listener,
                 ConnLimit::new(STATS_MAXCONN),
+                None,
                 shutdown.clone(),
                 format!("{}/stats", config.name),
                 move |s, peer, permit| stats::serve(view.clone(), s, peer, permit),

@@ -95,9 +95,11 @@ fn spawn_accept_loops(
 ) {
     for (fe, listener, name) in listeners {
         let local = local.clone();
+        let own = fe.own_limit.clone();
         shutdown.spawn_service(accept_loop(
             listener,
             limit.clone(),
+            own,
             shutdown.clone(),
             name,
             move |s, peer, permit| local.track_future(serve(fe.clone(), s, peer, permit)),

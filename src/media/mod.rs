@@ -287,6 +287,7 @@ impl BoundMediaNode {
         ctx.shutdown.spawn_service(accept_loop(
             http_listener,
             limit.clone(),
+            None,
             ctx.shutdown.clone(),
             format!("{}/http", config.name),
             move |stream, peer, permit| {
@@ -306,6 +307,7 @@ impl BoundMediaNode {
             ctx.shutdown.spawn_service(accept_loop(
                 rtmp_listener,
                 limit.clone(),
+                None,
                 ctx.shutdown.clone(),
                 format!("{}/rtmp", config.name),
                 move |stream, peer, permit| rtmp::serve(rtmp_ctx.clone(), stream, peer, permit),

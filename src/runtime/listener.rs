@@ -87,6 +87,7 @@ pub fn local_addr(
 pub async fn accept_loop<H, F>(
     listener: TcpListener,
     limit: Arc<ConnLimit>,
+    own: Option<Arc<ConnLimit>>,
     shutdown: Shutdown,
     name: String,
     handle: H,
@@ -95,6 +96,14 @@ pub async fn accept_loop<H, F>(
     F: Future<Output = ()> + Send + 'static,
 {
     loop {
+        // This listener's own limit first, so a full frontend holds no slot of the node's.
+        let own_permit = match &own {
+            Some(own) => tokio::select! {
+                p = own.acquire() => Some(p),
+                () = shutdown.draining() => break,
+            },
+            None => None,
+        };
         let permit = tokio::select! {
             p = limit.acquire() => p,
             () = shutdown.draining() => break,
@@ -108,12 +117,16 @@ pub async fn accept_loop<H, F>(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(listener = %name, %peer, error = %e, "set_nodelay failed");
                 }
-                shutdown.spawn_connection(handle(stream, peer, permit));
+                let served = handle(stream, peer, permit);
+                shutdown.spawn_connection(async move {
+                    let _own = own_permit;
+                    served.await;
+                });
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning; the loop goes on.
                 tracing::warn!(listener = %name, error = %e, "accept failed");
-                drop(permit);
+                drop((permit, own_permit));
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(100)) => {}
                     () = shutdown.draining() => break,

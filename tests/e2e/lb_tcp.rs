@@ -111,3 +111,58 @@ fn ffmpeg_publishes_and_plays_rtmp_through_mode_tcp() {
         nginx.log()
     );
 }
+
+/// A frontend's own `maxconn`: at its limit that frontend stops accepting (a new client waits
+/// in the backlog, unserved), the node's other frontends serve on, and the waiting client is
+/// served once the frontend's connections go below 90 % of the limit.
+#[test]
+fn a_full_frontend_waits_alone_and_resumes_below_its_maxconn() {
+    let up = Upstream::start("s1");
+    let web = Upstream::start("w1");
+    let p = Proc::start(&lb_config(&format!(
+        "    maxconn: 1000\n    timeouts: {{tunnel: 30s, client: 30s, client_fin: 2s}}\n    frontends:\n      - {{name: slow, mode: tcp, bind: [\"127.0.0.1:0\"], backend: b, maxconn: 3}}\n      - {{name: web, mode: http, bind: [\"127.0.0.1:0\"], backend: w}}\n    backends:\n      - {{name: b, mode: tcp, servers: [{{name: s1, addr: \"{}\"}}]}}\n      - {{name: w, mode: http, servers: [{{name: w1, addr: \"{}\"}}]}}\n",
+        up.addr, web.addr
+    )));
+    let slow = p.addr("lb1", "frontend:slow");
+    let web_fe = p.addr("lb1", "frontend:web");
+    // Three clients that send nothing hold the frontend's three slots.
+    let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(slow).unwrap()).collect();
+    wait_for("three piped connections", Duration::from_secs(10), || {
+        (up.connections() == 3).then_some(())
+    });
+    // A fourth is not served while they stay.
+    let mut fourth = TcpStream::connect(slow).unwrap();
+    fourth
+        .write_all(b"GET /fourth HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    fourth
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(fourth.read(&mut byte).is_err(), "the fourth waits unserved");
+    assert_eq!(up.connections(), 3);
+    // The node's other frontend is not affected.
+    let reply = crate::common::lb::raw(
+        web_fe,
+        b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    // Two of the three leave (below 90 % of 3): the fourth is served.
+    drop(held);
+    fourth
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The upstream keeps the connection: read the whole response (Content-Length 2, `s1`).
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 512];
+    while !reply.ends_with(b"\r\n\r\ns1") {
+        let n = fourth.read(&mut buf).expect("the fourth is served");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&reply));
+        reply.extend_from_slice(&buf[..n]);
+    }
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK"));
+    assert_eq!(
+        up.requests().last().map(|r| r.path.as_str()),
+        Some("/fourth")
+    );
+}
