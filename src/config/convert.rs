@@ -379,6 +379,57 @@ mod tests {
     }
 
     #[test]
+    fn webrtc_udp_is_a_listener_and_its_errors_name_the_key() {
+        let c = convert(
+            &format!("{EDGE}    webrtc: {{udp: \"127.0.0.1:5000\"}}\n"),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media node")
+        };
+        let w = m.webrtc.expect("webrtc on");
+        assert_eq!(w.udp, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(w.max_sessions, crate::config::DEFAULT_WEBRTC_MAX_SESSIONS);
+        assert!(
+            m.listeners()
+                .iter()
+                .any(|l| l.name == "webrtc" && l.udp && l.addr.port() == 5000)
+        );
+        let c = convert(EDGE, Path::new("t.yaml")).unwrap();
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media node")
+        };
+        assert!(m.webrtc.is_none(), "absent = off");
+        let e = one_error(&format!("{EDGE}    webrtc: {{udp: nowhere}}\n"));
+        assert!(e.starts_with("t.yaml:5:19: nodes[0].webrtc.udp:"), "{e}");
+        let e = one_error(&format!(
+            "{EDGE}    webrtc: {{udp: \"127.0.0.1:0\", max_sessions: 0}}\n"
+        ));
+        assert!(
+            e.contains("nodes[0].webrtc.max_sessions: must be at least 1"),
+            "{e}"
+        );
+        let e = one_error(&format!(
+            "{EDGE}    advertise: edge1.example.com\n    webrtc: {{udp: \"0.0.0.0:5000\"}}\n"
+        ));
+        assert!(
+            e.contains("nodes[0].webrtc.udp: bound to every address"),
+            "{e}"
+        );
+        let e = one_error(&format!(
+            "{EDGE}    webrtc: {{udp: \"127.0.0.1:0\", tcp: 1}}\n"
+        ));
+        assert!(
+            e.contains("nodes[0].webrtc.tcp: unknown field `tcp`"),
+            "{e}"
+        );
+        // The WebRTC UDP port may share the number of the HTTP (TCP) port, not the relay's.
+        let yaml = "nodes:\n  - {role: origin, name: o, rtmp: \"127.0.0.1:1935\", http: \"127.0.0.1:5080\", relay: \"127.0.0.1:5080\", webrtc: {udp: \"127.0.0.1:5080\"}, apps: [{name: live, security: {publish: open}}]}\n";
+        assert!(one_error(yaml).contains("conflicts"), "{:?}", errors(yaml));
+    }
+
+    #[test]
     fn every_error_is_reported_at_once() {
         let yaml = "cluster: {heartbeat: 1x, node_timeout: 2y}\nshutdown_grace: 3z\nnodes:\n  - {role: edge, name: \"bad name\", http: nowhere}\n";
         assert_eq!(errors(yaml).len(), 5, "{:?}", errors(yaml));

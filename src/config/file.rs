@@ -91,6 +91,8 @@ pub struct NodeFile {
     pub transcode: Option<TranscodeFile>,
     /// Who may reach the REST API, the console and `/metrics`.
     pub rest: Option<RestFile>,
+    /// WebRTC playback (WHEP): its UDP port.
+    pub webrtc: Option<WebRtcFile>,
 
     // ---- load balancers ----
     /// Global connection limit.
@@ -154,6 +156,16 @@ pub struct RestFile {
     pub trusted_proxies: Option<Vec<Raw>>,
     /// Browser origins the JSON APIs answer CORS for (default none).
     pub cors_origins: Option<Vec<Raw>>,
+}
+
+/// `webrtc:` of a media node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcFile {
+    /// The one UDP socket every WebRTC session of the node shares (`0.0.0.0:5000`).
+    pub udp: Raw,
+    /// WebRTC sessions the node holds at once (default 1000).
+    pub max_sessions: Option<Spanned<u64>>,
 }
 
 /// `security:` of an app.

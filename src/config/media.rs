@@ -7,7 +7,8 @@ use ipnet::IpNet;
 
 use super::diag::Diag;
 use super::file::{
-    AppFile, NodeFile, PlayModeFile, PublishModeFile, Raw, RestFile, SecurityFile, WebhookFile,
+    AppFile, NodeFile, PlayModeFile, PublishModeFile, Raw, RestFile, SecurityFile, WebRtcFile,
+    WebhookFile,
 };
 use super::secret::MIN_SECRET;
 use super::values::parse_size;
@@ -52,6 +53,21 @@ pub struct MediaConfig {
     pub maxconn: usize,
     /// Who may reach the REST API, the console and `/metrics`.
     pub rest: RestConfig,
+    /// WebRTC playback (WHEP); `None`: off.
+    pub webrtc: Option<WebRtcConfig>,
+}
+
+/// Default `webrtc.max_sessions`.
+pub const DEFAULT_WEBRTC_MAX_SESSIONS: usize = 1000;
+
+/// WebRTC playback: one UDP socket for every session of the node (ICE-lite, the host candidate
+/// is `advertise` with the bound port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebRtcConfig {
+    /// The UDP socket's address.
+    pub udp: SocketAddr,
+    /// Sessions held at once; a WHEP offer beyond it is refused (503).
+    pub max_sessions: usize,
 }
 
 /// Who may reach a media node's REST API, web console and `/metrics` (Ant Media's
@@ -116,6 +132,13 @@ impl MediaConfig {
             out.push(ListenerSpec {
                 name: "relay".into(),
                 addr: a,
+                udp: true,
+            });
+        }
+        if let Some(w) = self.webrtc {
+            out.push(ListenerSpec {
+                name: "webrtc".into(),
+                addr: w.udp,
                 udp: true,
             });
         }
@@ -543,6 +566,10 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         m.value
     });
 
+    let webrtc = match &n.webrtc {
+        Some(w) => Some(webrtc(&format!("{at}.webrtc"), w, &advertise, d)?),
+        None => None,
+    };
     Some(MediaConfig {
         name: n.name.value.clone(),
         role,
@@ -564,7 +591,34 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
             .rest
             .as_ref()
             .map_or_else(RestConfig::default, |r| rest(&format!("{at}.rest"), r, d)),
+        webrtc,
     })
+}
+
+/// `webrtc:`.
+fn webrtc(at: &str, w: &WebRtcFile, advertise: &str, d: &mut Diag) -> Option<WebRtcConfig> {
+    let udp = d.addr(&format!("{at}.udp"), &w.udp)?;
+    // The host candidate is an address: `advertise`, or the socket's own IP.
+    if udp.ip().is_unspecified() && advertise.parse::<std::net::IpAddr>().is_err() {
+        d.at(
+            &w.udp,
+            format!(
+                "{at}.udp: bound to every address and `advertise: {advertise}` is not an IP \
+                 address; browsers need the IP they reach this node at (ICE candidates carry no \
+                 names): set `advertise` to it, or bind `udp` to it"
+            ),
+        );
+        return None;
+    }
+    let max_sessions = match &w.max_sessions {
+        None => DEFAULT_WEBRTC_MAX_SESSIONS,
+        Some(m) if m.value == 0 => {
+            d.at(m, format!("{at}.max_sessions: must be at least 1"));
+            return None;
+        }
+        Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
+    };
+    Some(WebRtcConfig { udp, max_sessions })
 }
 
 /// `rest:`.

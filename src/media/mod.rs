@@ -14,6 +14,7 @@
 //! - `transcode`: decode -> scale -> x264 on a rayon pool; `relay`: origin -> edge over QUIC.
 //! - `stats`: node-wide counters for the heartbeat and `/metrics`.
 //! - `webhook`: `liveStreamStarted` / `liveStreamEnded` posts for the streams a node owns.
+//! - `webrtc`: WHEP playback over one UDP socket (str0m, ICE-lite), H.264 from the hubs.
 
 pub mod access;
 pub mod frame;
@@ -26,6 +27,7 @@ pub mod rtmp;
 pub mod stats;
 pub mod transcode;
 pub mod webhook;
+pub mod webrtc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -89,6 +91,17 @@ pub enum MediaStartError {
         #[source]
         source: TranscodeError,
     },
+    /// The WebRTC socket could not be set up.
+    #[error("node {node}: `webrtc.udp` ({addr}): cannot start WebRTC")]
+    WebRtc {
+        /// Node name.
+        node: String,
+        /// The bound address.
+        addr: SocketAddr,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The apps' webhooks could not start.
     #[error("node {node}: `apps`: cannot start the webhooks")]
     Webhook {
@@ -109,6 +122,8 @@ pub struct BoundMediaNode {
     relay: Option<(quinn::Endpoint, SocketAddr)>,
     /// The puller's QUIC client endpoint (edges and standalone nodes).
     puller: Option<quinn::Endpoint>,
+    /// The WebRTC UDP socket and its address.
+    webrtc: Option<(std::net::UdpSocket, SocketAddr)>,
 }
 
 impl BoundMediaNode {
@@ -161,12 +176,26 @@ impl BoundMediaNode {
                 })?,
             )
         };
+        let webrtc = match config.webrtc {
+            Some(w) => {
+                let s = bind_udp(&name, "webrtc", w.udp)?;
+                let a = s.local_addr().map_err(|source| BindError {
+                    node: name.clone(),
+                    listener: "webrtc".into(),
+                    addr: w.udp,
+                    source,
+                })?;
+                Some((s, a))
+            }
+            None => None,
+        };
         Ok(BoundMediaNode {
             config: Arc::new(config),
             rtmp,
             http: (l, http_addr),
             relay,
             puller,
+            webrtc,
         })
     }
 
@@ -179,6 +208,9 @@ impl BoundMediaNode {
         out.push(("http", self.http.1));
         if let Some((_, a)) = &self.relay {
             out.push(("relay", *a));
+        }
+        if let Some((_, a)) = &self.webrtc {
+            out.push(("webrtc", *a));
         }
         out
     }
@@ -271,6 +303,34 @@ impl BoundMediaNode {
                 shutdown: ctx.shutdown.clone(),
             })
         });
+        let webrtc = match (self.webrtc, config.webrtc) {
+            (Some((socket, addr)), Some(webrtc_config)) => {
+                let webrtc_error = |source| MediaStartError::WebRtc {
+                    node: config.name.clone(),
+                    addr,
+                    source,
+                };
+                // `check` made sure one of them is an IP address.
+                let advertise = webrtc_host(&config.advertise, addr).ok_or_else(|| {
+                    webrtc_error(std::io::Error::other(
+                        "`advertise` is not an IP address and the socket is bound to every address",
+                    ))
+                })?;
+                let webrtc_metrics = webrtc::WebRtcMetrics::default();
+                webrtc_metrics.register(metrics.registry_mut());
+                let w = webrtc::WebRtc::new(
+                    socket,
+                    webrtc_config,
+                    advertise,
+                    webrtc_metrics,
+                    ctx.shutdown.clone(),
+                )
+                .map_err(webrtc_error)?;
+                ctx.shutdown.spawn_service(w.clone().serve());
+                Some(w)
+            }
+            _ => None,
+        };
         let http_ctx = Arc::new(http::HttpContext {
             config: config.clone(),
             node_timeout: ctx.cluster.node_timeout,
@@ -282,6 +342,7 @@ impl BoundMediaNode {
             stats: stats.clone(),
             hls_viewers: hls_viewers.clone(),
             puller: puller.clone(),
+            webrtc,
         });
         let (http_listener, _) = self.http;
         ctx.shutdown.spawn_service(accept_loop(
@@ -363,6 +424,16 @@ async fn housekeeping(
             tracing::debug!(stream = %key, "idle stream forgotten");
         }
         stats.hls_viewers.set(viewers.prune() as i64);
+    }
+}
+
+/// The IP address of the WebRTC host candidate: `advertise` when it is an IP address, else the
+/// socket's own address when it is bound to one (ICE candidates carry addresses, not names).
+fn webrtc_host(advertise: &str, bound: SocketAddr) -> Option<std::net::IpAddr> {
+    match advertise.parse::<std::net::IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) if !bound.ip().is_unspecified() => Some(bound.ip()),
+        Err(_) => None,
     }
 }
 

@@ -99,7 +99,10 @@ impl MediaStats {
         }
         if let Some(hubs) = self.hubs.get() {
             for hub in hubs.all() {
-                let players = hub.subscriber_count(SubscriberKind::Rtmp) as u64;
+                // WebRTC viewers count with the RTMP players (the record has one field).
+                let players = (hub.subscriber_count(SubscriberKind::Rtmp)
+                    + hub.subscriber_count(SubscriberKind::WebRtc))
+                    as u64;
                 if players > 0 {
                     by_stream.entry(hub.key().stream.clone()).or_default().1 += players;
                 }
@@ -133,7 +136,10 @@ impl ActivitySource for MediaStats {
                 let live = all.iter().filter(|h| h.is_live()).count() as u64;
                 let players: usize = all
                     .iter()
-                    .map(|h| h.subscriber_count(SubscriberKind::Rtmp))
+                    .map(|h| {
+                        h.subscriber_count(SubscriberKind::Rtmp)
+                            + h.subscriber_count(SubscriberKind::WebRtc)
+                    })
                     .sum();
                 (
                     live.max(self.streams.load(Ordering::Relaxed)),

@@ -29,3 +29,4 @@ mod same_hls;
 mod store;
 mod transcode;
 mod webhooks;
+mod webrtc;

@@ -9,6 +9,7 @@ mod broadcasts;
 pub mod guard;
 pub mod hls;
 mod llhls;
+pub mod whep;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -59,6 +60,8 @@ pub struct HttpContext {
     pub hls_viewers: Arc<HlsViewers>,
     /// Pulls streams from origins (edges and standalone nodes).
     pub puller: Option<Arc<super::relay::client::Puller>>,
+    /// WebRTC playback (WHEP), when `webrtc:` is configured.
+    pub webrtc: Option<Arc<super::webrtc::WebRtc>>,
 }
 
 /// The response body type of every handler.
@@ -135,7 +138,14 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
         }
         return response;
     }
-    let mut response = if req.method() == Method::OPTIONS {
+    let whep = match segments.as_slice() {
+        [app, "whep", stream_id] => Some((*app, *stream_id, None)),
+        [app, "whep", stream_id, session] => Some((*app, *stream_id, Some(*session))),
+        _ => None,
+    };
+    let mut response = if let Some((app, stream_id, session)) = whep {
+        whep::serve(ctx, req, app, stream_id, session).await
+    } else if req.method() == Method::OPTIONS {
         preflight("GET, HEAD, OPTIONS", "*")
     } else if req.method() != Method::GET && req.method() != Method::HEAD {
         error(
@@ -145,7 +155,7 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
     } else {
         media(ctx, &req, peer, &segments).await
     };
-    // Players on any web page may read playlists, segments and their errors.
+    // Players on any web page may read playlists, segments, WHEP answers and their errors.
     response
         .headers_mut()
         .entry(header::ACCESS_CONTROL_ALLOW_ORIGIN)

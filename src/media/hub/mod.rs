@@ -91,6 +91,8 @@ const AUDIO_ONLY_CACHE: usize = 50;
 pub enum SubscriberKind {
     /// An RTMP player.
     Rtmp,
+    /// A WebRTC (WHEP) viewer.
+    WebRtc,
     /// An edge pulling over the relay.
     Relay,
     /// Internal consumer (transcoder, packager): never counted as a viewer.

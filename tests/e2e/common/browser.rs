@@ -68,3 +68,32 @@ pub fn console_lists(base: &str, names: &[&str]) -> BrowserResult {
         ok: out.status.success(),
     }
 }
+
+/// Plays a WHEP URL in Chromium with a plain RTCPeerConnection (tests/browser/whep.mjs) until
+/// `frames` video frames were decoded (extra args are passed on, e.g. `--token`).
+pub fn play_whep(url: &str, frames: u32, extra: &[&str]) -> BrowserResult {
+    assert!(
+        dir().join("node_modules/playwright-core").exists(),
+        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
+    );
+    let out = Command::new("timeout")
+        .args(["-k", "5", "120", "node"])
+        .arg(dir().join("whep.mjs"))
+        .arg(url)
+        .args(["--frames", &frames.to_string(), "--timeout", "90"])
+        .args(extra)
+        .output()
+        .expect("node (apt install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let json = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "whep.mjs printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    BrowserResult {
+        json,
+        ok: out.status.success(),
+    }
+}

@@ -1,0 +1,530 @@
+//! WebRTC playback (WHEP): one UDP socket per node shared by every session, str0m (sans-IO)
+//! driving each session, ICE-lite with one host candidate (`advertise` and the bound port).
+//!
+//! Data flow: a WHEP offer (`http::whep`) -> [`WebRtc::open`] builds the session's `Rtc`, answers
+//! the offer and spawns `session::run` with a hub subscription -> the UDP task
+//! ([`WebRtc::serve`]) reads every datagram and hands it to its session: by source address once
+//! known, else by the STUN `USERNAME` (our ufrag) of a connectivity check; anything else is
+//! dropped after a few byte compares -> the session feeds it to its `Rtc`, which answers ICE,
+//! runs DTLS-SRTP and, once connected, packetizes H.264 from the hub (`h264`) onto the same
+//! socket.
+//!
+//! - `stun`: the ufrag of a STUN request; `h264`: hub frames to Annex-B and RTP time;
+//! - `session`: one viewer's task.
+
+mod h264;
+mod session;
+mod stun;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use str0m::change::SdpOffer;
+use str0m::crypto::CryptoProvider;
+use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Hub, HubKey, SubscriberKind};
+use crate::config::WebRtcConfig;
+use crate::runtime::Shutdown;
+
+/// A session that has not finished ICE and DTLS this long after its offer is dropped.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Datagrams waiting for one session's task.
+const INBOX: usize = 256;
+/// H.264 profiles answered besides the stream's own (payload type, RTX payload type,
+/// profile-level-id): constrained baseline, baseline, main, high.
+const FALLBACK_PROFILES: [(u8, u8, u32); 4] = [
+    (106, 107, 0x42e01f),
+    (108, 109, 0x42001f),
+    (110, 111, 0x4d001f),
+    (112, 113, 0x64001f),
+];
+/// Largest datagram read (larger ones are truncated and then fail to parse).
+const MAX_DATAGRAM: usize = 2048;
+
+/// Why a WHEP offer was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebRtcError {
+    /// The offer is not SDP str0m can read.
+    #[error("malformed SDP offer: {0}")]
+    MalformedOffer(#[source] str0m::error::SdpError),
+    /// The offer has no H.264 video the stream could be sent as.
+    #[error("the offer has no H.264 video with packetization-mode=1 (this stream is H.264 {0})")]
+    NoH264(String),
+    /// The stream has no video track (yet).
+    #[error("the stream has no H.264 video")]
+    NoVideo,
+    /// The node holds `webrtc.max_sessions` sessions.
+    #[error("this node serves its maximum of {0} WebRTC sessions")]
+    Full(usize),
+    /// str0m refused the offer.
+    #[error("cannot answer the offer: {0}")]
+    Answer(#[source] str0m::RtcError),
+    /// The host candidate could not be made.
+    #[error("no host candidate for {0}")]
+    Candidate(SocketAddr),
+}
+
+/// WebRTC counters of a node.
+#[derive(Debug, Clone, Default)]
+pub struct WebRtcMetrics {
+    /// Sessions open now (connecting or playing).
+    pub sessions: Gauge,
+    /// Sessions that reached ICE + DTLS connected.
+    pub connected: Counter,
+    /// Sessions dropped because they never connected.
+    pub timeouts: Counter,
+    /// Datagrams that matched no session.
+    pub unmatched: Counter,
+}
+
+impl WebRtcMetrics {
+    /// Registers the counters.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "webrtc_sessions",
+            "WebRTC sessions open",
+            self.sessions.clone(),
+        );
+        registry.register(
+            "webrtc_connected",
+            "WebRTC sessions that connected (ICE and DTLS)",
+            self.connected.clone(),
+        );
+        registry.register(
+            "webrtc_connect_timeouts",
+            "WebRTC sessions dropped for not connecting in time",
+            self.timeouts.clone(),
+        );
+        registry.register(
+            "webrtc_unmatched_datagrams",
+            "UDP datagrams on the WebRTC port that belonged to no session",
+            self.unmatched.clone(),
+        );
+    }
+}
+
+/// One received datagram, on its way to a session.
+#[derive(Debug)]
+struct Datagram {
+    /// When it was read.
+    at: Instant,
+    /// Who sent it.
+    source: SocketAddr,
+    /// Its bytes.
+    bytes: Bytes,
+}
+
+/// What the registry knows of a session.
+#[derive(Debug)]
+struct Entry {
+    /// The stream played: the WHEP resource is under its path only.
+    stream: HubKey,
+    /// Our ICE ufrag (the STUN username's first half).
+    ufrag: String,
+    /// Its inbox.
+    inbox: mpsc::Sender<Datagram>,
+    /// Cancelled by `DELETE`.
+    cancel: CancellationToken,
+}
+
+/// Open sessions by id, and session ids by ufrag.
+#[derive(Debug, Default)]
+struct SessionTable {
+    by_id: HashMap<String, Entry>,
+    by_ufrag: HashMap<String, String>,
+}
+
+/// The node's WebRTC endpoint: the socket, the open sessions, what every session is built with.
+pub struct WebRtc {
+    /// The one socket every session receives on (this task) and sends on (session tasks).
+    socket: Arc<UdpSocket>,
+    /// The bound address (the port of the host candidate).
+    local: SocketAddr,
+    /// The host candidate every session offers.
+    candidate: SocketAddr,
+    /// `webrtc.max_sessions`.
+    max_sessions: usize,
+    /// DTLS and SRTP (aws-lc-rs), shared by every session.
+    crypto: Arc<CryptoProvider>,
+    /// Open sessions: `DELETE` and the UDP task find them here.
+    sessions: Mutex<SessionTable>,
+    /// Open sessions, counted before they are in the registry (the limit is never exceeded).
+    open: AtomicUsize,
+    /// Node counters.
+    metrics: WebRtcMetrics,
+    /// Sessions run as connections: the node's drain ends them.
+    shutdown: Shutdown,
+}
+
+/// A session the WHEP handler answered.
+#[derive(Debug)]
+pub struct Answer {
+    /// The session id (the WHEP resource's last path segment).
+    pub id: String,
+    /// The SDP answer.
+    pub sdp: String,
+}
+
+impl WebRtc {
+    /// The endpoint on a bound socket; `advertise` is the host browsers reach this node at (an
+    /// IP address: ICE candidates carry no names).
+    pub fn new(
+        socket: std::net::UdpSocket,
+        config: WebRtcConfig,
+        advertise: IpAddr,
+        metrics: WebRtcMetrics,
+        shutdown: Shutdown,
+    ) -> std::io::Result<Arc<Self>> {
+        socket.set_nonblocking(true)?;
+        let local = socket.local_addr()?;
+        let socket = UdpSocket::from_std(socket)?;
+        Ok(Arc::new(WebRtc {
+            socket: Arc::new(socket),
+            local,
+            candidate: SocketAddr::new(advertise, local.port()),
+            max_sessions: config.max_sessions,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            sessions: Mutex::default(),
+            open: AtomicUsize::new(0),
+            metrics,
+            shutdown,
+        }))
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn registry(&self) -> MutexGuard<'_, SessionTable> {
+        // A panic while holding the lock leaves plain maps behind: still consistent.
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Answers a WHEP offer for `hub` and starts the session.
+    pub fn open(self: &Arc<Self>, offer: &str, hub: &Arc<Hub>) -> Result<Answer, WebRtcError> {
+        let offer = SdpOffer::from_sdp_string(offer).map_err(WebRtcError::MalformedOffer)?;
+        let info = hub.info();
+        let config = info
+            .video
+            .as_ref()
+            .and_then(h264::decoder_config)
+            .ok_or(WebRtcError::NoVideo)?;
+        let profile = h264::profile_level_id(&config);
+        let offer_sdp = offer.to_sdp_string();
+        if !offers_h264(&offer_sdp) {
+            return Err(WebRtcError::NoH264(format!("{profile:06x}")));
+        }
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(WebRtcError::Full(self.max_sessions));
+        }
+        let slot = OpenSlot(self.clone());
+        let ufrag = random_token(8);
+        let creds = IceCreds {
+            ufrag: ufrag.clone(),
+            pass: random_token(24),
+        };
+        let (rtc, sdp) = answer(offer, profile, creds, self.candidate, self.crypto.clone())?;
+        let id = random_token(16);
+        let (tx, rx) = mpsc::channel(INBOX);
+        let cancel = CancellationToken::new();
+        self.registry().by_ufrag.insert(ufrag.clone(), id.clone());
+        self.registry().by_id.insert(
+            id.clone(),
+            Entry {
+                stream: hub.key().clone(),
+                ufrag,
+                inbox: tx,
+                cancel: cancel.clone(),
+            },
+        );
+        self.metrics.sessions.inc();
+        let guard = SessionGuard {
+            webrtc: self.clone(),
+            id: id.clone(),
+            _slot: slot,
+        };
+        let parts = session::Parts {
+            rtc,
+            subscription: hub.subscribe(SubscriberKind::WebRtc),
+            profile,
+            inbox: rx,
+            socket: self.socket.clone(),
+            local: self.local,
+            cancel,
+            metrics: self.metrics.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        tracing::info!(stream = %hub.key(), session = %id, "WebRTC session answered");
+        self.shutdown.spawn_connection(async move {
+            session::run(parts).await;
+            drop(guard);
+        });
+        Ok(Answer { id, sdp })
+    }
+
+    /// Ends a session of `stream` (WHEP `DELETE`); false if there is none with this id.
+    pub fn close(&self, stream: &HubKey, id: &str) -> bool {
+        let mut reg = self.registry();
+        if reg.by_id.get(id).is_none_or(|e| &e.stream != stream) {
+            return false;
+        }
+        match reg.by_id.remove(id) {
+            Some(e) => {
+                reg.by_ufrag.remove(&e.ufrag);
+                e.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a session of `stream` with this id is open.
+    pub fn exists(&self, stream: &HubKey, id: &str) -> bool {
+        self.registry()
+            .by_id
+            .get(id)
+            .is_some_and(|e| &e.stream == stream)
+    }
+
+    /// The UDP task: reads every datagram and hands it to its session, until the node stops.
+    pub async fn serve(self: Arc<Self>) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        // Source address -> the session's inbox; learnt from STUN requests with our ufrag.
+        let mut routes: HashMap<SocketAddr, mpsc::Sender<Datagram>> = HashMap::new();
+        loop {
+            let (n, source) = tokio::select! {
+                r = self.socket.recv_from(&mut buf) => match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        // ICMP port unreachable from a browser that left, for example.
+                        tracing::debug!(error = %e, "webrtc udp receive failed");
+                        continue;
+                    }
+                },
+                () = self.shutdown.stopped() => break,
+            };
+            let Some(bytes) = buf.get(..n) else { continue };
+            let datagram = || Datagram {
+                at: Instant::now(),
+                source,
+                bytes: Bytes::copy_from_slice(bytes),
+            };
+            if let Some(inbox) = routes.get(&source) {
+                match inbox.try_send(datagram()) {
+                    Ok(()) => continue,
+                    // Full: the session is behind; UDP may drop, the peer retransmits.
+                    Err(mpsc::error::TrySendError::Full(_)) => continue,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        routes.remove(&source);
+                    }
+                }
+            }
+            let inbox = stun::local_ufrag(bytes).and_then(|ufrag| {
+                let reg = self.registry();
+                let id = reg.by_ufrag.get(ufrag)?;
+                reg.by_id.get(id).map(|e| e.inbox.clone())
+            });
+            let Some(inbox) = inbox else {
+                self.metrics.unmatched.inc();
+                continue;
+            };
+            if inbox.try_send(datagram()).is_ok() {
+                // Forget the addresses of sessions that ended before learning a new one.
+                routes.retain(|_, tx| !tx.is_closed());
+                routes.insert(source, inbox);
+            }
+        }
+    }
+}
+
+/// A session's `Rtc` (ICE-lite, one host candidate, H.264 only) and its SDP answer to `offer`,
+/// for a stream of H.264 `profile` (a `profile-level-id`).
+fn answer(
+    offer: SdpOffer,
+    profile: u32,
+    creds: IceCreds,
+    candidate: SocketAddr,
+    crypto: Arc<CryptoProvider>,
+) -> Result<(Rtc, String), WebRtcError> {
+    let offer_sdp = offer.to_sdp_string();
+    let mut rtc_config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_crypto_provider(crypto)
+        .set_local_ice_credentials(creds)
+        .clear_codecs();
+    // The SPS's own profile first (browsers decode any level of it with
+    // level-asymmetry-allowed); the common profiles after it, for browsers that offer fewer
+    // (Debian's Chromium offers no High profile, yet decodes it): the session prefers the SPS's
+    // profile when the answer has it.
+    let codecs = rtc_config.codec_config();
+    codecs.add_h264(102.into(), Some(103.into()), true, profile);
+    for (pt, rtx, fallback) in FALLBACK_PROFILES {
+        if fallback >> 16 != profile >> 16 {
+            codecs.add_h264(pt.into(), Some(rtx.into()), true, fallback);
+        }
+    }
+    let mut rtc = rtc_config.build(Instant::now());
+    let host = Candidate::host(candidate, "udp").map_err(|_| WebRtcError::Candidate(candidate))?;
+    rtc.add_local_candidate(host);
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(WebRtcError::Answer)?;
+    let sdp = with_rejected_formats(&offer_sdp, &answer.to_sdp_string());
+    if !answers_video(&sdp) {
+        return Err(WebRtcError::NoH264(format!("{profile:06x}")));
+    }
+    Ok((rtc, sdp))
+}
+
+/// Holds one of `max_sessions` places until dropped.
+struct OpenSlot(Arc<WebRtc>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a session out of the registry when its task ends.
+struct SessionGuard {
+    webrtc: Arc<WebRtc>,
+    id: String,
+    _slot: OpenSlot,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let mut reg = self.webrtc.registry();
+        if let Some(e) = reg.by_id.remove(&self.id) {
+            reg.by_ufrag.remove(&e.ufrag);
+        }
+        drop(reg);
+        self.webrtc.metrics.sessions.dec();
+        tracing::info!(session = %self.id, "WebRTC session ended");
+    }
+}
+
+/// Whether an SDP offer has a video m-line with H.264 at 90 kHz.
+fn offers_h264(sdp: &str) -> bool {
+    let mut video = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            video = m.starts_with("video ");
+        } else if video
+            && line.starts_with("a=rtpmap:")
+            && line.to_ascii_uppercase().contains(" H264/90000")
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// The answer with the offer's first format on each rejected m-line that has none (str0m
+/// answers a refused audio section `m=audio 0 UDP/TLS/RTP/SAVPF` with an empty format list,
+/// which browsers refuse to parse; RFC 3264 6 wants at least one format there).
+fn with_rejected_formats(offer: &str, answer: &str) -> String {
+    let offered: Vec<&str> = offer
+        .lines()
+        .filter_map(|l| l.strip_prefix("m="))
+        .map(|m| m.split_whitespace().nth(3).unwrap_or("0"))
+        .collect();
+    let mut index = 0;
+    let mut out = String::with_capacity(answer.len() + 16);
+    for line in answer.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\r', '\n']);
+        if let Some(m) = content.strip_prefix("m=") {
+            let fields: Vec<&str> = m.split_whitespace().collect();
+            if fields.len() == 3 && fields[1] == "0" {
+                let format = offered.get(index).copied().unwrap_or("0");
+                out.push_str(&format!("m={} {format}\r\n", fields.join(" ")));
+                index += 1;
+                continue;
+            }
+            index += 1;
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Whether an SDP answer sends video (a video m-line with a port and a codec).
+fn answers_video(sdp: &str) -> bool {
+    let mut video = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            video = m.starts_with("video ") && !m.starts_with("video 0 ");
+        } else if video && line.starts_with("a=rtpmap:") {
+            return true;
+        }
+    }
+    false
+}
+
+/// `n` random bytes as lowercase hex (ICE credentials and session ids).
+fn random_token(n: usize) -> String {
+    let mut raw = vec![0u8; n];
+    if getrandom::fill(&mut raw).is_err() {
+        // Without the OS generator, fall back to the clock: still unique, only guessable.
+        let t = crate::runtime::entropy::unix_time()
+            .as_nanos()
+            .to_be_bytes();
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = t[i % t.len()] ^ (i as u8);
+        }
+    }
+    hex::encode(raw)
+}
+
+#[cfg(test)]
+mod sdp_tests {
+    use super::*;
+
+    #[test]
+    fn finds_h264_in_the_video_section_only() {
+        let with = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+                    m=video 9 UDP/TLS/RTP/SAVPF 96 102\r\na=rtpmap:96 VP8/90000\r\n\
+                    a=rtpmap:102 H264/90000\r\n";
+        assert!(offers_h264(with));
+        let vp8 = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+        assert!(!offers_h264(vp8));
+        let audio_only = "v=0\r\nm=audio 9 RTP/AVP 102\r\na=rtpmap:102 H264/90000\r\n";
+        assert!(!offers_h264(audio_only));
+    }
+
+    #[test]
+    fn a_rejected_section_keeps_a_format() {
+        let offer =
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96 102\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\n";
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\nm=audio 0 UDP/TLS/RTP/SAVPF \r\na=mid:1\r\n";
+        assert_eq!(
+            with_rejected_formats(offer, answer),
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=mid:0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n"
+        );
+    }
+
+    #[test]
+    fn random_tokens_differ() {
+        let a = random_token(16);
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, random_token(16));
+    }
+}
