@@ -51,17 +51,7 @@ fn hlsjs_plays_with_a_play_token_and_is_refused_without() {
             ..Source::default()
         },
     );
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"streamId": "web", "type": "play", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap();
+    let token = crate::common::stream_token(KEY, "web", "play", 600);
     let url = format!("{}/live/streams/web.m3u8", p.http("s1"));
     let with_token = format!("{url}?token={token}");
     wait_for("the first segments", Duration::from_secs(20), || {

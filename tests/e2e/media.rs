@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::common::media::{
     Publisher, Source, assert_plays, assert_plays_default, probe, require_ffmpeg,
 };
-use crate::common::{Proc, get, wait_for};
+use crate::common::{Proc, get, stream_token, wait_for};
 
 /// A standalone node whose apps take anyone's streams, unless `extra` starts with its own `apps:`.
 fn standalone(extra: &str) -> Proc {
@@ -478,19 +478,6 @@ fn sigterm_closes_remaining_connections_after_the_grace_period() {
 }
 
 /// An HS256 JWT as Ant Media's `jwt-token` REST call mints it.
-fn jwt(key: &str, stream: &str, kind: &str, exp_from_now: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({"streamId": stream, "type": kind, "exp": now + exp_from_now}),
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
-    )
-    .unwrap()
-}
-
 /// Ant Media's JWT stream security: ffmpeg publishes only with a valid publish token (expired,
 /// wrong-stream and play-type tokens are refused, each with its reason); players need a play
 /// token: RTMP play and HLS without one are refused, with one they play, and the HLS playlist
@@ -509,14 +496,20 @@ fn jwt_stream_security_for_publishers_and_players() {
         ..Source::default()
     };
     for (token, reason) in [
-        (jwt(KEY, "cam1", "publish", -10), "the token has expired"),
         (
-            jwt(KEY, "cam2", "publish", 600),
+            stream_token(KEY, "cam1", "publish", -10),
+            "the token has expired",
+        ),
+        (
+            stream_token(KEY, "cam2", "publish", 600),
             "the token is for another stream",
         ),
-        (jwt(KEY, "cam1", "play", 600), "the token is a `play` token"),
         (
-            jwt("not-the-apps-key-0123", "cam1", "publish", 600),
+            stream_token(KEY, "cam1", "play", 600),
+            "the token is a `play` token",
+        ),
+        (
+            stream_token("not-the-apps-key-0123", "cam1", "publish", 600),
             "the token's signature is not valid",
         ),
     ] {
@@ -529,7 +522,10 @@ fn jwt_stream_security_for_publishers_and_players() {
         );
     }
     let publisher = Publisher::start(
-        &format!("{rtmp}/cam1?token={}", jwt(KEY, "cam1", "publish", 600)),
+        &format!(
+            "{rtmp}/cam1?token={}",
+            stream_token(KEY, "cam1", "publish", 600)
+        ),
         Source {
             seconds: 30,
             ..Source::default()
@@ -542,15 +538,15 @@ fn jwt_stream_security_for_publishers_and_players() {
     for (query, reason) in [
         (String::new(), "a token is required"),
         (
-            format!("?token={}", jwt(KEY, "cam1", "play", -10)),
+            format!("?token={}", stream_token(KEY, "cam1", "play", -10)),
             "expired",
         ),
         (
-            format!("?token={}", jwt(KEY, "cam1", "publish", 600)),
+            format!("?token={}", stream_token(KEY, "cam1", "publish", 600)),
             "`publish` token",
         ),
         (
-            format!("?token={}", jwt(KEY, "cam9", "play", 600)),
+            format!("?token={}", stream_token(KEY, "cam9", "play", 600)),
             "another stream",
         ),
     ] {
@@ -559,7 +555,7 @@ fn jwt_stream_security_for_publishers_and_players() {
         assert!(r.text().contains(reason), "{}", r.text());
     }
     // A segment without the token is refused too.
-    let play = jwt(KEY, "cam1", "play", 600);
+    let play = stream_token(KEY, "cam1", "play", 600);
     let listed = get(&format!("{playlist}?token={play}"));
     assert_eq!(listed.status, 200, "{}", listed.text());
     let segment = listed

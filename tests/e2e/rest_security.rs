@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::media::{LiveReader, Publisher, Source, require_ffmpeg};
-use crate::common::{Http, Proc, get, wait_for};
+use crate::common::{Http, Proc, get, jwt_with, unix_now, wait_for};
 
 const KEY: &str = "e2e-rest-key-0123456789";
 const CONSOLE: &str = "https://console.example.com";
@@ -47,39 +47,7 @@ fn curl_with(from: &str, method: &str, url: &str, headers: &[String], body: Opti
         "curl {url}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Http {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    }
-}
-
-fn jwt(key: &str, claims: serde_json::Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
-    )
-    .unwrap()
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    crate::common::parse_curl_response(&String::from_utf8_lossy(&out.stdout))
 }
 
 #[test]
@@ -167,7 +135,10 @@ nodes:
     assert!(r.text().contains("127.0.0.2 is not one"), "{}", r.text());
 
     // A REST JWT opens it from anywhere, directly and through the LB; bad ones are named.
-    let good = jwt(KEY, serde_json::json!({"sub": "ops", "exp": now() + 60}));
+    let good = jwt_with(
+        KEY,
+        serde_json::json!({"sub": "ops", "exp": unix_now() + 60}),
+    );
     for (url, auth) in [
         (
             format!("{node}/rest/v2/cluster/node-count"),
@@ -178,8 +149,8 @@ nodes:
         let r = curl("127.0.0.2", &url, &[auth]);
         assert_eq!(r.status, 200, "{url}: {}", r.text());
     }
-    let foreign = jwt("another-key-0123456789", serde_json::json!({"sub": "ops"}));
-    let expired = jwt(KEY, serde_json::json!({"exp": now() - 5}));
+    let foreign = jwt_with("another-key-0123456789", serde_json::json!({"sub": "ops"}));
+    let expired = jwt_with(KEY, serde_json::json!({"exp": unix_now() - 5}));
     for (token, why) in [(foreign, "signature"), (expired, "expired")] {
         let r = curl(
             "127.0.0.2",
@@ -275,7 +246,7 @@ nodes:
     }
 
     // Tokens minted by the REST (from any node) publish and play.
-    let exp = now() + 600;
+    let exp = unix_now() + 600;
     let mint = |node: &str, kind: &str| {
         let r = get(&format!(
             "{node}/live/rest/v2/broadcasts/cam1/jwt-token?expireDate={exp}&type={kind}"
@@ -292,7 +263,7 @@ nodes:
     for query in [
         "type=play",
         "type=view&expireDate=99999999999",
-        &format!("type=play&expireDate={}", now() - 1),
+        &format!("type=play&expireDate={}", unix_now() - 1),
     ] {
         let r = get(&format!(
             "{origin}/live/rest/v2/broadcasts/cam1/jwt-token?{query}"

@@ -39,23 +39,7 @@ fn curl_with(
         .expect("curl");
     child.stdin.take().unwrap().write_all(body).unwrap();
     let out = child.wait_with_output().unwrap();
-    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("curl {method} {url}: {raw}"));
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    Http {
-        status,
-        headers,
-        body: body.as_bytes().to_vec(),
-    }
+    crate::common::parse_curl_response(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// A minimal offer a browser would make for recvonly H.264.
@@ -245,17 +229,7 @@ fn whep_needs_the_play_token_where_the_app_asks_for_one() {
         "{}",
         r.text()
     );
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &serde_json::json!({"streamId": "cam", "type": "play", "exp": exp}),
-        &jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()),
-    )
-    .unwrap();
+    let token = crate::common::stream_token(KEY, "cam", "play", 600);
     let bearer = format!("authorization: Bearer {token}");
     // Admitted: the stream is simply not live.
     let r = curl_with(

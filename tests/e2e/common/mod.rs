@@ -262,3 +262,51 @@ pub fn get(url: &str) -> Http {
         body,
     }
 }
+
+/// A response printed by `curl -i` (status line, headers, blank line, body).
+pub fn parse_curl_response(text: &str) -> Http {
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {text}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Http {
+        status,
+        headers,
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An HS256 JWT with these claims, signed with `key`.
+pub fn jwt_with(key: &str, claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// An Ant Media stream token: `streamId`, `type` (`publish` | `play`), `exp` this many seconds
+/// from now (negative: already expired).
+pub fn stream_token(key: &str, stream: &str, kind: &str, exp_from_now: i64) -> String {
+    let exp = unix_now() as i64 + exp_from_now;
+    jwt_with(
+        key,
+        serde_json::json!({"streamId": stream, "type": kind, "exp": exp}),
+    )
+}
