@@ -200,7 +200,11 @@ fn whatever_cannot_start_stops_the_process_before_ready() {
             .map_while(Result::ok)
             .any(|l| l.contains("\"ready\""));
         if ready {
-            let _ = child.kill();
+            // SIGTERM to `timeout`, which passes it on to the node and waits for it: a SIGKILL
+            // would end `timeout` alone and leave the node running, orphaned.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let _ = child.wait();
             ready_at = Some(limit);
             break;
