@@ -192,7 +192,7 @@ fn convert_file(f: &FileConfig, path: &Path, d: &mut Diag) -> Config {
             );
         }
         let node = match n.role.value {
-            RoleFile::Lb => super::lb::convert_lb(n, &at, threads, d).map(NodeConfig::Lb),
+            RoleFile::Lb => super::lb_convert::convert_lb(n, &at, threads, d).map(NodeConfig::Lb),
             _ => super::media::convert_media(n, &at, d).map(NodeConfig::Media),
         };
         if let Some(node) = node {

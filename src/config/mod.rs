@@ -9,8 +9,10 @@ mod diag;
 pub mod edit;
 pub mod file;
 mod lb;
+mod lb_convert;
 mod media;
 mod secret;
+mod store_uri;
 pub mod values;
 
 use std::fmt;
