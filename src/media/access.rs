@@ -70,7 +70,7 @@ impl fmt::Display for Refusal {
 
 /// The `token` parameter of a query string (`a=1&token=xyz`), if any.
 pub fn token_in(query: &str) -> Option<&str> {
-    query.split('&').find_map(|kv| kv.strip_prefix("token="))
+    streamfleet_proto::http::query_param(query, "token")
 }
 
 /// Whether `token` lets its bearer publish `stream_id` under `rule`.

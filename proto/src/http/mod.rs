@@ -99,9 +99,25 @@ pub fn error_status(side: Side, error: &HttpError) -> u16 {
     }
 }
 
+/// The value of the first `name=value` pair of a query string (`a=1&token=xyz`), as written
+/// (not percent-decoded).
+pub fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_params_by_name() {
+        assert_eq!(query_param("a=1&token=xyz&tok=2", "token"), Some("xyz"));
+        assert_eq!(query_param("tokens=1", "token"), None);
+        assert_eq!(query_param("token=", "token"), Some(""));
+        assert_eq!(query_param("", "token"), None);
+    }
 
     #[test]
     fn maps_errors_to_statuses() {

@@ -293,12 +293,7 @@ pub(super) fn jwt_token(
     let Some(config) = ctx.config.app(app) else {
         return error(StatusCode::NOT_FOUND, "unknown application");
     };
-    let param = |name: &str| {
-        query
-            .into_iter()
-            .flat_map(|q| q.split('&'))
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-    };
+    let param = |name: &str| query.and_then(|q| streamfleet_proto::http::query_param(q, name));
     let want = match param("type") {
         Some("publish") => Want::Publish,
         Some("play") => Want::Play,
