@@ -411,3 +411,89 @@ fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() 
         1.0
     );
 }
+
+/// The `#EXT-X-MEDIA-SEQUENCE` of a playlist, with its segment count: where its window ends.
+fn window_end(playlist: &str) -> Option<u64> {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(first + playlist.matches("#EXTINF").count() as u64)
+}
+
+#[test]
+fn a_hung_store_stalls_no_edge_and_edges_find_streams_at_their_last_known_origin() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let o1 = origin(&db, "origin-1");
+    let e1 = edge(&db, "edge-1");
+    let source = || Source {
+        seconds: 90,
+        ..Source::default()
+    };
+    let _steady = Publisher::start(
+        &format!("rtmp://{}/live/steady", o1.addr("origin-1", "rtmp")),
+        source(),
+    );
+    let _other = Publisher::start(
+        &format!("rtmp://{}/live/other", o1.addr("origin-1", "rtmp")),
+        source(),
+    );
+    wait_broadcasting(&e1, "edge-1", "steady", "origin-1");
+    wait_broadcasting(&e1, "edge-1", "other", "origin-1");
+    let steady = format!("{}/live/streams/steady.m3u8", e1.http("edge-1"));
+    let other = format!("{}/live/streams/other.m3u8", e1.http("edge-1"));
+    assert_plays_default(&other, 2, "other, before the outage");
+    assert_plays_default(&steady, 2, "steady, before the outage");
+    // The edge lets go of `other` once nobody watched it for its grace period, and keeps
+    // `steady`, which a player keeps asking for.
+    wait_for(
+        "the edge to let go of the unwatched stream",
+        Duration::from_secs(40),
+        || {
+            assert_eq!(get(&steady).status, 200);
+            (metric(&e1, "edge-1", "streamfleet_relay_upstream_subscriptions") == 1.0).then_some(())
+        },
+    );
+
+    // The store hangs: every look-up now waits for its timeout.
+    db.freeze();
+    let frozen = Instant::now();
+    // The flowing stream keeps growing at the segment rate on the edge: the longest wait for
+    // a new segment stays near one segment (1 s), not the store's timeout.
+    let mut end = window_end(&get(&steady).text()).expect("a playlist");
+    let mut changed = Instant::now();
+    let mut longest = Duration::ZERO;
+    let mut segments = 0;
+    while frozen.elapsed() < Duration::from_secs(10) {
+        let now = window_end(&get(&steady).text()).expect("a playlist during the outage");
+        if now > end {
+            longest = longest.max(changed.elapsed());
+            segments += now - end;
+            end = now;
+            changed = Instant::now();
+        }
+        std::thread::yield_now();
+    }
+    longest = longest.max(changed.elapsed());
+    println!("store hung 10 s: {segments} new segments on the edge, longest wait {longest:?}");
+    assert!(
+        segments >= 7 && longest < Duration::from_millis(2500),
+        "the edge's playlist stalled while the store hung: {segments} new segments in 10 s, longest wait {longest:?}"
+    );
+    // A stream the edge no longer carries: found at its last known origin without the store.
+    let asked = Instant::now();
+    assert_plays_default(&other, 2, "other, pulled again while the store hangs");
+    println!(
+        "cold pull during the outage played after {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        e1.stderr().contains("using the stream's last known origin"),
+        "{}",
+        e1.stderr()
+    );
+    db.thaw();
+}

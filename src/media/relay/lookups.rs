@@ -11,6 +11,9 @@
 //!   bursts of [`COLD_LOOKUP_BURST`]): past it the edge answers 503 at once instead of asking
 //!   the store.
 //!
+//! It also remembers where each stream it found was live ([`Upstream`]: origin, relay address,
+//! epoch), so that an edge can still reach a stream's origin while the store does not answer.
+//!
 //! Time is an argument so the rules are tested without a clock.
 
 use std::collections::HashMap;
@@ -27,6 +30,19 @@ pub const COLD_LOOKUPS_PER_SECOND: f64 = 200.0;
 pub const COLD_LOOKUP_BURST: f64 = 400.0;
 /// Most streams remembered as absent (bounded memory whatever the names asked for).
 pub const MAX_ABSENT: usize = 10_000;
+/// Most streams whose last known origin is remembered.
+pub const MAX_KNOWN: usize = 10_000;
+
+/// Where a stream was last found live: enough to subscribe to it without the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    /// The origin's node name (for logs).
+    pub origin: String,
+    /// Its relay address, `host:port`.
+    pub relay: String,
+    /// The stream's epoch (its publish session's owner change count).
+    pub epoch: u64,
+}
 
 /// What to do about a stream the edge does not carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +64,8 @@ pub struct Lookups {
 #[derive(Debug)]
 struct Inner {
     absent: HashMap<StreamKey, Instant>,
+    /// Last known origin of streams found live, with when it was learnt.
+    known: HashMap<StreamKey, (Upstream, Instant)>,
     tokens: f64,
     refilled: Instant,
 }
@@ -64,6 +82,7 @@ impl Lookups {
         Lookups {
             inner: Mutex::new(Inner {
                 absent: HashMap::new(),
+                known: HashMap::new(),
                 tokens: COLD_LOOKUP_BURST,
                 refilled: now,
             }),
@@ -124,6 +143,33 @@ impl Lookups {
         self.lock().absent.remove(key);
     }
 
+    /// The store found `key` live on `upstream` at `now`: remembered for store outages.
+    pub fn live_on(&self, key: &StreamKey, upstream: Upstream, now: Instant) {
+        let mut inner = self.lock();
+        if inner.known.len() >= MAX_KNOWN && !inner.known.contains_key(key) {
+            // Forget the oldest (a full scan, once per MAX_KNOWN new streams at worst).
+            let oldest = inner
+                .known
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                inner.known.remove(&oldest);
+            }
+        }
+        inner.known.insert(key.clone(), (upstream, now));
+    }
+
+    /// The store says `key` is not live (ended, or gone): its last origin is forgotten.
+    pub fn not_live(&self, key: &StreamKey) {
+        self.lock().known.remove(key);
+    }
+
+    /// Where `key` was last found live, for when the store does not answer.
+    pub fn last_known(&self, key: &StreamKey) -> Option<Upstream> {
+        self.lock().known.get(key).map(|(u, _)| u.clone())
+    }
+
     /// Streams remembered as absent.
     #[cfg(test)]
     pub fn remembered(&self) -> usize {
@@ -182,6 +228,39 @@ mod tests {
             .count();
         assert_eq!(go, COLD_LOOKUPS_PER_SECOND as usize);
         assert_eq!(l.gate(&key(5000), t1), Gate::Busy);
+    }
+
+    fn upstream(epoch: u64) -> Upstream {
+        Upstream {
+            origin: "origin-1".into(),
+            relay: "127.0.0.1:4433".into(),
+            epoch,
+        }
+    }
+
+    #[test]
+    fn the_last_known_origin_is_kept_until_the_stream_ends() {
+        let t0 = Instant::now();
+        let l = Lookups::new(t0);
+        assert_eq!(l.last_known(&key(1)), None);
+        l.live_on(&key(1), upstream(1), t0);
+        l.live_on(&key(1), upstream(2), t0);
+        assert_eq!(l.last_known(&key(1)), Some(upstream(2)), "the latest epoch");
+        assert_eq!(l.last_known(&key(2)), None);
+        l.not_live(&key(1));
+        assert_eq!(l.last_known(&key(1)), None, "an ended stream is forgotten");
+    }
+
+    #[test]
+    fn known_origins_stay_bounded_and_the_oldest_goes_first() {
+        let t0 = Instant::now();
+        let l = Lookups::new(t0);
+        for i in 0..MAX_KNOWN + 10 {
+            l.live_on(&key(i), upstream(1), t0 + Duration::from_millis(i as u64));
+        }
+        assert_eq!(l.lock().known.len(), MAX_KNOWN);
+        assert_eq!(l.last_known(&key(0)), None, "the oldest was forgotten");
+        assert!(l.last_known(&key(MAX_KNOWN + 9)).is_some());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! period after the last viewer left, or when the store says the stream ended.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -23,13 +25,13 @@ use tokio::sync::{mpsc, watch};
 mod gops;
 
 use self::gops::*;
-use super::lookups::{Gate, Lookups};
+use super::lookups::{Gate, Lookups, Upstream};
 use super::order::GopOrder;
 use super::{
     GaugeGuard, MessageReader, RelayIoError, Side, auth_mac, auth_ok, client_config, send, unix_us,
 };
-use crate::cluster::model::{StreamKey, StreamStatus};
-use crate::cluster::store::Store;
+use crate::cluster::model::{StreamKey, StreamRecord, StreamStatus};
+use crate::cluster::store::{Store, StoreError};
 use crate::config::Secret;
 use crate::media::frame::{Frame, StreamInfo, TrackKind, audio_track, video_track};
 use crate::media::hub::{Hub, HubKey, Hubs, Publisher, SubscriberKind};
@@ -402,6 +404,8 @@ impl Puller {
         let mut ended_since: Option<Instant> = None;
         let started = Instant::now();
         let mut first = true;
+        // Whether the last store look-up failed (one log line per outage).
+        let mut store_down = false;
         loop {
             if self.shutdown.is_stopped() {
                 break;
@@ -411,34 +415,56 @@ impl Puller {
                 tracing::info!(stream = %key, "no viewers left; unsubscribing");
                 break;
             }
-            let record = match tokio::time::timeout(self.poll, self.store.stream(&key)).await {
-                Ok(Ok(r)) => r,
-                // Store trouble: keep what we have and retry.
-                _ => {
-                    tokio::time::sleep(RETRY).await;
-                    continue;
+            let upstream = match tokio::time::timeout(self.poll, self.store.stream(&key)).await {
+                Ok(Ok(record)) => {
+                    store_down = false;
+                    match &record {
+                        None => self.lookups.absent(&key, Instant::now()),
+                        Some(_) => self.lookups.present(&key),
+                    }
+                    match live_upstream(record.as_ref(), SystemTime::now()) {
+                        Some(None) => {
+                            tracing::warn!(stream = %key, "the stream's origin has no relay address");
+                            tokio::time::sleep(RETRY).await;
+                            continue;
+                        }
+                        Some(Some(upstream)) => {
+                            self.lookups.live_on(&key, upstream.clone(), Instant::now());
+                            upstream
+                        }
+                        None => {
+                            self.lookups.not_live(&key);
+                            // Not live anywhere. Keep the local hubs a short while (the
+                            // publisher may be reconnecting to another origin), then answer
+                            // 404 for them.
+                            let since = *ended_since.get_or_insert_with(Instant::now);
+                            if first || since.elapsed() >= self.poll * 2 {
+                                break;
+                            }
+                            tokio::time::sleep(RETRY.min(self.poll)).await;
+                            continue;
+                        }
+                    }
                 }
-            };
-            match &record {
-                None => self.lookups.absent(&key, Instant::now()),
-                Some(_) => self.lookups.present(&key),
-            }
-            let live = record
-                .as_ref()
-                .filter(|r| r.effective_status(SystemTime::now()) == StreamStatus::Broadcasting);
-            let Some(record) = live.cloned() else {
-                // Not live anywhere. Keep the local hubs a short while (the publisher may be
-                // reconnecting to another origin), then answer 404 for them.
-                let since = *ended_since.get_or_insert_with(Instant::now);
-                if first || since.elapsed() >= self.poll * 2 {
-                    break;
-                }
-                tokio::time::sleep(RETRY.min(self.poll)).await;
-                continue;
+                // Store trouble: go on with where the stream was last live (the origin tells
+                // whether it still is), or retry.
+                _ => match self.lookups.last_known(&key) {
+                    Some(upstream) => {
+                        if !store_down {
+                            tracing::info!(stream = %key, origin = %upstream.origin, "cluster store not answering; using the stream's last known origin");
+                        }
+                        store_down = true;
+                        upstream
+                    }
+                    None => {
+                        tokio::time::sleep(RETRY).await;
+                        continue;
+                    }
+                },
             };
             ended_since = None;
-            let Some(addr) = resolve(record.origin_relay.as_deref()).await else {
-                tracing::warn!(stream = %key, origin = %record.origin, "origin has no reachable relay address");
+            let Some(addr) = resolve(Some(upstream.relay.as_str())).await else {
+                tracing::warn!(stream = %key, origin = %upstream.origin, "origin has no reachable relay address");
                 tokio::time::sleep(RETRY).await;
                 continue;
             };
@@ -446,13 +472,19 @@ impl Puller {
                 self.metrics.resubscribes.inc();
             }
             first = false;
+            let subscribed = Instant::now();
             match self
-                .subscribe(&key, addr, record.epoch, &mut renditions, &status)
+                .subscribe(&key, addr, upstream.epoch, &mut renditions, &status)
                 .await
             {
+                // Ended at once during a store outage (the origin no longer has it, say):
+                // pause before asking again.
+                Ok(()) if store_down && subscribed.elapsed() < RETRY => {
+                    tokio::time::sleep(RETRY).await;
+                }
                 Ok(()) => {}
                 Err(e) => {
-                    tracing::info!(stream = %key, origin = %record.origin, "relay subscription interrupted: {e}");
+                    tracing::info!(stream = %key, origin = %upstream.origin, "relay subscription interrupted: {e}");
                     tokio::time::sleep(RETRY).await;
                 }
             }
@@ -509,6 +541,9 @@ impl Puller {
         let mut early: VecDeque<GopItem> = VecDeque::new();
         let mut check = tokio::time::interval(self.poll);
         check.tick().await;
+        let mut ownership: Option<OwnershipCheck<'_>> = None;
+        // When a frame last arrived: a lease that expired while frames flow is kept.
+        let mut last_frame = Instant::now();
         loop {
             tokio::select! {
                 msg = control_reader.next() => match msg? {
@@ -531,6 +566,7 @@ impl Puller {
                     tokio::spawn(read_gop(gop, frame_tx.clone(), stop));
                 }
                 Some(item) = frame_rx.recv() => {
+                    last_frame = Instant::now();
                     let r = renditions.iter_mut().find(|r| r.index == Some(item.rendition));
                     match r {
                         // A unit of a publish session not described yet (its Info travels on
@@ -543,16 +579,29 @@ impl Puller {
                         }
                     }
                 }
-                _ = check.tick() => {
+                _ = check.tick(), if ownership.is_none() => {
                     if !self.watched(key) {
                         return Ok(());
                     }
-                    match self.store.stream(key).await {
-                        Ok(Some(r)) if r.epoch == epoch && r.effective_status(SystemTime::now()) == StreamStatus::Broadcasting => {}
-                        // Ownership moved (or the stream ended): resolve again.
-                        Ok(_) => return Ok(()),
-                        // The store is down: the relay still flows, keep it.
-                        Err(_) => {}
+                    // Asked alongside the relay, never in its way: a store that is slow or
+                    // down must not stall frames that flow.
+                    ownership = Some(Box::pin(tokio::time::timeout(self.poll, self.store.stream(key))));
+                }
+                checked = async { ownership.as_mut()?.await.ok()?.ok() }, if ownership.is_some() => {
+                    ownership = None;
+                    match checked {
+                        Some(record) => {
+                            if let Some(Some(upstream)) = live_upstream(record.as_ref(), SystemTime::now()) {
+                                self.lookups.live_on(key, upstream, Instant::now());
+                            }
+                            let flowing = last_frame.elapsed() < self.poll * 2;
+                            if !keeps_subscription(record.as_ref(), epoch, SystemTime::now(), flowing) {
+                                // Ownership moved (or the stream ended): resolve again.
+                                return Ok(());
+                            }
+                        }
+                        // The store is down or slow: the relay still flows, keep it.
+                        _ => {}
                     }
                 }
                 () = self.shutdown.stopped() => return Ok(()),
@@ -561,8 +610,110 @@ impl Puller {
     }
 }
 
+/// Where `record` says the stream is live at `now`: `None` if it is not live, `Some(None)` if
+/// its origin has no relay address.
+fn live_upstream(record: Option<&StreamRecord>, now: SystemTime) -> Option<Option<Upstream>> {
+    let record = record.filter(|r| r.effective_status(now) == StreamStatus::Broadcasting)?;
+    Some(record.origin_relay.as_ref().map(|relay| Upstream {
+        origin: record.origin.clone(),
+        relay: relay.clone(),
+        epoch: record.epoch,
+    }))
+}
+
+/// A store look-up of a stream's record, bounded in time.
+type OwnershipCheck<'a> = Pin<
+    Box<
+        dyn Future<
+                Output = Result<
+                    Result<Option<StreamRecord>, StoreError>,
+                    tokio::time::error::Elapsed,
+                >,
+            > + Send
+            + 'a,
+    >,
+>;
+
+/// Whether a subscription made at `epoch` goes on, given the stream's record at `now` and
+/// whether frames still flow on it: yes while the record names the same publish session and
+/// does not say it ended, and its lease is current. A lease that expired while frames flow
+/// keeps it too: the origin could not renew it during a store outage, but it is alive (a
+/// killed origin's frames stop at once).
+fn keeps_subscription(
+    record: Option<&StreamRecord>,
+    epoch: u64,
+    now: SystemTime,
+    flowing: bool,
+) -> bool {
+    record.is_some_and(|r| {
+        r.epoch == epoch
+            && r.status == StreamStatus::Broadcasting
+            && (flowing || r.effective_status(now) == StreamStatus::Broadcasting)
+    })
+}
+
 /// `host:port` -> a socket address.
 async fn resolve(relay: Option<&str>) -> Option<SocketAddr> {
     let relay = relay?;
     tokio::net::lookup_host(relay).await.ok()?.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(epoch: u64, lease_left: i64, now: SystemTime) -> StreamRecord {
+        let mut r = StreamRecord::created(StreamKey::new("live", "cam"), now);
+        r.status = StreamStatus::Broadcasting;
+        r.epoch = epoch;
+        r.origin = "origin-1".into();
+        r.origin_relay = Some("127.0.0.1:4433".into());
+        r.lease_until = if lease_left >= 0 {
+            now + Duration::from_secs(lease_left as u64)
+        } else {
+            now - Duration::from_secs(lease_left.unsigned_abs())
+        };
+        r
+    }
+
+    #[test]
+    fn a_subscription_outlives_an_expired_lease_only_while_frames_flow() {
+        let now = SystemTime::now();
+        assert!(keeps_subscription(Some(&live(1, 5, now)), 1, now, false));
+        assert!(
+            keeps_subscription(Some(&live(1, -5, now)), 1, now, true),
+            "the origin could not renew during a store outage, but it sends"
+        );
+        assert!(
+            !keeps_subscription(Some(&live(1, -5, now)), 1, now, false),
+            "a dead origin: resolve again"
+        );
+        assert!(
+            !keeps_subscription(Some(&live(2, 5, now)), 1, now, true),
+            "another origin took over"
+        );
+        let mut ended = live(1, 5, now);
+        ended.status = StreamStatus::Finished;
+        assert!(!keeps_subscription(Some(&ended), 1, now, true), "ended");
+        assert!(!keeps_subscription(None, 1, now, true), "deleted");
+    }
+
+    #[test]
+    fn only_a_live_record_with_a_relay_address_is_an_upstream() {
+        let now = SystemTime::now();
+        let up = live_upstream(Some(&live(3, 5, now)), now);
+        assert_eq!(
+            up,
+            Some(Some(Upstream {
+                origin: "origin-1".into(),
+                relay: "127.0.0.1:4433".into(),
+                epoch: 3
+            }))
+        );
+        assert_eq!(live_upstream(Some(&live(3, -1, now)), now), None);
+        let mut no_relay = live(3, 5, now);
+        no_relay.origin_relay = None;
+        assert_eq!(live_upstream(Some(&no_relay), now), Some(None));
+        assert_eq!(live_upstream(None, now), None);
+    }
 }
