@@ -30,6 +30,11 @@ use crate::runtime::Shutdown;
 
 /// Bound on one store call made on behalf of a publisher.
 const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
+/// Held past a lease's length before a publisher of an owned stream is refused.
+const HOLD_MARGIN: Duration = Duration::from_secs(1);
+/// Bounds on the pause between claims of a held publisher (a tenth of the lease between).
+const HOLD_RETRY_MIN: Duration = Duration::from_millis(100);
+const HOLD_RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Entry {
@@ -130,25 +135,58 @@ impl Leases {
         }
     }
 
-    /// Claims `key` for a new publisher.
-    pub async fn claim(self: &Arc<Self>, key: &StreamKey) -> Result<LeaseGuard, ClaimError> {
+    /// How long a new publisher of a stream another origin holds may wait for that lease:
+    /// its whole length plus a margin, so that a publisher reconnecting after its origin died
+    /// is accepted once the dead origin's lease runs out instead of being refused.
+    pub fn takeover_hold(&self) -> Duration {
+        self.lease_len + HOLD_MARGIN
+    }
+
+    /// Claims `key` for a new publisher. While another origin owns it, the claim is tried
+    /// again until `hold` has passed (the owner may be dead, its lease running out), then
+    /// refused.
+    pub async fn claim(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        hold: Duration,
+    ) -> Result<LeaseGuard, ClaimError> {
         let claim = self.claim_of(key, Vec::new());
-        let lease = match tokio::time::timeout(
-            CLAIM_TIMEOUT,
-            self.store
-                .claim_stream(&claim, SystemTime::now(), self.lease_len),
-        )
-        .await
-        {
-            Ok(Ok(lease)) => Some(lease),
-            Ok(Err(StoreError::Owned { origin, .. })) => return Err(ClaimError::Owned { origin }),
-            Ok(Err(e)) => {
-                tracing::warn!(stream = %key, error = %e, "cannot record the stream in the cluster store now; accepting it, will retry");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(stream = %key, "cluster store too slow to record the stream; accepting it, will retry");
-                None
+        let give_up = tokio::time::Instant::now() + hold;
+        let retry = (self.lease_len / 10).clamp(HOLD_RETRY_MIN, HOLD_RETRY_MAX);
+        let mut held = false;
+        let lease = loop {
+            match tokio::time::timeout(
+                CLAIM_TIMEOUT,
+                self.store
+                    .claim_stream(&claim, SystemTime::now(), self.lease_len),
+            )
+            .await
+            {
+                Ok(Ok(lease)) => {
+                    if held {
+                        tracing::info!(stream = %key, "the previous owner's lease ran out; taking the stream over");
+                    }
+                    break Some(lease);
+                }
+                Ok(Err(StoreError::Owned { origin, .. })) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= give_up {
+                        return Err(ClaimError::Owned { origin });
+                    }
+                    if !held {
+                        tracing::info!(stream = %key, %origin, "stream owned by another origin; holding the publisher until that lease runs out");
+                        held = true;
+                    }
+                    tokio::time::sleep(retry.min(give_up - now)).await;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(stream = %key, error = %e, "cannot record the stream in the cluster store now; accepting it, will retry");
+                    break None;
+                }
+                Err(_) => {
+                    tracing::warn!(stream = %key, "cluster store too slow to record the stream; accepting it, will retry");
+                    break None;
+                }
             }
         };
         let id = {
@@ -438,8 +476,10 @@ mod tests {
             no_webhooks(),
         );
         let key = StreamKey::new("live", "s");
-        let mut guard = a.claim(&key).await.expect("claimed");
-        assert!(matches!(b.claim(&key).await, Err(ClaimError::Owned { origin }) if origin == "o1"));
+        let mut guard = a.claim(&key, Duration::ZERO).await.expect("claimed");
+        assert!(
+            matches!(b.claim(&key, Duration::ZERO).await, Err(ClaimError::Owned { origin }) if origin == "o1")
+        );
         guard.set_viewers(Viewers {
             hls: 0,
             rtmp: 2,
@@ -470,7 +510,7 @@ mod tests {
             .expect("lost fires");
 
         let key2 = StreamKey::new("live", "t");
-        let g2 = a.claim(&key2).await.unwrap();
+        let g2 = a.claim(&key2, Duration::ZERO).await.unwrap();
         drop(g2);
         // Release runs in the background.
         for _ in 0..100 {
@@ -504,6 +544,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_publisher_of_a_stream_whose_owner_died_is_held_until_the_lease_runs_out() {
+        let store = Arc::new(EmbeddedStore::new());
+        let health = Arc::new(StoreHealth::default());
+        let lease = Duration::from_millis(400);
+        let leases = |node: &str| {
+            Leases::new(
+                store.clone(),
+                node.into(),
+                None,
+                lease,
+                health.clone(),
+                no_webhooks(),
+            )
+        };
+        let (dead, b) = (leases("o1"), leases("o2"));
+        let key = StreamKey::new("live", "s");
+        // o1 claims and then never renews (it was killed).
+        let _dead_guard = dead.claim(&key, Duration::ZERO).await.unwrap();
+        let asked = std::time::Instant::now();
+        let _guard = b
+            .claim(&key, b.takeover_hold())
+            .await
+            .expect("held, then accepted once o1's lease ran out");
+        let waited = asked.elapsed();
+        assert!(
+            waited >= lease / 2 && waited < lease + Duration::from_millis(500),
+            "held {waited:?} for a {lease:?} lease"
+        );
+        let rec = store.stream(&key).await.unwrap().unwrap();
+        assert_eq!((rec.origin.as_str(), rec.epoch), ("o2", 2));
+
+        // A live owner (renewing) keeps it: the held publisher is refused after the hold.
+        let c = leases("o3");
+        let renewing = async {
+            loop {
+                b.renew_all().await;
+                tokio::time::sleep(lease / 4).await;
+            }
+        };
+        let claim = c.claim(&key, Duration::from_millis(800));
+        tokio::select! {
+            r = claim => assert!(matches!(r, Err(ClaimError::Owned { origin }) if origin == "o2")),
+            () = renewing => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
     async fn webhooks_follow_the_lease_once() {
         let store = Arc::new(EmbeddedStore::new());
         let (a, mut a_out) = hooked(&store, "o1");
@@ -511,9 +598,9 @@ mod tests {
         let key = StreamKey::new("live", "s");
 
         // The owner says the stream started; a refused claim elsewhere says nothing.
-        let guard = a.claim(&key).await.unwrap();
+        let guard = a.claim(&key, Duration::ZERO).await.unwrap();
         assert_eq!(next(&mut a_out), Some(("s".into(), 1, Action::Started)));
-        assert!(b.claim(&key).await.is_err());
+        assert!(b.claim(&key, Duration::ZERO).await.is_err());
         assert_eq!(next(&mut b_out), None);
 
         // Taken over (our lease had expired): ended once, however often the loss is seen, and
@@ -537,8 +624,11 @@ mod tests {
 
         // A publish that simply ends; an app without a webhook says nothing.
         let t = StreamKey::new("live", "t");
-        let guard = a.claim(&t).await.unwrap();
-        let _quiet = a.claim(&StreamKey::new("other", "t")).await.unwrap();
+        let guard = a.claim(&t, Duration::ZERO).await.unwrap();
+        let _quiet = a
+            .claim(&StreamKey::new("other", "t"), Duration::ZERO)
+            .await
+            .unwrap();
         a.renew_all().await;
         drop(guard);
         assert_eq!(next(&mut a_out), Some(("t".into(), 1, Action::Started)));

@@ -497,3 +497,62 @@ fn a_hung_store_stalls_no_edge_and_edges_find_streams_at_their_last_known_origin
     );
     db.thaw();
 }
+
+#[test]
+fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let origins = [origin(&db, "origin-1"), origin(&db, "origin-2")];
+    let e1 = edge(&db, "edge-1");
+    let lb = lb(&db);
+    let lb_rtmp = lb.addr("lb1", "frontend:rtmp_lb");
+    let url = format!("rtmp://{lb_rtmp}/live/cam");
+    let source = || Source {
+        seconds: 60,
+        ..Source::default()
+    };
+    let first = Publisher::start(&url, source());
+    let owner = wait_for("the stream to be broadcasting", Duration::from_secs(25), || {
+        let b = broadcast(&e1, "edge-1", "cam");
+        (b["status"] == "broadcasting").then(|| b["origin"].as_str().unwrap().to_string())
+    });
+    let (dead, other) = if owner == "origin-1" {
+        (&origins[0], "origin-2")
+    } else {
+        (&origins[1], "origin-1")
+    };
+    let playlist = format!("{}/live/streams/cam.m3u8", e1.http("edge-1"));
+    assert_plays_default(&playlist, 2, "edge before the crash");
+
+    // The owner dies; the publisher reconnects at once through the LB, once (ffmpeg does not
+    // retry by itself): the other origin holds it until the dead owner's lease runs out.
+    dead.signal("KILL");
+    let killed = Instant::now();
+    first.stop();
+    let mut again = Publisher::start(&url, source());
+    wait_for(
+        "the reconnected publisher to be broadcasting from the other origin",
+        Duration::from_millis(NODE_TIMEOUT_MS) + Duration::from_secs(10),
+        || {
+            let b = broadcast(&e1, "edge-1", "cam");
+            (b["status"] == "broadcasting" && b["origin"] == other).then_some(())
+        },
+    );
+    let taken_over = killed.elapsed();
+    // Fresh media on the edge: a segment newer than the takeover.
+    let end = window_end(&get(&playlist).text()).unwrap_or(0);
+    wait_for("a fresh segment on the edge", Duration::from_secs(10), || {
+        let text = get(&playlist).text();
+        window_end(&text).filter(|e| *e > end).map(|_| ())
+    });
+    let fresh = killed.elapsed();
+    println!(
+        "origin killed: stream broadcasting again after {taken_over:?}, fresh segment on the edge after {fresh:?} (node_timeout {NODE_TIMEOUT_MS} ms)"
+    );
+    assert!(
+        fresh <= Duration::from_millis(NODE_TIMEOUT_MS) + Duration::from_secs(2),
+        "fresh media {fresh:?} after the kill"
+    );
+    assert!(again.running(), "the reconnected publisher is still publishing");
+    assert_plays_default(&playlist, 2, "edge after the takeover");
+}

@@ -366,7 +366,10 @@ impl Connection {
             );
         };
         let lease = match &self.ctx.leases {
-            Some(leases) => match leases.claim(&StreamKey::new(app.clone(), name)).await {
+            Some(leases) => match leases
+                .claim(&StreamKey::new(app.clone(), name), leases.takeover_hold())
+                .await
+            {
                 Ok(guard) => Some(guard),
                 Err(ClaimError::Owned { origin }) => {
                     drop(publisher);
