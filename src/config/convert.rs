@@ -379,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn max_streams_has_a_default_a_floor_and_belongs_to_media_nodes() {
+        let c = convert(EDGE, Path::new("t.yaml")).unwrap();
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media node")
+        };
+        assert_eq!(m.max_streams, crate::config::DEFAULT_MAX_STREAMS);
+        let c = convert(&format!("{EDGE}    max_streams: 20\n"), Path::new("t.yaml")).unwrap();
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media node")
+        };
+        assert_eq!(m.max_streams, 20);
+        let e = one_error(&format!("{EDGE}    max_streams: 0\n"));
+        assert!(e.contains("nodes[0].max_streams: must be at least 1"), "{e}");
+        let e = errors("nodes:\n  - {role: lb, name: l, max_streams: 5, frontends: [], backends: []}\n");
+        assert!(
+            e.iter()
+                .any(|e| e.contains("nodes[0].max_streams: not a key of role lb")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn webrtc_udp_is_a_listener_and_its_errors_name_the_key() {
         let c = convert(
             &format!("{EDGE}    webrtc: {{udp: \"127.0.0.1:5000\"}}\n"),

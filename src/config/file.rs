@@ -93,6 +93,9 @@ pub struct NodeFile {
     pub rest: Option<RestFile>,
     /// WebRTC playback (WHEP): its UDP port.
     pub webrtc: Option<WebRtcFile>,
+    /// Streams a media node carries at once: published here (origins, standalone) or pulled
+    /// (edges).
+    pub max_streams: Option<Spanned<u64>>,
 
     // ---- load balancers ----
     /// Global connection limit.

@@ -19,6 +19,9 @@ pub(super) fn convert_lb(n: &NodeFile, at: &str, threads: usize, d: &mut Diag) -
         (n.hls.is_some(), "hls"),
         (n.llhls.is_some(), "llhls"),
         (n.transcode.is_some(), "transcode"),
+        (n.rest.is_some(), "rest"),
+        (n.webrtc.is_some(), "webrtc"),
+        (n.max_streams.is_some(), "max_streams"),
     ] {
         if present {
             d.at(

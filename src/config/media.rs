@@ -55,7 +55,13 @@ pub struct MediaConfig {
     pub rest: RestConfig,
     /// WebRTC playback (WHEP); `None`: off.
     pub webrtc: Option<WebRtcConfig>,
+    /// Streams carried at once: publishers past it are refused (origins, standalone), pulls
+    /// past it answered 503 (edges). Bounds the memory of GOP caches and HLS windows.
+    pub max_streams: usize,
 }
+
+/// Default `max_streams`.
+pub const DEFAULT_MAX_STREAMS: usize = 1000;
 
 /// Default `webrtc.max_sessions`.
 pub const DEFAULT_WEBRTC_MAX_SESSIONS: usize = 1000;
@@ -566,6 +572,13 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         m.value
     });
 
+    let max_streams = n.max_streams.as_ref().map_or(DEFAULT_MAX_STREAMS as u64, |m| {
+        if m.value == 0 {
+            d.at(m, format!("{at}.max_streams: must be at least 1"));
+        }
+        m.value
+    });
+
     let webrtc = match &n.webrtc {
         Some(w) => Some(webrtc(&format!("{at}.webrtc"), w, &advertise, d)?),
         None => None,
@@ -592,6 +605,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
             .as_ref()
             .map_or_else(RestConfig::default, |r| rest(&format!("{at}.rest"), r, d)),
         webrtc,
+        max_streams: usize::try_from(max_streams).unwrap_or(usize::MAX),
     })
 }
 

@@ -299,6 +299,7 @@ impl BoundMediaNode {
                 hubs: hubs.clone(),
                 poll: ctx.cluster.heartbeat,
                 grace,
+                max_streams: config.max_streams,
                 metrics: relay_client_metrics,
                 shutdown: ctx.shutdown.clone(),
             })

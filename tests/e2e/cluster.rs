@@ -556,3 +556,54 @@ fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once()
     assert!(again.running(), "the reconnected publisher is still publishing");
     assert_plays_default(&playlist, 2, "edge after the takeover");
 }
+
+#[test]
+fn max_streams_refuses_publishers_on_origins_and_pulls_on_edges_with_the_reason() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let o1 = Proc::start(&format!(
+        "{}  - {{role: origin, name: origin-1, max_streams: 2, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", relay: \"127.0.0.1:0\", apps: [{{name: live, security: {{publish: open}}}}], hls: {{segment: 1s, window: 6}}}}\n",
+        crate::common::cluster::cluster(&db.uri(), "test-secret-0123456")
+    ));
+    let e1 = Proc::start(&format!(
+        "{}  - {{role: edge, name: edge-1, max_streams: 1, http: \"127.0.0.1:0\", hls: {{segment: 1s, window: 6, wait: 15s}}}}\n",
+        crate::common::cluster::cluster(&db.uri(), "test-secret-0123456")
+    ));
+    let rtmp = |id: &str| format!("rtmp://{}/live/{id}", o1.addr("origin-1", "rtmp"));
+    let source = || Source {
+        seconds: 60,
+        ..Source::default()
+    };
+    let _one = Publisher::start(&rtmp("one"), source());
+    let _two = Publisher::start(&rtmp("two"), source());
+    wait_broadcasting(&e1, "edge-1", "one", "origin-1");
+    wait_broadcasting(&e1, "edge-1", "two", "origin-1");
+
+    // A third publisher: refused with the reason; the others go on.
+    let (ok, _) = Publisher::start(
+        &rtmp("three"),
+        Source {
+            seconds: 3,
+            ..Source::default()
+        },
+    )
+    .wait();
+    assert!(!ok, "a third stream is refused");
+    assert!(
+        o1.stderr().contains("the node carries its maximum of streams"),
+        "{}",
+        o1.stderr()
+    );
+    assert_eq!(broadcast(&e1, "edge-1", "three")["status"], serde_json::Value::Null);
+
+    // The edge pulls one stream; a second is refused at once with 503 and the reason.
+    let url = |id: &str| format!("{}/live/streams/{id}.m3u8", e1.http("edge-1"));
+    assert_plays_default(&url("one"), 2, "the first stream on the edge");
+    let r = get(&url("two"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.text().contains("maximum of 1 streams"),
+        "{}",
+        r.text()
+    );
+}

@@ -194,7 +194,7 @@ pub(super) async fn serve(
 /// On an edge, pulls the stream of `key` from its origin when it is not here (the source, with
 /// every rendition), waiting up to `hls.wait` for one about to start. `Some` is the answer to
 /// give at once: 503 when the edge refuses look-ups of unknown streams (a flood of made-up
-/// names must not reach the store).
+/// names must not reach the store) or carries its `max_streams`.
 pub(super) async fn pull_if_missing(ctx: &HttpContext, key: &HubKey) -> Option<Response<Body>> {
     let puller = ctx.puller.as_ref()?;
     if ctx.hubs.get(key).is_some_and(|h| h.is_live()) {
@@ -205,11 +205,8 @@ pub(super) async fn pull_if_missing(ctx: &HttpContext, key: &HubKey) -> Option<R
         .await
     {
         Ok(_) => None,
-        Err(PullError::Busy) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &PullError::Busy.to_string(),
-            );
+        Err(e @ (PullError::Busy | PullError::Full(_))) => {
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             Some(r)

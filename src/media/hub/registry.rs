@@ -83,6 +83,14 @@ impl Hubs {
         hubs
     }
 
+    /// Streams whose source is live here now (published, or pulled by an edge).
+    pub fn live_streams(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|f| f.hubs.get(&RenditionId::Source).is_some_and(|h| h.is_live()))
+            .count()
+    }
+
     /// Forgets a hub (its holders keep it until they let go).
     pub fn remove(&self, key: &HubKey) {
         let mut map = self.lock();

@@ -357,6 +357,15 @@ impl Connection {
                 &format!("not allowed to publish {app}/{name}: {why}"),
             );
         }
+        let max_streams = self.ctx.config.max_streams;
+        if self.ctx.hubs.live_streams() >= max_streams {
+            tracing::warn!(peer = %self.peer, stream = %format!("{app}/{name}"), max_streams, "publish refused: the node carries its maximum of streams");
+            return self.refuse_publish(
+                stream_id,
+                "NetStream.Publish.Denied",
+                &format!("this node carries its maximum of {max_streams} streams (max_streams)"),
+            );
+        }
         let hub = self.ctx.hubs.get_or_create(&HubKey::source(&app, name));
         let Ok(publisher) = hub.publish() else {
             return self.refuse_publish(

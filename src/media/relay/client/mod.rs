@@ -191,6 +191,7 @@ pub struct Puller {
     hubs: Arc<Hubs>,
     poll: Duration,
     grace: Duration,
+    max_streams: usize,
     conns: tokio::sync::Mutex<HashMap<SocketAddr, OriginConn>>,
     pulls: Mutex<HashMap<StreamKey, watch::Receiver<PullStatus>>>,
     /// Negative cache and rate limit of look-ups of streams not pulled yet.
@@ -211,6 +212,9 @@ pub enum PullError {
     /// Too many requests for streams this edge lacks: refused without asking the store.
     #[error("too many requests for unknown streams; try again")]
     Busy,
+    /// The edge pulls its `max_streams` already.
+    #[error("this edge carries its maximum of {0} streams")]
+    Full(usize),
 }
 
 /// The QUIC client endpoint of an edge's puller, on an ephemeral port of `bind_ip`; made while
@@ -236,6 +240,8 @@ pub struct PullerSetup {
     pub poll: Duration,
     /// How long a stream stays pulled after its last viewer.
     pub grace: Duration,
+    /// Streams pulled at once (`max_streams`); requests for more are refused.
+    pub max_streams: usize,
     /// Counters.
     pub metrics: ClientMetrics,
     /// Stop signal.
@@ -252,6 +258,7 @@ impl Puller {
             hubs: s.hubs,
             poll: s.poll,
             grace: s.grace,
+            max_streams: s.max_streams,
             conns: Default::default(),
             pulls: Default::default(),
             lookups: Lookups::default(),
@@ -310,6 +317,10 @@ impl Puller {
             {
                 Some(rx) => rx.clone(),
                 None => {
+                    if pulls.len() >= self.max_streams {
+                        tracing::warn!(stream = %stream_key, max_streams = self.max_streams, "not pulled: the edge carries its maximum of streams");
+                        return Err(PullError::Full(self.max_streams));
+                    }
                     match self.lookups.gate(&stream_key, Instant::now()) {
                         Gate::Go => {}
                         Gate::Absent => return Err(PullError::NotFound),
