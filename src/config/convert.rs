@@ -391,8 +391,13 @@ mod tests {
         };
         assert_eq!(m.max_streams, 20);
         let e = one_error(&format!("{EDGE}    max_streams: 0\n"));
-        assert!(e.contains("nodes[0].max_streams: must be at least 1"), "{e}");
-        let e = errors("nodes:\n  - {role: lb, name: l, max_streams: 5, frontends: [], backends: []}\n");
+        assert!(
+            e.contains("nodes[0].max_streams: must be at least 1"),
+            "{e}"
+        );
+        let e = errors(
+            "nodes:\n  - {role: lb, name: l, max_streams: 5, frontends: [], backends: []}\n",
+        );
         assert!(
             e.iter()
                 .any(|e| e.contains("nodes[0].max_streams: not a key of role lb")),

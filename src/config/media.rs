@@ -572,12 +572,15 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         m.value
     });
 
-    let max_streams = n.max_streams.as_ref().map_or(DEFAULT_MAX_STREAMS as u64, |m| {
-        if m.value == 0 {
-            d.at(m, format!("{at}.max_streams: must be at least 1"));
-        }
-        m.value
-    });
+    let max_streams = n
+        .max_streams
+        .as_ref()
+        .map_or(DEFAULT_MAX_STREAMS as u64, |m| {
+            if m.value == 0 {
+                d.at(m, format!("{at}.max_streams: must be at least 1"));
+            }
+            m.value
+        });
 
     let webrtc = match &n.webrtc {
         Some(w) => Some(webrtc(&format!("{at}.webrtc"), w, &advertise, d)?),

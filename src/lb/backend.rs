@@ -333,11 +333,11 @@ impl Backend {
     }
 
     /// A server's load for `balance: stream`: its viewers on mode http, its open connections
-    /// on mode tcp.
+    /// and connects in progress on mode tcp.
     pub fn load(&self, server: &Server) -> u64 {
         match &self.sessions {
             Some(sessions) => sessions.load(server),
-            None => server.counters.current(),
+            None => server.counters.current_or_connecting(),
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Counters {
     pub connects: AtomicU64,
     /// `reuse`: requests sent on a pooled (kept-alive) server connection.
     pub reuses: AtomicU64,
+    /// Connects to this server in progress (not a stats column): counted in a server's load
+    /// for `balance: stream`, so clients connecting at the same moment see each other.
+    pub connecting: AtomicU64,
 }
 
 /// A consistent-enough copy of [`Counters`] for rendering.
@@ -126,6 +129,17 @@ impl Counters {
         }
     }
 
+    /// Marks a connect in progress until the guard drops.
+    pub fn connecting(self: &Arc<Self>) -> ConnectingGuard {
+        self.connecting.fetch_add(1, Ordering::Relaxed);
+        ConnectingGuard(self.clone())
+    }
+
+    /// Sessions open now plus connects in progress.
+    pub fn current_or_connecting(&self) -> u64 {
+        self.current.load(Ordering::Relaxed) + self.connecting.load(Ordering::Relaxed)
+    }
+
     /// Sessions open now.
     pub fn current(&self) -> u64 {
         self.current.load(Ordering::Relaxed)
@@ -167,6 +181,16 @@ impl Drop for SessionGuard {
         if let Some(c) = self.counters.take() {
             c.current.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// A connect in progress; dropping it decrements `connecting`.
+#[derive(Debug)]
+pub struct ConnectingGuard(Arc<Counters>);
+
+impl Drop for ConnectingGuard {
+    fn drop(&mut self) {
+        self.0.connecting.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

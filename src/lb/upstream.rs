@@ -101,6 +101,8 @@ pub async fn connect(
         }
         inc(&backend.counters.connects);
         inc(&server.counters.connects);
+        // Counted in the server's load while connecting: simultaneous clients see each other.
+        let _connecting = server.counters.connecting();
         match connect_addr(server, plan.timeout).await {
             Ok(stream) => {
                 return Ok(Upstream {
@@ -211,5 +213,60 @@ mod tests {
         .unwrap_err();
         assert!(matches!(e, ProxyError::Connect { .. }), "{e:?}");
         assert_eq!(e.status(), Some(503));
+    }
+
+    #[tokio::test]
+    async fn simultaneous_connects_for_one_stream_respect_the_bounded_load() {
+        let mut listeners = Vec::new();
+        let mut servers = Vec::new();
+        for i in 0..4 {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            servers.push(ServerConfig {
+                name: format!("s{i}"),
+                addr: l.local_addr().unwrap(),
+                cookie: None,
+                weight: 1,
+            });
+            listeners.push(l);
+        }
+        let b = Backend::new(&BackendConfig {
+            name: "b".into(),
+            mode: ProxyMode::Tcp,
+            balance: Balance::Stream {
+                factor_percent: 125,
+                viewer_idle: Duration::from_secs(30),
+            },
+            health: None,
+            sticky_cookie: None,
+            servers,
+            servers_from: None,
+            retries: 0,
+            http_server_close: false,
+        });
+        let set = b.servers();
+        let plan = ConnectPlan {
+            preferred: None,
+            client: "127.0.0.1".parse().unwrap(),
+            stream: crate::lb::placement::rtmp_stream("live", "cam"),
+            timeout: Duration::from_secs(5),
+            pooled: false,
+        };
+        // 64 players of one stream connect at the same moment (no session opened yet when the
+        // others pick): each pick sees the connects in progress.
+        let connects = (0..64).map(|_| async {
+            let up = connect(&b, &set, plan, &mut ConnectTrace::default())
+                .await
+                .unwrap();
+            up.server.name.clone()
+        });
+        let mut per_server = std::collections::HashMap::new();
+        for name in futures_util::future::join_all(connects).await {
+            *per_server.entry(name).or_insert(0u32) += 1;
+        }
+        let most = per_server.values().copied().max().unwrap();
+        assert!(
+            most <= 64 * 125 / 100 / 4 + 1,
+            "one server took {most} of 64 simultaneous connects: {per_server:?}"
+        );
     }
 }

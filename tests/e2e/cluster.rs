@@ -512,10 +512,14 @@ fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once()
         ..Source::default()
     };
     let first = Publisher::start(&url, source());
-    let owner = wait_for("the stream to be broadcasting", Duration::from_secs(25), || {
-        let b = broadcast(&e1, "edge-1", "cam");
-        (b["status"] == "broadcasting").then(|| b["origin"].as_str().unwrap().to_string())
-    });
+    let owner = wait_for(
+        "the stream to be broadcasting",
+        Duration::from_secs(25),
+        || {
+            let b = broadcast(&e1, "edge-1", "cam");
+            (b["status"] == "broadcasting").then(|| b["origin"].as_str().unwrap().to_string())
+        },
+    );
     let (dead, other) = if owner == "origin-1" {
         (&origins[0], "origin-2")
     } else {
@@ -541,10 +545,14 @@ fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once()
     let taken_over = killed.elapsed();
     // Fresh media on the edge: a segment newer than the takeover.
     let end = window_end(&get(&playlist).text()).unwrap_or(0);
-    wait_for("a fresh segment on the edge", Duration::from_secs(10), || {
-        let text = get(&playlist).text();
-        window_end(&text).filter(|e| *e > end).map(|_| ())
-    });
+    wait_for(
+        "a fresh segment on the edge",
+        Duration::from_secs(10),
+        || {
+            let text = get(&playlist).text();
+            window_end(&text).filter(|e| *e > end).map(|_| ())
+        },
+    );
     let fresh = killed.elapsed();
     println!(
         "origin killed: stream broadcasting again after {taken_over:?}, fresh segment on the edge after {fresh:?} (node_timeout {NODE_TIMEOUT_MS} ms)"
@@ -553,7 +561,10 @@ fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once()
         fresh <= Duration::from_millis(NODE_TIMEOUT_MS) + Duration::from_secs(2),
         "fresh media {fresh:?} after the kill"
     );
-    assert!(again.running(), "the reconnected publisher is still publishing");
+    assert!(
+        again.running(),
+        "the reconnected publisher is still publishing"
+    );
     assert_plays_default(&playlist, 2, "edge after the takeover");
 }
 
@@ -590,20 +601,20 @@ fn max_streams_refuses_publishers_on_origins_and_pulls_on_edges_with_the_reason(
     .wait();
     assert!(!ok, "a third stream is refused");
     assert!(
-        o1.stderr().contains("the node carries its maximum of streams"),
+        o1.stderr()
+            .contains("the node carries its maximum of streams"),
         "{}",
         o1.stderr()
     );
-    assert_eq!(broadcast(&e1, "edge-1", "three")["status"], serde_json::Value::Null);
+    assert_eq!(
+        broadcast(&e1, "edge-1", "three")["status"],
+        serde_json::Value::Null
+    );
 
     // The edge pulls one stream; a second is refused at once with 503 and the reason.
     let url = |id: &str| format!("{}/live/streams/{id}.m3u8", e1.http("edge-1"));
     assert_plays_default(&url("one"), 2, "the first stream on the edge");
     let r = get(&url("two"));
     assert_eq!(r.status, 503, "{}", r.text());
-    assert!(
-        r.text().contains("maximum of 1 streams"),
-        "{}",
-        r.text()
-    );
+    assert!(r.text().contains("maximum of 1 streams"), "{}", r.text());
 }

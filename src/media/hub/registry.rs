@@ -87,7 +87,11 @@ impl Hubs {
     pub fn live_streams(&self) -> usize {
         self.lock()
             .values()
-            .filter(|f| f.hubs.get(&RenditionId::Source).is_some_and(|h| h.is_live()))
+            .filter(|f| {
+                f.hubs
+                    .get(&RenditionId::Source)
+                    .is_some_and(|h| h.is_live())
+            })
             .count()
     }
 
