@@ -76,6 +76,9 @@ pub struct StreamViewers {
     pub hls: u64,
     /// RTMP players.
     pub rtmp: u64,
+    /// WebRTC viewers (absent in records of older nodes).
+    #[serde(default)]
+    pub webrtc: u64,
 }
 
 impl NodeRecord {

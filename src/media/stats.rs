@@ -91,7 +91,7 @@ impl MediaStats {
     /// This node's viewers of each stream, the most watched first, at most
     /// [`MAX_STREAM_VIEWERS`].
     fn stream_viewers(&self) -> Vec<StreamViewers> {
-        let mut by_stream: HashMap<StreamKey, (u64, u64)> = HashMap::new();
+        let mut by_stream: HashMap<StreamKey, (u64, u64, u64)> = HashMap::new();
         if let Some(hls) = self.hls.get() {
             for (key, n) in hls.per_stream() {
                 by_stream.entry(key).or_default().0 += n;
@@ -99,25 +99,26 @@ impl MediaStats {
         }
         if let Some(hubs) = self.hubs.get() {
             for hub in hubs.all() {
-                // WebRTC viewers count with the RTMP players (the record has one field).
-                let players = (hub.subscriber_count(SubscriberKind::Rtmp)
-                    + hub.subscriber_count(SubscriberKind::WebRtc))
-                    as u64;
-                if players > 0 {
-                    by_stream.entry(hub.key().stream.clone()).or_default().1 += players;
+                let rtmp = hub.subscriber_count(SubscriberKind::Rtmp) as u64;
+                let webrtc = hub.subscriber_count(SubscriberKind::WebRtc) as u64;
+                if rtmp + webrtc > 0 {
+                    let e = by_stream.entry(hub.key().stream.clone()).or_default();
+                    e.1 += rtmp;
+                    e.2 += webrtc;
                 }
             }
         }
         let mut list: Vec<StreamViewers> = by_stream
             .into_iter()
-            .map(|(k, (hls, rtmp))| StreamViewers {
+            .map(|(k, (hls, rtmp, webrtc))| StreamViewers {
                 app: k.app,
                 stream_id: k.stream_id,
                 hls,
                 rtmp,
+                webrtc,
             })
             .collect();
-        list.sort_by_key(|v| std::cmp::Reverse(v.hls + v.rtmp));
+        list.sort_by_key(|v| std::cmp::Reverse(v.hls + v.rtmp + v.webrtc));
         list.truncate(MAX_STREAM_VIEWERS);
         list
     }

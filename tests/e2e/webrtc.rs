@@ -116,6 +116,22 @@ fn chromium_plays_h264_over_whep() {
     let location = r.header("location").unwrap().to_owned();
     assert!(location.starts_with("/live/whep/cam/"), "{location}");
     let resource = format!("{}{location}", p.http("s1"));
+    // The session counts as a WebRTC viewer in Ant Media's fields (from the node's heartbeat).
+    let stats = format!(
+        "{}/live/rest/v2/broadcasts/cam/broadcast-statistics",
+        p.http("s1")
+    );
+    wait_for(
+        "one WebRTC viewer in the statistics",
+        Duration::from_secs(10),
+        || {
+            let s = crate::common::get(&stats).json();
+            (s["totalWebRTCWatchersCount"] == 1).then_some(())
+        },
+    );
+    let b = crate::common::get(&format!("{}/live/rest/v2/broadcasts/cam", p.http("s1"))).json();
+    assert_eq!(b["webRTCViewerCount"], 1, "{b}");
+    assert_eq!(b["rtmpViewerCount"], 0, "{b}");
     let frag =
         b"a=ice-ufrag:abcd\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host\r\n";
     let r = curl(
@@ -137,6 +153,14 @@ fn chromium_plays_h264_over_whep() {
     assert_eq!(r.status, 200, "{}", r.text());
     let r = curl("DELETE", &resource, None, b"");
     assert_eq!(r.status, 404, "a deleted session is gone: {}", r.text());
+    wait_for(
+        "no WebRTC viewer after DELETE",
+        Duration::from_secs(10),
+        || {
+            let s = crate::common::get(&stats).json();
+            (s["totalWebRTCWatchersCount"] == 0).then_some(())
+        },
+    );
 
     // Garbage on the UDP port is ignored.
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

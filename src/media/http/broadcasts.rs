@@ -5,6 +5,7 @@
 //! `jwt-token`). Writes go through the store, so every node agrees; a stop or delete reaches
 //! the stream's owner as a lost lease at its next renewal, and it drops the publisher.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use hyper::{Response, StatusCode};
@@ -39,13 +40,13 @@ async fn list_page(
     };
     match ctx.store.streams(app, offset, size).await {
         Ok(records) => {
-            let origins = origin_addresses(ctx).await;
+            let view = cluster_view(ctx).await;
             json(
                 StatusCode::OK,
                 &Value::Array(
                     records
                         .iter()
-                        .map(|r| broadcast_json(ctx, r, &origins))
+                        .map(|r| broadcast_json(ctx, r, &view))
                         .collect(),
                 ),
             )
@@ -64,28 +65,54 @@ pub(super) async fn count(ctx: &HttpContext, app: &str) -> Response<Body> {
 pub(super) async fn one(ctx: &HttpContext, app: &str, stream_id: &str) -> Response<Body> {
     match ctx.store.stream(&StreamKey::new(app, stream_id)).await {
         Ok(Some(r)) => {
-            let origins = origin_addresses(ctx).await;
-            json(StatusCode::OK, &broadcast_json(ctx, &r, &origins))
+            let view = cluster_view(ctx).await;
+            json(StatusCode::OK, &broadcast_json(ctx, &r, &view))
         }
         Ok(None) => error(StatusCode::NOT_FOUND, "no such broadcast"),
         Err(e) => store_unavailable(&e),
     }
 }
 
-/// Node name -> advertised host, for Ant Media's `originAdress`.
-async fn origin_addresses(ctx: &HttpContext) -> Vec<(String, String)> {
-    ctx.store
-        .nodes()
-        .await
-        .map(|nodes| nodes.into_iter().map(|n| (n.name, n.advertise)).collect())
-        .unwrap_or_default()
+/// What the node records say, for broadcast JSON: each node's advertised host (Ant Media's
+/// `originAdress`) and the viewers the live nodes report per stream.
+#[derive(Default)]
+struct ClusterView {
+    /// Node name -> advertised host.
+    origins: Vec<(String, String)>,
+    /// Stream -> (HLS, RTMP, WebRTC) viewers summed over live nodes.
+    viewers: HashMap<StreamKey, (u64, u64, u64)>,
+}
+
+async fn cluster_view(ctx: &HttpContext) -> ClusterView {
+    let Ok(nodes) = ctx.store.nodes().await else {
+        return ClusterView::default();
+    };
+    let now = SystemTime::now();
+    let mut view = ClusterView::default();
+    for n in nodes {
+        if n.alive(now, ctx.node_timeout) {
+            for v in &n.stream_viewers {
+                let e = view
+                    .viewers
+                    .entry(StreamKey::new(&v.app, &v.stream_id))
+                    .or_default();
+                e.0 += v.hls;
+                e.1 += v.rtmp;
+                e.2 += v.webrtc;
+            }
+        }
+        view.origins.push((n.name, n.advertise));
+    }
+    view
 }
 
 /// A stream record with Ant Media's field names where they exist (`streamId`, `status`,
 /// `originAdress` in their spelling) and ours beside them.
-fn broadcast_json(ctx: &HttpContext, r: &StreamRecord, origins: &[(String, String)]) -> Value {
+fn broadcast_json(ctx: &HttpContext, r: &StreamRecord, view: &ClusterView) -> Value {
     let status = r.effective_status(SystemTime::now()).as_str();
-    let address = origins
+    let (hls, rtmp, webrtc) = view.viewers.get(&r.key).copied().unwrap_or_default();
+    let address = view
+        .origins
         .iter()
         .find(|(n, _)| *n == r.origin)
         .map_or("", |(_, a)| a.as_str());
@@ -106,8 +133,9 @@ fn broadcast_json(ctx: &HttpContext, r: &StreamRecord, origins: &[(String, Strin
         "started_at": rfc3339(r.started_at),
         "updated_at": rfc3339(r.updated_at),
         "lease_until": rfc3339(r.lease_until),
-        "hlsViewerCount": r.viewers.hls.max(local_hls),
-        "rtmpViewerCount": r.viewers.rtmp,
+        "hlsViewerCount": r.viewers.hls.max(hls).max(local_hls),
+        "rtmpViewerCount": r.viewers.rtmp.max(rtmp),
+        "webRTCViewerCount": webrtc,
         "edgeCount": r.viewers.edges,
         "renditions": r.renditions,
     })
@@ -181,8 +209,8 @@ pub(super) async fn create(ctx: &HttpContext, app: &str, body: Incoming) -> Resp
         Ok(true) => match ctx.store.stream(&key).await {
             Ok(Some(r)) => {
                 tracing::info!(stream = %key, "broadcast created through the REST");
-                let origins = origin_addresses(ctx).await;
-                json(StatusCode::OK, &broadcast_json(ctx, &r, &origins))
+                let view = cluster_view(ctx).await;
+                json(StatusCode::OK, &broadcast_json(ctx, &r, &view))
             }
             Ok(None) => result(StatusCode::CONFLICT, "the broadcast was deleted meanwhile"),
             Err(e) => store_unavailable(&e),
@@ -247,12 +275,13 @@ pub(super) async fn statistics(ctx: &HttpContext, app: &str, stream_id: &str) ->
         Err(e) => return store_unavailable(&e),
     };
     let now = SystemTime::now();
-    let (mut hls, mut rtmp) = (0u64, 0u64);
+    let (mut hls, mut rtmp, mut webrtc) = (0u64, 0u64, 0u64);
     for node in nodes.iter().filter(|n| n.alive(now, ctx.node_timeout)) {
         for v in &node.stream_viewers {
             if v.app == app && v.stream_id == stream_id {
                 hls += v.hls;
                 rtmp += v.rtmp;
+                webrtc += v.webrtc;
             }
         }
     }
@@ -261,7 +290,7 @@ pub(super) async fn statistics(ctx: &HttpContext, app: &str, stream_id: &str) ->
         &json!({
             "totalRTMPWatchersCount": rtmp,
             "totalHLSWatchersCount": hls,
-            "totalWebRTCWatchersCount": 0,
+            "totalWebRTCWatchersCount": webrtc,
             "totalDASHWatchersCount": 0,
         }),
     )

@@ -147,6 +147,7 @@ pub fn sample_node(name: &str, last_seen: SystemTime) -> NodeRecord {
             stream_id: "cam1".into(),
             hls: 5,
             rtmp: 2,
+            webrtc: 3,
         }],
     }
 }

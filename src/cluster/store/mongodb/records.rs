@@ -275,6 +275,7 @@ mod tests {
                 stream_id: "cam1".into(),
                 hls: 4,
                 rtmp: 1,
+                webrtc: 2,
             }],
             name: name.into(),
             role: Role::Edge,
