@@ -36,6 +36,10 @@ use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag};
 const TO_THREAD: usize = 128;
 /// Opus packets a session may fall behind before it skips (1.28 s).
 const BROADCAST: usize = 64;
+/// A packet this long past its live time is not written: a burst of old audio would make the
+/// browser's jitter buffer grow and the audio lag. (A fresh packet is up to about 70 ms old:
+/// an AAC frame, the FIFO, the encoder's frame.)
+const MAX_AGE: Duration = Duration::from_millis(250);
 
 /// One Opus packet as sessions receive it.
 #[derive(Debug, Clone)]
@@ -281,6 +285,9 @@ pub(super) struct AudioSender {
     packets: broadcast::Receiver<SharedPacket>,
     /// RTP time of the last packet written (48 kHz): written times only move forward.
     last: Option<u64>,
+    /// Writing has begun: what queued before it (while ICE, DTLS and the video's start cache
+    /// ran) was dropped.
+    live: bool,
     /// Keeps the feed running while the session lives.
     _feed: Arc<AudioFeed>,
 }
@@ -298,6 +305,7 @@ impl AudioSender {
             pt,
             packets: feed.subscribe(),
             last: None,
+            live: false,
             _feed: feed,
         })
     }
@@ -315,13 +323,15 @@ impl AudioSender {
     }
 
     /// Writes a packet at its place on the session's timeline; dropped while the video is
-    /// still catching up or before its first frame, and when it would go back in time.
+    /// still catching up or before its first frame, when it is stale, and when it would go
+    /// back in time.
     pub(super) fn write(
         &mut self,
         rtc: &mut Rtc,
         p: &SharedPacket,
         timeline: &Timeline,
         catching_up: bool,
+        now: Instant,
     ) -> bool {
         if catching_up {
             return false;
@@ -329,6 +339,14 @@ impl AudioSender {
         let Some(rtp) = timeline.rtp_48khz(p.packet.pts) else {
             return false;
         };
+        if !self.live {
+            // Audio starts now: what waited in the channel is old.
+            self.live = true;
+            self.packets = self.packets.resubscribe();
+        }
+        if now.saturating_duration_since(p.live_at) > MAX_AGE {
+            return false;
+        }
         if self.last.is_some_and(|last| rtp <= last) {
             return false;
         }
@@ -336,7 +354,9 @@ impl AudioSender {
             return false;
         };
         let time = MediaTime::new(rtp, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-        if let Err(e) = writer.write(self.pt, p.live_at, time, p.packet.data.to_vec()) {
+        // Never in the future: str0m would then report RTP time 0 in its sender reports.
+        let wallclock = p.live_at.min(now);
+        if let Err(e) = writer.write(self.pt, wallclock, time, p.packet.data.to_vec()) {
             tracing::debug!(error = %e, "webrtc audio write failed");
             return false;
         }
@@ -361,9 +381,83 @@ pub(super) fn answers_audio(sdp: &str) -> bool {
     false
 }
 
+/// The answer with the audio track in the video's media stream (`a=msid`): str0m gives every
+/// m-line it answers a random stream id of its own, and browsers synchronise audio and video
+/// only within one stream.
+pub(super) fn one_stream(sdp: &str) -> String {
+    let mut kind = "";
+    let (mut video, mut audio) = (None, None);
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            kind = m.split(' ').next().unwrap_or("");
+        } else if let Some(msid) = line.strip_prefix("a=msid:") {
+            let stream = msid
+                .split(' ')
+                .next()
+                .filter(|s| !s.is_empty() && *s != "-");
+            match kind {
+                "video" => video = video.or(stream),
+                "audio" => audio = audio.or(stream),
+                _ => {}
+            }
+        }
+    }
+    let (Some(video), Some(audio)) = (video, audio) else {
+        return sdp.to_owned();
+    };
+    if video == audio {
+        return sdp.to_owned();
+    }
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=msid-semantic:") {
+            // Each stream once.
+            let end = line.trim_end_matches(['\r', '\n']);
+            let mut ids: Vec<&str> = Vec::new();
+            for id in end.split(' ').skip(2) {
+                let id = if id == audio { video } else { id };
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            let head: Vec<&str> = end.split(' ').take(2).collect();
+            out.push_str(&head.join(" "));
+            for id in ids {
+                out.push(' ');
+                out.push_str(id);
+            }
+            out.push_str(&line[end.len()..]);
+        } else if line.starts_with("a=msid:")
+            || (line.starts_with("a=ssrc:") && line.contains(" msid:"))
+        {
+            out.push_str(&line.replace(audio, video));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audio_joins_the_video_stream() {
+        let answer = "v=0\r\na=msid-semantic: WMS vs as\r\n\
+                      m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=msid:vs vt\r\na=ssrc:1 msid:vs vt\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:as at\r\na=ssrc:2 cname:c\r\n\
+                      a=ssrc:2 msid:as at\r\n";
+        assert_eq!(
+            one_stream(answer),
+            "v=0\r\na=msid-semantic: WMS vs\r\n\
+             m=video 9 UDP/TLS/RTP/SAVPF 102\r\na=msid:vs vt\r\na=ssrc:1 msid:vs vt\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=msid:vs at\r\na=ssrc:2 cname:c\r\n\
+             a=ssrc:2 msid:vs at\r\n"
+        );
+        let video_only = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=msid:vs vt\r\n";
+        assert_eq!(one_stream(video_only), video_only);
+    }
 
     #[test]
     fn finds_opus_in_an_accepted_audio_section() {

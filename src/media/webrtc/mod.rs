@@ -400,6 +400,9 @@ fn answer(
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
         .set_local_ice_credentials(creds)
+        // Sender reports map RTP to wall-clock time; browsers synchronise audio with video
+        // only once they have them for both (str0m's default for audio is every 5 s).
+        .set_rtcp_report_interval_audio(Duration::from_secs(1))
         .clear_codecs();
     // The SPS's own profile first (browsers decode any level of it with
     // level-asymmetry-allowed); the common profiles after it, for browsers that offer fewer
@@ -423,6 +426,7 @@ fn answer(
         .accept_offer(offer)
         .map_err(WebRtcError::Answer)?;
     let sdp = with_rejected_formats(&offer_sdp, &answer.to_sdp_string());
+    let sdp = audio::one_stream(&sdp);
     if !answers_video(&sdp) {
         return Err(WebRtcError::NoH264(format!("{profile:06x}")));
     }

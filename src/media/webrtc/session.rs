@@ -300,7 +300,13 @@ fn write_audio(
     let (Some(a), Some(v)) = (audio, video) else {
         return;
     };
-    if a.write(&mut p.rtc, packet, &v.timeline, v.catching_up) {
+    if a.write(
+        &mut p.rtc,
+        packet,
+        &v.timeline,
+        v.catching_up,
+        Instant::now(),
+    ) {
         p.metrics.audio_packets.inc();
     }
 }
