@@ -2,12 +2,13 @@
 // with a plain RTCPeerConnection and prints one JSON line: what happened. Exit code 0 when the
 // answer was set and `--frames` video frames were decoded.
 //
-//   node whep.mjs WHEP_URL [--frames N] [--timeout S] [--token JWT] [--no-delete] [--audio]
+//   node whep.mjs WHEP_URL [--frames N] [--timeout S] [--token JWT] [--no-delete] [--audio] [--no-audio]
 //
-// The client offers recvonly video and audio (the server may refuse audio), POSTs the offer
-// without waiting for candidates (the server is ICE-lite and learns the browser's address from
-// its checks), sets the answer, and polls getStats: `ttffMs` is the time from the POST to the
-// first decoded frame. At the end it DELETEs the session resource (`deleteStatus`).
+// The client offers recvonly video and audio (the server may refuse audio; --no-audio: video
+// only), POSTs the offer without waiting for candidates (the server is ICE-lite and learns the
+// browser's address from its checks), sets the answer, and polls getStats: `ttffMs` is the time
+// from the POST to the first decoded frame. At the end it DELETEs the session resource
+// (`deleteStatus`).
 //
 // Audio: both tracks play in one unmuted <video> (Chromium runs with --mute-audio, so nothing is
 // heard but the audio is decoded and its energy measured). `audio` reports the inbound audio
@@ -31,6 +32,7 @@ const timeoutS = Number(opt('--timeout', '60'));
 const token = opt('--token', null);
 const doDelete = !args.includes('--no-delete');
 const needAudio = args.includes('--audio');
+const offerAudio = !args.includes('--no-audio');
 
 const page = `<!doctype html><meta charset=utf-8><title>whep</title>
 <video id=v autoplay playsinline></video>`;
@@ -53,13 +55,13 @@ try {
   const tab = await browser.newPage();
   tab.on('console', (m) => { if (m.type() === 'error') (out.console ||= []).push(m.text()); });
   await tab.goto(origin);
-  const started = await tab.evaluate(async ({ url, token }) => {
+  const started = await tab.evaluate(async ({ url, token, offerAudio }) => {
     const pc = new RTCPeerConnection();
     window.pc = pc;
     window.t0 = performance.now();
     window.ttff = null;
     pc.addTransceiver('video', { direction: 'recvonly' });
-    pc.addTransceiver('audio', { direction: 'recvonly' });
+    if (offerAudio) pc.addTransceiver('audio', { direction: 'recvonly' });
     // One element plays both tracks, whatever streams the answer groups them in.
     const media = new MediaStream();
     window.trackStreams = [];
@@ -81,7 +83,7 @@ try {
     res.audioAnswer = (body.split('\r\nm=').find((m) => m.startsWith('audio')) || '').split('\r\n')[0];
     window.location_ = new URL(res.location, url).href;
     return res;
-  }, { url, token });
+  }, { url, token, offerAudio });
   Object.assign(out, { post: started });
   if (started.status === 201) {
     const deadline = Date.now() + timeoutS * 1000;

@@ -490,10 +490,7 @@ struct Resampler {
 impl Resampler {
     fn new(pcm: &Pcm) -> Result<Self, OpusError> {
         let channels = pcm.planes.len();
-        let layout = layout_of(
-            ChannelLayout::default(i32::try_from(channels).unwrap_or(2)),
-            channels,
-        );
+        let layout = ChannelLayout::default(i32::try_from(channels).unwrap_or(2));
         let swr = ffmpeg::software::resampling::Context::get(
             Sample::F32(SampleType::Planar),
             layout,
