@@ -117,6 +117,16 @@ impl Timeline {
         self.last_out = Some(out);
         u64::try_from(out).unwrap_or(0) * 90
     }
+
+    /// RTP time (48 kHz) of audio presented at `pts` (48 kHz ticks of the stream's timeline),
+    /// with the same origin as the video's: `None` before the first video frame, while a new
+    /// publish session waits for its first one, and before the origin.
+    pub fn rtp_48khz(&self, pts: i64) -> Option<u64> {
+        if self.rebase || self.last_out.is_none() {
+            return None;
+        }
+        u64::try_from(pts - self.offset.saturating_mul(48)).ok()
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +195,22 @@ mod tests {
         assert_eq!(t.rtp_90khz(5033, true), 90);
         assert_eq!(t.rtp_90khz(5066, true), 180);
         assert_eq!(t.rtp_90khz(5100, false), 180 + 34 * 90);
+    }
+
+    #[test]
+    fn audio_shares_the_video_origin() {
+        let mut t = Timeline::default();
+        assert_eq!(t.rtp_48khz(5000 * 48), None, "no video yet");
+        t.rtp_90khz(5000, true);
+        t.rtp_90khz(5033, true);
+        t.rtp_90khz(5100, false);
+        // Video at 5100 ms is 68 ms after the origin (the squeeze took 32 ms out): so is
+        // audio at 5100 ms.
+        assert_eq!(t.rtp_90khz(5133, false), (68 + 33) * 90);
+        assert_eq!(t.rtp_48khz(5100 * 48), Some(68 * 48));
+        assert_eq!(t.rtp_48khz(5120 * 48), Some(88 * 48));
+        t.rebase();
+        assert_eq!(t.rtp_48khz(0), None, "a new session waits for its video");
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! socket.
 //!
 //! - `stun`: the ufrag of a STUN request; `h264`: hub frames to Annex-B and RTP time;
-//! - `session`: one viewer's task.
+//! - `session`: one viewer's task;
+//! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions.
 
+mod audio;
 mod h264;
+mod opus;
 mod session;
 mod stun;
 #[cfg(test)]
@@ -88,6 +91,10 @@ pub struct WebRtcMetrics {
     pub timeouts: Counter,
     /// Datagrams that matched no session.
     pub unmatched: Counter,
+    /// Opus packets written to sessions.
+    pub audio_packets: Counter,
+    /// AAC frames the Opus transcoders could not take.
+    pub audio_errors: Counter,
 }
 
 impl WebRtcMetrics {
@@ -112,6 +119,16 @@ impl WebRtcMetrics {
             "webrtc_unmatched_datagrams",
             "UDP datagrams on the WebRTC port that belonged to no session",
             self.unmatched.clone(),
+        );
+        registry.register(
+            "webrtc_audio_packets",
+            "Opus packets written to WebRTC sessions",
+            self.audio_packets.clone(),
+        );
+        registry.register(
+            "webrtc_audio_errors",
+            "AAC frames the Opus transcoders of WebRTC audio could not take",
+            self.audio_errors.clone(),
         );
     }
 }
@@ -165,6 +182,8 @@ pub struct WebRtc {
     open: AtomicUsize,
     /// Node counters.
     metrics: WebRtcMetrics,
+    /// The Opus feeds of the streams played with audio.
+    audio: audio::AudioFeeds,
     /// Sessions run as connections: the node's drain ends them.
     shutdown: Shutdown,
 }
@@ -200,6 +219,7 @@ impl WebRtc {
             sessions: Mutex::default(),
             open: AtomicUsize::new(0),
             metrics,
+            audio: audio::AudioFeeds::default(),
             shutdown,
         }))
     }
@@ -240,7 +260,17 @@ impl WebRtc {
             ufrag: ufrag.clone(),
             pass: random_token(24),
         };
-        let (rtc, sdp) = answer(offer, profile, creds, self.candidate, self.crypto.clone())?;
+        let opus = info.audio.is_some();
+        let (rtc, sdp) = answer(
+            offer,
+            profile,
+            opus,
+            creds,
+            self.candidate,
+            self.crypto.clone(),
+        )?;
+        let audio =
+            (opus && audio::answers_audio(&sdp)).then(|| self.audio.feed(hub, &self.metrics));
         let id = random_token(16);
         let (tx, rx) = mpsc::channel(INBOX);
         let cancel = CancellationToken::new();
@@ -264,6 +294,7 @@ impl WebRtc {
             rtc,
             subscription: hub.subscribe(SubscriberKind::WebRtc),
             profile,
+            audio,
             inbox: rx,
             socket: self.socket.clone(),
             local: self.local,
@@ -354,11 +385,12 @@ impl WebRtc {
     }
 }
 
-/// A session's `Rtc` (ICE-lite, one host candidate, H.264 only) and its SDP answer to `offer`,
-/// for a stream of H.264 `profile` (a `profile-level-id`).
+/// A session's `Rtc` (ICE-lite, one host candidate, H.264, and Opus when `opus`) and its SDP
+/// answer to `offer`, for a stream of H.264 `profile` (a `profile-level-id`).
 fn answer(
     offer: SdpOffer,
     profile: u32,
+    opus: bool,
     creds: IceCreds,
     candidate: SocketAddr,
     crypto: Arc<CryptoProvider>,
@@ -368,6 +400,9 @@ fn answer(
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
         .set_local_ice_credentials(creds)
+        // Sender reports map RTP to wall-clock time; browsers synchronise audio with video
+        // only once they have them for both (str0m's default for audio is every 5 s).
+        .set_rtcp_report_interval_audio(Duration::from_secs(1))
         .clear_codecs();
     // The SPS's own profile first (browsers decode any level of it with
     // level-asymmetry-allowed); the common profiles after it, for browsers that offer fewer
@@ -380,6 +415,9 @@ fn answer(
             codecs.add_h264(pt.into(), Some(rtx.into()), true, fallback);
         }
     }
+    // Opus (payload type 111, as browsers offer it) for streams with audio; without it an
+    // offered audio m-line is rejected.
+    codecs.enable_opus(opus, false);
     let mut rtc = rtc_config.build(Instant::now());
     let host = Candidate::host(candidate, "udp").map_err(|_| WebRtcError::Candidate(candidate))?;
     rtc.add_local_candidate(host);
@@ -388,6 +426,7 @@ fn answer(
         .accept_offer(offer)
         .map_err(WebRtcError::Answer)?;
     let sdp = with_rejected_formats(&offer_sdp, &answer.to_sdp_string());
+    let sdp = audio::one_stream(&sdp);
     if !answers_video(&sdp) {
         return Err(WebRtcError::NoH264(format!("{profile:06x}")));
     }

@@ -4,7 +4,9 @@
 //! its next timeout, then wait for whichever comes first: a datagram from the UDP task, a hub
 //! event (only once connected: str0m drops media written before), the timeout, the connect
 //! deadline, `DELETE` or the node draining. Media starts at the subscription's first keyframe
-//! (the hub's start cache), which is written at once and squeezed in time (see `h264`).
+//! (the hub's start cache), which is written at once and squeezed in time (see `h264`). Opus
+//! audio, when negotiated, comes from the stream's shared feed (see `audio`) and is written on
+//! the video's timeline once the start cache is shown.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::audio::{AudioFeed, AudioSender, SharedPacket};
 use super::h264::{self, Timeline};
 use super::{CONNECT_TIMEOUT, Datagram, WebRtcMetrics};
 use crate::media::frame::{Frame, TrackKind};
@@ -35,6 +38,8 @@ pub(super) struct Parts {
     pub subscription: Subscription,
     /// The stream's `profile-level-id` (its payload type is preferred).
     pub profile: u32,
+    /// The stream's Opus feed, when the answer accepted audio.
+    pub audio: Option<Arc<AudioFeed>>,
     /// Datagrams the UDP task routed to this session.
     pub inbox: mpsc::Receiver<Datagram>,
     /// The node's one WebRTC socket, shared for sending.
@@ -74,6 +79,8 @@ pub(super) async fn run(mut p: Parts) {
     let mut connected = false;
     let mut video: Option<Video> = None;
     let mut pending_mid: Option<Mid> = None;
+    let mut audio: Option<AudioSender> = None;
+    let mut pending_audio_mid: Option<Mid> = None;
     let why = loop {
         // Drain outputs until the Rtc names its next timeout.
         let timeout = loop {
@@ -95,6 +102,9 @@ pub(super) async fn run(mut p: Parts) {
                     }
                     Event::MediaAdded(m) if m.kind == MediaKind::Video && video.is_none() => {
                         pending_mid = Some(m.mid);
+                    }
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio && audio.is_none() => {
+                        pending_audio_mid = Some(m.mid);
                     }
                     _ => {}
                 },
@@ -118,6 +128,11 @@ pub(super) async fn run(mut p: Parts) {
             if video.is_none() {
                 break "no H.264 payload type negotiated";
             }
+        }
+        if let Some(mid) = pending_audio_mid.take()
+            && let Some(feed) = p.audio.take()
+        {
+            audio = AudioSender::new(&mut p.rtc, mid, feed);
         }
         let sending = connected && video.is_some();
         tokio::select! {
@@ -160,6 +175,15 @@ pub(super) async fn run(mut p: Parts) {
                 }
                 if first && v.first_written.is_some() {
                     tracing::debug!(elapsed = ?started.elapsed(), "webrtc first frame written");
+                }
+            }
+            packet = next_audio(&mut audio), if sending && audio.is_some() => {
+                match packet {
+                    Some(packet) => write_audio(&mut p, audio.as_mut(), video.as_ref(), &packet),
+                    None => {
+                        tracing::debug!("the stream's Opus feed stopped; video only from now");
+                        audio = None;
+                    }
                 }
             }
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
@@ -256,4 +280,33 @@ fn write_video(rtc: &mut Rtc, v: &mut Video, f: &Frame) {
         return;
     }
     v.first_written.get_or_insert(now);
+}
+
+/// The next Opus packet of the session's audio sender (pending forever without one).
+async fn next_audio(audio: &mut Option<AudioSender>) -> Option<SharedPacket> {
+    match audio {
+        Some(a) => a.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes an Opus packet on the video's timeline.
+fn write_audio(
+    p: &mut Parts,
+    audio: Option<&mut AudioSender>,
+    video: Option<&Video>,
+    packet: &SharedPacket,
+) {
+    let (Some(a), Some(v)) = (audio, video) else {
+        return;
+    };
+    if a.write(
+        &mut p.rtc,
+        packet,
+        &v.timeline,
+        v.catching_up,
+        Instant::now(),
+    ) {
+        p.metrics.audio_packets.inc();
+    }
 }

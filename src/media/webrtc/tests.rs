@@ -69,6 +69,7 @@ fn a_browser_like_client_receives_the_streams_h264() {
     let (mut server, sdp) = answer(
         offer,
         h264::profile_level_id(&config),
+        false,
         creds,
         SERVER.parse().unwrap(),
         crypto,

@@ -70,7 +70,8 @@ pub fn console_lists(base: &str, names: &[&str]) -> BrowserResult {
 }
 
 /// Plays a WHEP URL in Chromium with a plain RTCPeerConnection (tests/browser/whep.mjs) until
-/// `frames` video frames were decoded (extra args are passed on, e.g. `--token`).
+/// `frames` video frames were decoded (extra args are passed on, e.g. `--token`, or `--audio`
+/// to also wait for decoded audio with energy).
 pub fn play_whep(url: &str, frames: u32, extra: &[&str]) -> BrowserResult {
     assert!(
         dir().join("node_modules/playwright-core").exists(),

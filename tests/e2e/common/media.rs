@@ -39,14 +39,22 @@ impl Default for Source {
 impl Publisher {
     /// Starts publishing `source` to `url` in real time.
     pub fn start(url: &str, source: Source) -> Publisher {
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        Publisher::start_with_audio(url, source, true)
+    }
+
+    /// Starts publishing `source` to `url` in real time, with the tone or without audio.
+    pub fn start_with_audio(url: &str, source: Source, audio: bool) -> Publisher {
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
             .args(["-f", "lavfi", "-i"])
             .arg(format!(
                 "testsrc2=size={}x{}:rate={}",
                 source.width, source.height, source.fps
-            ))
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            ));
+        if audio {
+            cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]);
+        }
+        let child = cmd
             .args(["-t", &source.seconds.to_string()])
             .args([
                 "-c:v",
