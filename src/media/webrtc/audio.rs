@@ -174,7 +174,7 @@ async fn pump(
                 Some(aac) => ToThread::Frame {
                     aac,
                     pts: i64::try_from(f.dts).unwrap_or(i64::MAX),
-                    at: Instant::now(),
+                    at: super::published_at(f.published_us, Instant::now()),
                 },
                 None => continue,
             },

@@ -57,6 +57,17 @@ const FALLBACK_PROFILES: [(u8, u8, u32); 4] = [
 /// Largest datagram read (larger ones are truncated and then fail to parse).
 const MAX_DATAGRAM: usize = 2048;
 
+/// When a frame published at `published_us` (Unix µs, 0 = unknown) entered the cluster, on
+/// the monotonic clock of `now`; never later than `now`. Both tracks' sender reports use it,
+/// so the browser's lip sync sees when the media was live, not when a session sent it.
+fn published_at(published_us: u64, now: Instant) -> Instant {
+    if published_us == 0 {
+        return now;
+    }
+    let age = crate::media::relay::unix_us().saturating_sub(published_us);
+    now.checked_sub(Duration::from_micros(age)).unwrap_or(now)
+}
+
 /// Why a WHEP offer was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum WebRtcError {

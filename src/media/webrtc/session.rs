@@ -275,7 +275,15 @@ fn write_video(rtc: &mut Rtc, v: &mut Video, f: &Frame) {
         return;
     };
     let now = Instant::now();
-    if let Err(e) = writer.write(v.pt, now, MediaTime::from_90khz(rtp), au.annexb) {
+    // The sender reports map RTP time to when the frame was published (as the audio's do), not
+    // to when this session got to it: a session running late must not shift video against
+    // audio in the browser's lip sync. Squeezed start-cache frames are sent as of now.
+    let wallclock = if v.catching_up {
+        now
+    } else {
+        super::published_at(f.published_us, now)
+    };
+    if let Err(e) = writer.write(v.pt, wallclock, MediaTime::from_90khz(rtp), au.annexb) {
         tracing::debug!(error = %e, "webrtc video write failed");
         return;
     }
