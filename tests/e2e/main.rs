@@ -14,6 +14,7 @@ mod edge_flood;
 mod foundation;
 mod lb_balance;
 mod lb_discovery;
+mod lb_h2;
 mod lb_health;
 mod lb_http;
 mod lb_log;
