@@ -46,6 +46,12 @@ pub struct Counters {
     pub connects: AtomicU64,
     /// `reuse`: requests sent on a pooled (kept-alive) server connection.
     pub reuses: AtomicU64,
+    /// Frontends of `mode: rtmp`: clients closed because they had not said `publish` or
+    /// `play` within the frontend's `handshake_timeout` (slowloris on the RTMP port).
+    pub handshake_timeouts: AtomicU64,
+    /// Connections closed at accept because their source address already had
+    /// `maxconn_per_source` open on the frontend.
+    pub source_refusals: AtomicU64,
 }
 
 /// A consistent-enough copy of [`Counters`] for rendering.
@@ -85,6 +91,10 @@ pub struct CounterSnapshot {
     pub connects: u64,
     /// See [`Counters::reuses`].
     pub reuses: u64,
+    /// See [`Counters::handshake_timeouts`].
+    pub handshake_timeouts: u64,
+    /// See [`Counters::source_refusals`].
+    pub source_refusals: u64,
 }
 
 /// Bumps a counter by one.
@@ -152,6 +162,8 @@ impl Counters {
             server_aborts: l(&self.server_aborts),
             connects: l(&self.connects),
             reuses: l(&self.reuses),
+            handshake_timeouts: l(&self.handshake_timeouts),
+            source_refusals: l(&self.source_refusals),
         }
     }
 }

@@ -158,9 +158,8 @@ fn in_flight_streams_count_against_maxconn() {
 /// Floods, window overflows and malformed requests, each on its own connection: the answer the
 /// LB gives, then a normal HTTP/2 request on a new connection that is served. Requests that
 /// were refused never reach a server. Before: a request without `:path` reached the server as
-/// `/`, a CONNECT was forwarded as an HTTP/1 request, and SETTINGS/PING floods from a client
-/// that never reads held their connection for ever (the GOAWAY after `timeouts.client` could
-/// not be written).
+/// `/`, a CONNECT got 400 (now 405), and SETTINGS/PING floods from a client that never reads
+/// held their connection for ever (the GOAWAY after `timeouts.client` could not be written).
 #[test]
 fn floods_and_malformed_requests_get_protocol_answers() {
     let s = Setup::start("");

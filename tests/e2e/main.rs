@@ -19,6 +19,7 @@ mod lb_health;
 mod lb_http;
 mod lb_log;
 mod lb_rtmp;
+mod lb_source_limit;
 mod lb_stats;
 mod lb_sticky;
 mod lb_tcp;
