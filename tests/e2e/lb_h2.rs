@@ -157,9 +157,11 @@ fn in_flight_streams_count_against_maxconn() {
 
 /// Floods, window overflows and malformed requests, each on its own connection: the answer the
 /// LB gives, then a normal HTTP/2 request on a new connection that is served. Requests that
-/// were refused never reach a server. Before: a request without `:path` reached the server as
-/// `/`, a CONNECT got 400 (now 405), and SETTINGS/PING floods from a client that never reads
-/// held their connection for ever (the GOAWAY after `timeouts.client` could not be written).
+/// were refused never reach a server. Before: a request without `:path` (and with a Host field
+/// instead of `:authority`) reached the server as `GET /` (200), and SETTINGS/PING floods from a
+/// client that never reads held their connection for ever (the GOAWAY after `timeouts.client`
+/// could not be written; the probe gave up after 35 s). The other answers come from `h2` and
+/// the h2 -> HTTP/1 conversion and were already right: they are checked so they stay so.
 #[test]
 fn floods_and_malformed_requests_get_protocol_answers() {
     let s = Setup::start("");
@@ -169,7 +171,8 @@ fn floods_and_malformed_requests_get_protocol_answers() {
         // A window past 2^31-1.
         (&["window"], "goaway FLOW_CONTROL_ERROR"),
         (&["window-stream"], "rst FLOW_CONTROL_ERROR"),
-        // RFC 9113 §8.3.1: `:path` is mandatory (the LB checks it; `h2` does not).
+        // RFC 9113 §8.3.1: `:path` is mandatory (the LB checks it; `h2` does not when there
+        // is no `:authority`).
         (&["no-path"], "rst PROTOCOL_ERROR"),
         // RFC 9113 §8.2: header names are lowercase (`h2`'s HPACK decoder refuses others).
         (&["uppercase"], "goaway PROTOCOL_ERROR"),

@@ -17,7 +17,7 @@ finding, ending with `end`:
   answers; prints `closed-after SECONDS` when the server drops the connection, or
   `open-after SECONDS` when all were sent and the connection still stands 10 s later.
 - `no-path`, `uppercase`, `connection-header`, `transfer-encoding`, `connect`: one request with
-  that defect (no `:path` nor `:authority`; a header name with capitals; `connection:
+  that defect (no `:path` nor `:authority`, a Host field instead; a header name with capitals; `connection:
   keep-alive`; `transfer-encoding: chunked`; a CONNECT).
 
 Answers are printed as `goaway CODE`, `rst CODE`, `status NNN`, or `eof` when the server closed
@@ -210,7 +210,7 @@ def main() -> None:
         p.opaque_data = b"12345678"
         flood(c, p.serialize(), count)
     elif mode == "no-path":
-        c.request(1, [(":method", "GET"), (":scheme", "https")])
+        c.request(1, [(":method", "GET"), (":scheme", "https"), ("host", "localhost")])
         c.answer(1)
     elif mode == "uppercase":
         c.request(1, BASE + [("X-Upper", "1")])

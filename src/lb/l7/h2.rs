@@ -222,7 +222,8 @@ async fn stream(
 }
 
 /// What `h2` lets through but an HTTP/1 upstream must not see: a request without `:path`
-/// (RFC 9113 §8.3.1 makes it malformed; it would reach the server as `/`): RST_STREAM
+/// (RFC 9113 §8.3.1 makes it malformed; without `:authority` but with a Host field it reached
+/// the server as `GET /`): RST_STREAM
 /// (PROTOCOL_ERROR); and CONNECT (this LB tunnels nothing over HTTP/2): 405. Both end the
 /// stream alone.
 fn check_request<B>(request: &http::Request<B>) -> Result<(), Refusal> {
