@@ -522,6 +522,44 @@ mod tests {
             )
         );
         assert!(lb.backends[1].servers_from.is_some());
+        assert_eq!(lb.frontends[0].maxconn_per_source, Some(500));
+        assert_eq!(
+            lb.frontends[0].handshake_timeout,
+            std::time::Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn lb_source_limit_and_rtmp_handshake_timeout_are_checked() {
+        let lb = |frontend: &str| {
+            format!(
+                "nodes:\n  - role: lb\n    name: lb1\n    frontends:\n      - {{name: f, bind: [\"127.0.0.1:0\"], backend: b, {frontend}}}\n    backends:\n      - {{name: b, mode: tcp, servers: [{{name: s, addr: \"127.0.0.1:1\"}}]}}\n"
+            )
+        };
+        let c = convert(
+            &lb("mode: rtmp, maxconn_per_source: 0, handshake_timeout: 2500ms"),
+            Path::new("t.yaml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let NodeConfig::Lb(l) = &c.nodes[0] else {
+            panic!("lb")
+        };
+        assert_eq!(l.frontends[0].maxconn_per_source, None, "0 turns it off");
+        assert_eq!(
+            l.frontends[0].handshake_timeout,
+            std::time::Duration::from_millis(2500)
+        );
+        let e = one_error(&lb("mode: tcp, handshake_timeout: 5s"));
+        assert!(
+            e.contains("handshake_timeout: only frontends with mode rtmp"),
+            "{e}"
+        );
+        let e = one_error(&lb("mode: rtmp, handshake_timeout: 10m"));
+        assert!(e.contains("handshake_timeout: between 100ms and 5m"), "{e}");
+        let e = one_error(&lb("mode: rtmp, handshake_timeout: soon"));
+        assert!(e.contains("handshake_timeout"), "{e}");
+        let e = one_error(&lb("mode: tcp, maxconn_per_source: -1"));
+        assert!(e.contains("maxconn_per_source"), "{e}");
     }
 
     #[test]

@@ -367,6 +367,12 @@ pub struct FrontendFile {
     /// Connections this frontend holds at once (HAProxy's frontend `maxconn`): at the limit its
     /// listeners stop accepting, so one flooded frontend cannot take the node's whole `maxconn`.
     pub maxconn: Option<Spanned<u64>>,
+    /// Connections one client address may hold on this frontend at once (HAProxy's
+    /// `src_conn_cur` stick-table idiom); past it, new ones are closed at accept. `0` = off.
+    pub maxconn_per_source: Option<Spanned<u64>>,
+    /// `mode: rtmp`: time a client has from accept to `publish` or `play` (handshake,
+    /// `connect`, `createStream` included) before the LB closes it.
+    pub handshake_timeout: Option<Raw>,
 }
 
 /// `tls:` of a frontend.

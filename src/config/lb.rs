@@ -11,6 +11,11 @@ use super::{ListenerSpec, Role, Secret};
 
 /// Default global connection limit (HAProxy's `maxconn` default in the seed config).
 pub const DEFAULT_MAXCONN: u64 = 2000;
+/// Default `maxconn_per_source` of a frontend: generous (players behind one NAT share an
+/// address), yet one address cannot take the whole default `maxconn` of 2000.
+pub const DEFAULT_MAXCONN_PER_SOURCE: u64 = 500;
+/// Default `handshake_timeout` of `mode: rtmp` frontends (the media nodes' own deadline).
+pub const DEFAULT_RTMP_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default connect attempts after the first failure (HAProxy `retries 3`).
 pub const DEFAULT_RETRIES: u64 = 3;
 
@@ -138,6 +143,12 @@ pub struct FrontendConfig {
     pub routes: Vec<RouteConfig>,
     /// This frontend's own connection limit (within the node's `maxconn`).
     pub maxconn: Option<usize>,
+    /// Connections one source address may hold on this frontend at once (`None`: no limit),
+    /// so one client cannot take the frontend's whole `maxconn`.
+    pub maxconn_per_source: Option<usize>,
+    /// `mode: rtmp`: deadline from accept to `publish`/`play`; a slow client cannot hold a
+    /// connection slot longer than this without being routed.
+    pub handshake_timeout: Duration,
 }
 
 /// TLS termination of a frontend.

@@ -380,6 +380,25 @@ fn convert_frontend(
             format!("{at}.redirect_https: only mode http frontends redirect"),
         );
     }
+    let handshake_timeout = d.duration(
+        &format!("{at}.handshake_timeout"),
+        f.handshake_timeout.as_ref(),
+        DEFAULT_RTMP_HANDSHAKE_TIMEOUT,
+    );
+    if let Some(raw) = &f.handshake_timeout {
+        if mode != ProxyMode::Rtmp {
+            d.at(
+                raw,
+                format!(
+                    "{at}.handshake_timeout: only frontends with mode rtmp have this key                      (TLS handshakes and HTTP heads follow timeouts.client)"
+                ),
+            );
+        } else if handshake_timeout < Duration::from_millis(100)
+            || handshake_timeout > Duration::from_secs(300)
+        {
+            d.at(raw, format!("{at}.handshake_timeout: between 100ms and 5m"));
+        }
+    }
     FrontendConfig {
         name: f.name.value.clone(),
         mode,
@@ -396,6 +415,14 @@ fn convert_frontend(
             }
             usize::try_from(m.value).unwrap_or(usize::MAX)
         }),
+        maxconn_per_source: {
+            let n = f
+                .maxconn_per_source
+                .as_ref()
+                .map_or(DEFAULT_MAXCONN_PER_SOURCE, |m| m.value);
+            (n > 0).then(|| usize::try_from(n).unwrap_or(usize::MAX))
+        },
+        handshake_timeout,
     }
 }
 

@@ -49,6 +49,12 @@ pub struct Counters {
     /// Connects to this server in progress (not a stats column): counted in a server's load
     /// for `balance: stream`, so clients connecting at the same moment see each other.
     pub connecting: AtomicU64,
+    /// Frontends of `mode: rtmp`: clients closed because they had not said `publish` or
+    /// `play` within the frontend's `handshake_timeout` (slowloris on the RTMP port).
+    pub handshake_timeouts: AtomicU64,
+    /// Connections closed at accept because their source address already had
+    /// `maxconn_per_source` open on the frontend.
+    pub source_refusals: AtomicU64,
 }
 
 /// A consistent-enough copy of [`Counters`] for rendering.
@@ -88,6 +94,10 @@ pub struct CounterSnapshot {
     pub connects: u64,
     /// See [`Counters::reuses`].
     pub reuses: u64,
+    /// See [`Counters::handshake_timeouts`].
+    pub handshake_timeouts: u64,
+    /// See [`Counters::source_refusals`].
+    pub source_refusals: u64,
 }
 
 /// Bumps a counter by one.
@@ -166,6 +176,8 @@ impl Counters {
             server_aborts: l(&self.server_aborts),
             connects: l(&self.connects),
             reuses: l(&self.reuses),
+            handshake_timeouts: l(&self.handshake_timeouts),
+            source_refusals: l(&self.source_refusals),
         }
     }
 }

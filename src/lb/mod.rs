@@ -16,6 +16,7 @@
 //! - `stats`: the stats listener (HTML page, CSV, and `/metrics`: the node's metrics registry
 //!   with the LB's families); `log`: the access log.
 //! - `tls`: certificates and SNI; `counters`: stats counters; `error`: error types.
+//! - `source_limit`: open connections per client address (`maxconn_per_source`).
 
 pub mod backend;
 pub mod counters;
@@ -29,6 +30,7 @@ pub mod pipe;
 pub mod placement;
 pub mod rtmp;
 pub mod select;
+pub mod source_limit;
 pub mod stats;
 pub mod tls;
 pub mod upstream;
@@ -142,6 +144,8 @@ pub struct Frontend {
     pub limit: Arc<ConnLimit>,
     /// This frontend's own `maxconn`, when it has one.
     pub own_limit: Option<Arc<ConnLimit>>,
+    /// Open connections per client address, when `maxconn_per_source` is on.
+    pub sources: Option<Arc<source_limit::SourceLimit>>,
 }
 
 impl std::fmt::Debug for Frontend {
@@ -286,6 +290,7 @@ impl BoundLbNode {
                     log: log.clone(),
                     limit: limit.clone(),
                     own_limit: f.maxconn.map(ConnLimit::new),
+                    sources: f.maxconn_per_source.map(source_limit::SourceLimit::new),
                 })
             })
             .collect();

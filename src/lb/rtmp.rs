@@ -78,6 +78,9 @@ pub enum RtmpProxyError {
         /// `client` or `server`.
         which: &'static str,
     },
+    /// The client had not chosen `publish` or `play` by the frontend's `handshake_timeout`.
+    #[error("no publish or play within the handshake timeout of {0:?}")]
+    HandshakeTimeout(Duration),
     /// A peer closed before the session was set up.
     #[error("{which} closed the connection")]
     Closed {
@@ -149,6 +152,7 @@ impl RtmpProxyError {
         let cause = match self {
             RtmpProxyError::Client(_) => Cause::Proxy,
             RtmpProxyError::Timeout { which: w } if which(w) => Cause::ClientTimeout,
+            RtmpProxyError::HandshakeTimeout(_) => Cause::ClientTimeout,
             RtmpProxyError::Timeout { .. } => Cause::ServerTimeout,
             RtmpProxyError::Io { which: w, .. } | RtmpProxyError::Closed { which: w }
                 if which(w) || *w == "pipe" =>
@@ -206,39 +210,51 @@ async fn run(
     let mut cbuf = BytesMut::with_capacity(16 * 1024);
     let mut out = BytesMut::new();
 
-    // 1. Handshake, connect and createStream with the LB, until publish or play.
+    // 1. Handshake, connect and createStream with the LB, until publish or play, within the
+    //    frontend's handshake deadline (a client trickling bytes resets no timer).
     let mut app = String::new();
-    let intent = loop {
-        read(&mut client, &mut cbuf, t.client, "client").await?;
-        add(&fe.counters.bytes_in, cbuf.len() as u64);
-        add(&session.bytes_in, cbuf.len() as u64);
-        rtmp.handle_input(&cbuf).map_err(RtmpProxyError::Client)?;
-        cbuf.clear();
-        let mut intent = None;
-        while let Some(event) = rtmp.poll_event() {
-            match event {
-                ServerEvent::Connect { app: a, .. } => {
-                    app = a;
-                    rtmp.accept_connect().map_err(RtmpProxyError::Client)?
+    let deadline = fe.config.handshake_timeout;
+    let chosen = tokio::time::timeout(deadline, async {
+        loop {
+            read(&mut client, &mut cbuf, t.client, "client").await?;
+            add(&fe.counters.bytes_in, cbuf.len() as u64);
+            add(&session.bytes_in, cbuf.len() as u64);
+            rtmp.handle_input(&cbuf).map_err(RtmpProxyError::Client)?;
+            cbuf.clear();
+            let mut intent = None;
+            while let Some(event) = rtmp.poll_event() {
+                match event {
+                    ServerEvent::Connect { app: a, .. } => {
+                        app = a;
+                        rtmp.accept_connect().map_err(RtmpProxyError::Client)?
+                    }
+                    ServerEvent::Publish {
+                        stream_id, name, ..
+                    } => intent = Some(Intent::Publish { stream_id, name }),
+                    ServerEvent::Play {
+                        stream_id, name, ..
+                    } => intent = Some(Intent::Play { stream_id, name }),
+                    _ => {}
                 }
-                ServerEvent::Publish {
-                    stream_id, name, ..
-                } => intent = Some(Intent::Publish { stream_id, name }),
-                ServerEvent::Play {
-                    stream_id, name, ..
-                } => intent = Some(Intent::Play { stream_id, name }),
-                _ => {}
+            }
+            out.clear();
+            rtmp.take_output(&mut out);
+            if !out.is_empty() {
+                write(&mut client, &out, t.client, "client").await?;
+                add(&fe.counters.bytes_out, out.len() as u64);
+                add(&session.bytes_out, out.len() as u64);
+            }
+            if let Some(i) = intent {
+                break Ok::<Intent, RtmpProxyError>(i);
             }
         }
-        out.clear();
-        rtmp.take_output(&mut out);
-        if !out.is_empty() {
-            write(&mut client, &out, t.client, "client").await?;
-            add(&fe.counters.bytes_out, out.len() as u64);
-            add(&session.bytes_out, out.len() as u64);
-        }
-        if let Some(i) = intent {
-            break i;
+    })
+    .await;
+    let intent = match chosen {
+        Ok(intent) => intent?,
+        Err(_) => {
+            inc(&fe.counters.handshake_timeouts);
+            return Err(RtmpProxyError::HandshakeTimeout(deadline));
         }
     };
     let (backend_index, stream_id, name) = match &intent {

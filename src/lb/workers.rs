@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
+use super::counters::inc;
 use super::{Frontend, l4, l7, rtmp};
 use crate::config::ProxyMode;
 use crate::runtime::listener::accept_loop;
@@ -44,8 +45,23 @@ struct Work {
     listeners: Vec<(Arc<Frontend>, std::net::TcpListener, String)>,
 }
 
-/// Serves one accepted connection by its frontend's mode.
+/// Serves one accepted connection by its frontend's mode, after the frontend's
+/// per-source-address limit: a client address already at `maxconn_per_source` has this
+/// connection closed at once (counted as denied and in `source_refusals`).
 pub async fn serve(fe: Arc<Frontend>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
+    let _source = match &fe.sources {
+        Some(limit) => match limit.admit(peer.ip()) {
+            Some(guard) => Some(guard),
+            None => {
+                inc(&fe.counters.denied);
+                inc(&fe.counters.source_refusals);
+                tracing::debug!(frontend = %fe.config.name, %peer, "maxconn_per_source reached; closing");
+                drop((stream, permit));
+                return;
+            }
+        },
+        None => None,
+    };
     match fe.config.mode {
         ProxyMode::Tcp => l4::serve(fe, stream, peer, permit).await,
         ProxyMode::Rtmp => rtmp::serve(fe, stream, peer, permit).await,

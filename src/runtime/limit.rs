@@ -67,6 +67,33 @@ impl ConnLimit {
         }
     }
 
+    /// Counts one more connection (or HTTP/2 stream) at once if there is room, without
+    /// waiting: `None` at the limit, or while paused (until below 90 %), like the accept
+    /// loops. Callers refuse the work instead of queueing it.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ConnPermit> {
+        let mut now = self.active.load(Ordering::Acquire);
+        loop {
+            if now >= self.max || self.paused.load(Ordering::Acquire) {
+                return None;
+            }
+            match self.active.compare_exchange_weak(
+                now,
+                now + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => now = actual,
+            }
+        }
+        if now + 1 >= self.max {
+            self.paused.store(true, Ordering::Release);
+        }
+        Some(ConnPermit {
+            limit: self.clone(),
+        })
+    }
+
     fn release(&self) {
         let now = self.active.fetch_sub(1, Ordering::AcqRel) - 1;
         if now < self.resume_below && self.paused.swap(false, Ordering::AcqRel) {
@@ -85,6 +112,30 @@ impl Drop for ConnPermit {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn try_acquire_refuses_at_the_limit_and_pauses_accepting() {
+        let limit = ConnLimit::new(3);
+        let held = limit.acquire().await;
+        let a = limit.try_acquire().expect("room for a second");
+        let b = limit.try_acquire().expect("room for a third");
+        assert!(limit.try_acquire().is_none(), "refused at the limit");
+        assert_eq!(limit.active(), 3);
+        // Accepting is paused too: a waiting accept does not get a slot.
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        drop(a);
+        assert!(limit.try_acquire().is_none(), "2 of 3 is not below 90 %");
+        drop((b, held));
+        let p = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("resumed")
+            .expect("task");
+        assert_eq!(limit.active(), 1);
+        drop(p);
+    }
 
     #[tokio::test]
     async fn pauses_at_limit_and_resumes_below_ninety_percent() {

@@ -110,3 +110,61 @@ fn publishers_and_players_go_to_their_own_backends() {
     );
     let _ = direct.wait();
 }
+
+/// A client that sends one byte and then nothing is closed at the frontend's
+/// `handshake_timeout` (1 s here; `timeouts.client` is 30 s, so only the deadline can close
+/// it) and counted in `streamfleet_lb_frontend_rtmp_handshake_timeouts_total`, while ffmpeg
+/// publishes through the same frontend for longer than the deadline. Before, a slow client
+/// held its slot until `timeouts.client` after each byte it trickled.
+#[test]
+fn slow_clients_are_closed_at_the_handshake_deadline() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = Nginx::start(dir.path());
+    let yaml = lb_config(&format!(
+        "    timeouts: {{client: 30s}}\n    stats: {{bind: \"127.0.0.1:0\", uri: /stats}}\n    frontends:\n      - {{name: rtmp, mode: rtmp, bind: [\"127.0.0.1:0\"], backend: origins, handshake_timeout: 1s}}\n    backends:\n      - {{name: origins, mode: tcp, servers: [{{name: o1, addr: \"{}\"}}]}}\n",
+        server.addr
+    ));
+    let p = Proc::start(&yaml);
+    let lb = p.addr("lb1", "frontend:rtmp");
+    let mut publisher = publish(&format!("rtmp://{lb}/live/cam"), "320x240");
+
+    let mut slow = std::net::TcpStream::connect(lb).unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(&[3]).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+            Err(_) => break false,
+        }
+    };
+    let took = started.elapsed();
+    assert!(closed, "the slow client is still connected after {took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed after {took:?}"
+    );
+
+    assert_eq!(
+        width(&format!("rtmp://{}/live/cam", server.addr)),
+        "320",
+        "the publisher through the LB reached the server"
+    );
+    let status = publisher.wait().unwrap();
+    assert!(
+        status.success(),
+        "publisher through the LB failed; LB log:\n{}",
+        p.stderr()
+    );
+    let stats = p.addr("lb1", "stats");
+    let metrics = crate::common::get(&format!("http://{stats}/metrics")).text();
+    assert!(
+        metrics.contains("streamfleet_lb_frontend_rtmp_handshake_timeouts_total{proxy=\"rtmp\"} 1"),
+        "{metrics}"
+    );
+}

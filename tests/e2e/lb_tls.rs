@@ -1,7 +1,8 @@
 //! TLS termination, one test per behaviour: SNI-chosen certificates with the first as default,
 //! ALPN h2 proxied to HTTP/1.1 upstreams (bodies both ways, un-chunking), TLS 1.2/1.3 only,
-//! handshakes that never block the accept loop, startup errors naming the file, and the
-//! self-signed development certificate.
+//! handshakes that never block the accept loop, startup errors naming the file, the
+//! self-signed development certificate, and compliance with Mozilla's intermediate profile
+//! (sslyze).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -421,4 +422,56 @@ fn reset_streams_stop_their_upstream_requests() {
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// `sslyze --mozilla_config=intermediate` finds the TLS frontend compliant with Mozilla's
+/// intermediate profile (protocols, ciphers, curves, certificate), with a P-256 certificate
+/// issued by a test CA that sslyze is given as its trust store.
+#[test]
+fn tls_frontend_is_compliant_with_mozilla_intermediate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .current_dir(d)
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+        -out ca.pem -days 30 -subj /CN=test-ca -addext basicConstraints=critical,CA:TRUE \
+        -addext keyUsage=critical,keyCertSign,cRLSign",
+    );
+    sh(
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key \
+        -out leaf.csr -subj /CN=localhost",
+    );
+    sh(
+        "printf 'subjectAltName=DNS:localhost\\nbasicConstraints=CA:FALSE\\n\
+keyUsage=digitalSignature\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && \
+        openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+        -days 30 -extfile ext.cnf && cat leaf.pem ca.pem leaf.key > site.pem",
+    );
+    let up = Upstream::start("s1");
+    let p = Proc::start(&tls_config(&up, &[&d.join("site.pem")], ""));
+    let lb = p.addr("lb1", "frontend:tls");
+    let venv = std::env::var("SECANTUS_VENV").unwrap_or_else(|_| "/opt/secantus-venv".into());
+    let out = Command::new(format!("{venv}/bin/sslyze"))
+        .arg("--mozilla_config=intermediate")
+        .arg(format!("--certinfo_ca_file={}", d.join("ca.pem").display()))
+        .arg(format!("localhost:{}{{127.0.0.1}}", lb.port()))
+        .output()
+        .expect("sslyze (.ci/deps test)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(": OK - Compliant."),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -106,9 +106,39 @@ pub fn parse_basic(value: &[u8]) -> Result<BasicCredentials, AuthError> {
     Ok(BasicCredentials { decoded, colon })
 }
 
+/// The token of an `Authorization: Bearer <token>` value, or of a bare `<token>` (Ant Media's
+/// clients send the REST JWT both ways); `None` for another scheme or an empty token. The
+/// token is not checked here (the JWT verification does that).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    if value.len() > MAX_AUTHORIZATION_BYTES {
+        return None;
+    }
+    let value = value.trim();
+    let token = match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        Some(_) => return None,
+        None => value,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_with_or_without_the_scheme() {
+        assert_eq!(bearer_token("Bearer abc.def"), Some("abc.def"));
+        assert_eq!(bearer_token("  bearer   abc  "), Some("abc"));
+        assert_eq!(bearer_token("abc.def"), Some("abc.def"));
+        assert_eq!(bearer_token("Basic YWRtaW46YWRtaW4="), None);
+        // The value is trimmed first: "Bearer " is the bare word, taken as a token (which the
+        // JWT check then refuses as malformed), as the REST guard always did.
+        assert_eq!(bearer_token("Bearer "), Some("Bearer"));
+        assert_eq!(bearer_token("Bearer  x  "), Some("x"));
+        assert_eq!(bearer_token(""), None);
+        assert_eq!(bearer_token(&"a".repeat(MAX_AUTHORIZATION_BYTES + 1)), None);
+    }
 
     #[test]
     fn parses_basic_credentials() {

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use bytes::BytesMut;
 
 use super::cookie::CookieStrip;
-use super::head::{Header, is_field_value_byte, is_host_byte, is_token_str};
+use super::head::{DEFAULT_MAX_HEADERS, Header, is_field_value_byte, is_host_byte, is_token_str};
 use super::write::{
     Out, RequestEdits, emit_forwarding_and_connection, is_hop_by_hop, write_measured,
 };
@@ -38,6 +38,14 @@ pub enum PartsError {
     InvalidHeaderName {
         /// Position of the header in the list.
         index: usize,
+    },
+    /// More header fields than an HTTP/1 client may send ([`DEFAULT_MAX_HEADERS`]): the HTTP/2
+    /// header list limit counts bytes, so many tiny fields fit in it, and the HTTP/1.1 head
+    /// they make would be refused by the server (or past the LB's own parser's ceiling).
+    #[error("more than {limit} header fields")]
+    TooManyHeaders {
+        /// The limit in force.
+        limit: usize,
     },
     /// A header value with control characters.
     #[error("invalid value in header {index}")]
@@ -126,6 +134,11 @@ where
     };
     if !host.is_some_and(|h| !h.is_empty() && h.iter().all(|&b| is_host_byte(b))) {
         return Err(PartsError::InvalidAuthority);
+    }
+    if parts.headers.clone().count() > DEFAULT_MAX_HEADERS {
+        return Err(PartsError::TooManyHeaders {
+            limit: DEFAULT_MAX_HEADERS,
+        });
     }
     for (index, header) in parts.headers.clone().enumerate() {
         if !is_token_str(header.name) {
@@ -231,6 +244,43 @@ mod tests {
             name: name.as_bytes(),
             value: value.as_bytes(),
         }
+    }
+
+    /// Found by the `http_h2_parts` fuzz target: 300 one-byte header fields fit in the
+    /// HTTP/2 header list limit but made a head the HTTP/1 parser refuses (more than 256).
+    #[test]
+    fn too_many_header_fields_are_refused() {
+        let headers: Vec<Header<'_>> = (0..=DEFAULT_MAX_HEADERS)
+            .map(|_| Header {
+                name: b"a",
+                value: b"",
+            })
+            .collect();
+        let parts = RequestParts {
+            method: b"GET",
+            path: b"/",
+            authority: Some(b"a.example"),
+            headers: headers.iter().copied(),
+            body: PartsBody::Empty,
+        };
+        let edits = RequestEdits {
+            forwarded_for: None,
+            forwarded_proto: None,
+            keep_alive: true,
+            cookie: None,
+        };
+        let mut out = BytesMut::new();
+        assert_eq!(
+            write_request_from_parts(&parts, &edits, &mut out),
+            Err(PartsError::TooManyHeaders {
+                limit: DEFAULT_MAX_HEADERS
+            })
+        );
+        let fewer = RequestParts {
+            headers: headers[1..].iter().copied(),
+            ..parts
+        };
+        assert!(write_request_from_parts(&fewer, &edits, &mut out).is_ok());
     }
 
     #[test]

@@ -92,7 +92,8 @@ pub fn error_status(side: Side, error: &HttpError) -> u16 {
         return 502;
     }
     match error {
-        HttpError::Head(HeadError::TooLarge { .. } | HeadError::TooManyHeaders { .. }) => 431,
+        HttpError::Head(HeadError::TooLarge { .. } | HeadError::TooManyHeaders { .. })
+        | HttpError::Parts(PartsError::TooManyHeaders { .. }) => 431,
         HttpError::Head(HeadError::ConnectNotSupported)
         | HttpError::Parts(PartsError::ConnectNotSupported) => 405,
         HttpError::Head(_) | HttpError::Body(_) | HttpError::Parts(_) => 400,

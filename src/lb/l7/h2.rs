@@ -30,6 +30,7 @@ use super::{
     Exchange, count_abort, count_error, count_server_error, count_viewer, read_response_head,
     read_upstream, route, sticky, stream_point, write_upstream,
 };
+use crate::runtime::ConnPermit;
 use streamfleet_proto::http::cookie::prefix_set_cookie;
 use streamfleet_proto::http::{
     BodyFraming, BodyReader, CHUNK_END, ForwardedProto, HeadLimits, Header, HttpError, LAST_CHUNK,
@@ -37,19 +38,42 @@ use streamfleet_proto::http::{
     write_chunk_head, write_request_from_parts,
 };
 
-/// Streams one client may have open at once.
-const MAX_CONCURRENT_STREAMS: u32 = 128;
-/// Largest header list accepted from a client (the HTTP/1 head limit).
+/// Streams one client may have open at once (advertised in SETTINGS; the `h2` crate refuses
+/// streams past it with REFUSED_STREAM). HAProxy's `tune.h2.max-concurrent-streams` is 100.
+const MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Largest header list accepted from a client (the HTTP/1 head limit). It also bounds a
+/// CONTINUATION flood: `h2` allows about `MAX_HEADER_LIST / max_frame_size` (at least 5)
+/// CONTINUATION frames per header block, then sends GOAWAY(ENHANCE_YOUR_CALM).
 const MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Streams the LB may reset because the client broke the protocol (malformed headers, flow
+/// control) before it ends the connection with GOAWAY(ENHANCE_YOUR_CALM); a real client
+/// makes none.
+const MAX_LOCAL_ERROR_RESETS: usize = 64;
+/// Streams reset by the client before this task accepted them that may wait in the accept
+/// queue (`h2`'s default; past it, GOAWAY(ENHANCE_YOUR_CALM): the rapid-reset defence).
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Reset streams whose late frames are still ignored (state kept per reset stream).
+const MAX_RESET_STREAMS: usize = 50;
+/// Response bytes buffered per stream beyond what the client's window takes: responses are
+/// relayed piece by piece as the window opens, so this only bounds what a slow reader pins.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
 
 /// Serves HTTP/2 on a TLS connection until it closes.
 pub async fn serve<S>(fe: &Arc<Frontend>, io: S, peer: SocketAddr, accepted: Instant)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // SETTINGS and PING floods need no setting: `h2` writes each ACK before it reads the
+    // next frame, so a client that does not read stalls its own connection (and is closed by
+    // the deadline below); WINDOW_UPDATE past 2^31-1 is a FLOW_CONTROL_ERROR; malformed
+    // requests (connection-specific or uppercase header names, bad pseudo-headers) are reset.
     let handshake = h2::server::Builder::new()
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
+        .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_concurrent_reset_streams(MAX_RESET_STREAMS)
+        .max_send_buffer_size(MAX_SEND_BUFFER)
         .handshake::<_, Bytes>(io);
     let mut conn = match tokio::time::timeout(fe.timeouts.client, handshake).await {
         Ok(Ok(c)) => c,
@@ -64,19 +88,35 @@ where
         }
     };
     let active = Arc::new(AtomicUsize::new(0));
-    let mut closing = false;
+    // Set by a graceful shutdown: a client that does not read (so the GOAWAY cannot be
+    // written) is dropped at this instant instead of holding the connection for ever.
+    let mut closing: Option<tokio::time::Instant> = None;
     let mut first = true;
     loop {
         let idle = active.load(Ordering::Relaxed) == 0;
         tokio::select! {
             r = conn.accept() => match r {
-                Some(Ok((request, respond))) => {
+                Some(Ok((request, mut respond))) => {
+                    // The connection's own slot covers one stream; each stream opened while
+                    // others are in flight takes a slot of its own, so one connection cannot
+                    // hold more upstream requests than `maxconn` allows.
+                    let slots = if active.load(Ordering::Relaxed) == 0 {
+                        Some(None)
+                    } else {
+                        stream_slots(fe).map(Some)
+                    };
+                    let Some(slots) = slots else {
+                        inc(&fe.counters.denied);
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    };
                     active.fetch_add(1, Ordering::Relaxed);
                     let (fe, active) = (fe.clone(), active.clone());
                     // The first stream's request started with the connection (TLS included).
                     let start = if first { accepted } else { Instant::now() };
                     first = false;
                     fe.shutdown.clone().spawn_connection(async move {
+                        let _slots = slots;
                         stream(&fe, peer, request, respond, start).await;
                         active.fetch_sub(1, Ordering::Relaxed);
                     });
@@ -87,17 +127,40 @@ where
                 }
                 None => break,
             },
-            () = tokio::time::sleep(fe.timeouts.client), if idle && !closing => {
+            () = tokio::time::sleep(fe.timeouts.client), if idle && closing.is_none() => {
                 conn.graceful_shutdown();
-                closing = true;
+                closing = Some(tokio::time::Instant::now() + fe.timeouts.client);
             }
-            () = fe.shutdown.draining(), if !closing => {
+            () = fe.shutdown.draining(), if closing.is_none() => {
                 conn.graceful_shutdown();
-                closing = true;
+                closing = Some(tokio::time::Instant::now() + fe.timeouts.client);
+            }
+            () = sleep_until(closing), if idle && closing.is_some() => {
+                tracing::debug!(frontend = %fe.config.name, %peer, "HTTP/2 client did not close after GOAWAY; dropped");
+                break;
             }
             () = fe.shutdown.stopped() => break,
         }
     }
+}
+
+/// Sleeps until `deadline` (for ever without one).
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The slots an extra in-flight stream takes: one of the frontend's own `maxconn` (when it
+/// has one) and one of the node's; `None` when either is full.
+fn stream_slots(fe: &Frontend) -> Option<(Option<ConnPermit>, ConnPermit)> {
+    let own = match &fe.own_limit {
+        Some(limit) => Some(limit.try_acquire()?),
+        None => None,
+    };
+    let node = fe.limit.try_acquire()?;
+    Some((own, node))
 }
 
 /// Proxies one request stream, answering with the LB's error page when that is still possible.
@@ -108,6 +171,18 @@ async fn stream(
     mut respond: SendResponse<Bytes>,
     start: Instant,
 ) {
+    if let Err(refusal) = check_request(&request) {
+        inc(&fe.counters.request_errors);
+        tracing::debug!(frontend = %fe.config.name, %peer, ?refusal, "HTTP/2 request refused");
+        match refusal {
+            Refusal::Reset(reason) => respond.send_reset(reason),
+            Refusal::Status(status) => {
+                fe.counters.response(status);
+                send_error_page(fe, &mut respond, status);
+            }
+        }
+        return;
+    }
     let mut responded = false;
     let mut x = Exchange::new(start, true);
     x.t_request = Some(start.elapsed());
@@ -144,6 +219,34 @@ async fn stream(
         };
         x.write(fe, peer, counts, Some(line));
     }
+}
+
+/// What `h2` lets through but an HTTP/1 upstream must not see: a request without `:path`
+/// (RFC 9113 §8.3.1 makes it malformed; without `:authority` but with a Host field it reached
+/// the server as `GET /`): RST_STREAM
+/// (PROTOCOL_ERROR); and CONNECT (this LB tunnels nothing over HTTP/2): 405. Both end the
+/// stream alone.
+fn check_request<B>(request: &http::Request<B>) -> Result<(), Refusal> {
+    if request.method() == http::Method::CONNECT {
+        return Err(Refusal::Status(405));
+    }
+    // `Uri::path_and_query` shows `/` for an empty path; the parts tell it was absent.
+    if http::uri::Parts::from(request.uri().clone())
+        .path_and_query
+        .is_none()
+    {
+        return Err(Refusal::Reset(h2::Reason::PROTOCOL_ERROR));
+    }
+    Ok(())
+}
+
+/// How [`check_request`] refuses a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// A malformed request: RST_STREAM with this code.
+    Reset(h2::Reason),
+    /// A well-formed request the LB does not serve: this error page.
+    Status(u16),
 }
 
 /// Sends the LB's error page (an HTTP/1 response, builtin or errorfile) as an h2 response;
@@ -434,4 +537,39 @@ async fn send_all(
         send.send_data(piece, false).map_err(ProxyError::H2)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, uri: http::Uri) -> http::Request<()> {
+        http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn requests_without_path_and_connect_are_refused() {
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
+        assert_eq!(
+            check_request(&request("GET", uri("https://a.example/x?y"))),
+            Ok(())
+        );
+        assert_eq!(check_request(&request("GET", uri("/"))), Ok(()));
+        // What `h2` builds from HEADERS without `:path` (nor `:authority`): an empty URI,
+        // which `path_and_query()` would show as `/`.
+        let empty = http::Uri::from_parts(http::uri::Parts::default()).unwrap();
+        assert_eq!(empty.path_and_query().map(|p| p.as_str()), Some("/"));
+        assert_eq!(
+            check_request(&request("GET", empty)),
+            Err(Refusal::Reset(h2::Reason::PROTOCOL_ERROR))
+        );
+        assert_eq!(
+            check_request(&request("CONNECT", uri("a.example:443"))),
+            Err(Refusal::Status(405))
+        );
+    }
 }

@@ -178,6 +178,18 @@ const FAMILIES: &[Family] = &[
         |r| int(r.counters.request_errors),
     ),
     counter(
+        &[F],
+        "rtmp_handshake_timeouts",
+        "Total number of RTMP clients closed for not choosing publish or play within handshake_timeout.",
+        |r| (r.mode == ProxyMode::Rtmp).then_some(Value::Int(r.counters.handshake_timeouts)),
+    ),
+    counter(
+        &[F],
+        "source_limit_refusals",
+        "Total number of connections closed because their source address was at maxconn_per_source.",
+        |r| int(r.counters.source_refusals),
+    ),
+    counter(
         &[F, B],
         "http_requests",
         "Total number of HTTP requests received.",

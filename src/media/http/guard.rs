@@ -84,13 +84,7 @@ pub fn client_address(
 
 /// The token of `Authorization: Bearer <jwt>` or `Authorization: <jwt>`.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    let token = match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        Some(_) => return None,
-        None => value,
-    };
-    (!token.is_empty()).then_some(token)
+    streamfleet_proto::http::auth::bearer_token(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
 }
 
 /// The `Access-Control-Allow-Origin` value for a JSON API request: its `Origin` when that is
