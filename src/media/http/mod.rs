@@ -3,12 +3,15 @@
 //!
 //! One hyper HTTP/1.1 connection per accepted socket; on drain the connection finishes the
 //! request in flight and closes. Requests go through [`route`], a match on path segments.
+//! `/{app}/websocket` upgrades to Ant Media's WebRTC signalling (`websocket`), which then runs
+//! as its own connection task.
 
 mod api;
 mod broadcasts;
 pub mod guard;
 pub mod hls;
 mod llhls;
+pub mod websocket;
 pub mod whep;
 
 use std::convert::Infallible;
@@ -83,7 +86,8 @@ pub async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -104,7 +108,11 @@ pub async fn serve_connection(
 
 /// Dispatches a request: the REST API, the console and `/metrics` behind [`guard`], the rest
 /// (HLS, health) open.
-async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn route(
+    ctx: &Arc<HttpContext>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     if is_guarded(&segments) {
@@ -145,6 +153,8 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
     };
     let mut response = if let Some((app, stream_id, session)) = whep {
         whep::serve(ctx, req, app, stream_id, session).await
+    } else if let [app, "websocket"] = segments.as_slice() {
+        websocket::serve(ctx, req, app)
     } else if req.method() == Method::OPTIONS {
         preflight("GET, HEAD, OPTIONS", "*")
     } else if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::h264::{self, Timeline};
-use super::{CONNECT_TIMEOUT, Datagram, WebRtcMetrics};
+use super::{CONNECT_TIMEOUT, Datagram, Notifier, SessionEvent, WebRtcMetrics};
 use crate::media::frame::{Frame, TrackKind};
 use crate::media::hub::{HubEvent, Subscription, TryRecvError};
 use crate::runtime::Shutdown;
@@ -47,6 +47,8 @@ pub(super) struct Parts {
     pub metrics: WebRtcMetrics,
     /// The session ends when the node drains.
     pub shutdown: Shutdown,
+    /// Told when the first frame is written (Ant Media's `play_started`).
+    pub notifier: Notifier,
 }
 
 /// The video sender's state.
@@ -160,6 +162,7 @@ pub(super) async fn run(mut p: Parts) {
                 }
                 if first && v.first_written.is_some() {
                     tracing::debug!(elapsed = ?started.elapsed(), "webrtc first frame written");
+                    p.notifier.send(SessionEvent::Playing);
                 }
             }
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
