@@ -37,7 +37,7 @@ use prometheus_client::registry::Registry;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
 use str0m::format::CodecConfig;
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -306,7 +306,7 @@ impl WebRtc {
         let registered = self.register(hub, ufrag, slot);
         let id = registered.id.clone();
         tracing::info!(stream = %hub.key(), session = %id, "WebRTC session answered");
-        self.spawn(registered, rtc, hub, profile, Notifier::default());
+        self.spawn(registered, rtc, hub, profile, Notifier::default(), None);
         Ok(Answer { id, sdp })
     }
 
@@ -337,6 +337,7 @@ impl WebRtc {
             pending: PendingOffer {
                 rtc: made.rtc,
                 pending: made.pending,
+                video: made.video,
                 profile,
                 hub: hub.clone(),
                 registered,
@@ -354,6 +355,7 @@ impl WebRtc {
         let PendingOffer {
             mut rtc,
             pending,
+            video,
             profile,
             hub,
             registered,
@@ -369,7 +371,7 @@ impl WebRtc {
             .map_err(WebRtcError::Negotiate)?;
         let id = registered.id.clone();
         tracing::info!(stream = %hub.key(), session = %id, "WebRTC answer accepted");
-        self.spawn(registered, rtc, &hub, profile, notifier);
+        self.spawn(registered, rtc, &hub, profile, notifier, Some(video));
         Ok(id)
     }
 
@@ -421,6 +423,7 @@ impl WebRtc {
         hub: &Arc<Hub>,
         profile: u32,
         notifier: Notifier,
+        offered_video: Option<Mid>,
     ) {
         let Registered {
             id,
@@ -440,6 +443,7 @@ impl WebRtc {
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
             notifier: notifier.clone(),
+            offered_video,
         };
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
@@ -567,6 +571,8 @@ fn answer(
 struct MadeOffer {
     rtc: Rtc,
     pending: SdpPendingOffer,
+    /// The video m-line.
+    video: Mid,
     sdp: String,
     id_mapping: Vec<(String, String)>,
     /// The host candidate, as in the SDP (without `a=candidate:`).
@@ -607,6 +613,7 @@ fn server_offer(
     Ok(MadeOffer {
         rtc,
         pending,
+        video,
         sdp: offer.to_sdp_string(),
         id_mapping,
         candidate: candidate_sdp.trim_start_matches("candidate:").to_owned(),
@@ -630,6 +637,7 @@ fn video_codecs(codecs: &mut CodecConfig, profile: u32) {
 pub struct PendingOffer {
     rtc: Rtc,
     pending: SdpPendingOffer,
+    video: Mid,
     profile: u32,
     hub: Arc<Hub>,
     registered: Registered,

@@ -49,6 +49,9 @@ pub(super) struct Parts {
     pub shutdown: Shutdown,
     /// Told when the first frame is written (Ant Media's `play_started`).
     pub notifier: Notifier,
+    /// The video m-line when this side made the offer (str0m announces `MediaAdded` only for
+    /// m-lines the remote offered).
+    pub offered_video: Option<Mid>,
 }
 
 /// The video sender's state.
@@ -75,7 +78,7 @@ pub(super) async fn run(mut p: Parts) {
     let deadline = tokio::time::Instant::from_std(started + CONNECT_TIMEOUT);
     let mut connected = false;
     let mut video: Option<Video> = None;
-    let mut pending_mid: Option<Mid> = None;
+    let mut pending_mid: Option<Mid> = p.offered_video;
     let why = loop {
         // Drain outputs until the Rtc names its next timeout.
         let timeout = loop {
