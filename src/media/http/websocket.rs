@@ -391,15 +391,10 @@ impl Signalling {
         let Some(Play::Offered { pending, .. }) = self.plays.remove(stream_id) else {
             return Vec::new();
         };
-        let hub = self
-            .ctx
-            .hubs
-            .get(&HubKey::source(&self.app, stream_id))
-            .filter(|h| h.is_live());
-        let Some(hub) = hub else {
+        let Some(hub) = self.ctx.hubs.get(&HubKey::source(&self.app, stream_id)) else {
             return err(
                 Definition::NoStreamExist,
-                "the stream stopped before the answer".into(),
+                "the stream ended before the answer".into(),
             );
         };
         let notifier = Notifier::to(self.events_tx.clone());

@@ -43,7 +43,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, HubKey, SubscriberKind};
+use super::hub::{Hub, HubKey, SubscriberKind, Subscription};
 use crate::config::WebRtcConfig;
 use crate::runtime::Shutdown;
 
@@ -306,7 +306,8 @@ impl WebRtc {
         let registered = self.register(hub, ufrag, slot);
         let id = registered.id.clone();
         tracing::info!(stream = %hub.key(), session = %id, "WebRTC session answered");
-        self.spawn(registered, rtc, hub, profile, Notifier::default(), None);
+        let subscription = hub.subscribe(SubscriberKind::WebRtc);
+        self.spawn(registered, rtc, subscription, profile, Notifier::default(), None);
         Ok(Answer { id, sdp })
     }
 
@@ -339,7 +340,8 @@ impl WebRtc {
                 pending: made.pending,
                 video: made.video,
                 profile,
-                hub: hub.clone(),
+                stream: hub.key().clone(),
+                subscription: hub.subscribe(SubscriberKind::WebRtc),
                 registered,
             },
         })
@@ -357,7 +359,8 @@ impl WebRtc {
             pending,
             video,
             profile,
-            hub,
+            stream,
+            subscription,
             registered,
         } = offer;
         let answer_sdp = signal::normalized_fmtp(answer);
@@ -370,8 +373,8 @@ impl WebRtc {
             .accept_answer(pending, answer)
             .map_err(WebRtcError::Negotiate)?;
         let id = registered.id.clone();
-        tracing::info!(stream = %hub.key(), session = %id, "WebRTC answer accepted");
-        self.spawn(registered, rtc, &hub, profile, notifier, Some(video));
+        tracing::info!(%stream, session = %id, "WebRTC answer accepted");
+        self.spawn(registered, rtc, subscription, profile, notifier, Some(video));
         Ok(id)
     }
 
@@ -415,12 +418,13 @@ impl WebRtc {
         }
     }
 
-    /// Runs a registered session's task (with a hub subscription from its latest keyframe).
+    /// Runs a registered session's task on `subscription` (the stream's hub, from its latest
+    /// keyframe).
     fn spawn(
         &self,
         registered: Registered,
         rtc: Rtc,
-        hub: &Arc<Hub>,
+        subscription: Subscription,
         profile: u32,
         notifier: Notifier,
         offered_video: Option<Mid>,
@@ -434,7 +438,7 @@ impl WebRtc {
         let notifier = notifier.with_id(&id);
         let parts = session::Parts {
             rtc,
-            subscription: hub.subscribe(SubscriberKind::WebRtc),
+            subscription,
             profile,
             inbox,
             socket: self.socket.clone(),
@@ -639,7 +643,9 @@ pub struct PendingOffer {
     pending: SdpPendingOffer,
     video: Mid,
     profile: u32,
-    hub: Arc<Hub>,
+    stream: HubKey,
+    /// Taken at the offer: it counts as a viewer from then on (an edge keeps pulling).
+    subscription: Subscription,
     registered: Registered,
 }
 
