@@ -68,17 +68,20 @@ fn the_antmedia_adaptor_plays_through_the_lb_from_an_edge() {
         60,
         &["--missing", "nobody"],
     );
-    assert!(
-        r.ok,
-        "the adaptor did not play: {}\n{}",
-        r.json,
-        p.stderr()
-    );
+    assert!(r.ok, "the adaptor did not play: {}\n{}", r.json, p.stderr());
     let first = &r.json["steps"]["first"];
     assert_eq!(first["codec"], "video/H264", "{}", r.json);
     assert_eq!(first["width"], 640, "{}", r.json);
-    assert_eq!(r.json["steps"]["streamInfo"][0]["streamWidth"], 640, "{}", r.json);
-    assert_eq!(r.json["steps"]["streamInfo"][0]["videoCodec"], "h264", "{}", r.json);
+    assert_eq!(
+        r.json["steps"]["streamInfo"][0]["streamWidth"], 640,
+        "{}",
+        r.json
+    );
+    assert_eq!(
+        r.json["steps"]["streamInfo"][0]["videoCodec"], "h264",
+        "{}",
+        r.json
+    );
     assert_eq!(r.json["steps"]["missing"], "no_stream_exist", "{}", r.json);
     let events = r.json["events"].as_array().unwrap();
     let count = |name: &str| events.iter().filter(|e| *e == name).count();
@@ -160,7 +163,10 @@ fn the_websocket_signalling_answers_every_message() {
     assert_eq!(error_of(&recv(&mut ws)), "unsupported_command");
     send(&mut ws, json!({"command": "play"}));
     assert_eq!(error_of(&recv(&mut ws)), "noStreamNameSpecified");
-    send(&mut ws, json!({"command": "play", "streamId": "x", "token": 7}));
+    send(
+        &mut ws,
+        json!({"command": "play", "streamId": "x", "token": 7}),
+    );
     assert_eq!(error_of(&recv(&mut ws)), "invalid_message");
     ws.send(Message::binary(vec![1, 2, 3])).unwrap();
     assert_eq!(error_of(&recv(&mut ws)), "invalid_message");
@@ -170,7 +176,10 @@ fn the_websocket_signalling_answers_every_message() {
     assert_eq!(recv(&mut ws)["command"], "iceServerConfig");
 
     // A stream that is not live.
-    send(&mut ws, json!({"command": "getStreamInfo", "streamId": "cam"}));
+    send(
+        &mut ws,
+        json!({"command": "getStreamInfo", "streamId": "cam"}),
+    );
     assert_eq!(error_of(&recv(&mut ws)), "no_stream_exist");
     send(
         &mut ws,
@@ -179,7 +188,10 @@ fn the_websocket_signalling_answers_every_message() {
     let v = recv(&mut ws);
     assert_eq!(error_of(&v), "no_stream_exist");
     assert_eq!(v["streamId"], "cam");
-    send(&mut ws, json!({"command": "takeConfiguration", "streamId": "cam", "type": "answer", "sdp": "v=0"}));
+    send(
+        &mut ws,
+        json!({"command": "takeConfiguration", "streamId": "cam", "type": "answer", "sdp": "v=0"}),
+    );
     assert_eq!(error_of(&recv(&mut ws)), "no_session");
 
     let _publisher = Publisher::start(
@@ -194,7 +206,10 @@ fn the_websocket_signalling_answers_every_message() {
         (get(&playlist).status == 200).then_some(())
     });
 
-    send(&mut ws, json!({"command": "getStreamInfo", "streamId": "cam"}));
+    send(
+        &mut ws,
+        json!({"command": "getStreamInfo", "streamId": "cam"}),
+    );
     let v = recv(&mut ws);
     assert_eq!(v["command"], "streamInformation", "{v}");
     assert_eq!(v["streamId"], "cam", "{v}");
@@ -202,16 +217,28 @@ fn the_websocket_signalling_answers_every_message() {
     assert_eq!(info["streamWidth"], 640, "{v}");
     assert_eq!(info["streamHeight"], 360, "{v}");
     assert_eq!(info["videoCodec"], "h264", "{v}");
-    assert!(info["videoBitrate"].is_u64() && info["audioBitrate"].is_u64(), "{v}");
+    assert!(
+        info["videoBitrate"].is_u64() && info["audioBitrate"].is_u64(),
+        "{v}"
+    );
 
     // play: the offer at once, then the host candidate.
-    send(&mut ws, json!({"command": "play", "streamId": "cam", "token": ""}));
+    send(
+        &mut ws,
+        json!({"command": "play", "streamId": "cam", "token": ""}),
+    );
     let offer = recv(&mut ws);
     assert_eq!(offer["command"], "takeConfiguration", "{offer}");
     assert_eq!(offer["type"], "offer", "{offer}");
     assert_eq!(offer["streamId"], "cam", "{offer}");
     let sdp = offer["sdp"].as_str().unwrap();
-    for want in ["a=ice-lite", "m=video", "H264/90000", "a=sendonly", "a=candidate:"] {
+    for want in [
+        "a=ice-lite",
+        "m=video",
+        "H264/90000",
+        "a=sendonly",
+        "a=candidate:",
+    ] {
         assert!(sdp.contains(want), "{want} missing from {sdp}");
     }
     let mapping = offer["idMapping"].as_object().unwrap();
@@ -219,11 +246,15 @@ fn the_websocket_signalling_answers_every_message() {
     let candidate = recv(&mut ws);
     assert_eq!(candidate["command"], "takeCandidate", "{candidate}");
     assert_eq!(candidate["label"], 0, "{candidate}");
-    assert!(mapping.contains_key(candidate["id"].as_str().unwrap()), "{candidate}");
+    assert!(
+        mapping.contains_key(candidate["id"].as_str().unwrap()),
+        "{candidate}"
+    );
     let c = candidate["candidate"].as_str().unwrap();
     let udp = p.addr("s1", "webrtc");
     assert!(
-        c.starts_with("candidate:") && c.contains(&format!(" {} {} typ host", udp.ip(), udp.port())),
+        c.starts_with("candidate:")
+            && c.contains(&format!(" {} {} typ host", udp.ip(), udp.port())),
         "{c}"
     );
     // The same stream twice on one socket: refused; the offer stays.
@@ -235,10 +266,16 @@ fn the_websocket_signalling_answers_every_message() {
         "candidate:2 1 udp 2122260223 1f4712db-ea17.local 50001 typ host",
         "",
     ] {
-        send(&mut ws, json!({"command": "takeCandidate", "streamId": "cam", "label": 0, "id": "0", "candidate": c}));
+        send(
+            &mut ws,
+            json!({"command": "takeCandidate", "streamId": "cam", "label": 0, "id": "0", "candidate": c}),
+        );
     }
     // An answer that is not SDP: refused, the offer is gone.
-    send(&mut ws, json!({"command": "takeConfiguration", "streamId": "cam", "type": "answer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n"}));
+    send(
+        &mut ws,
+        json!({"command": "takeConfiguration", "streamId": "cam", "type": "answer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 102\r\na=rtpmap:102 H264/90000\r\n"}),
+    );
     let v = recv(&mut ws);
     assert_eq!(error_of(&v), "notSetRemoteDescription", "{v}");
     // play again, stop: play_finished.
@@ -258,14 +295,23 @@ fn the_websocket_signalling_answers_every_message() {
     // Play tokens, in the app that asks for them.
     let sec_url = http.replace("http://", "ws://") + "/sec/websocket";
     let mut sec = connect(&sec_url);
-    send(&mut sec, json!({"command": "play", "streamId": "cam", "token": ""}));
+    send(
+        &mut sec,
+        json!({"command": "play", "streamId": "cam", "token": ""}),
+    );
     let v = recv(&mut sec);
     assert_eq!(error_of(&v), "unauthorized_access", "{v}");
     let other = stream_token(KEY, "other", "play", 600);
-    send(&mut sec, json!({"command": "play", "streamId": "cam", "token": other}));
+    send(
+        &mut sec,
+        json!({"command": "play", "streamId": "cam", "token": other}),
+    );
     assert_eq!(error_of(&recv(&mut sec)), "unauthorized_access");
     let good = stream_token(KEY, "cam", "play", 600);
-    send(&mut sec, json!({"command": "play", "streamId": "cam", "token": good}));
+    send(
+        &mut sec,
+        json!({"command": "play", "streamId": "cam", "token": good}),
+    );
     // Admitted: `sec/cam` is simply not live.
     assert_eq!(error_of(&recv(&mut sec)), "no_stream_exist");
 

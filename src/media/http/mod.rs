@@ -108,11 +108,7 @@ pub async fn serve_connection(
 
 /// Dispatches a request: the REST API, the console and `/metrics` behind [`guard`], the rest
 /// (HLS, health) open.
-async fn route(
-    ctx: &Arc<HttpContext>,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-) -> Response<Body> {
+async fn route(ctx: &Arc<HttpContext>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     if is_guarded(&segments) {

@@ -72,8 +72,10 @@ pub fn serve(ctx: &Arc<HttpContext>, req: Request<Incoming>, app: &str) -> Respo
             let mut r = error(StatusCode::UPGRADE_REQUIRED, why);
             r.headers_mut()
                 .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            r.headers_mut()
-                .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            r.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
             return r;
         }
     };
@@ -113,10 +115,8 @@ pub fn serve(ctx: &Arc<HttpContext>, req: Request<Incoming>, app: &str) -> Respo
 fn handshake_key(headers: &HeaderMap) -> Result<String, &'static str> {
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
     if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
@@ -255,7 +255,8 @@ impl Signalling {
         tracing::debug!(app = %self.app, reason = why, "websocket signalling ended");
         for (stream_id, play) in self.plays.drain() {
             if let Play::Started { id, .. } = play {
-                self.webrtc.close(&HubKey::source(&self.app, &stream_id), &id);
+                self.webrtc
+                    .close(&HubKey::source(&self.app, &stream_id), &id);
             }
         }
     }
@@ -298,7 +299,9 @@ impl Signalling {
             Msg::Unsupported { command } => vec![Reply::error(
                 Definition::UnsupportedCommand,
                 None,
-                Some(format!("`{command}` is not supported: this server only plays")),
+                Some(format!(
+                    "`{command}` is not supported: this server only plays"
+                )),
             )],
         }
     }

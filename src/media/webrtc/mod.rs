@@ -307,7 +307,14 @@ impl WebRtc {
         let id = registered.id.clone();
         tracing::info!(stream = %hub.key(), session = %id, "WebRTC session answered");
         let subscription = hub.subscribe(SubscriberKind::WebRtc);
-        self.spawn(registered, rtc, subscription, profile, Notifier::default(), None);
+        self.spawn(
+            registered,
+            rtc,
+            subscription,
+            profile,
+            Notifier::default(),
+            None,
+        );
         Ok(Answer { id, sdp })
     }
 
@@ -374,7 +381,14 @@ impl WebRtc {
             .map_err(WebRtcError::Negotiate)?;
         let id = registered.id.clone();
         tracing::info!(%stream, session = %id, "WebRTC answer accepted");
-        self.spawn(registered, rtc, subscription, profile, notifier, Some(video));
+        self.spawn(
+            registered,
+            rtc,
+            subscription,
+            profile,
+            notifier,
+            Some(video),
+        );
         Ok(id)
     }
 

@@ -529,8 +529,8 @@ mod tests {
         assert_eq!(parse(&long), Err(SignalError::StreamId));
         let e = parse(r#"{"command":"play","streamId":"s","token":5}"#).unwrap_err();
         assert_eq!(e.definition(), Definition::InvalidMessage);
-        let e = parse(r#"{"command":"takeConfiguration","streamId":"s","type":"answer"}"#)
-            .unwrap_err();
+        let e =
+            parse(r#"{"command":"takeConfiguration","streamId":"s","type":"answer"}"#).unwrap_err();
         assert_eq!(e.to_string(), "`takeConfiguration` needs `sdp` as a string");
         let e = parse(r#"{"command":"takeCandidate","streamId":"s","label":-1}"#).unwrap_err();
         assert_eq!(e.definition(), Definition::InvalidMessage);

@@ -172,14 +172,18 @@ fn a_client_answering_the_servers_offer_receives_h264() {
     assert!(made.sdp.contains("a=ice-lite"), "{}", made.sdp);
     assert!(made.sdp.contains("a=sendonly"), "{}", made.sdp);
     assert!(
-        made.sdp.contains(&format!("a=candidate:{}", made.candidate)),
+        made.sdp
+            .contains(&format!("a=candidate:{}", made.candidate)),
         "{}",
         made.sdp
     );
-    assert_eq!(made.id_mapping, [(made.video.to_string(), "live/cam-video".into())]);
+    assert_eq!(
+        made.id_mapping,
+        [(made.video.to_string(), "live/cam-video".into())]
+    );
     let mut server = made.rtc;
     // str0m announces no MediaAdded for the offerer's own m-lines: the session is given it.
-    let server_mid = Some(made.video);
+    let server_mid = made.video;
 
     let mut client = Rtc::builder()
         .set_crypto_provider(crypto.clone())
@@ -211,7 +215,7 @@ fn a_client_answering_the_servers_offer_receives_h264() {
         let (t_server, events) = drain(&mut server, &mut to_client);
         connected |= events.iter().any(|e| matches!(e, Event::Connected));
         if connected && !written {
-            let mid = server_mid.expect("the offer's video m-line");
+            let mid = server_mid;
             let writer = server.writer(mid).unwrap();
             let pt = writer
                 .payload_params()

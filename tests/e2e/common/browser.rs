@@ -104,9 +104,7 @@ pub fn play_whep(url: &str, frames: u32, extra: &[&str]) -> BrowserResult {
 /// `--missing ID`, `--token JWT`).
 pub fn play_antmedia(ws_url: &str, stream_id: &str, frames: u32, extra: &[&str]) -> BrowserResult {
     assert!(
-        dir()
-            .join("node_modules/@antmedia/webrtc_adaptor")
-            .exists()
+        dir().join("node_modules/@antmedia/webrtc_adaptor").exists()
             && dir()
                 .join("node_modules/@mediapipe/selfie_segmentation")
                 .exists(),
