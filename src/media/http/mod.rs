@@ -67,6 +67,14 @@ pub struct HttpContext {
     pub webrtc: Option<Arc<super::webrtc::WebRtc>>,
 }
 
+/// The connection's maxconn permit, held by each of its requests too, so that what outlives
+/// the HTTP exchange (an upgraded WebSocket) still counts as a connection.
+#[derive(Clone)]
+pub struct HeldPermit {
+    /// Frees the slot when the last holder drops it.
+    _permit: Arc<ConnPermit>,
+}
+
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
 
@@ -77,10 +85,13 @@ pub async fn serve_connection(
     peer: SocketAddr,
     permit: ConnPermit,
 ) {
-    let _permit = permit;
+    let permit = HeldPermit {
+        _permit: Arc::new(permit),
+    };
     let shutdown = ctx.shutdown.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let ctx = ctx.clone();
+        req.extensions_mut().insert(permit.clone());
         async move { Ok::<_, Infallible>(route(&ctx, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()

@@ -85,7 +85,10 @@ pub fn serve(ctx: &Arc<HttpContext>, req: Request<Incoming>, app: &str) -> Respo
     };
     let task_ctx = ctx.clone();
     let app = app.to_owned();
+    // The socket counts against `maxconn` until it closes.
+    let permit = req.extensions().get::<super::HeldPermit>().cloned();
     ctx.shutdown.spawn_connection(async move {
+        let _permit = permit;
         match hyper::upgrade::on(req).await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
