@@ -44,6 +44,8 @@ nodes:
          servers_from: {role: edge, listener: http}}
 "#;
 
+/// Chromium with Ant Media's adaptor plays through the LB from an edge that pulls the stream:
+/// play, getStreamInfo, stop, play again on the same socket, and a stream that is not live.
 #[test]
 fn the_antmedia_adaptor_plays_through_the_lb_from_an_edge() {
     require_ffmpeg();
@@ -101,8 +103,10 @@ fn the_antmedia_adaptor_plays_through_the_lb_from_an_edge() {
     assert!(ttff < 3000.0, "time to first frame {ttff} ms: {}", r.json);
 }
 
+/// A raw WebSocket client.
 type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
+/// Connects (101 expected) with a 20 s read timeout.
 fn connect(url: &str) -> Ws {
     let (ws, response) = tungstenite::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
     assert_eq!(response.status(), 101);
@@ -112,6 +116,7 @@ fn connect(url: &str) -> Ws {
     ws
 }
 
+/// Sends a JSON text message.
 fn send(ws: &mut Ws, value: Value) {
     ws.send(Message::text(value.to_string())).unwrap();
 }
@@ -127,13 +132,16 @@ fn recv(ws: &mut Ws) -> Value {
     }
 }
 
+/// The `definition` of an `error` message.
 fn error_of(v: &Value) -> &str {
     assert_eq!(v["command"], "error", "{v}");
     v["definition"].as_str().unwrap()
 }
 
+/// The `sec` app's play JWT key.
 const KEY: &str = "ws-play-jwt-key-0123456789abcdef";
 
+/// Every message of the protocol, with a raw client.
 #[test]
 fn the_websocket_signalling_answers_every_message() {
     require_ffmpeg();

@@ -44,6 +44,7 @@ pub const MAX_SESSIONS_PER_SOCKET: usize = 4;
 /// stream's end).
 const EVENTS: usize = 4 * MAX_SESSIONS_PER_SOCKET;
 
+/// The upgraded connection, framed.
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Answers `GET /{app}/websocket` with `101 Switching Protocols` and runs the socket's task.
@@ -143,7 +144,9 @@ fn handshake_key(headers: &HeaderMap) -> Result<String, &'static str> {
 enum Play {
     /// The offer was sent; the viewer's answer is awaited until `deadline`.
     Offered {
+        /// The session waiting for the answer (registered: the viewer's checks wait for it).
         pending: Box<PendingOffer>,
+        /// Dropped with `play_finished` after this.
         deadline: Instant,
     },
     /// The session runs.
@@ -157,25 +160,34 @@ enum Play {
 
 /// What woke the socket task.
 enum Wake {
+    /// A message from the viewer, a read error, or the end of the socket.
     Message(Option<Result<Message, tungstenite::Error>>),
+    /// A session's event, with the session id.
     Event(String, SessionEvent),
+    /// The earliest offer's deadline passed.
     OfferExpired,
+    /// The node drains.
     Draining,
 }
 
 /// The state of one signalling socket.
 struct Signalling {
+    /// The node's config, hubs, store and puller.
     ctx: Arc<HttpContext>,
+    /// The node's WebRTC endpoint (sessions are made there).
     webrtc: Arc<WebRtc>,
+    /// The app of the socket's path: every stream played is in it.
     app: String,
     /// By stream id.
     plays: HashMap<String, Play>,
-    /// Sessions' events (and their streams' ends), tagged with the session id.
+    /// Given to sessions and stream watchers, to report to this socket.
     events_tx: mpsc::Sender<(String, SessionEvent)>,
+    /// Sessions' events (and their streams' ends), tagged with the session id.
     events: mpsc::Receiver<(String, SessionEvent)>,
 }
 
 impl Signalling {
+    /// A socket of `app` with no session yet.
     fn new(ctx: Arc<HttpContext>, webrtc: Arc<WebRtc>, app: String) -> Self {
         let (events_tx, events) = mpsc::channel(EVENTS);
         Signalling {

@@ -128,6 +128,7 @@ impl Notifier {
         }
     }
 
+    /// The same channel, tagging events with session `id`.
     fn with_id(mut self, id: &str) -> Self {
         self.id = id.to_owned();
         self
@@ -587,11 +588,15 @@ fn answer(
 
 /// What [`server_offer`] made.
 struct MadeOffer {
+    /// The session's state machine, waiting for the answer.
     rtc: Rtc,
+    /// What str0m needs to accept the answer.
     pending: SdpPendingOffer,
     /// The video m-line.
     video: Mid,
+    /// The offer.
     sdp: String,
+    /// mid -> track id.
     id_mapping: Vec<(String, String)>,
     /// The host candidate, as in the SDP (without `a=candidate:`).
     candidate: String,
@@ -653,13 +658,19 @@ fn video_codecs(codecs: &mut CodecConfig, profile: u32) {
 /// A server offer waiting for the viewer's answer: it holds its place in `max_sessions` and in
 /// the registry until [`WebRtc::accept_answer`] starts the session or it is dropped.
 pub struct PendingOffer {
+    /// The session's state machine, waiting for the answer.
     rtc: Rtc,
+    /// What str0m needs to accept the answer.
     pending: SdpPendingOffer,
+    /// The offered video m-line (str0m announces no `MediaAdded` for it).
     video: Mid,
+    /// The stream's `profile-level-id`.
     profile: u32,
+    /// The stream (for the log).
     stream: HubKey,
     /// Taken at the offer: it counts as a viewer from then on (an edge keeps pulling).
     subscription: Subscription,
+    /// Its place in the registry and in `max_sessions`.
     registered: Registered,
 }
 
@@ -693,9 +704,13 @@ pub struct Offer {
 
 /// A session in the registry whose task has not started.
 struct Registered {
+    /// The session id.
     id: String,
+    /// Datagrams the UDP task routes to the session.
     inbox: mpsc::Receiver<Datagram>,
+    /// Cancelled by `DELETE` / `stop`.
     cancel: CancellationToken,
+    /// Takes the session out of the registry when dropped.
     guard: SessionGuard,
 }
 

@@ -141,6 +141,7 @@ pub fn parse(text: &str) -> Result<Request, SignalError> {
     })
 }
 
+/// A string field the command needs.
 fn string(
     obj: &Map<String, Value>,
     command: &'static str,
@@ -173,6 +174,7 @@ fn optional_string(
     }
 }
 
+/// `streamId`, 1 to [`MAX_STREAM_ID`] characters.
 fn stream_id(obj: &Map<String, Value>, command: &'static str) -> Result<String, SignalError> {
     let id = string(obj, command, "streamId")?;
     if id.is_empty() || id.len() > MAX_STREAM_ID {
