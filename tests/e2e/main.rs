@@ -8,6 +8,7 @@
 
 mod common;
 
+mod antmedia_ws;
 mod browser_hls;
 mod cluster;
 mod edge_flood;

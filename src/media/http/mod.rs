@@ -3,12 +3,15 @@
 //!
 //! One hyper HTTP/1.1 connection per accepted socket; on drain the connection finishes the
 //! request in flight and closes. Requests go through [`route`], a match on path segments.
+//! `/{app}/websocket` upgrades to Ant Media's WebRTC signalling (`websocket`), which then runs
+//! as its own connection task.
 
 mod api;
 mod broadcasts;
 pub mod guard;
 pub mod hls;
 mod llhls;
+pub mod websocket;
 pub mod whep;
 
 use std::convert::Infallible;
@@ -64,6 +67,14 @@ pub struct HttpContext {
     pub webrtc: Option<Arc<super::webrtc::WebRtc>>,
 }
 
+/// The connection's maxconn permit, held by each of its requests too, so that what outlives
+/// the HTTP exchange (an upgraded WebSocket) still counts as a connection.
+#[derive(Clone)]
+pub struct HeldPermit {
+    /// Frees the slot when the last holder drops it.
+    _permit: Arc<ConnPermit>,
+}
+
 /// The response body type of every handler.
 pub type Body = Full<Bytes>;
 
@@ -74,16 +85,20 @@ pub async fn serve_connection(
     peer: SocketAddr,
     permit: ConnPermit,
 ) {
-    let _permit = permit;
+    let permit = HeldPermit {
+        _permit: Arc::new(permit),
+    };
     let shutdown = ctx.shutdown.clone();
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
         let ctx = ctx.clone();
+        req.extensions_mut().insert(permit.clone());
         async move { Ok::<_, Infallible>(route(&ctx, req, peer).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -104,7 +119,7 @@ pub async fn serve_connection(
 
 /// Dispatches a request: the REST API, the console and `/metrics` behind [`guard`], the rest
 /// (HLS, health) open.
-async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn route(ctx: &Arc<HttpContext>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     if is_guarded(&segments) {
@@ -145,6 +160,8 @@ async fn route(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr) -> R
     };
     let mut response = if let Some((app, stream_id, session)) = whep {
         whep::serve(ctx, req, app, stream_id, session).await
+    } else if let [app, "websocket"] = segments.as_slice() {
+        websocket::serve(ctx, req, app)
     } else if req.method() == Method::OPTIONS {
         preflight("GET, HEAD, OPTIONS", "*")
     } else if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -220,7 +220,14 @@ async fn offer(
                 WebRtcError::NoVideo => StatusCode::NOT_FOUND,
                 WebRtcError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
                 WebRtcError::Answer(_) => StatusCode::NOT_ACCEPTABLE,
-                WebRtcError::Candidate(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                WebRtcError::Candidate(_) | WebRtcError::NoOffer => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+                // Errors of the server-offer mode (Ant Media's signalling), not of WHEP.
+                WebRtcError::MalformedAnswer(_)
+                | WebRtcError::Negotiate(_)
+                | WebRtcError::VideoRefused
+                | WebRtcError::MalformedCandidate => StatusCode::BAD_REQUEST,
             };
             error(status, &error_text(&e))
         }
@@ -228,7 +235,7 @@ async fn offer(
 }
 
 /// The error and its cause, for the response body.
-fn error_text(e: &WebRtcError) -> String {
+pub(super) fn error_text(e: &WebRtcError) -> String {
     match std::error::Error::source(e) {
         Some(cause) => format!("{e}: {cause}"),
         None => e.to_string(),

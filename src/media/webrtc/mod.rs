@@ -9,14 +9,20 @@
 //! runs DTLS-SRTP and, once connected, packetizes H.264 from the hub (`h264`) onto the same
 //! socket.
 //!
+//! Ant Media's WebSocket signalling (`http::websocket`) has the server offer instead:
+//! [`WebRtc::offer`] builds the `Rtc` and its offer and registers the session at once (the
+//! browser's checks may arrive before its answer; they wait in the inbox), and
+//! [`WebRtc::accept_answer`] applies the viewer's answer and spawns the same `session::run`.
+//!
 //! - `stun`: the ufrag of a STUN request; `h264`: hub frames to Annex-B and RTP time;
-//! - `session`: one viewer's task;
+//! - `session`: one viewer's task; `signal`: Ant Media's signalling messages (sans-IO);
 //! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions.
 
 mod audio;
 mod h264;
 mod opus;
 mod session;
+pub mod signal;
 mod stun;
 #[cfg(test)]
 mod tests;
@@ -31,14 +37,16 @@ use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
+use str0m::format::CodecConfig;
+use str0m::media::{Direction, MediaKind, Mid};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, HubKey, SubscriberKind};
+use super::hub::{Hub, HubKey, SubscriberKind, Subscription};
 use crate::config::WebRtcConfig;
 use crate::runtime::Shutdown;
 
@@ -89,6 +97,65 @@ pub enum WebRtcError {
     /// The host candidate could not be made.
     #[error("no host candidate for {0}")]
     Candidate(SocketAddr),
+    /// str0m made no offer (it had no change to offer).
+    #[error("no SDP offer could be made")]
+    NoOffer,
+    /// The viewer's answer is not SDP str0m can read.
+    #[error("malformed SDP answer: {0}")]
+    MalformedAnswer(#[source] str0m::error::SdpError),
+    /// str0m refused the viewer's answer.
+    #[error("cannot accept the answer: {0}")]
+    Negotiate(#[source] str0m::RtcError),
+    /// The viewer's answer refuses the video m-line.
+    #[error("the answer refuses the H.264 video")]
+    VideoRefused,
+    /// A trickled candidate str0m cannot read.
+    #[error("malformed ICE candidate")]
+    MalformedCandidate,
+}
+
+/// What a session reports to whoever started it (Ant Media's signalling tells the viewer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// The first frame was written to the viewer.
+    Playing,
+    /// The session ended (by itself, by `stop`, or with the node).
+    Ended,
+}
+
+/// Where a session sends its [`SessionEvent`]s, tagged with its id; WHEP listens to none.
+#[derive(Debug, Clone, Default)]
+pub struct Notifier {
+    /// Each session sends at most two events, so a channel of a few per session never fills
+    /// while its reader runs; a full or closed channel drops the event.
+    tx: Option<mpsc::Sender<(String, SessionEvent)>>,
+    /// The session's id.
+    id: String,
+}
+
+impl Notifier {
+    /// Sends events to `tx`.
+    pub fn to(tx: mpsc::Sender<(String, SessionEvent)>) -> Self {
+        Notifier {
+            tx: Some(tx),
+            id: String::new(),
+        }
+    }
+
+    /// The same channel, tagging events with session `id`.
+    fn with_id(mut self, id: &str) -> Self {
+        self.id = id.to_owned();
+        self
+    }
+
+    /// Reports `event` (never waits).
+    pub(crate) fn send(&self, event: SessionEvent) {
+        if let Some(tx) = &self.tx
+            && tx.try_send((self.id.clone(), event)).is_err()
+        {
+            tracing::debug!(session = %self.id, ?event, "session event not delivered");
+        }
+    }
 }
 
 /// WebRTC counters of a node.
@@ -261,11 +328,7 @@ impl WebRtc {
         if !offers_h264(&offer_sdp) {
             return Err(WebRtcError::NoH264(format!("{profile:06x}")));
         }
-        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
-            self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(WebRtcError::Full(self.max_sessions));
-        }
-        let slot = OpenSlot(self.clone());
+        let slot = self.reserve()?;
         let ufrag = random_token(8);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
@@ -282,11 +345,115 @@ impl WebRtc {
         )?;
         let audio =
             (opus && audio::answers_audio(&sdp)).then(|| self.audio.feed(hub, &self.metrics));
+        let registered = self.register(hub, ufrag, slot);
+        let id = registered.id.clone();
+        tracing::info!(stream = %hub.key(), session = %id, "WebRTC session answered");
+        let subscription = hub.subscribe(SubscriberKind::WebRtc);
+        self.spawn(
+            registered,
+            rtc,
+            subscription,
+            profile,
+            Notifier::default(),
+            None,
+            audio,
+        );
+        Ok(Answer { id, sdp })
+    }
+
+    /// Makes an offer for `hub` (Ant Media's signalling: the server offers) and registers the
+    /// session, whose datagrams wait in its inbox until [`WebRtc::accept_answer`] starts it.
+    pub fn offer(self: &Arc<Self>, hub: &Arc<Hub>) -> Result<Offer, WebRtcError> {
+        let info = hub.info();
+        let config = info
+            .video
+            .as_ref()
+            .and_then(h264::decoder_config)
+            .ok_or(WebRtcError::NoVideo)?;
+        let profile = h264::profile_level_id(&config);
+        let slot = self.reserve()?;
+        let ufrag = random_token(8);
+        let creds = IceCreds {
+            ufrag: ufrag.clone(),
+            pass: random_token(24),
+        };
+        let track = format!("{}", hub.key().stream);
+        let made = server_offer(profile, creds, self.candidate, self.crypto.clone(), &track)?;
+        let registered = self.register(hub, ufrag, slot);
+        tracing::info!(stream = %hub.key(), session = %registered.id, "WebRTC offer made");
+        Ok(Offer {
+            sdp: made.sdp,
+            id_mapping: made.id_mapping,
+            candidate: format!("candidate:{}", made.candidate),
+            pending: PendingOffer {
+                rtc: made.rtc,
+                pending: made.pending,
+                video: made.video,
+                profile,
+                stream: hub.key().clone(),
+                subscription: hub.subscribe(SubscriberKind::WebRtc),
+                registered,
+            },
+        })
+    }
+
+    /// Applies the viewer's answer to an offer and starts its session; returns the session id.
+    pub fn accept_answer(
+        self: &Arc<Self>,
+        offer: PendingOffer,
+        answer: &str,
+        notifier: Notifier,
+    ) -> Result<String, WebRtcError> {
+        let PendingOffer {
+            mut rtc,
+            pending,
+            video,
+            profile,
+            stream,
+            subscription,
+            registered,
+        } = offer;
+        let answer_sdp = signal::normalized_fmtp(answer);
+        if !answers_video(&answer_sdp) {
+            return Err(WebRtcError::VideoRefused);
+        }
+        let answer =
+            SdpAnswer::from_sdp_string(&answer_sdp).map_err(WebRtcError::MalformedAnswer)?;
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(WebRtcError::Negotiate)?;
+        let id = registered.id.clone();
+        tracing::info!(%stream, session = %id, "WebRTC answer accepted");
+        self.spawn(
+            registered,
+            rtc,
+            subscription,
+            profile,
+            notifier,
+            Some(video),
+            None,
+        );
+        Ok(id)
+    }
+
+    /// One of `max_sessions` places, or [`WebRtcError::Full`].
+    fn reserve(self: &Arc<Self>) -> Result<OpenSlot, WebRtcError> {
+        if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(WebRtcError::Full(self.max_sessions));
+        }
+        Ok(OpenSlot(self.clone()))
+    }
+
+    /// Puts a session in the registry (the UDP task routes its ufrag's checks to its inbox
+    /// from now on); dropping the result takes it out again.
+    fn register(self: &Arc<Self>, hub: &Arc<Hub>, ufrag: String, slot: OpenSlot) -> Registered {
         let id = random_token(16);
         let (tx, rx) = mpsc::channel(INBOX);
         let cancel = CancellationToken::new();
-        self.registry().by_ufrag.insert(ufrag.clone(), id.clone());
-        self.registry().by_id.insert(
+        let mut reg = self.registry();
+        reg.by_ufrag.insert(ufrag.clone(), id.clone());
+        reg.by_id.insert(
             id.clone(),
             Entry {
                 stream: hub.key().clone(),
@@ -295,30 +462,58 @@ impl WebRtc {
                 cancel: cancel.clone(),
             },
         );
+        drop(reg);
         self.metrics.sessions.inc();
-        let guard = SessionGuard {
-            webrtc: self.clone(),
+        Registered {
             id: id.clone(),
-            _slot: slot,
-        };
+            inbox: rx,
+            cancel,
+            guard: SessionGuard {
+                webrtc: self.clone(),
+                id,
+                _slot: slot,
+            },
+        }
+    }
+
+    /// Runs a registered session's task on `subscription` (the stream's hub, from its latest
+    /// keyframe).
+    fn spawn(
+        &self,
+        registered: Registered,
+        rtc: Rtc,
+        subscription: Subscription,
+        profile: u32,
+        notifier: Notifier,
+        offered_video: Option<Mid>,
+        audio: Option<Arc<audio::AudioFeed>>,
+    ) {
+        let Registered {
+            id,
+            inbox,
+            cancel,
+            guard,
+        } = registered;
+        let notifier = notifier.with_id(&id);
         let parts = session::Parts {
             rtc,
-            subscription: hub.subscribe(SubscriberKind::WebRtc),
+            subscription,
             profile,
             audio,
-            inbox: rx,
+            inbox,
             socket: self.socket.clone(),
             local: self.local,
             cancel,
             metrics: self.metrics.clone(),
             shutdown: self.shutdown.clone(),
+            notifier: notifier.clone(),
+            offered_video,
         };
-        tracing::info!(stream = %hub.key(), session = %id, "WebRTC session answered");
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
             drop(guard);
+            notifier.send(SessionEvent::Ended);
         });
-        Ok(Answer { id, sdp })
     }
 
     /// Ends a session of `stream` (WHEP `DELETE`); false if there is none with this id.
@@ -415,17 +610,9 @@ fn answer(
         // only once they have them for both (str0m's default for audio is every 5 s).
         .set_rtcp_report_interval_audio(Duration::from_secs(1))
         .clear_codecs();
-    // The SPS's own profile first (browsers decode any level of it with
-    // level-asymmetry-allowed); the common profiles after it, for browsers that offer fewer
-    // (Debian's Chromium offers no High profile, yet decodes it): the session prefers the SPS's
-    // profile when the answer has it.
+    // (Debian's Chromium offers no High profile, yet decodes it.)
     let codecs = rtc_config.codec_config();
-    codecs.add_h264(102.into(), Some(103.into()), true, profile);
-    for (pt, rtx, fallback) in FALLBACK_PROFILES {
-        if fallback >> 16 != profile >> 16 {
-            codecs.add_h264(pt.into(), Some(rtx.into()), true, fallback);
-        }
-    }
+    video_codecs(codecs, profile);
     // Opus (payload type 111, as browsers offer it) for streams with audio; without it an
     // offered audio m-line is rejected.
     codecs.enable_opus(opus, false);
@@ -442,6 +629,134 @@ fn answer(
         return Err(WebRtcError::NoH264(format!("{profile:06x}")));
     }
     Ok((rtc, sdp))
+}
+
+/// What [`server_offer`] made.
+struct MadeOffer {
+    /// The session's state machine, waiting for the answer.
+    rtc: Rtc,
+    /// What str0m needs to accept the answer.
+    pending: SdpPendingOffer,
+    /// The video m-line.
+    video: Mid,
+    /// The offer.
+    sdp: String,
+    /// mid -> track id.
+    id_mapping: Vec<(String, String)>,
+    /// The host candidate, as in the SDP (without `a=candidate:`).
+    candidate: String,
+}
+
+/// A session's `Rtc` (ICE-lite, one host candidate) with a send-only H.264 video m-line
+/// offered, for a stream of H.264 `profile`; `track` names its media in the SDP. More
+/// m-lines (audio) are added next to the video one here.
+fn server_offer(
+    profile: u32,
+    creds: IceCreds,
+    candidate: SocketAddr,
+    crypto: Arc<CryptoProvider>,
+    track: &str,
+) -> Result<MadeOffer, WebRtcError> {
+    let mut rtc_config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_crypto_provider(crypto)
+        .set_local_ice_credentials(creds)
+        .clear_codecs();
+    video_codecs(rtc_config.codec_config(), profile);
+    let mut rtc = rtc_config.build(Instant::now());
+    let host = Candidate::host(candidate, "udp").map_err(|_| WebRtcError::Candidate(candidate))?;
+    let candidate_sdp = host.to_sdp_string();
+    rtc.add_local_candidate(host);
+    let mut api = rtc.sdp_api();
+    let stream = Some(track.to_owned());
+    let video = api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        stream,
+        Some(format!("{track}-video")),
+        None,
+    );
+    let id_mapping = vec![(video.to_string(), format!("{track}-video"))];
+    let (offer, pending) = api.apply().ok_or(WebRtcError::NoOffer)?;
+    Ok(MadeOffer {
+        rtc,
+        pending,
+        video,
+        sdp: offer.to_sdp_string(),
+        id_mapping,
+        candidate: candidate_sdp.trim_start_matches("candidate:").to_owned(),
+    })
+}
+
+/// The H.264 payload types of an offer: the SPS's own profile first (browsers decode any level
+/// of it with level-asymmetry-allowed), the common profiles after it for browsers that support
+/// fewer (the session prefers the SPS's profile when the answer has it).
+fn video_codecs(codecs: &mut CodecConfig, profile: u32) {
+    codecs.add_h264(102.into(), Some(103.into()), true, profile);
+    for (pt, rtx, fallback) in FALLBACK_PROFILES {
+        if fallback >> 16 != profile >> 16 {
+            codecs.add_h264(pt.into(), Some(rtx.into()), true, fallback);
+        }
+    }
+}
+
+/// A server offer waiting for the viewer's answer: it holds its place in `max_sessions` and in
+/// the registry until [`WebRtc::accept_answer`] starts the session or it is dropped.
+pub struct PendingOffer {
+    /// The session's state machine, waiting for the answer.
+    rtc: Rtc,
+    /// What str0m needs to accept the answer.
+    pending: SdpPendingOffer,
+    /// The offered video m-line (str0m announces no `MediaAdded` for it).
+    video: Mid,
+    /// The stream's `profile-level-id`.
+    profile: u32,
+    /// The stream (for the log).
+    stream: HubKey,
+    /// Taken at the offer: it counts as a viewer from then on (an edge keeps pulling).
+    subscription: Subscription,
+    /// Its place in the registry and in `max_sessions`.
+    registered: Registered,
+}
+
+impl PendingOffer {
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.registered.id
+    }
+
+    /// Adds a trickled viewer candidate (`candidate:...`). This node is ICE-lite and learns
+    /// the viewer's addresses from its checks, so this only helps str0m pair early.
+    pub fn add_candidate(&mut self, candidate: &str) -> Result<(), WebRtcError> {
+        let c = Candidate::from_sdp_string(candidate.trim_start_matches("a="))
+            .map_err(|_| WebRtcError::MalformedCandidate)?;
+        self.rtc.add_remote_candidate(c);
+        Ok(())
+    }
+}
+
+/// An offer for the viewer and what answers it.
+pub struct Offer {
+    /// The SDP offer.
+    pub sdp: String,
+    /// mid -> track id, for Ant Media's `idMapping`.
+    pub id_mapping: Vec<(String, String)>,
+    /// The host candidate (`candidate:...`), also in the SDP.
+    pub candidate: String,
+    /// The state waiting for the answer.
+    pub pending: PendingOffer,
+}
+
+/// A session in the registry whose task has not started.
+struct Registered {
+    /// The session id.
+    id: String,
+    /// Datagrams the UDP task routes to the session.
+    inbox: mpsc::Receiver<Datagram>,
+    /// Cancelled by `DELETE` / `stop`.
+    cancel: CancellationToken,
+    /// Takes the session out of the registry when dropped.
+    guard: SessionGuard,
 }
 
 /// Holds one of `max_sessions` places until dropped.

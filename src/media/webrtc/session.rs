@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audio::{AudioFeed, AudioSender, SharedPacket};
 use super::h264::{self, Timeline};
-use super::{CONNECT_TIMEOUT, Datagram, WebRtcMetrics};
+use super::{CONNECT_TIMEOUT, Datagram, Notifier, SessionEvent, WebRtcMetrics};
 use crate::media::frame::{Frame, TrackKind};
 use crate::media::hub::{HubEvent, Subscription, TryRecvError};
 use crate::runtime::Shutdown;
@@ -52,6 +52,11 @@ pub(super) struct Parts {
     pub metrics: WebRtcMetrics,
     /// The session ends when the node drains.
     pub shutdown: Shutdown,
+    /// Told when the first frame is written (Ant Media's `play_started`).
+    pub notifier: Notifier,
+    /// The video m-line when this side made the offer (str0m announces `MediaAdded` only for
+    /// m-lines the remote offered).
+    pub offered_video: Option<Mid>,
 }
 
 /// The video sender's state.
@@ -78,7 +83,7 @@ pub(super) async fn run(mut p: Parts) {
     let deadline = tokio::time::Instant::from_std(started + CONNECT_TIMEOUT);
     let mut connected = false;
     let mut video: Option<Video> = None;
-    let mut pending_mid: Option<Mid> = None;
+    let mut pending_mid: Option<Mid> = p.offered_video;
     let mut audio: Option<AudioSender> = None;
     let mut pending_audio_mid: Option<Mid> = None;
     let why = loop {
@@ -175,6 +180,7 @@ pub(super) async fn run(mut p: Parts) {
                 }
                 if first && v.first_written.is_some() {
                     tracing::debug!(elapsed = ?started.elapsed(), "webrtc first frame written");
+                    p.notifier.send(SessionEvent::Playing);
                 }
             }
             packet = next_audio(&mut audio), if sending && audio.is_some() => {

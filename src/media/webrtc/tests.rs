@@ -146,3 +146,107 @@ fn a_browser_like_client_receives_the_streams_h264() {
         "{sps:?} {pps:?} {slice:?}: {data:02x?}"
     );
 }
+
+/// The server-offer mode (Ant Media's signalling): the server offers send-only H.264, a
+/// browser-like client answers, and the client receives what the server writes.
+#[test]
+fn a_client_answering_the_servers_offer_receives_h264() {
+    let crypto = Arc::new(str0m::crypto::from_feature_flags());
+    let mut now = Instant::now();
+    let config = DecoderConfig::from_parameter_sets(
+        Bytes::from_static(SPS_640X360),
+        Bytes::from_static(PPS_X264),
+    )
+    .unwrap();
+    let creds = IceCreds {
+        ufrag: "srvufrag".into(),
+        pass: "server-password-0123456789".into(),
+    };
+    let made = super::server_offer(
+        h264::profile_level_id(&config),
+        creds,
+        SERVER.parse().unwrap(),
+        crypto.clone(),
+        "live/cam",
+    )
+    .unwrap();
+    assert!(made.sdp.contains("a=ice-lite"), "{}", made.sdp);
+    assert!(made.sdp.contains("a=sendonly"), "{}", made.sdp);
+    assert!(
+        made.sdp
+            .contains(&format!("a=candidate:{}", made.candidate)),
+        "{}",
+        made.sdp
+    );
+    assert_eq!(
+        made.id_mapping,
+        [(made.video.to_string(), "live/cam-video".into())]
+    );
+    let mut server = made.rtc;
+    // str0m announces no MediaAdded for the offerer's own m-lines: the session is given it.
+    let server_mid = made.video;
+
+    let mut client = Rtc::builder()
+        .set_crypto_provider(crypto.clone())
+        .build(now);
+    client.add_local_candidate(Candidate::host(CLIENT.parse().unwrap(), "udp").unwrap());
+    let answer = client
+        .sdp_api()
+        .accept_offer(SdpOffer::from_sdp_string(&made.sdp).unwrap())
+        .unwrap();
+    // The adaptor's stereo rewrite, undone before str0m reads the answer.
+    let answer = super::signal::normalized_fmtp(&answer.to_sdp_string());
+    server
+        .sdp_api()
+        .accept_answer(made.pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+        .unwrap();
+
+    let idr = [0x65, 0x88, 0x84, 0x00, 0x33, 0xff];
+    let mut body = vec![0x17, 1, 0, 0, 0];
+    body.extend_from_slice(&(idr.len() as u32).to_be_bytes());
+    body.extend_from_slice(&idr);
+    let au = h264::access_unit(&Bytes::from(body), 1000, true, &config).unwrap();
+
+    let (mut to_server, mut to_client) = (Wire::new(), Wire::new());
+    let mut connected = false;
+    let mut written = false;
+    let deadline = now + Duration::from_secs(30);
+    let received = loop {
+        assert!(now < deadline, "no media within 30 s of virtual time");
+        let (t_server, events) = drain(&mut server, &mut to_client);
+        connected |= events.iter().any(|e| matches!(e, Event::Connected));
+        if connected && !written {
+            let mid = server_mid;
+            let writer = server.writer(mid).unwrap();
+            let pt = writer
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::H264)
+                .unwrap()
+                .pt();
+            writer
+                .write(pt, now, MediaTime::from_90khz(90_000), au.annexb.clone())
+                .unwrap();
+            written = true;
+            continue;
+        }
+        let (t_client, events) = drain(&mut client, &mut to_server);
+        if let Some(data) = events.into_iter().find_map(|e| match e {
+            Event::MediaData(d) => Some(d),
+            _ => None,
+        }) {
+            break data;
+        }
+        if to_server.is_empty() && to_client.is_empty() {
+            now = now.max(t_server.min(t_client));
+            server.handle_input(Input::Timeout(now)).unwrap();
+            client.handle_input(Input::Timeout(now)).unwrap();
+        } else {
+            now += Duration::from_millis(1);
+            deliver(&mut server, &mut to_server, now);
+            deliver(&mut client, &mut to_client, now);
+        }
+    };
+    assert_eq!(received.params.spec().codec, Codec::H264);
+    let data = &received.data[..];
+    assert!(data.windows(idr.len()).any(|w| w == idr), "{data:02x?}");
+}

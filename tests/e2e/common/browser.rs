@@ -98,3 +98,37 @@ pub fn play_whep(url: &str, frames: u32, extra: &[&str]) -> BrowserResult {
         ok: out.status.success(),
     }
 }
+
+/// Plays `stream_id` in Chromium with Ant Media's own client (`@antmedia/webrtc_adaptor`, see
+/// tests/browser/antmedia_play.mjs) over the WebSocket signalling at `ws_url` until `frames`
+/// video frames were decoded, then stops and plays again (extra args are passed on, e.g.
+/// `--missing ID`, `--token JWT`).
+pub fn play_antmedia(ws_url: &str, stream_id: &str, frames: u32, extra: &[&str]) -> BrowserResult {
+    assert!(
+        dir().join("node_modules/@antmedia/webrtc_adaptor").exists()
+            && dir()
+                .join("node_modules/@mediapipe/selfie_segmentation")
+                .exists(),
+        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
+    );
+    let out = Command::new("timeout")
+        .args(["-k", "5", "120", "node"])
+        .arg(dir().join("antmedia_play.mjs"))
+        .args([ws_url, stream_id])
+        .args(["--frames", &frames.to_string(), "--timeout", "90"])
+        .args(extra)
+        .output()
+        .expect("node (apt install nodejs)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let json = serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "antmedia_play.mjs printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    BrowserResult {
+        json,
+        ok: out.status.success(),
+    }
+}
