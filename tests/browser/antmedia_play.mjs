@@ -38,7 +38,7 @@ const files = {
 const page = `<!doctype html><meta charset=utf-8><title>antmedia play</title>
 <script src="/selfie_segmentation.js"></script>
 <script src="/webrtc_adaptor.js"></script>
-<video id=remoteVideo muted autoplay playsinline></video>`;
+<video id=remoteVideo autoplay playsinline></video>`;
 const server = http.createServer((req, res) => {
   const file = files[req.url];
   if (file) {
@@ -105,9 +105,17 @@ try {
     if (!pc) return { framesDecoded: 0 };
     const stats = await pc.getStats();
     let v = null;
-    stats.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = r; });
+    let a = null;
+    stats.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'video') v = r;
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') a = r;
+    });
     return { framesDecoded: v ? (v.framesDecoded || 0) : 0, width: v ? v.frameWidth : null,
-      ice: pc.iceConnectionState, codec: v && v.codecId ? (stats.get(v.codecId) || {}).mimeType : null };
+      ice: pc.iceConnectionState, codec: v && v.codecId ? (stats.get(v.codecId) || {}).mimeType : null,
+      // Chrome reports audio energy only for an element that is not muted (the browser runs
+      // with --mute-audio instead).
+      audioCodec: a && a.codecId ? (stats.get(a.codecId) || {}).mimeType : null,
+      audioEnergy: a ? (a.totalAudioEnergy || 0) : 0 };
   }, streamId);
   // Plays until `n` frames were decoded; returns the step's figures.
   const playUntilFrames = async (n) => {
@@ -134,6 +142,14 @@ try {
 
   await waitFor('initialized', () => window.events.some((e) => e.info === 'initialized'));
   out.steps.first = await playUntilFrames(frames);
+  // The stream's audio, as Opus with energy (a sine tone).
+  for (;;) {
+    const s = await decoded();
+    out.steps.first.audioCodec = s.audioCodec;
+    out.steps.first.audioEnergy = s.audioEnergy;
+    if (s.audioEnergy > 0 || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
 
   await tab.evaluate((id) => window.adaptor.getStreamInfo(id), streamId);
   const info = await waitFor('streamInformation', () => window.events.find((e) => e.info === 'streamInformation'));

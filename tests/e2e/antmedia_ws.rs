@@ -74,6 +74,12 @@ fn the_antmedia_adaptor_plays_through_the_lb_from_an_edge() {
     let first = &r.json["steps"]["first"];
     assert_eq!(first["codec"], "video/H264", "{}", r.json);
     assert_eq!(first["width"], 640, "{}", r.json);
+    assert_eq!(first["audioCodec"], "audio/opus", "{}", r.json);
+    assert!(
+        first["audioEnergy"].as_f64().unwrap_or(0.0) > 0.0,
+        "Opus audio with energy: {}",
+        r.json
+    );
     assert_eq!(
         r.json["steps"]["streamInfo"][0]["streamWidth"], 640,
         "{}",
@@ -246,11 +252,13 @@ fn the_websocket_signalling_answers_every_message() {
         "H264/90000",
         "a=sendonly",
         "a=candidate:",
+        "m=audio",
+        "opus/48000/2",
     ] {
         assert!(sdp.contains(want), "{want} missing from {sdp}");
     }
     let mapping = offer["idMapping"].as_object().unwrap();
-    assert_eq!(mapping.len(), 1, "{offer}");
+    assert_eq!(mapping.len(), 2, "video and audio: {offer}");
     let candidate = recv(&mut ws);
     assert_eq!(candidate["command"], "takeCandidate", "{candidate}");
     assert_eq!(candidate["label"], 0, "{candidate}");

@@ -55,11 +55,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Datagrams waiting for one session's task.
 const INBOX: usize = 256;
 /// H.264 profiles answered besides the stream's own (payload type, RTX payload type,
-/// profile-level-id): constrained baseline, baseline, main, high.
+/// profile-level-id): constrained baseline, baseline, main, high. 111 stays free: it is Opus.
 const FALLBACK_PROFILES: [(u8, u8, u32); 4] = [
     (106, 107, 0x42e01f),
     (108, 109, 0x42001f),
-    (110, 111, 0x4d001f),
+    (114, 115, 0x4d001f),
     (112, 113, 0x64001f),
 ];
 /// Largest datagram read (larger ones are truncated and then fail to parse).
@@ -355,8 +355,11 @@ impl WebRtc {
             subscription,
             profile,
             Notifier::default(),
-            None,
-            audio,
+            SessionMedia {
+                offered_video: None,
+                offered_audio: None,
+                audio,
+            },
         );
         Ok(Answer { id, sdp })
     }
@@ -378,7 +381,15 @@ impl WebRtc {
             pass: random_token(24),
         };
         let track = format!("{}", hub.key().stream);
-        let made = server_offer(profile, creds, self.candidate, self.crypto.clone(), &track)?;
+        let opus = info.audio.is_some();
+        let made = server_offer(
+            profile,
+            opus,
+            creds,
+            self.candidate,
+            self.crypto.clone(),
+            &track,
+        )?;
         let registered = self.register(hub, ufrag, slot);
         tracing::info!(stream = %hub.key(), session = %registered.id, "WebRTC offer made");
         Ok(Offer {
@@ -389,6 +400,7 @@ impl WebRtc {
                 rtc: made.rtc,
                 pending: made.pending,
                 video: made.video,
+                audio: made.audio,
                 profile,
                 stream: hub.key().clone(),
                 subscription: hub.subscribe(SubscriberKind::WebRtc),
@@ -408,6 +420,7 @@ impl WebRtc {
             mut rtc,
             pending,
             video,
+            audio,
             profile,
             stream,
             subscription,
@@ -422,6 +435,9 @@ impl WebRtc {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(WebRtcError::Negotiate)?;
+        // Opus for this session if the viewer kept the offered audio m-line.
+        let audio = audio.filter(|_| audio::answers_audio(&answer_sdp));
+        let feed = audio.map(|_| self.audio.feed(subscription.hub(), &self.metrics));
         let id = registered.id.clone();
         tracing::info!(%stream, session = %id, "WebRTC answer accepted");
         self.spawn(
@@ -430,8 +446,11 @@ impl WebRtc {
             subscription,
             profile,
             notifier,
-            Some(video),
-            None,
+            SessionMedia {
+                offered_video: Some(video),
+                offered_audio: audio,
+                audio: feed,
+            },
         );
         Ok(id)
     }
@@ -485,9 +504,13 @@ impl WebRtc {
         subscription: Subscription,
         profile: u32,
         notifier: Notifier,
-        offered_video: Option<Mid>,
-        audio: Option<Arc<audio::AudioFeed>>,
+        media: SessionMedia,
     ) {
+        let SessionMedia {
+            offered_video,
+            offered_audio,
+            audio,
+        } = media;
         let Registered {
             id,
             inbox,
@@ -508,6 +531,7 @@ impl WebRtc {
             shutdown: self.shutdown.clone(),
             notifier: notifier.clone(),
             offered_video,
+            offered_audio,
         };
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
@@ -639,6 +663,8 @@ struct MadeOffer {
     pending: SdpPendingOffer,
     /// The video m-line.
     video: Mid,
+    /// The audio m-line (Opus), for streams with audio.
+    audio: Option<Mid>,
     /// The offer.
     sdp: String,
     /// mid -> track id.
@@ -648,10 +674,11 @@ struct MadeOffer {
 }
 
 /// A session's `Rtc` (ICE-lite, one host candidate) with a send-only H.264 video m-line
-/// offered, for a stream of H.264 `profile`; `track` names its media in the SDP. More
-/// m-lines (audio) are added next to the video one here.
+/// offered, for a stream of H.264 `profile`, and a send-only Opus m-line when `opus` (the
+/// stream has audio); `track` names its media in the SDP.
 fn server_offer(
     profile: u32,
+    opus: bool,
     creds: IceCreds,
     candidate: SocketAddr,
     crypto: Arc<CryptoProvider>,
@@ -661,8 +688,10 @@ fn server_offer(
         .set_ice_lite(true)
         .set_crypto_provider(crypto)
         .set_local_ice_credentials(creds)
+        .set_rtcp_report_interval_audio(Duration::from_secs(1))
         .clear_codecs();
     video_codecs(rtc_config.codec_config(), profile);
+    rtc_config.codec_config().enable_opus(opus, false);
     let mut rtc = rtc_config.build(Instant::now());
     let host = Candidate::host(candidate, "udp").map_err(|_| WebRtcError::Candidate(candidate))?;
     let candidate_sdp = host.to_sdp_string();
@@ -672,16 +701,29 @@ fn server_offer(
     let video = api.add_media(
         MediaKind::Video,
         Direction::SendOnly,
-        stream,
+        stream.clone(),
         Some(format!("{track}-video")),
         None,
     );
-    let id_mapping = vec![(video.to_string(), format!("{track}-video"))];
+    let mut id_mapping = vec![(video.to_string(), format!("{track}-video"))];
+    // Audio in the same media stream as the video, so that browsers synchronise them.
+    let audio = opus.then(|| {
+        let mid = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            stream,
+            Some(format!("{track}-audio")),
+            None,
+        );
+        id_mapping.push((mid.to_string(), format!("{track}-audio")));
+        mid
+    });
     let (offer, pending) = api.apply().ok_or(WebRtcError::NoOffer)?;
     Ok(MadeOffer {
         rtc,
         pending,
         video,
+        audio,
         sdp: offer.to_sdp_string(),
         id_mapping,
         candidate: candidate_sdp.trim_start_matches("candidate:").to_owned(),
@@ -713,6 +755,8 @@ pub struct PendingOffer {
     profile: u32,
     /// The stream (for the log).
     stream: HubKey,
+    /// The offered audio m-line (streams with audio).
+    audio: Option<Mid>,
     /// Taken at the offer: it counts as a viewer from then on (an edge keeps pulling).
     subscription: Subscription,
     /// Its place in the registry and in `max_sessions`.
@@ -757,6 +801,14 @@ struct Registered {
     cancel: CancellationToken,
     /// Takes the session out of the registry when dropped.
     guard: SessionGuard,
+}
+
+/// What a session sends besides video: the m-lines this side offered (str0m announces
+/// `MediaAdded` only for the remote's) and the stream's Opus feed when audio was negotiated.
+struct SessionMedia {
+    offered_video: Option<Mid>,
+    offered_audio: Option<Mid>,
+    audio: Option<Arc<audio::AudioFeed>>,
 }
 
 /// Holds one of `max_sessions` places until dropped.

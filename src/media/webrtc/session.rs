@@ -57,6 +57,8 @@ pub(super) struct Parts {
     /// The video m-line when this side made the offer (str0m announces `MediaAdded` only for
     /// m-lines the remote offered).
     pub offered_video: Option<Mid>,
+    /// The audio m-line when this side made the offer (as `offered_video`).
+    pub offered_audio: Option<Mid>,
 }
 
 /// The video sender's state.
@@ -85,7 +87,7 @@ pub(super) async fn run(mut p: Parts) {
     let mut video: Option<Video> = None;
     let mut pending_mid: Option<Mid> = p.offered_video;
     let mut audio: Option<AudioSender> = None;
-    let mut pending_audio_mid: Option<Mid> = None;
+    let mut pending_audio_mid: Option<Mid> = p.offered_audio;
     let why = loop {
         // Drain outputs until the Rtc names its next timeout.
         let timeout = loop {

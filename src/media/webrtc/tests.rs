@@ -164,6 +164,7 @@ fn a_client_answering_the_servers_offer_receives_h264() {
     };
     let made = super::server_offer(
         h264::profile_level_id(&config),
+        false,
         creds,
         SERVER.parse().unwrap(),
         crypto.clone(),
