@@ -600,19 +600,16 @@ impl Puller {
                 }
                 checked = async { ownership.as_mut()?.await.ok()?.ok() }, if ownership.is_some() => {
                     ownership = None;
-                    match checked {
-                        Some(record) => {
-                            if let Some(Some(upstream)) = live_upstream(record.as_ref(), SystemTime::now()) {
-                                self.lookups.live_on(key, upstream, Instant::now());
-                            }
-                            let flowing = last_frame.elapsed() < self.poll * 2;
-                            if !keeps_subscription(record.as_ref(), epoch, SystemTime::now(), flowing) {
-                                // Ownership moved (or the stream ended): resolve again.
-                                return Ok(());
-                            }
+                    // None: the store is down or slow; the relay still flows, keep it.
+                    if let Some(record) = checked {
+                        if let Some(Some(upstream)) = live_upstream(record.as_ref(), SystemTime::now()) {
+                            self.lookups.live_on(key, upstream, Instant::now());
                         }
-                        // The store is down or slow: the relay still flows, keep it.
-                        _ => {}
+                        let flowing = last_frame.elapsed() < self.poll * 2;
+                        if !keeps_subscription(record.as_ref(), epoch, SystemTime::now(), flowing) {
+                            // Ownership moved (or the stream ended): resolve again.
+                            return Ok(());
+                        }
                     }
                 }
                 () = self.shutdown.stopped() => return Ok(()),
