@@ -318,12 +318,7 @@ impl WebRtc {
     pub fn open(self: &Arc<Self>, offer: &str, hub: &Arc<Hub>) -> Result<Answer, WebRtcError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(WebRtcError::MalformedOffer)?;
         let info = hub.info();
-        let config = info
-            .video
-            .as_ref()
-            .and_then(h264::decoder_config)
-            .ok_or(WebRtcError::NoVideo)?;
-        let profile = h264::profile_level_id(&config);
+        let profile = stream_profile(&info)?;
         let offer_sdp = offer.to_sdp_string();
         if !offers_h264(&offer_sdp) {
             return Err(WebRtcError::NoH264(format!("{profile:06x}")));
@@ -368,12 +363,7 @@ impl WebRtc {
     /// session, whose datagrams wait in its inbox until [`WebRtc::accept_answer`] starts it.
     pub fn offer(self: &Arc<Self>, hub: &Arc<Hub>) -> Result<Offer, WebRtcError> {
         let info = hub.info();
-        let config = info
-            .video
-            .as_ref()
-            .and_then(h264::decoder_config)
-            .ok_or(WebRtcError::NoVideo)?;
-        let profile = h264::profile_level_id(&config);
+        let profile = stream_profile(&info)?;
         let slot = self.reserve()?;
         let ufrag = random_token(8);
         let creds = IceCreds {
@@ -809,6 +799,16 @@ struct SessionMedia {
     offered_video: Option<Mid>,
     offered_audio: Option<Mid>,
     audio: Option<Arc<audio::AudioFeed>>,
+}
+
+/// The `profile-level-id` of a stream's H.264 (from its SPS), or [`WebRtcError::NoVideo`].
+fn stream_profile(info: &crate::media::frame::StreamInfo) -> Result<u32, WebRtcError> {
+    let config = info
+        .video
+        .as_ref()
+        .and_then(h264::decoder_config)
+        .ok_or(WebRtcError::NoVideo)?;
+    Ok(h264::profile_level_id(&config))
 }
 
 /// Holds one of `max_sessions` places until dropped.

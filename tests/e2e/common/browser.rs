@@ -15,27 +15,22 @@ fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-/// Plays `url` in Chromium with hls.js until `seconds` of media played (extra args are passed
-/// to play.mjs, e.g. `--switch-levels`).
-pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
-    assert!(
-        dir().join("node_modules/hls.js").exists()
-            && dir().join("node_modules/playwright-core").exists(),
-        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
-    );
-    let out = Command::new("timeout")
-        .args(["-k", "5", "150", "node"])
-        .arg(dir().join("play.mjs"))
-        .arg(url)
-        .args(["--seconds", &seconds.to_string(), "--timeout", "120"])
-        .args(extra)
-        .output()
-        .expect("node (apt install nodejs)");
+/// `node tests/browser/SCRIPT` under `timeout -k 5 LIMIT` (a browser that hangs is killed).
+fn node(limit_secs: u32, script: &str) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", &limit_secs.to_string(), "node"])
+        .arg(dir().join(script));
+    cmd
+}
+
+/// Runs a browser script and reads the JSON line it prints last.
+fn run_node(mut cmd: Command, script: &str) -> BrowserResult {
+    let out = cmd.output().expect("node (apt install nodejs)");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     let json = serde_json::from_str(line).unwrap_or_else(|e| {
         panic!(
-            "play.mjs printed no JSON ({e}): {stdout}\n{}",
+            "{script} printed no JSON ({e}): {stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         )
     });
@@ -45,28 +40,26 @@ pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
     }
 }
 
+/// Plays `url` in Chromium with hls.js until `seconds` of media played (extra args are passed
+/// to play.mjs, e.g. `--switch-levels`).
+pub fn play_hls(url: &str, seconds: u32, extra: &[&str]) -> BrowserResult {
+    assert!(
+        dir().join("node_modules/hls.js").exists()
+            && dir().join("node_modules/playwright-core").exists(),
+        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
+    );
+    let mut cmd = node(150, "play.mjs");
+    cmd.arg(url)
+        .args(["--seconds", &seconds.to_string(), "--timeout", "120"])
+        .args(extra);
+    run_node(cmd, "play.mjs")
+}
+
 /// Opens `base/#/cluster` and waits until the console lists every node of `names` alive.
 pub fn console_lists(base: &str, names: &[&str]) -> BrowserResult {
-    let out = Command::new("timeout")
-        .args(["-k", "5", "90", "node"])
-        .arg(dir().join("console.mjs"))
-        .arg(base)
-        .arg(names.join(","))
-        .args(["--timeout", "60"])
-        .output()
-        .expect("node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| {
-            panic!(
-                "console.mjs printed no JSON ({e}): {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    BrowserResult {
-        json,
-        ok: out.status.success(),
-    }
+    let mut cmd = node(90, "console.mjs");
+    cmd.arg(base).arg(names.join(",")).args(["--timeout", "60"]);
+    run_node(cmd, "console.mjs")
 }
 
 /// Plays a WHEP URL in Chromium with a plain RTCPeerConnection (tests/browser/whep.mjs) until
@@ -77,26 +70,11 @@ pub fn play_whep(url: &str, frames: u32, extra: &[&str]) -> BrowserResult {
         dir().join("node_modules/playwright-core").exists(),
         "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
     );
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", "node"])
-        .arg(dir().join("whep.mjs"))
-        .arg(url)
+    let mut cmd = node(120, "whep.mjs");
+    cmd.arg(url)
         .args(["--frames", &frames.to_string(), "--timeout", "90"])
-        .args(extra)
-        .output()
-        .expect("node (apt install nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let json = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "whep.mjs printed no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    BrowserResult {
-        json,
-        ok: out.status.success(),
-    }
+        .args(extra);
+    run_node(cmd, "whep.mjs")
 }
 
 /// Plays `stream_id` in Chromium with Ant Media's own client (`@antmedia/webrtc_adaptor`, see
@@ -111,24 +89,9 @@ pub fn play_antmedia(ws_url: &str, stream_id: &str, frames: u32, extra: &[&str])
                 .exists(),
         "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
     );
-    let out = Command::new("timeout")
-        .args(["-k", "5", "120", "node"])
-        .arg(dir().join("antmedia_play.mjs"))
-        .args([ws_url, stream_id])
+    let mut cmd = node(120, "antmedia_play.mjs");
+    cmd.args([ws_url, stream_id])
         .args(["--frames", &frames.to_string(), "--timeout", "90"])
-        .args(extra)
-        .output()
-        .expect("node (apt install nodejs)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    let json = serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "antmedia_play.mjs printed no JSON ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    BrowserResult {
-        json,
-        ok: out.status.success(),
-    }
+        .args(extra);
+    run_node(cmd, "antmedia_play.mjs")
 }
