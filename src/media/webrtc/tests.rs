@@ -14,7 +14,8 @@ use str0m::media::{Direction, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
 
-use super::{answer, h264};
+use super::h264;
+use super::sdp::answer;
 use streamfleet_proto::avc::DecoderConfig;
 use streamfleet_proto::avc::fixtures::{PPS_X264, SPS_640X360};
 
@@ -162,7 +163,7 @@ fn a_client_answering_the_servers_offer_receives_h264() {
         ufrag: "srvufrag".into(),
         pass: "server-password-0123456789".into(),
     };
-    let made = super::server_offer(
+    let made = super::sdp::server_offer(
         h264::profile_level_id(&config),
         false,
         creds,
