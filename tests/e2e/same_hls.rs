@@ -331,3 +331,58 @@ fn numbering_continues_across_an_origin_failover_with_one_discontinuity() {
         read.frames
     );
 }
+
+/// A cold edge (issue 17): the origin sends a new subscriber its HLS window (the finished
+/// segments it still lists) before the live frames, so the edge's first playlist is as long as
+/// the origin's, with the origin's bytes, instead of one segment after a segment's wait.
+#[test]
+fn a_cold_edge_serves_the_origins_whole_window_at_once() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let o1 = origin_with_ladder(&db, "origin-1");
+    let _publisher = Publisher::start(
+        &format!("rtmp://{}/live/cam", o1.addr("origin-1", "rtmp")),
+        Source {
+            seconds: 120,
+            ..Source::default()
+        },
+    );
+    let origin_http = o1.http("origin-1");
+    // The origin's window fills up (6 segments of 2 s), renditions included.
+    wait_for(
+        "origin-1 to list a full window",
+        Duration::from_secs(60),
+        || {
+            let full = |path: &str| {
+                let r = get(&format!("{origin_http}{path}"));
+                r.status == 200 && r.text().matches("#EXTINF").count() >= 6
+            };
+            (full("/live/streams/cam.m3u8") && full("/live/streams/cam_180p.m3u8")).then_some(())
+        },
+    );
+    let e1 = edge(&db, "edge-1");
+    let edge_http = e1.http("edge-1");
+    for path in ["/live/streams/cam.m3u8", "/live/streams/cam_180p.m3u8"] {
+        let theirs = listed(&format!("{origin_http}{path}")).segments.len();
+        let asked = Instant::now();
+        // The edge's very first answer for the stream (it pulls it on this request).
+        let first = listed(&format!("{edge_http}{path}"));
+        let took = asked.elapsed();
+        eprintln!(
+            "cold edge: first {path} in {} ms, {} segments (origin: {theirs})",
+            took.as_millis(),
+            first.segments.len()
+        );
+        assert!(
+            first.segments.len() >= theirs,
+            "the edge's first {path} lists the origin's window ({theirs} segments):\n{}",
+            first.text
+        );
+        assert_same_hls(
+            ("origin-1", &origin_http),
+            ("edge-1", &edge_http),
+            path,
+            theirs - 1,
+        );
+    }
+}

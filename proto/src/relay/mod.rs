@@ -1,4 +1,4 @@
-//! The origin -> edge relay protocol (`streamfleet-relay/2`), sans-IO: message framing over QUIC
+//! The origin -> edge relay protocol (`streamfleet-relay/3`), sans-IO: message framing over QUIC
 //! streams.
 //!
 //! Streams of one QUIC connection:
@@ -14,6 +14,9 @@
 //!   origin's [`SegmentStart`] decision; when the publisher leaves, the [`Message::Stop`] goes
 //!   on the GOP stream after its last frame (with the end of the segment it closes), so an edge
 //!   ends the stream where the origin did.
+//! - a rendition's first unit of a subscription starts (after its header) with copies of the
+//!   origin's finished HLS segments still listed before it ([`Message::Segment`], oldest first),
+//!   so a cold edge serves the origin's whole playlist window at once.
 //!
 //! Wire format of a message: type (u8), payload length (LEB128), payload. Integers in payloads
 //! are LEB128; byte strings are a LEB128 length then the bytes; an optional value is a flag byte
@@ -25,8 +28,9 @@ use crate::hls::SegmentStart;
 use crate::names::RenditionId;
 use crate::ts::TsMuxer;
 
-/// ALPN of the relay. Version 2: renditions are named by their [`RenditionId`].
-pub const ALPN: &[u8] = b"streamfleet-relay/2";
+/// ALPN of the relay. Version 2: renditions are named by their [`RenditionId`]; version 3: a
+/// subscription starts with the origin's HLS window ([`Message::Segment`]).
+pub const ALPN: &[u8] = b"streamfleet-relay/3";
 /// Largest message (a frame of 4K video fits comfortably).
 pub const MAX_MESSAGE: usize = 16 << 20;
 /// Longest app, stream or rendition name.
@@ -128,6 +132,24 @@ pub enum Message {
         /// FLV tag body.
         body: Bytes,
     },
+    /// A finished HLS segment of the origin's playlist window (on a unit's stream, before its
+    /// first frame): a cold edge lists it as the origin does, with the origin's bytes.
+    Segment {
+        /// Media sequence number.
+        sequence: u64,
+        /// Discontinuity sequence number up to and including it.
+        discontinuity_sequence: u64,
+        /// An `EXT-X-DISCONTINUITY` goes before it.
+        discontinuity: bool,
+        /// `EXT-X-PROGRAM-DATE-TIME`, unix ms.
+        program_date_time: Option<i64>,
+        /// Duration, ms.
+        duration_ms: u64,
+        /// The origin playlist's `EXT-X-TARGETDURATION`, seconds.
+        target_duration: u32,
+        /// The MPEG-TS bytes.
+        data: Bytes,
+    },
 }
 
 /// Relay protocol errors.
@@ -161,6 +183,7 @@ mod ty {
     pub const STOP: u8 = 5;
     pub const GOP: u8 = 6;
     pub const FRAME: u8 = 7;
+    pub const SEGMENT: u8 = 8;
 }
 
 fn put_varint(out: &mut impl BufMut, mut v: u64) {
@@ -263,6 +286,7 @@ impl Message {
             Message::Stop { .. } => ty::STOP,
             Message::GopHeader { .. } => ty::GOP,
             Message::Frame { .. } => ty::FRAME,
+            Message::Segment { .. } => ty::SEGMENT,
         }
     }
 
@@ -305,6 +329,22 @@ impl Message {
                     + varint_len(*origin_us)
                     + segment.as_ref().map_or(0, segment_len)
                     + bytes_len(body)
+            }
+            Message::Segment {
+                sequence,
+                discontinuity_sequence,
+                program_date_time,
+                duration_ms,
+                target_duration,
+                data,
+                ..
+            } => {
+                1 + varint_len(*sequence)
+                    + varint_len(*discontinuity_sequence)
+                    + program_date_time.map_or(0, |t| varint_len(zigzag(t)))
+                    + varint_len(*duration_ms)
+                    + varint_len(u64::from(*target_duration))
+                    + bytes_len(data)
             }
         }
     }
@@ -389,6 +429,25 @@ impl Message {
                 }
                 put_bytes(out, body);
             }
+            Message::Segment {
+                sequence,
+                discontinuity_sequence,
+                discontinuity,
+                program_date_time,
+                duration_ms,
+                target_duration,
+                data,
+            } => {
+                out.put_u8(u8::from(*discontinuity) | (u8::from(program_date_time.is_some()) << 1));
+                put_varint(out, *sequence);
+                put_varint(out, *discontinuity_sequence);
+                if let Some(t) = program_date_time {
+                    put_varint(out, zigzag(*t));
+                }
+                put_varint(out, *duration_ms);
+                put_varint(out, u64::from(*target_duration));
+                put_bytes(out, data);
+            }
         }
     }
 
@@ -397,7 +456,7 @@ impl Message {
         let Some(&type_id) = buf.first() else {
             return Ok(None);
         };
-        if !(ty::AUTH..=ty::FRAME).contains(&type_id) {
+        if !(ty::AUTH..=ty::SEGMENT).contains(&type_id) {
             return Err(RelayError::UnknownType(type_id));
         }
         let Some((len, len_bytes)) = get_varint(&buf[1..])? else {
@@ -563,6 +622,26 @@ impl Reader {
                     body: self.bytes(MAX_MESSAGE)?,
                 }
             }
+            ty::SEGMENT => {
+                let flags = self.u8()?;
+                if flags & !0b11 != 0 {
+                    return Err(RelayError::BadField("segment flags"));
+                }
+                Message::Segment {
+                    discontinuity: flags & 1 == 1,
+                    sequence: self.varint()?,
+                    discontinuity_sequence: self.varint()?,
+                    program_date_time: if flags & 2 == 2 {
+                        Some(unzigzag(self.varint()?))
+                    } else {
+                        None
+                    },
+                    duration_ms: self.varint()?,
+                    target_duration: u32::try_from(self.varint()?)
+                        .map_err(|_| RelayError::BadField("target duration"))?,
+                    data: self.bytes(MAX_MESSAGE)?,
+                }
+            }
             other => return Err(RelayError::UnknownType(other)),
         })
     }
@@ -638,6 +717,24 @@ mod tests {
                 part: false,
                 body: Bytes::new(),
             },
+            Message::Segment {
+                sequence: 1_796_320_730,
+                discontinuity_sequence: 2,
+                discontinuity: true,
+                program_date_time: Some(1_796_320_730_000),
+                duration_ms: 2_002,
+                target_duration: 2,
+                data: Bytes::from(vec![0x47; 188 * 3]),
+            },
+            Message::Segment {
+                sequence: 0,
+                discontinuity_sequence: 0,
+                discontinuity: false,
+                program_date_time: None,
+                duration_ms: 0,
+                target_duration: 0,
+                data: Bytes::new(),
+            },
         ]
     }
 
@@ -694,6 +791,11 @@ mod tests {
             // Frame with a segment start whose muxer state names no tracks.
             decode(&[7, 10, 0b1_0100, 0, 0, 1, 0, 0, 0, 2, 0, 0]),
             Err(RelayError::BadField("muxer state"))
+        );
+        assert_eq!(
+            // Segment: an unknown flag bit.
+            decode(&[8, 6, 0b100, 0, 0, 0, 0, 0]),
+            Err(RelayError::BadField("segment flags"))
         );
         assert_eq!(
             decode(&[5, 2, 0, 2]),

@@ -62,11 +62,72 @@ pub struct HlsView {
     pub playlist: Option<Bytes>,
     /// `(sequence number, bytes)` of segments still served.
     pub segments: VecDeque<(u64, Bytes)>,
+    /// The listed segments, oldest first (what a new edge is sent to start with).
+    pub listed: Vec<Segment>,
+    /// The playlist's `EXT-X-TARGETDURATION`, seconds.
+    pub target_duration: u32,
     /// Bits per second of the listed segments: the highest one's, and on average (a master
     /// playlist's `BANDWIDTH` and `AVERAGE-BANDWIDTH`).
     pub peak_bps: u64,
     /// See `peak_bps`.
     pub average_bps: u64,
+}
+
+impl HlsView {
+    /// Copies of the listed segments before `next` (the segment a new edge starts in), oldest
+    /// first: the longest run of them ending just before `next` whose bytes are still held and
+    /// are at most `max_bytes` each.
+    pub fn copies_before(&self, next: u64, max_bytes: usize) -> Vec<SegmentCopy> {
+        let mut copies = Vec::new();
+        let mut want = next;
+        for listed in self.listed.iter().rev() {
+            if listed.sequence >= want {
+                continue;
+            }
+            if listed.sequence.checked_add(1) != Some(want) {
+                break;
+            }
+            let data = self
+                .segments
+                .iter()
+                .find(|(s, _)| *s == listed.sequence)
+                .map(|(_, b)| b.clone());
+            let Some(data) = data.filter(|d| d.len() <= max_bytes) else {
+                break;
+            };
+            want = listed.sequence;
+            copies.push(SegmentCopy {
+                sequence: listed.sequence,
+                discontinuity_sequence: listed.discontinuity_sequence,
+                discontinuity: listed.discontinuity,
+                program_date_time: listed.program_date_time,
+                duration_ms: listed.duration.as_millis() as u64,
+                target_duration: self.target_duration,
+                data,
+            });
+        }
+        copies.reverse();
+        copies
+    }
+}
+
+/// A finished segment as the deciding node listed it ([`HlsPackager::backfill`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCopy {
+    /// Media sequence number.
+    pub sequence: u64,
+    /// Discontinuity sequence number up to and including it.
+    pub discontinuity_sequence: u64,
+    /// An `EXT-X-DISCONTINUITY` goes before it.
+    pub discontinuity: bool,
+    /// `EXT-X-PROGRAM-DATE-TIME`, unix ms.
+    pub program_date_time: Option<i64>,
+    /// Duration, ms.
+    pub duration_ms: u64,
+    /// The deciding node's `EXT-X-TARGETDURATION`, seconds.
+    pub target_duration: u32,
+    /// The MPEG-TS bytes.
+    pub data: Bytes,
 }
 
 /// The packager of one hub.
@@ -253,6 +314,7 @@ impl HlsPackager {
                 self.playlist.forget_from(start.sequence);
                 let mut view = (*self.view.borrow().clone()).clone();
                 view.segments.retain(|(s, _)| *s < start.sequence);
+                view.listed.retain(|s| s.sequence < start.sequence);
                 self.view.send_replace(Arc::new(view));
             }
             self.open_segment(*start, dts);
@@ -358,26 +420,75 @@ impl HlsPackager {
             program_date_time: Some(start.program_date_time),
             discontinuity: start.discontinuity,
         };
-        self.playlist
-            .raise_target_duration(u64::from(start.target_duration));
-        let last = self.playlist.segments().last().map(|s| s.sequence);
-        if last.is_some_and(|l| l.checked_add(1) != Some(start.sequence)) {
-            tracing::info!(stream = %self.name, last, next = start.sequence, "segment numbers do not follow: the playlist window starts again");
+        self.list(vec![(segment, start.target_duration, open.buf.freeze())]);
+    }
+
+    /// Lists finished segments that the deciding node made (a new edge starts with the
+    /// origin's window, [`SegmentCopy`], oldest first), all in one new view: the same names
+    /// and bytes as there. A copy of a segment this node already lists (or of an older one) is
+    /// ignored; a partial copy of it (or of an older one) still open here is replaced.
+    pub fn backfill(&mut self, copies: Vec<SegmentCopy>) {
+        let mut listing = Vec::with_capacity(copies.len());
+        for copy in copies {
+            let sequence = copy.sequence;
+            if let Some(open) = &self.open {
+                if open.start.sequence > sequence {
+                    continue;
+                }
+                self.open = None;
+                if let Some(ll) = &mut self.ll {
+                    ll.drop_open();
+                }
+            }
+            let last = listing
+                .last()
+                .map(|(s, ..): &(Segment, u32, Bytes)| s.sequence)
+                .or_else(|| self.playlist.segments().last().map(|s| s.sequence));
+            if last.is_some_and(|last| last >= sequence) {
+                continue;
+            }
+            let segment = Segment {
+                uri: format!("{}-{}.ts", self.name, sequence),
+                sequence,
+                discontinuity_sequence: copy.discontinuity_sequence,
+                duration: Duration::from_millis(copy.duration_ms.max(1)),
+                program_date_time: copy.program_date_time,
+                discontinuity: copy.discontinuity,
+            };
+            listing.push((segment, copy.target_duration, copy.data));
         }
-        tracing::debug!(stream = %self.name, sequence = start.sequence, duration_ms = duration.as_millis() as u64, discontinuity = start.discontinuity, "segment listed");
-        if let Err(e) = self.playlist.push(segment) {
-            tracing::warn!(stream = %self.name, error = %e, "segment not listed");
-            return;
-        }
+        self.list(listing);
+    }
+
+    /// Lists finished segments `(segment, deciding node's target duration, bytes)`, oldest
+    /// first, and publishes the new playlist and bytes once.
+    fn list(&mut self, segments: Vec<(Segment, u32, Bytes)>) {
         let mut view = (*self.view.borrow().clone()).clone();
-        let listed: Vec<u64> = self.playlist.segments().map(|s| s.sequence).collect();
-        view.segments.push_back((start.sequence, open.buf.freeze()));
+        let mut newest = None;
+        for (segment, target_duration, data) in segments {
+            let sequence = segment.sequence;
+            self.playlist
+                .raise_target_duration(u64::from(target_duration));
+            let last = self.playlist.segments().last().map(|s| s.sequence);
+            if last.is_some_and(|l| l.checked_add(1) != Some(sequence)) {
+                tracing::info!(stream = %self.name, last, next = sequence, "segment numbers do not follow: the playlist window starts again");
+            }
+            tracing::debug!(stream = %self.name, sequence, duration_ms = segment.duration.as_millis() as u64, discontinuity = segment.discontinuity, "segment listed");
+            if let Err(e) = self.playlist.push(segment) {
+                tracing::warn!(stream = %self.name, error = %e, "segment not listed");
+                continue;
+            }
+            view.segments.push_back((sequence, data));
+            newest = Some(sequence);
+        }
+        let Some(newest) = newest else { return };
+        view.listed = self.playlist.segments().cloned().collect();
+        view.target_duration = u32::try_from(self.playlist.target_duration()).unwrap_or(u32::MAX);
         // Served: what is listed, and a few older ones for players holding an older playlist
         // (not older ones of a window that restarted).
-        let oldest = listed.first().copied().unwrap_or(start.sequence);
-        view.segments.retain(|(s, _)| {
-            s.saturating_add(EXTRA_SEGMENTS as u64) >= oldest && *s <= start.sequence
-        });
+        let oldest = view.listed.first().map_or(newest, |s| s.sequence);
+        view.segments
+            .retain(|(s, _)| s.saturating_add(EXTRA_SEGMENTS as u64) >= oldest && *s <= newest);
         view.playlist = Some(Bytes::from(self.playlist.render()));
         let (mut bits, mut ms, mut peak) = (0u64, 0u64, 0u64);
         for listed in self.playlist.segments() {

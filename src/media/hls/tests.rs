@@ -476,3 +476,70 @@ fn ll_hls_parts_follow_the_origin_and_are_the_same_bytes_everywhere() {
         assert_eq!(&joined[..], &whole[..]);
     }
 }
+
+#[test]
+fn a_new_follower_starts_with_the_origins_window() {
+    let (mut origin, frames) = origin_frames(12);
+    // The open segment starts at 10 s (frame 300): a subscriber starts there, after the copies
+    // of what the origin lists before it.
+    let next = frames[300].segment.as_ref().unwrap().sequence;
+    let copies = origin.view().copies_before(next, usize::MAX);
+    let numbers: Vec<u64> = copies.iter().map(|c| c.sequence).collect();
+    assert_eq!(
+        numbers,
+        [2, 3, 4],
+        "the window before the open segment, oldest first"
+    );
+    let mut edge = HlsPackager::new("demo", &config(), Role::Source(Arc::default()), 0);
+    edge.follow();
+    edge.start(&info(), 1);
+    edge.backfill(copies.clone());
+    assert_eq!(
+        edge.view().playlist,
+        origin.view().playlist,
+        "a whole playlist before any frame"
+    );
+    for f in &frames[300..] {
+        edge.push(f);
+    }
+    // Copies of what it already lists (a renewed subscription) change nothing.
+    edge.backfill(copies);
+    let end = origin.stop(None);
+    edge.stop(end);
+    assert_eq!(edge.view().playlist, origin.view().playlist);
+    let theirs = origin.view();
+    let sequences: Vec<u64> = edge.view().segments.iter().map(|(s, _)| *s).collect();
+    assert_eq!(sequences, [2, 3, 4, 5]);
+    for (s, bytes) in &edge.view().segments {
+        let want = &theirs.segments.iter().find(|(o, _)| o == s).unwrap().1;
+        assert!(bytes == want, "segment {s}: the same bytes");
+    }
+
+    // A segment too big to copy ends the run: nothing older than it is sent.
+    let view = origin.view();
+    let newest = view.segments.iter().find(|(s, _)| *s == 4).unwrap().1.len();
+    assert!(view.copies_before(5, newest - 1).is_empty());
+    assert_eq!(view.copies_before(5, newest).last().unwrap().sequence, 4);
+}
+
+#[test]
+fn a_copy_replaces_a_partial_open_segment_and_older_copies_are_ignored() {
+    let (origin, frames) = origin_frames(12);
+    // A follower that saw part of segment 3 (6 s..7 s) only.
+    let mut edge = follow(&frames[180..210]);
+    assert!(edge.view().playlist.is_none(), "nothing finished yet");
+    let copies = origin.view().copies_before(5, usize::MAX);
+    assert_eq!(
+        copies.iter().map(|c| c.sequence).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    // 2 is older than the open 3: ignored; 3 replaces the partial copy; 4 follows.
+    edge.backfill(copies);
+    let listed: Vec<u64> = edge.view().listed.iter().map(|s| s.sequence).collect();
+    assert_eq!(listed, [3, 4]);
+    for (s, bytes) in &edge.view().segments {
+        let theirs = origin.view();
+        let want = &theirs.segments.iter().find(|(o, _)| o == s).unwrap().1;
+        assert!(bytes == want, "segment {s}: the same bytes");
+    }
+}

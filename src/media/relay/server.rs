@@ -26,9 +26,10 @@ use super::{
 };
 use crate::config::Secret;
 use crate::media::frame::TrackKind;
+use crate::media::hls::SegmentCopy;
 use crate::media::hub::{Hub, HubEvent, HubKey, Hubs, SubscriberKind};
 use crate::runtime::Shutdown;
-use streamfleet_proto::relay::{Kind, MAX_RENDITIONS, Message, close};
+use streamfleet_proto::relay::{Kind, MAX_MESSAGE, MAX_RENDITIONS, Message, close};
 
 /// How often a subscription looks for renditions that appeared (a transcoder starting).
 const RENDITION_SCAN: Duration = Duration::from_millis(250);
@@ -326,6 +327,9 @@ async fn forward(
 ) -> Result<(), RelayIoError> {
     let mut sub = hub.subscribe(SubscriberKind::Relay);
     let id = hub.key().rendition;
+    // Taken after subscribing: the window holds at least every segment before the one the
+    // subscription starts in.
+    let mut window = hub.hls_view();
     drop(hub);
     let mut unit: Option<quinn::SendStream> = None;
     let mut units = 0u64;
@@ -397,6 +401,20 @@ async fn forward(
                         },
                     )
                     .await?;
+                    if let (Some(view), Some(start)) = (window.take(), frame.segment.as_deref()) {
+                        // Room for the message's other fields.
+                        let fits = MAX_MESSAGE - 64;
+                        for copy in view.copies_before(start.sequence, fits) {
+                            match send(&mut stream, &segment_message(copy)).await {
+                                Ok(n) => {
+                                    egress.inc_by(n as u64);
+                                }
+                                // The edge gave the unit up: its frames will find that out.
+                                Err(RelayIoError::Write(quinn::WriteError::Stopped(_))) => break,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
                     units += 1;
                     unit = Some(stream);
                     unit_start = frame.dts;
@@ -449,6 +467,19 @@ async fn forward(
     }
     // The hub dropped us for staying behind: the edge must resubscribe.
     Err(RelayIoError::Timeout)
+}
+
+/// A segment of the origin's window as the relay carries it.
+fn segment_message(c: SegmentCopy) -> Message {
+    Message::Segment {
+        sequence: c.sequence,
+        discontinuity_sequence: c.discontinuity_sequence,
+        discontinuity: c.discontinuity,
+        program_date_time: c.program_date_time,
+        duration_ms: c.duration_ms,
+        target_duration: c.target_duration,
+        data: c.data,
+    }
 }
 
 #[cfg(test)]

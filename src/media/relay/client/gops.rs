@@ -85,6 +85,11 @@ impl Puller {
                     }
                 }
                 GopEvent::Describe(d) => r.describe(&self.hubs, epoch, d),
+                GopEvent::Backfill(copies) => {
+                    if let Some(mut hls) = r.publisher.as_ref().and_then(|p| p.hub().hls()) {
+                        hls.backfill(copies);
+                    }
+                }
                 GopEvent::Stop { segment_end } => {
                     if let Some(p) = r.publisher.take() {
                         p.end(segment_end);
@@ -219,12 +224,22 @@ pub(super) async fn read_gop(mut gop: GopStream, tx: mpsc::Sender<GopItem>, stop
         event,
         stop: stop.clone(),
     };
+    // Segments of the origin's window not handed on yet.
+    let (mut window, mut window_bytes) = (Vec::new(), 0usize);
     loop {
         if stop.load(Ordering::Relaxed) {
             gop.reader.stop();
             break;
         }
-        let event = match gop.reader.next().await {
+        let next = gop.reader.next().await;
+        if !window.is_empty() && !matches!(next, Ok(Some(Message::Segment { .. }))) {
+            window_bytes = 0;
+            let copies = GopEvent::Backfill(std::mem::take(&mut window));
+            if tx.send(item(Some(copies))).await.is_err() {
+                return;
+            }
+        }
+        let event = match next {
             Ok(Some(Message::Frame {
                 kind,
                 dts,
@@ -263,6 +278,33 @@ pub(super) async fn read_gop(mut gop: GopStream, tx: mpsc::Sender<GopItem>, stop
                     audio,
                     metadata,
                 })
+            }
+            Ok(Some(Message::Segment {
+                sequence,
+                discontinuity_sequence,
+                discontinuity,
+                program_date_time,
+                duration_ms,
+                target_duration,
+                data,
+            })) => {
+                // Gathered, so that the packager lists the whole window at once (the first
+                // playlist a cold edge serves is complete), within bounds.
+                window_bytes += data.len();
+                window.push(SegmentCopy {
+                    sequence,
+                    discontinuity_sequence,
+                    discontinuity,
+                    program_date_time,
+                    duration_ms,
+                    target_duration,
+                    data,
+                });
+                if window.len() < MAX_WINDOW_SEGMENTS && window_bytes < MAX_WINDOW_BYTES {
+                    continue;
+                }
+                window_bytes = 0;
+                GopEvent::Backfill(std::mem::take(&mut window))
             }
             // The unit ended cleanly.
             Ok(None) => break,

@@ -34,6 +34,7 @@ use crate::cluster::model::{StreamKey, StreamRecord, StreamStatus};
 use crate::cluster::store::{Store, StoreError};
 use crate::config::Secret;
 use crate::media::frame::{Frame, StreamInfo, TrackKind, audio_track, video_track};
+use crate::media::hls::SegmentCopy;
 use crate::media::hub::{Hub, HubKey, Hubs, Publisher, SubscriberKind};
 use crate::runtime::Shutdown;
 use streamfleet_proto::names::RenditionId;
@@ -45,6 +46,10 @@ const FRAME_QUEUE: usize = 1024;
 const GOP_QUEUE: usize = 64;
 /// GOP events held until their rendition is described.
 const EARLY_QUEUE: usize = 512;
+/// Most segments of an origin's window handed to the packager at once (more go in batches).
+const MAX_WINDOW_SEGMENTS: usize = 64;
+/// Most bytes of an origin's window gathered before they are handed on.
+const MAX_WINDOW_BYTES: usize = 64 << 20;
 /// Pause between attempts while the origin cannot be reached.
 const RETRY: Duration = Duration::from_millis(500);
 
@@ -129,6 +134,8 @@ enum GopEvent {
     Describe(Describe),
     /// The unit was cut short: frames of it are missing.
     Broken,
+    /// Finished segments of the origin's HLS window (before the unit's first frame).
+    Backfill(Vec<SegmentCopy>),
     /// The rendition's publisher left after the unit's last frame.
     Stop {
         /// Where the origin ended the open HLS segment.
