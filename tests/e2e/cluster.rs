@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::browser::console_lists;
 use crate::common::cluster::{
     HEARTBEAT_MS, NODE_TIMEOUT_MS, broadcast, edge, edge_with_secret, lb, metric, origin,
-    publish_until_broadcasting, wait_broadcasting,
+    publish_until_broadcasting, wait_broadcasting, window_end,
 };
 use crate::common::media::{
     LiveReader, Publisher, Source, assert_plays, assert_plays_default, probe, require_ffmpeg,
@@ -410,17 +410,6 @@ fn hls_viewers_on_an_edge_continue_when_the_publisher_moves_to_another_origin() 
         metric(&e1, "edge-1", "streamfleet_relay_resubscribes_total"),
         1.0
     );
-}
-
-/// The `#EXT-X-MEDIA-SEQUENCE` of a playlist, with its segment count: where its window ends.
-fn window_end(playlist: &str) -> Option<u64> {
-    let first: u64 = playlist
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(first + playlist.matches("#EXTINF").count() as u64)
 }
 
 #[test]

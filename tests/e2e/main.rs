@@ -26,6 +26,7 @@ mod lb_sticky;
 mod lb_tcp;
 mod lb_tls;
 mod llhls;
+mod machines;
 mod media;
 mod rest_security;
 mod same_hls;

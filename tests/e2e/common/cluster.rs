@@ -116,3 +116,14 @@ pub fn publish_until_broadcasting(
     );
     publisher
 }
+
+/// The `#EXT-X-MEDIA-SEQUENCE` of a playlist, with its segment count: where its window ends.
+pub fn window_end(playlist: &str) -> Option<u64> {
+    let first: u64 = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(first + playlist.matches("#EXTINF").count() as u64)
+}

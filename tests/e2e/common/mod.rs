@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conformance;
 pub mod lb;
 pub mod media;
+pub mod netns;
 pub mod secantus;
 
 use std::collections::HashMap;
@@ -51,13 +52,33 @@ impl Proc {
         p
     }
 
+    /// Like [`Proc::start`] on another machine (a network namespace, [`netns`]).
+    pub fn start_on(host: &netns::Host, yaml: &str) -> Proc {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut p = Self::spawn(dir, yaml, Some(host));
+        p.wait_ready();
+        p
+    }
+
     /// Starts the binary without waiting for readiness.
     pub fn spawn_in(dir: tempfile::TempDir, yaml: &str) -> Proc {
+        Self::spawn(dir, yaml, None)
+    }
+
+    fn spawn(dir: tempfile::TempDir, yaml: &str, host: Option<&netns::Host>) -> Proc {
         let config = dir.path().join("streamfleet.yaml");
         std::fs::write(&config, yaml).expect("write config");
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(binary())
+        let mut command = match host {
+            Some(host) => {
+                let mut c = host.nsenter();
+                c.arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
+        let mut child = command
             .args(["run", "--config"])
             .arg(&config)
             .env(

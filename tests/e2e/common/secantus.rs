@@ -14,6 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::netns::Host;
+
 /// How long a start may take before the test fails.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -35,11 +37,22 @@ pub struct Secantus {
     dir: tempfile::TempDir,
     /// Every line the server printed, for failure messages.
     log: Arc<Mutex<Vec<String>>>,
+    /// The machine it runs on (a network namespace), or `None` for this one (127.0.0.1).
+    host: Option<Host>,
 }
 
 impl Secantus {
     /// Starts a fresh server, provisions the root user and restarts it with `--auth`.
     pub fn start() -> Secantus {
+        Self::start_with(None)
+    }
+
+    /// [`Secantus::start`] on another machine (a network namespace).
+    pub fn start_on(host: &Host) -> Secantus {
+        Self::start_with(Some(host.clone()))
+    }
+
+    fn start_with(host: Option<Host>) -> Secantus {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("secantusd.toml"), "").expect("write empty config");
         let nanos = SystemTime::now()
@@ -51,9 +64,10 @@ impl Secantus {
             password: format!("pw:{nanos:x}@sf"),
             dir,
             log: Arc::new(Mutex::new(Vec::new())),
+            host,
         };
         server.launch(None, false);
-        create_root_user(server.port, &server.password);
+        create_root_user(server.ip(), server.port, &server.password);
         // A graceful stop: SecantusDB loses recent writes (the user too) when killed before
         // a checkpoint unless it syncs on commit.
         server.terminate();
@@ -69,10 +83,16 @@ impl Secantus {
     /// The same URI with another password (for wrong-credential tests).
     pub fn uri_with_password(&self, password: &str) -> String {
         format!(
-            "mongodb://{USER}:{}@127.0.0.1:{}/?authSource=admin",
+            "mongodb://{USER}:{}@{}:{}/?authSource=admin",
             encode_userinfo(password),
+            self.ip(),
             self.port
         )
+    }
+
+    /// The address it listens on.
+    fn ip(&self) -> &str {
+        self.host.as_ref().map_or("127.0.0.1", |h| h.ip.as_str())
     }
 
     /// The root user's password.
@@ -170,13 +190,20 @@ impl Secantus {
         auth: bool,
         deadline: Instant,
     ) -> Result<(Child, u16), String> {
-        let mut cmd = Command::new(binary());
+        let mut cmd = match &self.host {
+            Some(host) => {
+                let mut c = host.nsenter();
+                c.arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         cmd.arg("--config")
             .arg(self.dir.path().join("secantusd.toml"))
             // Durable writes, as a real mongod's journal gives: an outage test kills the
             // server and expects acknowledged writes to be there after the restart.
             .arg("--sync-on-commit")
-            .args(["--log-level", "INFO", "--host", "127.0.0.1", "--port"])
+            .args(["--log-level", "INFO", "--host", self.ip(), "--port"])
             .arg(port.unwrap_or(0).to_string())
             .arg("--storage-path")
             .arg(self.dir.path().join("data"))
@@ -271,15 +298,15 @@ pub fn binary() -> PathBuf {
 
 /// Creates the root user on a server running without auth, through the real driver. Runs on
 /// its own thread and runtime so that it works from sync and async tests alike.
-fn create_root_user(port: u16, password: &str) {
-    let password = password.to_owned();
+fn create_root_user(ip: &str, port: u16, password: &str) {
+    let (ip, password) = (ip.to_owned(), password.to_owned());
     let created = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let uri = format!("mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=10000");
+            let uri = format!("mongodb://{ip}:{port}/?serverSelectionTimeoutMS=10000");
             let client = mongodb::Client::with_uri_str(uri).await?;
             let command = mongodb::bson::doc! {
                 "createUser": USER,
