@@ -272,6 +272,9 @@ pub struct StreamClaim {
     pub origin_relay: Option<String>,
     /// Renditions known at publish time (often empty until the first keyframe).
     pub renditions: Vec<Rendition>,
+    /// A node the claimant found dead (its listeners refuse connections, or its record is
+    /// stale): a live lease of that node does not stop the claim (an early takeover).
+    pub dead_owner: Option<String>,
 }
 
 /// Proof of ownership, kept by the origin while it ingests.

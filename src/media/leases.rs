@@ -35,6 +35,8 @@ const HOLD_MARGIN: Duration = Duration::from_secs(1);
 /// Bounds on the pause between claims of a held publisher (a tenth of the lease between).
 const HOLD_RETRY_MIN: Duration = Duration::from_millis(100);
 const HOLD_RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a connection to a stream's owner may take to say whether the owner is gone.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 struct Entry {
@@ -132,6 +134,7 @@ impl Leases {
             origin: self.node.clone(),
             origin_relay: self.relay.clone(),
             renditions,
+            dead_owner: None,
         }
     }
 
@@ -150,7 +153,7 @@ impl Leases {
         key: &StreamKey,
         hold: Duration,
     ) -> Result<LeaseGuard, ClaimError> {
-        let claim = self.claim_of(key, Vec::new());
+        let mut claim = self.claim_of(key, Vec::new());
         let give_up = tokio::time::Instant::now() + hold;
         let retry = (self.lease_len / 10).clamp(HOLD_RETRY_MIN, HOLD_RETRY_MAX);
         let mut held = false;
@@ -163,7 +166,7 @@ impl Leases {
             .await
             {
                 Ok(Ok(lease)) => {
-                    if held {
+                    if held && claim.dead_owner.is_none() {
                         tracing::info!(stream = %key, "the previous owner's lease ran out; taking the stream over");
                     }
                     break Some(lease);
@@ -176,6 +179,14 @@ impl Leases {
                     if !held {
                         tracing::info!(stream = %key, %origin, "stream owned by another origin; holding the publisher until that lease runs out");
                         held = true;
+                    }
+                    // Once per owner: a dead one's lease need not be waited for.
+                    if claim.dead_owner.as_ref() != Some(&origin)
+                        && let Some(why) = self.owner_dead(&origin).await
+                    {
+                        tracing::info!(stream = %key, %origin, "the owner is dead ({why}); taking the stream over before its lease runs out");
+                        claim.dead_owner = Some(origin);
+                        continue;
                     }
                     tokio::time::sleep(retry.min(give_up - now)).await;
                 }
@@ -225,6 +236,31 @@ impl Leases {
             id,
             lost,
         })
+    }
+
+    /// Why node `origin` is known to be dead, if it is: its record has not been renewed for
+    /// a lease's length, or its RTMP (else HTTP) listener refuses connections (the process is
+    /// gone while its machine answers). A node that merely does not answer (a partition, a
+    /// machine down) is not known dead: its lease is waited for.
+    async fn owner_dead(&self, origin: &str) -> Option<&'static str> {
+        let nodes = tokio::time::timeout(CLAIM_TIMEOUT, self.store.nodes())
+            .await
+            .ok()?
+            .ok()?;
+        let node = nodes.into_iter().find(|n| n.name == origin)?;
+        let silent = SystemTime::now()
+            .duration_since(node.last_seen)
+            .unwrap_or_default();
+        if silent > self.lease_len {
+            return Some("its node record is stale");
+        }
+        let addr = node.rtmp.or(node.http)?;
+        match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr)).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Some("its listener refuses connections")
+            }
+            _ => None,
+        }
     }
 
     /// Streams this node owns now.
@@ -499,6 +535,7 @@ mod tests {
             origin: "o2".into(),
             origin_relay: None,
             renditions: vec![],
+            dead_owner: None,
         };
         store
             .claim_stream(&claim, later, Duration::from_secs(10))
@@ -590,6 +627,66 @@ mod tests {
         }
     }
 
+    /// A node record of `name` whose RTMP listener is `rtmp`, last seen now.
+    fn node_record(name: &str, rtmp: std::net::SocketAddr) -> crate::cluster::model::NodeRecord {
+        let now = SystemTime::now();
+        crate::cluster::model::NodeRecord {
+            name: name.into(),
+            role: crate::config::Role::Origin,
+            advertise: "127.0.0.1".into(),
+            rtmp: Some(rtmp.to_string()),
+            http: None,
+            relay: None,
+            version: "test".into(),
+            started_at: now,
+            last_seen: now,
+            cpu: 0.0,
+            mem_used: 0,
+            mem_total: 0,
+            streams: 1,
+            viewers: 0,
+            egress_bps: 0,
+            state: crate::cluster::model::NodeState::Active,
+            stream_viewers: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_owner_whose_listener_refuses_is_taken_over_at_once() {
+        let store = Arc::new(EmbeddedStore::new());
+        let lease = Duration::from_secs(30);
+        let leases = |node: &str| {
+            Leases::new(
+                store.clone(),
+                node.into(),
+                None,
+                lease,
+                Arc::new(StoreHealth::default()),
+                no_webhooks(),
+            )
+        };
+        let key = StreamKey::new("live", "s");
+        // o1's process is alive: its listener accepts. A held publisher elsewhere waits.
+        let alive = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = alive.local_addr().unwrap();
+        store.upsert_node(&node_record("o1", addr)).await.unwrap();
+        let _o1 = leases("o1").claim(&key, Duration::ZERO).await.unwrap();
+        let o2 = leases("o2");
+        assert!(matches!(
+            o2.claim(&key, Duration::from_millis(300)).await,
+            Err(ClaimError::Owned { origin }) if origin == "o1"
+        ));
+        // o1 is killed: nothing listens there any more (the machine answers with a reset).
+        drop(alive);
+        let taken = tokio::time::timeout(lease / 3, o2.claim(&key, o2.takeover_hold()))
+            .await
+            .expect("taken over long before the 30 s lease runs out")
+            .expect("accepted");
+        let rec = store.stream(&key).await.unwrap().unwrap();
+        assert_eq!((rec.origin.as_str(), rec.epoch), ("o2", 2));
+        drop(taken);
+    }
+
     #[tokio::test]
     async fn webhooks_follow_the_lease_once() {
         let store = Arc::new(EmbeddedStore::new());
@@ -610,6 +707,7 @@ mod tests {
             origin: "o3".into(),
             origin_relay: None,
             renditions: vec![],
+            dead_owner: None,
         };
         let later = SystemTime::now() + Duration::from_secs(60);
         store

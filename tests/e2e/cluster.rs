@@ -509,10 +509,10 @@ fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once()
             (b["status"] == "broadcasting").then(|| b["origin"].as_str().unwrap().to_string())
         },
     );
-    let (dead, other) = if owner == "origin-1" {
-        (&origins[0], "origin-2")
+    let (dead, other, taker) = if owner == "origin-1" {
+        (&origins[0], "origin-2", &origins[1])
     } else {
-        (&origins[1], "origin-1")
+        (&origins[1], "origin-1", &origins[0])
     };
     let playlist = format!("{}/live/streams/cam.m3u8", e1.http("edge-1"));
     assert_plays_default(&playlist, 2, "edge before the crash");
@@ -553,6 +553,14 @@ fn a_publisher_reconnecting_after_its_origin_died_is_held_and_accepted_at_once()
     assert!(
         again.running(),
         "the reconnected publisher is still publishing"
+    );
+    // The dead owner's RTMP port refused connections: no need to wait for its lease.
+    assert!(
+        taker
+            .stderr()
+            .contains("taking the stream over before its lease runs out"),
+        "{other} took the stream over early: {}",
+        taker.stderr()
     );
     assert_plays_default(&playlist, 2, "edge after the takeover");
 }

@@ -34,6 +34,7 @@ fn claim(key: &StreamKey, origin: &str) -> StreamClaim {
         origin: origin.into(),
         origin_relay: None,
         renditions: vec![],
+        dead_owner: None,
     }
 }
 

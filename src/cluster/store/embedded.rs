@@ -67,7 +67,13 @@ impl Store for EmbeddedStore {
         let previous = streams.get(&id).and_then(|r| r.hls);
         let epoch = match streams.get(&id) {
             None => 1,
-            Some(r) if r.claimable(now) || r.origin == claim.origin => r.epoch + 1,
+            Some(r)
+                if r.claimable(now)
+                    || r.origin == claim.origin
+                    || claim.dead_owner.as_ref() == Some(&r.origin) =>
+            {
+                r.epoch + 1
+            }
             Some(r) => {
                 return Err(StoreError::Owned {
                     key: claim.key.clone(),

@@ -274,15 +274,16 @@ impl Store for MongoStore {
         // Matches only a record the claimant may take (the trait's rule); with `upsert`, a
         // missing record is inserted with epoch 1, and an existing record that does not match
         // makes the insert collide on `_id`: the server's duplicate-key error means "owned".
-        let filter = doc! {
-            "_id": &id,
-            "$or": [
-                { "status": status_str(StreamStatus::Finished) },
-                { "status": status_str(StreamStatus::Created) },
-                { "lease_until": { "$lte": at } },
-                { "origin": &claim.origin },
-            ],
-        };
+        let mut claimable = vec![
+            doc! { "status": status_str(StreamStatus::Finished) },
+            doc! { "status": status_str(StreamStatus::Created) },
+            doc! { "lease_until": { "$lte": at } },
+            doc! { "origin": &claim.origin },
+        ];
+        if let Some(dead) = &claim.dead_owner {
+            claimable.push(doc! { "origin": dead });
+        }
+        let filter = doc! { "_id": &id, "$or": claimable };
         let update = doc! { "$set": fields, "$inc": { "epoch": 1_i64 } };
         let op = self
             .streams

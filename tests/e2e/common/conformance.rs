@@ -56,6 +56,7 @@ async fn rest_writes(store: &dyn Store, tag: &str) {
         origin: "o1".into(),
         origin_relay: None,
         renditions: vec![],
+        dead_owner: None,
     };
     let later = now + Duration::from_millis(5);
     let lease = store
@@ -222,6 +223,7 @@ async fn lease_lifecycle(store: &dyn Store, tag: &str) {
         origin: "o1".into(),
         origin_relay: Some("127.0.0.1:5090".into()),
         renditions: vec![],
+        dead_owner: None,
     };
     let lease = store
         .claim_stream(&claim, now, lease_len)
@@ -311,6 +313,7 @@ async fn lease_conflicts(store: &dyn Store, tag: &str) {
         origin: origin.into(),
         origin_relay: None,
         renditions: vec![],
+        dead_owner: None,
     };
     let l1 = store
         .claim_stream(&claim("o1"), now, lease_len)
@@ -352,6 +355,27 @@ async fn lease_conflicts(store: &dyn Store, tag: &str) {
         .await
         .expect("same node reclaims");
     assert_eq!(l3.epoch, l2.epoch + 1);
+    // An early takeover: a claimant that found the owner dead may take its live lease, and
+    // only that owner's.
+    let early = |dead: &str| StreamClaim {
+        dead_owner: Some(dead.into()),
+        ..claim("o4")
+    };
+    match store.claim_stream(&early("o1"), after, lease_len).await {
+        Err(StoreError::Owned { origin, .. }) => assert_eq!(origin, "o2"),
+        other => panic!("another node's death does not free o2's lease: {other:?}"),
+    }
+    let l4 = store
+        .claim_stream(&early("o2"), after, lease_len)
+        .await
+        .expect("early takeover from the dead owner");
+    assert_eq!(l4.epoch, l3.epoch + 1);
+    assert!(matches!(
+        store
+            .renew_stream(&l3, &StreamUpdate::default(), after, lease_len)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
 }
 
 async fn listing(store: &dyn Store, tag: &str) {
@@ -363,6 +387,7 @@ async fn listing(store: &dyn Store, tag: &str) {
             origin: "o1".into(),
             origin_relay: None,
             renditions: vec![],
+            dead_owner: None,
         };
         store
             .claim_stream(&claim, now, Duration::from_secs(10))

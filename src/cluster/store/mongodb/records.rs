@@ -328,6 +328,7 @@ mod tests {
                 audio_codec: "mp4a.40.2".into(),
                 frame_rate: 29.97,
             }],
+            dead_owner: None,
         };
         let doc = to_document(
             &StreamDoc::claimed(&claim, t, Duration::from_secs(10)),
