@@ -100,7 +100,11 @@ impl Histogram {
             p95: self.quantile(0.95),
             p99: self.quantile(0.99),
             max: if self.n == 0 { 0.0 } else { self.max },
-            mean: if self.n == 0 { 0.0 } else { self.sum / self.n as f64 },
+            mean: if self.n == 0 {
+                0.0
+            } else {
+                self.sum / self.n as f64
+            },
             n: self.n,
             negative: self.negative,
         }

@@ -268,9 +268,9 @@ impl Viewer {
     pub fn report(&self, window: &Window) -> ViewerReport {
         let secs = (window.end - window.start).as_secs_f64();
         // A stall that lasted until the window closed counts too.
-        let tail = self
-            .last_frame_at
-            .map_or(window.end - window.start, |t| window.end.saturating_duration_since(t));
+        let tail = self.last_frame_at.map_or(window.end - window.start, |t| {
+            window.end.saturating_duration_since(t)
+        });
         let media_rate = match (self.first_in_window, self.last_in_window) {
             (Some((t0, r0)), Some((t1, r1))) if t1 > t0 => {
                 f64::from(r1.wrapping_sub(r0)) / 90_000.0 / (t1 - t0).as_secs_f64()
@@ -283,8 +283,12 @@ impl Viewer {
             id: self.id,
             posted_at_ms: window.ms(self.posted),
             answer_ms: (self.answered - self.posted).as_secs_f64() * 1e3,
-            connect_ms: self.connected.map(|t| (t - self.posted).as_secs_f64() * 1e3),
-            ttff_ms: self.first_frame.map(|t| (t - self.posted).as_secs_f64() * 1e3),
+            connect_ms: self
+                .connected
+                .map(|t| (t - self.posted).as_secs_f64() * 1e3),
+            ttff_ms: self
+                .first_frame
+                .map(|t| (t - self.posted).as_secs_f64() * 1e3),
             playing_at_start: self.frames_before > 0,
             frames: self.frames,
             fps: self.frames as f64 / secs,

@@ -229,7 +229,11 @@ mod tests {
 
     #[test]
     fn a_rejected_audio_line_is_no_audio() {
-        assert!(answer_has_audio("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"));
-        assert!(!answer_has_audio("v=0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 0\r\n"));
+        assert!(answer_has_audio(
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        ));
+        assert!(!answer_has_audio(
+            "v=0\r\nm=audio 0 UDP/TLS/RTP/SAVPF 0\r\n"
+        ));
     }
 }

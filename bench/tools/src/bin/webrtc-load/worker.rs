@@ -7,7 +7,7 @@
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -51,18 +51,15 @@ pub fn run(joining: Receiver<(usize, Negotiated)>, window: Window, stop: Arc<Ato
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut next_scan = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        loop {
-            match joining.try_recv() {
-                Ok((id, n)) => {
-                    if let Some(mut v) = adopt(&poll, id, n, viewers.len()) {
-                        drive(&mut v, &window, &mut global);
-                        viewers.push(v);
-                    }
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        while let Ok((id, n)) = joining.try_recv() {
+            if let Some(mut v) = adopt(&poll, id, n, viewers.len()) {
+                drive(&mut v, &window, &mut global);
+                viewers.push(v);
             }
         }
-        let wait = next_scan.saturating_duration_since(Instant::now()).min(SCAN);
+        let wait = next_scan
+            .saturating_duration_since(Instant::now())
+            .min(SCAN);
         if let Err(e) = poll.poll(&mut events, Some(wait))
             && e.kind() != ErrorKind::Interrupted
         {
@@ -77,7 +74,10 @@ pub fn run(joining: Receiver<(usize, Negotiated)>, window: Window, stop: Arc<Ato
         }
         let now = Instant::now();
         if now >= next_scan {
-            for v in viewers.iter_mut().filter(|v| !v.done && v.next_timeout <= now) {
+            for v in viewers
+                .iter_mut()
+                .filter(|v| !v.done && v.next_timeout <= now)
+            {
                 if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
                     v.fail(now, format!("str0m: {e}"));
                     continue;
