@@ -13,6 +13,8 @@
 //! `viewer`). Exit status: 0 when the run completed (whatever the verdicts), 2 on bad
 //! arguments.
 
+#[cfg(test)]
+mod pacing;
 mod report;
 mod viewer;
 mod whep;
