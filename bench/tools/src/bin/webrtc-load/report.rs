@@ -168,6 +168,12 @@ pub struct ViewerReport {
     pub max_gap_ms: f64,
     /// Video frame latency inside the window (10 ms buckets).
     pub latency_ms: Latency,
+    /// Sender reports received (video and audio), whole run.
+    pub sender_reports: u64,
+    /// Sender reports whose RTP time was 0 (no usable mapping; ignored), whole run.
+    pub zero_sender_reports: u64,
+    /// Of those, the video track's.
+    pub zero_video_sender_reports: u64,
     /// When the session failed, if it did.
     pub error_at_ms: Option<f64>,
     /// Why it failed.
@@ -274,6 +280,12 @@ pub struct Summary {
     pub loss_ratio: f64,
     /// Received payload over all viewers, Mbit/s.
     pub total_mbps: f64,
+    /// Sender reports over all viewers.
+    pub sender_reports: u64,
+    /// Sender reports with RTP time 0 over all viewers (ignored for latency).
+    pub zero_sender_reports: u64,
+    /// Of those, the video track's.
+    pub zero_video_sender_reports: u64,
 }
 
 impl Summary {
@@ -319,6 +331,9 @@ impl Summary {
                 0.0
             },
             total_mbps: kbps / 1e3,
+            sender_reports: reports.iter().map(|r| r.sender_reports).sum(),
+            zero_sender_reports: reports.iter().map(|r| r.zero_sender_reports).sum(),
+            zero_video_sender_reports: reports.iter().map(|r| r.zero_video_sender_reports).sum(),
         }
     }
 }
@@ -366,6 +381,9 @@ mod tests {
                 p95: 50.0,
                 ..Latency::default()
             },
+            sender_reports: 10,
+            zero_sender_reports: 0,
+            zero_video_sender_reports: 0,
             error_at_ms: None,
             error: None,
             verdict: None,

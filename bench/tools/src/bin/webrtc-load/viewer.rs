@@ -149,6 +149,10 @@ pub struct Viewer {
     /// This viewer's video latency inside the window (10 ms buckets).
     latency: Histogram,
     error: Option<(Instant, String)>,
+    /// Sender reports received, and those with RTP time 0 (ignored).
+    reports: u64,
+    zero_reports: u64,
+    zero_video_reports: u64,
 }
 
 impl Viewer {
@@ -177,6 +181,9 @@ impl Viewer {
             last_frame_at: None,
             latency: Histogram::new(10.0, 600),
             error: None,
+            reports: 0,
+            zero_reports: 0,
+            zero_video_reports: 0,
         }
     }
 
@@ -205,6 +212,16 @@ impl Viewer {
             }
             Event::Closed => self.fail(now, "closed by the server".into()),
             Event::SenderFeedback(f) => {
+                self.reports += 1;
+                if f.sender_info.rtp_time.numer() == 0 {
+                    // str0m reports RTP time 0 when the last media was written with a
+                    // wallclock later than the `Rtc`'s own time: no mapping; keep the last.
+                    self.zero_reports += 1;
+                    if f.mid == self.video_mid {
+                        self.zero_video_reports += 1;
+                    }
+                    return;
+                }
                 let mapping = Some(Mapping::of(&f.sender_info));
                 if f.mid == self.video_mid {
                     self.video.mapping = mapping;
@@ -301,6 +318,9 @@ impl Viewer {
             late: self.video.late + self.audio.late,
             max_gap_ms: self.max_gap.max(tail).as_secs_f64() * 1e3,
             latency_ms: self.latency.summary(),
+            sender_reports: self.reports,
+            zero_sender_reports: self.zero_reports,
+            zero_video_sender_reports: self.zero_video_reports,
             error_at_ms: self.error.as_ref().map(|(t, _)| window.ms(*t)),
             error: self.error.as_ref().map(|(_, e)| e.clone()),
             verdict: None,
