@@ -16,15 +16,23 @@
 //!
 //! - `stun`: the ufrag of a STUN request; `h264`: hub frames to Annex-B and RTP time;
 //! - `session`: one viewer's task; `signal`: Ant Media's signalling messages (sans-IO);
-//! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions.
+//! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions;
+//! - `ladder`: the renditions a viewer may get; `switch`: changing rendition at a keyframe;
+//!   `abr`: the bandwidth-driven choice (sans-IO).
+//!
+//! Limits: `webrtc.max_sessions` per node and `webrtc.max_sessions_per_address` per client
+//! address, both counted from the offer until the session ends.
 
+mod abr;
 mod audio;
 mod h264;
+mod ladder;
 mod opus;
 mod sdp;
 mod session;
 pub mod signal;
 mod stun;
+mod switch;
 #[cfg(test)]
 mod tests;
 
@@ -46,8 +54,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, HubKey, SubscriberKind, Subscription};
+use super::hub::{Hub, HubKey, Hubs, SubscriberKind, Subscription};
+use crate::cluster::model::StreamKey;
 use crate::config::WebRtcConfig;
+use streamfleet_proto::names::RenditionId;
 use crate::runtime::Shutdown;
 use sdp::{answer, answers_video, offers_h264, server_offer};
 
@@ -55,6 +65,9 @@ use sdp::{answer, answers_video, offers_h264, server_offer};
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Datagrams waiting for one session's task.
 const INBOX: usize = 256;
+/// Control messages waiting for one session's task (a viewer forcing qualities in a loop
+/// loses the extra ones).
+const CONTROLS: usize = 4;
 /// Largest datagram read (larger ones are truncated and then fail to parse).
 const MAX_DATAGRAM: usize = 2048;
 
@@ -84,6 +97,9 @@ pub enum WebRtcError {
     /// The node holds `webrtc.max_sessions` sessions.
     #[error("this node serves its maximum of {0} WebRTC sessions")]
     Full(usize),
+    /// The client's address holds `webrtc.max_sessions_per_address` sessions.
+    #[error("{1} already holds {0} WebRTC sessions on this node, its maximum (webrtc.max_sessions_per_address)")]
+    AddressFull(usize, IpAddr),
     /// str0m refused the offer.
     #[error("cannot answer the offer: {0}")]
     Answer(#[source] str0m::RtcError),
@@ -151,6 +167,14 @@ impl Notifier {
     }
 }
 
+/// What the signalling asks of a running session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Send this rendition from its next keyframe (`forceStreamQuality`); `None`: let the
+    /// server choose again (auto).
+    Force(Option<RenditionId>),
+}
+
 /// WebRTC counters of a node.
 #[derive(Debug, Clone, Default)]
 pub struct WebRtcMetrics {
@@ -166,6 +190,14 @@ pub struct WebRtcMetrics {
     pub audio_packets: Counter,
     /// AAC frames the Opus transcoders could not take.
     pub audio_errors: Counter,
+    /// NACKs viewers sent for video (each asks for lost packets; str0m resends them, RTX).
+    pub nacks: Counter,
+    /// Picture loss indications viewers sent for video.
+    pub plis: Counter,
+    /// Rendition switches made, every reason.
+    pub switches: Counter,
+    /// Rendition switches the bandwidth estimate decided (ABR).
+    pub bandwidth_switches: Counter,
 }
 
 impl WebRtcMetrics {
@@ -201,6 +233,26 @@ impl WebRtcMetrics {
             "AAC frames the Opus transcoders of WebRTC audio could not take",
             self.audio_errors.clone(),
         );
+        registry.register(
+            "webrtc_nacks",
+            "NACKs (lost video packets to resend) received from WebRTC viewers",
+            self.nacks.clone(),
+        );
+        registry.register(
+            "webrtc_plis",
+            "Picture loss indications received from WebRTC viewers",
+            self.plis.clone(),
+        );
+        registry.register(
+            "webrtc_rendition_switches",
+            "WebRTC viewers switched to another rendition (forced, B-frames or bandwidth)",
+            self.switches.clone(),
+        );
+        registry.register(
+            "webrtc_bandwidth_switches",
+            "WebRTC viewers switched to another rendition by their bandwidth estimate",
+            self.bandwidth_switches.clone(),
+        );
     }
 }
 
@@ -226,6 +278,8 @@ struct Entry {
     inbox: mpsc::Sender<Datagram>,
     /// Cancelled by `DELETE`.
     cancel: CancellationToken,
+    /// `forceStreamQuality` and the like.
+    control: mpsc::Sender<Control>,
 }
 
 /// Open sessions by id, and session ids by ufrag.
@@ -245,6 +299,16 @@ pub struct WebRtc {
     candidate: SocketAddr,
     /// `webrtc.max_sessions`.
     max_sessions: usize,
+    /// `webrtc.max_sessions_per_address`.
+    max_per_address: usize,
+    /// Sessions by client address (entries at 0 are removed).
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// `webrtc.abr`.
+    abr: bool,
+    /// The node's hubs (a stream's renditions).
+    hubs: Arc<Hubs>,
+    /// The one B-frame warning per stream.
+    warnings: Arc<ladder::BFrameWarnings>,
     /// DTLS and SRTP (aws-lc-rs), shared by every session.
     crypto: Arc<CryptoProvider>,
     /// Open sessions: `DELETE` and the UDP task find them here.
@@ -275,6 +339,7 @@ impl WebRtc {
         socket: std::net::UdpSocket,
         config: WebRtcConfig,
         advertise: IpAddr,
+        hubs: Arc<Hubs>,
         metrics: WebRtcMetrics,
         shutdown: Shutdown,
     ) -> std::io::Result<Arc<Self>> {
@@ -286,6 +351,11 @@ impl WebRtc {
             local,
             candidate: SocketAddr::new(advertise, local.port()),
             max_sessions: config.max_sessions,
+            max_per_address: config.max_sessions_per_address,
+            per_address: Mutex::default(),
+            abr: config.abr,
+            hubs,
+            warnings: Arc::default(),
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             sessions: Mutex::default(),
             open: AtomicUsize::new(0),
@@ -307,8 +377,13 @@ impl WebRtc {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Answers a WHEP offer for `hub` and starts the session.
-    pub fn open(self: &Arc<Self>, offer: &str, hub: &Arc<Hub>) -> Result<Answer, WebRtcError> {
+    /// Answers a WHEP offer of `client` for `hub` and starts the session.
+    pub fn open(
+        self: &Arc<Self>,
+        offer: &str,
+        hub: &Arc<Hub>,
+        client: IpAddr,
+    ) -> Result<Answer, WebRtcError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(WebRtcError::MalformedOffer)?;
         let info = hub.info();
         let profile = stream_profile(&info)?;
@@ -316,7 +391,7 @@ impl WebRtc {
         if !offers_h264(&offer_sdp) {
             return Err(WebRtcError::NoH264(format!("{profile:06x}")));
         }
-        let slot = self.reserve()?;
+        let slot = self.reserve(client)?;
         let ufrag = random_token(8);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
@@ -327,6 +402,7 @@ impl WebRtc {
             offer,
             profile,
             opus,
+            self.abr,
             creds,
             self.candidate,
             self.crypto.clone(),
@@ -354,10 +430,10 @@ impl WebRtc {
 
     /// Makes an offer for `hub` (Ant Media's signalling: the server offers) and registers the
     /// session, whose datagrams wait in its inbox until [`WebRtc::accept_answer`] starts it.
-    pub fn offer(self: &Arc<Self>, hub: &Arc<Hub>) -> Result<Offer, WebRtcError> {
+    pub fn offer(self: &Arc<Self>, hub: &Arc<Hub>, client: IpAddr) -> Result<Offer, WebRtcError> {
         let info = hub.info();
         let profile = stream_profile(&info)?;
-        let slot = self.reserve()?;
+        let slot = self.reserve(client)?;
         let ufrag = random_token(8);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
@@ -368,6 +444,7 @@ impl WebRtc {
         let made = server_offer(
             profile,
             opus,
+            self.abr,
             creds,
             self.candidate,
             self.crypto.clone(),
@@ -438,13 +515,60 @@ impl WebRtc {
         Ok(id)
     }
 
-    /// One of `max_sessions` places, or [`WebRtcError::Full`].
-    fn reserve(self: &Arc<Self>) -> Result<OpenSlot, WebRtcError> {
+    /// One of `max_sessions` places, and one of `max_sessions_per_address` for `client`.
+    fn reserve(self: &Arc<Self>, client: IpAddr) -> Result<OpenSlot, WebRtcError> {
+        let client = client.to_canonical();
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(WebRtcError::Full(self.max_sessions));
         }
-        Ok(OpenSlot(self.clone()))
+        let mut per = self.addresses();
+        let n = per.entry(client).or_insert(0);
+        if *n >= self.max_per_address {
+            drop(per);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(WebRtcError::AddressFull(self.max_per_address, client));
+        }
+        *n += 1;
+        drop(per);
+        Ok(OpenSlot {
+            webrtc: self.clone(),
+            client,
+        })
+    }
+
+    fn addresses(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Plain counters: a panic while holding the lock leaves them usable.
+        self.per_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The rendition of `stream` that `forceStreamQuality` names by `height` (0 = auto: `None`
+    /// inside), or `Err` when the stream has none of that height.
+    pub fn rendition_by_height(
+        &self,
+        stream: &StreamKey,
+        height: u32,
+    ) -> Result<Option<RenditionId>, Vec<u32>> {
+        if height == 0 {
+            return Ok(None);
+        }
+        let rungs = ladder::rungs(&self.hubs, stream, false);
+        ladder::by_height(&rungs, height)
+            .map(Some)
+            .ok_or_else(|| rungs.iter().map(|r| r.height).collect())
+    }
+
+    /// Tells a session of `stream` what the signalling asks; false when it is not running.
+    pub fn control(&self, stream: &HubKey, id: &str, control: Control) -> bool {
+        let tx = self
+            .registry()
+            .by_id
+            .get(id)
+            .filter(|e| &e.stream == stream)
+            .map(|e| e.control.clone());
+        tx.is_some_and(|tx| tx.try_send(control).is_ok())
     }
 
     /// Puts a session in the registry (the UDP task routes its ufrag's checks to its inbox
@@ -452,6 +576,7 @@ impl WebRtc {
     fn register(self: &Arc<Self>, hub: &Arc<Hub>, ufrag: String, slot: OpenSlot) -> Registered {
         let id = random_token(16);
         let (tx, rx) = mpsc::channel(INBOX);
+        let (control_tx, control) = mpsc::channel(CONTROLS);
         let cancel = CancellationToken::new();
         let mut reg = self.registry();
         reg.by_ufrag.insert(ufrag.clone(), id.clone());
@@ -462,6 +587,7 @@ impl WebRtc {
                 ufrag,
                 inbox: tx,
                 cancel: cancel.clone(),
+                control: control_tx,
             },
         );
         drop(reg);
@@ -469,6 +595,7 @@ impl WebRtc {
         Registered {
             id: id.clone(),
             inbox: rx,
+            control,
             cancel,
             guard: SessionGuard {
                 webrtc: self.clone(),
@@ -497,6 +624,7 @@ impl WebRtc {
         let Registered {
             id,
             inbox,
+            control,
             cancel,
             guard,
         } = registered;
@@ -515,6 +643,10 @@ impl WebRtc {
             notifier: notifier.clone(),
             offered_video,
             offered_audio,
+            hubs: self.hubs.clone(),
+            control,
+            warnings: self.warnings.clone(),
+            abr: self.abr,
         };
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
@@ -653,6 +785,8 @@ struct Registered {
     id: String,
     /// Datagrams the UDP task routes to the session.
     inbox: mpsc::Receiver<Datagram>,
+    /// What the signalling asks of the session.
+    control: mpsc::Receiver<Control>,
     /// Cancelled by `DELETE` / `stop`.
     cancel: CancellationToken,
     /// Takes the session out of the registry when dropped.
@@ -677,12 +811,22 @@ fn stream_profile(info: &crate::media::frame::StreamInfo) -> Result<u32, WebRtcE
     Ok(h264::profile_level_id(&config))
 }
 
-/// Holds one of `max_sessions` places until dropped.
-struct OpenSlot(Arc<WebRtc>);
+/// Holds one of `max_sessions` places, and one of its client's, until dropped.
+struct OpenSlot {
+    webrtc: Arc<WebRtc>,
+    client: IpAddr,
+}
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.webrtc.open.fetch_sub(1, Ordering::AcqRel);
+        let mut per = self.webrtc.addresses();
+        if let Some(n) = per.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&self.client);
+            }
+        }
     }
 }
 
