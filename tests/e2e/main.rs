@@ -33,3 +33,4 @@ mod store;
 mod transcode;
 mod webhooks;
 mod webrtc;
+mod webrtc_quality;
