@@ -447,9 +447,7 @@ mod tests {
             "{e}"
         );
         let c = convert(
-            &format!(
-                "{EDGE}    webrtc: {{udp: \"127.0.0.1:0\", max_sessions: 5, abr: false}}\n"
-            ),
+            &format!("{EDGE}    webrtc: {{udp: \"127.0.0.1:0\", max_sessions: 5, abr: false}}\n"),
             Path::new("t.yaml"),
         )
         .unwrap();

@@ -647,7 +647,10 @@ fn webrtc(at: &str, w: &WebRtcFile, advertise: &str, d: &mut Diag) -> Option<Web
     let max_sessions_per_address = match &w.max_sessions_per_address {
         None => DEFAULT_WEBRTC_MAX_SESSIONS_PER_ADDRESS.min(max_sessions),
         Some(m) if m.value == 0 => {
-            d.at(m, format!("{at}.max_sessions_per_address: must be at least 1"));
+            d.at(
+                m,
+                format!("{at}.max_sessions_per_address: must be at least 1"),
+            );
             return None;
         }
         Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),

@@ -66,7 +66,10 @@ fn force_stream_quality_switches_the_decoded_rendition_and_back_to_auto() {
     require_ffmpeg();
     let p = Proc::start(&node(true));
     let _publisher = publish(&p, false, &["cam.m3u8", "cam_240p.m3u8"]);
-    let ws = format!("ws://{}/live/websocket", p.http("s1").trim_start_matches("http://"));
+    let ws = format!(
+        "ws://{}/live/websocket",
+        p.http("s1").trim_start_matches("http://")
+    );
     let r = play_antmedia(
         &ws,
         "cam",
@@ -74,7 +77,11 @@ fn force_stream_quality_switches_the_decoded_rendition_and_back_to_auto() {
         &["--force", "240:240,0:360,360:360", "--force-bad", "1080"],
     );
     assert!(r.ok, "the adaptor did not play: {}\n{}", r.json, p.stderr());
-    assert_eq!(r.json["steps"]["first"]["height"], 360, "auto = the source: {}", r.json);
+    assert_eq!(
+        r.json["steps"]["first"]["height"], 360,
+        "auto = the source: {}",
+        r.json
+    );
     let force = r.json["steps"]["force"].as_array().expect("force steps");
     assert_eq!(force.len(), 3, "{}", r.json);
     for step in force {
@@ -84,7 +91,11 @@ fn force_stream_quality_switches_the_decoded_rendition_and_back_to_auto() {
             r.json
         );
     }
-    assert_eq!(r.json["steps"]["forceBad"], "no_such_rendition", "{}", r.json);
+    assert_eq!(
+        r.json["steps"]["forceBad"], "no_such_rendition",
+        "{}",
+        r.json
+    );
     eprintln!(
         "forceStreamQuality: 240p decoded after {} ms, auto (source) after {} ms",
         force[0]["ms"], force[1]["ms"]
@@ -111,7 +122,10 @@ fn a_b_frame_source_is_replaced_by_its_best_rendition() {
     require_ffmpeg();
     let p = Proc::start(&node(true));
     let _publisher = publish(&p, true, &["cam.m3u8", "cam_240p.m3u8"]);
-    let ws = format!("ws://{}/live/websocket", p.http("s1").trim_start_matches("http://"));
+    let ws = format!(
+        "ws://{}/live/websocket",
+        p.http("s1").trim_start_matches("http://")
+    );
     let r = play_antmedia(&ws, "cam", 30, &["--wait-height", "240"]);
     assert!(r.ok, "the adaptor did not play: {}\n{}", r.json, p.stderr());
     assert_eq!(r.json["steps"]["first"]["height"], 240, "{}", r.json);
@@ -130,7 +144,10 @@ fn a_b_frame_source_without_ladder_plays_with_one_warning() {
     require_ffmpeg();
     let p = Proc::start(&node(false));
     let _publisher = publish(&p, true, &["cam.m3u8"]);
-    let ws = format!("ws://{}/live/websocket", p.http("s1").trim_start_matches("http://"));
+    let ws = format!(
+        "ws://{}/live/websocket",
+        p.http("s1").trim_start_matches("http://")
+    );
     // Two sessions (play, stop, play again): the source both times, one warning.
     let r = play_antmedia(&ws, "cam", 30, &[]);
     assert!(r.ok, "the adaptor did not play: {}\n{}", r.json, p.stderr());

@@ -480,15 +480,14 @@ impl Signalling {
             Err(heights) => {
                 return err(
                     Definition::NoSuchRendition,
-                    format!("no rendition of height {height}; the stream has {heights:?} (0 = auto)"),
+                    format!(
+                        "no rendition of height {height}; the stream has {heights:?} (0 = auto)"
+                    ),
                 );
             }
         };
         if !self.webrtc.control(&key, id, Control::Force(rendition)) {
-            return err(
-                Definition::NoSession,
-                "the session is not running".into(),
-            );
+            return err(Definition::NoSession, "the session is not running".into());
         }
         tracing::debug!(stream = %key, height, "forceStreamQuality");
         Vec::new()

@@ -62,7 +62,8 @@ impl Abr {
         if estimate < rate {
             self.above_since = None;
             let since = *self.below_since.get_or_insert(now);
-            if now.saturating_duration_since(since) >= Self::DOWN_AFTER && current + 1 < ladder.len()
+            if now.saturating_duration_since(since) >= Self::DOWN_AFTER
+                && current + 1 < ladder.len()
             {
                 let fits = (current + 1..ladder.len()).find(|&i| ladder[i] <= estimate);
                 return Some(fits.unwrap_or(ladder.len() - 1));
@@ -70,7 +71,9 @@ impl Abr {
             return None;
         }
         self.below_since = None;
-        let better = current.checked_sub(1).and_then(|i| ladder.get(i).map(|r| (i, *r)));
+        let better = current
+            .checked_sub(1)
+            .and_then(|i| ladder.get(i).map(|r| (i, *r)));
         match better {
             Some((i, r)) if estimate as f64 >= r as f64 * Self::HEADROOM => {
                 let since = *self.above_since.get_or_insert(now);
@@ -111,13 +114,28 @@ mod tests {
         let t0 = Instant::now();
         let mut abr = Abr::default();
         assert_eq!(abr.estimate(at(t0, 0), 2_000_000, &LADDER, 0, false), None);
-        assert_eq!(abr.estimate(at(t0, 2000), 2_000_000, &LADDER, 0, false), None);
+        assert_eq!(
+            abr.estimate(at(t0, 2000), 2_000_000, &LADDER, 0, false),
+            None
+        );
         // A short recovery restarts the timer.
-        assert_eq!(abr.estimate(at(t0, 2500), 3_000_000, &LADDER, 0, false), None);
-        assert_eq!(abr.estimate(at(t0, 3500), 2_000_000, &LADDER, 0, false), None);
-        assert_eq!(abr.estimate(at(t0, 6000), 2_000_000, &LADDER, 0, false), None);
+        assert_eq!(
+            abr.estimate(at(t0, 2500), 3_000_000, &LADDER, 0, false),
+            None
+        );
+        assert_eq!(
+            abr.estimate(at(t0, 3500), 2_000_000, &LADDER, 0, false),
+            None
+        );
+        assert_eq!(
+            abr.estimate(at(t0, 6000), 2_000_000, &LADDER, 0, false),
+            None
+        );
         // Below for 3 s: down to the best that fits (1 Mbps).
-        assert_eq!(abr.estimate(at(t0, 6500), 2_000_000, &LADDER, 0, false), Some(1));
+        assert_eq!(
+            abr.estimate(at(t0, 6500), 2_000_000, &LADDER, 0, false),
+            Some(1)
+        );
     }
 
     #[test]
@@ -125,10 +143,16 @@ mod tests {
         let t0 = Instant::now();
         let mut abr = Abr::default();
         abr.estimate(at(t0, 0), 500_000, &LADDER, 0, false);
-        assert_eq!(abr.estimate(at(t0, 3000), 500_000, &LADDER, 0, false), Some(2));
+        assert_eq!(
+            abr.estimate(at(t0, 3000), 500_000, &LADDER, 0, false),
+            Some(2)
+        );
         let mut abr = Abr::default();
         abr.estimate(at(t0, 0), 100_000, &LADDER, 0, false);
-        assert_eq!(abr.estimate(at(t0, 3000), 100_000, &LADDER, 0, false), Some(2));
+        assert_eq!(
+            abr.estimate(at(t0, 3000), 100_000, &LADDER, 0, false),
+            Some(2)
+        );
         // Already the lowest: nowhere to go.
         let mut abr = Abr::default();
         abr.estimate(at(t0, 0), 100_000, &LADDER, 2, false);
@@ -141,11 +165,20 @@ mod tests {
         let mut abr = Abr::default();
         // 1.2 Mbps is above 1 Mbps but not 1.3 x 1 Mbps: stays at 300 kbps.
         abr.estimate(at(t0, 0), 1_200_000, &LADDER, 2, false);
-        assert_eq!(abr.estimate(at(t0, 20_000), 1_200_000, &LADDER, 2, false), None);
+        assert_eq!(
+            abr.estimate(at(t0, 20_000), 1_200_000, &LADDER, 2, false),
+            None
+        );
         // 5 Mbps for 8 s: one step (to 1 Mbps), not straight to the source.
         abr.estimate(at(t0, 21_000), 5_000_000, &LADDER, 2, false);
-        assert_eq!(abr.estimate(at(t0, 28_000), 5_000_000, &LADDER, 2, false), None);
-        assert_eq!(abr.estimate(at(t0, 29_000), 5_000_000, &LADDER, 2, false), Some(1));
+        assert_eq!(
+            abr.estimate(at(t0, 28_000), 5_000_000, &LADDER, 2, false),
+            None
+        );
+        assert_eq!(
+            abr.estimate(at(t0, 29_000), 5_000_000, &LADDER, 2, false),
+            Some(1)
+        );
     }
 
     #[test]
@@ -157,7 +190,10 @@ mod tests {
         assert_eq!(abr.estimate(at(t0, 3900), 100_000, &LADDER, 0, false), None);
         // The hold is over: the timer starts now.
         assert_eq!(abr.estimate(at(t0, 4000), 100_000, &LADDER, 0, false), None);
-        assert_eq!(abr.estimate(at(t0, 7000), 100_000, &LADDER, 0, false), Some(2));
+        assert_eq!(
+            abr.estimate(at(t0, 7000), 100_000, &LADDER, 0, false),
+            Some(2)
+        );
 
         let mut abr = Abr::default();
         for s in 0..20 {

@@ -260,7 +260,12 @@ mod tests {
             let mut body = vec![if key { 0x17 } else { 0x27 }, 1];
             body.extend_from_slice(&cts.to_be_bytes()[1..]);
             body.extend_from_slice(&[0, 0, 0, 1, 0x41]);
-            Frame::new(crate::media::frame::TrackKind::Video, dts, key, Bytes::from(body))
+            Frame::new(
+                crate::media::frame::TrackKind::Video,
+                dts,
+                key,
+                Bytes::from(body),
+            )
         };
         // Without B-frames (a constant composition offset, as renditions of such a source have).
         let mut r = Reordering::default();

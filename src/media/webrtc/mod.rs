@@ -17,6 +17,7 @@
 //! - `stun`: the ufrag of a STUN request; `h264`: hub frames to Annex-B and RTP time;
 //! - `session`: one viewer's task; `signal`: Ant Media's signalling messages (sans-IO);
 //! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions;
+//! - `metrics`: the node's WebRTC counters;
 //! - `ladder`: the renditions a viewer may get; `switch`: changing rendition at a keyframe;
 //!   `abr`: the bandwidth-driven choice (sans-IO).
 //!
@@ -27,6 +28,7 @@ mod abr;
 mod audio;
 mod h264;
 mod ladder;
+mod metrics;
 mod opus;
 mod sdp;
 mod session;
@@ -43,9 +45,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
 use str0m::media::Mid;
@@ -57,9 +56,10 @@ use tokio_util::sync::CancellationToken;
 use super::hub::{Hub, HubKey, Hubs, SubscriberKind, Subscription};
 use crate::cluster::model::StreamKey;
 use crate::config::WebRtcConfig;
-use streamfleet_proto::names::RenditionId;
 use crate::runtime::Shutdown;
+pub use metrics::WebRtcMetrics;
 use sdp::{answer, answers_video, offers_h264, server_offer};
+use streamfleet_proto::names::RenditionId;
 
 /// A session that has not finished ICE and DTLS this long after its offer is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,7 +98,9 @@ pub enum WebRtcError {
     #[error("this node serves its maximum of {0} WebRTC sessions")]
     Full(usize),
     /// The client's address holds `webrtc.max_sessions_per_address` sessions.
-    #[error("{1} already holds {0} WebRTC sessions on this node, its maximum (webrtc.max_sessions_per_address)")]
+    #[error(
+        "{1} already holds {0} WebRTC sessions on this node, its maximum (webrtc.max_sessions_per_address)"
+    )]
     AddressFull(usize, IpAddr),
     /// str0m refused the offer.
     #[error("cannot answer the offer: {0}")]
@@ -173,87 +175,6 @@ pub enum Control {
     /// Send this rendition from its next keyframe (`forceStreamQuality`); `None`: let the
     /// server choose again (auto).
     Force(Option<RenditionId>),
-}
-
-/// WebRTC counters of a node.
-#[derive(Debug, Clone, Default)]
-pub struct WebRtcMetrics {
-    /// Sessions open now (connecting or playing).
-    pub sessions: Gauge,
-    /// Sessions that reached ICE + DTLS connected.
-    pub connected: Counter,
-    /// Sessions dropped because they never connected.
-    pub timeouts: Counter,
-    /// Datagrams that matched no session.
-    pub unmatched: Counter,
-    /// Opus packets written to sessions.
-    pub audio_packets: Counter,
-    /// AAC frames the Opus transcoders could not take.
-    pub audio_errors: Counter,
-    /// NACKs viewers sent for video (each asks for lost packets; str0m resends them, RTX).
-    pub nacks: Counter,
-    /// Picture loss indications viewers sent for video.
-    pub plis: Counter,
-    /// Rendition switches made, every reason.
-    pub switches: Counter,
-    /// Rendition switches the bandwidth estimate decided (ABR).
-    pub bandwidth_switches: Counter,
-}
-
-impl WebRtcMetrics {
-    /// Registers the counters.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "webrtc_sessions",
-            "WebRTC sessions open",
-            self.sessions.clone(),
-        );
-        registry.register(
-            "webrtc_connected",
-            "WebRTC sessions that connected (ICE and DTLS)",
-            self.connected.clone(),
-        );
-        registry.register(
-            "webrtc_connect_timeouts",
-            "WebRTC sessions dropped for not connecting in time",
-            self.timeouts.clone(),
-        );
-        registry.register(
-            "webrtc_unmatched_datagrams",
-            "UDP datagrams on the WebRTC port that belonged to no session",
-            self.unmatched.clone(),
-        );
-        registry.register(
-            "webrtc_audio_packets",
-            "Opus packets written to WebRTC sessions",
-            self.audio_packets.clone(),
-        );
-        registry.register(
-            "webrtc_audio_errors",
-            "AAC frames the Opus transcoders of WebRTC audio could not take",
-            self.audio_errors.clone(),
-        );
-        registry.register(
-            "webrtc_nacks",
-            "NACKs (lost video packets to resend) received from WebRTC viewers",
-            self.nacks.clone(),
-        );
-        registry.register(
-            "webrtc_plis",
-            "Picture loss indications received from WebRTC viewers",
-            self.plis.clone(),
-        );
-        registry.register(
-            "webrtc_rendition_switches",
-            "WebRTC viewers switched to another rendition (forced, B-frames or bandwidth)",
-            self.switches.clone(),
-        );
-        registry.register(
-            "webrtc_bandwidth_switches",
-            "WebRTC viewers switched to another rendition by their bandwidth estimate",
-            self.bandwidth_switches.clone(),
-        );
-    }
 }
 
 /// One received datagram, on its way to a session.
@@ -398,11 +319,12 @@ impl WebRtc {
             pass: random_token(24),
         };
         let opus = info.audio.is_some();
+        let abr = self.abr_for(hub);
         let (rtc, sdp) = answer(
             offer,
             profile,
             opus,
-            self.abr,
+            abr,
             creds,
             self.candidate,
             self.crypto.clone(),
@@ -423,6 +345,7 @@ impl WebRtc {
                 offered_video: None,
                 offered_audio: None,
                 audio,
+                abr,
             },
         );
         Ok(Answer { id, sdp })
@@ -441,10 +364,11 @@ impl WebRtc {
         };
         let track = format!("{}", hub.key().stream);
         let opus = info.audio.is_some();
+        let abr = self.abr_for(hub);
         let made = server_offer(
             profile,
             opus,
-            self.abr,
+            abr,
             creds,
             self.candidate,
             self.crypto.clone(),
@@ -465,6 +389,7 @@ impl WebRtc {
                 stream: hub.key().clone(),
                 subscription: hub.subscribe(SubscriberKind::WebRtc),
                 registered,
+                abr,
             },
         })
     }
@@ -485,6 +410,7 @@ impl WebRtc {
             stream,
             subscription,
             registered,
+            abr,
         } = offer;
         let answer_sdp = signal::normalized_fmtp(answer);
         if !answers_video(&answer_sdp) {
@@ -510,9 +436,17 @@ impl WebRtc {
                 offered_video: Some(video),
                 offered_audio: audio,
                 audio: feed,
+                abr,
             },
         );
         Ok(id)
+    }
+
+    /// Whether a session of `hub` estimates its bandwidth: `webrtc.abr` and the stream has a
+    /// ladder. Without one there is nothing to switch to, and str0m paces media at the
+    /// estimate, which would only add delay.
+    fn abr_for(&self, hub: &Arc<Hub>) -> bool {
+        self.abr && self.hubs.family(&hub.key().stream).len() > 1
     }
 
     /// One of `max_sessions` places, and one of `max_sessions_per_address` for `client`.
@@ -620,6 +554,7 @@ impl WebRtc {
             offered_video,
             offered_audio,
             audio,
+            abr,
         } = media;
         let Registered {
             id,
@@ -646,7 +581,7 @@ impl WebRtc {
             hubs: self.hubs.clone(),
             control,
             warnings: self.warnings.clone(),
-            abr: self.abr,
+            abr,
         };
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
@@ -735,6 +670,8 @@ impl WebRtc {
 pub struct PendingOffer {
     /// The session's state machine, waiting for the answer.
     rtc: Rtc,
+    /// Its bandwidth estimation is on.
+    abr: bool,
     /// What str0m needs to accept the answer.
     pending: SdpPendingOffer,
     /// The offered video m-line (str0m announces no `MediaAdded` for it).
@@ -799,6 +736,8 @@ struct SessionMedia {
     offered_video: Option<Mid>,
     offered_audio: Option<Mid>,
     audio: Option<Arc<audio::AudioFeed>>,
+    /// Bandwidth estimation is on for the session.
+    abr: bool,
 }
 
 /// The `profile-level-id` of a stream's H.264 (from its SPS), or [`WebRtcError::NoVideo`].

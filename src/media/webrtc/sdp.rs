@@ -6,11 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
 use str0m::format::CodecConfig;
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::bwe::Bitrate;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use super::{WebRtcError, audio};

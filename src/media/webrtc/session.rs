@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::BweKind;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::format::Codec;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -77,7 +77,8 @@ pub(super) struct Parts {
     pub control: mpsc::Receiver<Control>,
     /// The one B-frame warning per stream.
     pub warnings: Arc<BFrameWarnings>,
-    /// Bandwidth-driven switching (`webrtc.abr`); str0m estimates only when it is on.
+    /// Bandwidth-driven switching (`webrtc.abr` and the stream has a ladder); str0m estimates
+    /// only when it is on.
     pub abr: bool,
 }
 
@@ -118,6 +119,8 @@ struct Renditions {
     /// The ladder for ABR and when it was looked up.
     ladder: Vec<Rung>,
     ladder_at: Option<Instant>,
+    /// The latest bandwidth estimate (bits per second).
+    estimate: Option<u64>,
     /// NACKs and PLIs of the video counted so far (str0m's stats are cumulative).
     nacks: u64,
     plis: u64,
@@ -141,6 +144,7 @@ pub(super) async fn run(mut p: Parts) {
         abr: Abr::default(),
         ladder: Vec::new(),
         ladder_at: None,
+        estimate: None,
         nacks: 0,
         plis: 0,
     };
@@ -169,17 +173,24 @@ pub(super) async fn run(mut p: Parts) {
                     Event::MediaAdded(m) if m.kind == MediaKind::Audio && audio.is_none() => {
                         pending_audio_mid = Some(m.mid);
                     }
-                    Event::MediaEgressStats(s) if video.as_ref().is_some_and(|v| v.mid == s.mid) => {
+                    Event::MediaEgressStats(s)
+                        if video.as_ref().is_some_and(|v| v.mid == s.mid) =>
+                    {
                         // Cumulative per session: the node counters get what is new.
                         p.metrics.nacks.inc_by(s.nacks.saturating_sub(r.nacks));
                         p.metrics.plis.inc_by(s.plis.saturating_sub(r.plis));
                         r.nacks = r.nacks.max(s.nacks);
                         r.plis = r.plis.max(s.plis);
+                        // Every second (str0m reports an estimate only when it changes): the
+                        // controller looks at the latest one.
+                        if let Some(estimate) = r.estimate
+                            && video.as_ref().is_some_and(|v| v.first_written.is_some())
+                        {
+                            bandwidth(&mut p, &mut r, estimate);
+                        }
                     }
-                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
-                        if video.as_ref().is_some_and(|v| v.first_written.is_some()) =>
-                    {
-                        bandwidth(&mut p, &mut r, estimate.as_u64());
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                        r.estimate = Some(estimate.as_u64());
                     }
                     _ => {}
                 },
@@ -511,8 +522,7 @@ fn bandwidth(p: &mut Parts, r: &mut Renditions, estimate: u64) {
         return;
     }
     let now = Instant::now();
-    if r
-        .ladder_at
+    if r.ladder_at
         .is_none_or(|t| now.saturating_duration_since(t) >= LADDER_REFRESH)
     {
         r.ladder = ladder::rungs(&p.hubs, &r.stream.stream, r.bframes.seen);
@@ -521,6 +531,13 @@ fn bandwidth(p: &mut Parts, r: &mut Renditions, estimate: u64) {
     let Some(current) = r.ladder.iter().position(|g| g.rendition == r.current) else {
         return;
     };
+    if let Some(top) = r.ladder.first().map(|g| g.bitrate).filter(|b| *b > 0) {
+        // What str0m probes for: the best rendition with room.
+        p.rtc
+            .bwe()
+            .set_desired_bitrate(Bitrate::bps(top.saturating_mul(3) / 2));
+    }
+    tracing::trace!(estimate, rendition = %r.current, "bandwidth estimate");
     let rates: Vec<u64> = r.ladder.iter().map(|g| g.bitrate).collect();
     let busy = r.forced.is_some() || r.switch.is_some();
     if let Some(to) = r.abr.estimate(now, estimate, &rates, current, busy)

@@ -220,7 +220,10 @@ mod tests {
         // A source with B-frames: keyframe decoded at 1934, shown at 2000.
         let mut s = Splice::default();
         assert_eq!(s.current(&frame(1934, 66, true)), Current::Hold);
-        assert!(!s.target(frame(1966, 0, true), Some(1990)), "before the held time");
+        assert!(
+            !s.target(frame(1966, 0, true), Some(1990)),
+            "before the held time"
+        );
         assert!(s.target(frame(2000, 0, true), Some(1990)));
     }
 

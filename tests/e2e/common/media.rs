@@ -59,7 +59,9 @@ impl Publisher {
         }
         let child = cmd
             .args(["-t", &source.seconds.to_string()])
-            .args(["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+            ])
             .args(if source.bframes {
                 ["-bf", "2"]
             } else {
