@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::browser::play_antmedia;
+use crate::common::browser::{play_antmedia, play_antmedia_in};
 use crate::common::media::{Publisher, Source, require_ffmpeg};
 use crate::common::{Proc, get, wait_for};
 
@@ -201,4 +201,141 @@ fn one_client_address_holds_at_most_its_share_of_sessions() {
     // Another client behind the same proxy is not affected.
     let (status, body) = whep_offer(&url, "203.0.113.9");
     assert_eq!(status, 201, "{body}");
+}
+
+/// A network namespace joined to this one by a veth pair whose host side sends at `rate`
+/// (tc tbf): the browser runs inside, the node listens on the host side. Deleted when dropped.
+struct ThrottledLink {
+    ns: String,
+    host_if: String,
+    /// The host side's address (the node binds it).
+    host: String,
+}
+
+impl ThrottledLink {
+    fn new(rate: &str) -> ThrottledLink {
+        let id = std::process::id() % 10_000;
+        let link = ThrottledLink {
+            ns: format!("sfabr{id}"),
+            host_if: format!("sfabr{id}h"),
+            host: format!("10.213.{}.1", id % 250),
+        };
+        let peer_if = format!("sfabr{id}n");
+        let peer = format!("10.213.{}.2/30", id % 250);
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip")
+                .args(args)
+                .output()
+                .expect("ip (iproute2)");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &link.ns]);
+        ip(&[
+            "link",
+            "add",
+            &link.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_if,
+        ]);
+        ip(&["link", "set", &peer_if, "netns", &link.ns]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", link.host),
+            "dev",
+            &link.host_if,
+        ]);
+        ip(&["link", "set", &link.host_if, "up"]);
+        ip(&[
+            "netns", "exec", &link.ns, "ip", "addr", "add", &peer, "dev", &peer_if,
+        ]);
+        ip(&[
+            "netns", "exec", &link.ns, "ip", "link", "set", &peer_if, "up",
+        ]);
+        ip(&["netns", "exec", &link.ns, "ip", "link", "set", "lo", "up"]);
+        let tc = Command::new("tc")
+            .args([
+                "qdisc",
+                "add",
+                "dev",
+                &link.host_if,
+                "root",
+                "tbf",
+                "rate",
+                rate,
+            ])
+            .args(["burst", "20kb", "latency", "300ms"])
+            .output()
+            .expect("tc (iproute2)");
+        assert!(
+            tc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&tc.stderr)
+        );
+        link
+    }
+}
+
+impl Drop for ThrottledLink {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A viewer on a 500 kbit/s link of a 1 Mbit/s source with a 300k 240p rendition: its
+/// bandwidth estimate falls below the source's rate and it steps down to 240p by itself.
+#[test]
+fn a_viewer_on_a_slow_link_steps_down_the_ladder() {
+    require_ffmpeg();
+    if !Command::new("ip")
+        .args(["netns", "list"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("skipped: no network namespaces here (needs root and iproute2)");
+        return;
+    }
+    let link = ThrottledLink::new("500kbit");
+    // `/metrics` answers the test from the link's address.
+    let config = node(true)
+        .replace(
+            "hls: {segment: 1s, window: 6}",
+            "hls: {segment: 1s, window: 6}\n    rest: {remote_allowed_cidrs: [10.213.0.0/16]}",
+        )
+        .replace(
+            "http: \"127.0.0.1:0\"",
+            &format!("http: \"{}:0\"", link.host),
+        )
+        .replace("udp: \"127.0.0.1:0\"", &format!("udp: \"{}:0\"", link.host));
+    let p = Proc::start(&config);
+    let _publisher = publish(&p, false, &["cam.m3u8", "cam_240p.m3u8"]);
+    let ws = format!(
+        "ws://{}/live/websocket",
+        p.http("s1").trim_start_matches("http://")
+    );
+    let r = play_antmedia_in(Some(&link.ns), &ws, "cam", 10, &["--wait-height", "240"]);
+    assert!(
+        r.ok,
+        "the adaptor did not step down: {}\n{}",
+        r.json,
+        p.stderr()
+    );
+    let switches = metric(&p, "streamfleet_webrtc_bandwidth_switches_total").unwrap_or(0.0);
+    assert!(switches >= 1.0, "bandwidth switches counted: {switches}");
+    eprintln!(
+        "slow link: first frame after {} ms, 240p {} ms after that; NACKs {:?}",
+        r.json["steps"]["first"]["ttffMs"],
+        r.json["steps"]["first"]["heightAfterMs"],
+        metric(&p, "streamfleet_webrtc_nacks_total")
+    );
 }
