@@ -114,6 +114,8 @@ struct Renditions {
     bframes: Reordering,
     /// The switch in progress.
     switch: Option<Switch>,
+    /// A keyframe of the current held back by a switch given up for another: sent first.
+    resume: Option<Frame>,
     /// Bandwidth-driven choice.
     abr: Abr,
     /// The ladder for ABR and when it was looked up.
@@ -141,6 +143,7 @@ pub(super) async fn run(mut p: Parts) {
         forced: None,
         bframes: Reordering::default(),
         switch: None,
+        resume: None,
         abr: Abr::default(),
         ladder: Vec::new(),
         ladder_at: None,
@@ -222,6 +225,9 @@ pub(super) async fn run(mut p: Parts) {
             audio = AudioSender::new(&mut p.rtc, mid, feed);
         }
         let sending = connected && video.is_some();
+        if let (Some(f), Some(v)) = (r.resume.take(), video.as_mut()) {
+            write_video(&mut p.rtc, v, &f);
+        }
         let holding = r.switch.as_ref().is_some_and(|s| s.splice.holding());
         let switch_deadline = r.switch.as_ref().map(|s| s.deadline);
         tokio::select! {
@@ -399,9 +405,9 @@ fn begin_switch(p: &mut Parts, r: &mut Renditions, target: RenditionId, why: Why
     if r.switch.as_ref().is_some_and(|s| s.target == target) {
         return;
     }
-    if let Some(sw) = r.switch.take() {
-        // Its held keyframe, if any, is dropped: the next one of the current resumes.
-        drop(sw);
+    if let Some(mut sw) = r.switch.take() {
+        // The keyframe it held back is sent before the current goes on.
+        r.resume = sw.splice.take_held();
     }
     if target == r.current {
         return;
