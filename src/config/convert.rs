@@ -418,6 +418,8 @@ mod tests {
         let w = m.webrtc.expect("webrtc on");
         assert_eq!(w.udp, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(w.max_sessions, crate::config::DEFAULT_WEBRTC_MAX_SESSIONS);
+        assert_eq!(w.max_sessions_per_address, 20);
+        assert!(w.abr, "ABR on by default");
         assert!(
             m.listeners()
                 .iter()
@@ -437,6 +439,24 @@ mod tests {
             e.contains("nodes[0].webrtc.max_sessions: must be at least 1"),
             "{e}"
         );
+        let e = one_error(&format!(
+            "{EDGE}    webrtc: {{udp: \"127.0.0.1:0\", max_sessions_per_address: 0}}\n"
+        ));
+        assert!(
+            e.contains("nodes[0].webrtc.max_sessions_per_address: must be at least 1"),
+            "{e}"
+        );
+        let c = convert(
+            &format!("{EDGE}    webrtc: {{udp: \"127.0.0.1:0\", max_sessions: 5, abr: false}}\n"),
+            Path::new("t.yaml"),
+        )
+        .unwrap();
+        let NodeConfig::Media(m) = &c.nodes[0] else {
+            panic!("media node")
+        };
+        let w = m.webrtc.expect("webrtc on");
+        assert_eq!(w.max_sessions_per_address, 5, "never above max_sessions");
+        assert!(!w.abr);
         let e = one_error(&format!(
             "{EDGE}    advertise: edge1.example.com\n    webrtc: {{udp: \"0.0.0.0:5000\"}}\n"
         ));

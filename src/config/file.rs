@@ -169,6 +169,10 @@ pub struct WebRtcFile {
     pub udp: Raw,
     /// WebRTC sessions the node holds at once (default 1000).
     pub max_sessions: Option<Spanned<u64>>,
+    /// WebRTC sessions one client address may hold at once (default 20).
+    pub max_sessions_per_address: Option<Spanned<u64>>,
+    /// Bandwidth-driven rendition switching (default on).
+    pub abr: Option<bool>,
 }
 
 /// `security:` of an app.

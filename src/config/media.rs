@@ -66,6 +66,10 @@ pub const DEFAULT_MAX_STREAMS: usize = 1000;
 /// Default `webrtc.max_sessions`.
 pub const DEFAULT_WEBRTC_MAX_SESSIONS: usize = 1000;
 
+/// Default `webrtc.max_sessions_per_address`: a household or an office behind one NAT, not a
+/// single client opening sessions in a loop.
+pub const DEFAULT_WEBRTC_MAX_SESSIONS_PER_ADDRESS: usize = 20;
+
 /// WebRTC playback: one UDP socket for every session of the node (ICE-lite, the host candidate
 /// is `advertise` with the bound port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +78,11 @@ pub struct WebRtcConfig {
     pub udp: SocketAddr,
     /// Sessions held at once; a WHEP offer beyond it is refused (503).
     pub max_sessions: usize,
+    /// Sessions held at once for one client address (the peer, or what trusted proxies say
+    /// in `X-Forwarded-For`); beyond it: 503 / `viewerLimitReached`.
+    pub max_sessions_per_address: usize,
+    /// Bandwidth-driven rendition switching (send-side estimation with TWCC).
+    pub abr: bool,
 }
 
 /// Who may reach a media node's REST API, web console and `/metrics` (Ant Media's
@@ -635,7 +644,23 @@ fn webrtc(at: &str, w: &WebRtcFile, advertise: &str, d: &mut Diag) -> Option<Web
         }
         Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
     };
-    Some(WebRtcConfig { udp, max_sessions })
+    let max_sessions_per_address = match &w.max_sessions_per_address {
+        None => DEFAULT_WEBRTC_MAX_SESSIONS_PER_ADDRESS.min(max_sessions),
+        Some(m) if m.value == 0 => {
+            d.at(
+                m,
+                format!("{at}.max_sessions_per_address: must be at least 1"),
+            );
+            return None;
+        }
+        Some(m) => usize::try_from(m.value).unwrap_or(usize::MAX),
+    };
+    Some(WebRtcConfig {
+        udp,
+        max_sessions,
+        max_sessions_per_address,
+        abr: w.abr.unwrap_or(true),
+    })
 }
 
 /// `rest:`.

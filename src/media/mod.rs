@@ -323,6 +323,7 @@ impl BoundMediaNode {
                     socket,
                     webrtc_config,
                     advertise,
+                    hubs.clone(),
                     webrtc_metrics,
                     ctx.shutdown.clone(),
                 )

@@ -9,8 +9,14 @@
 //   3. `stop` -> `play_finished`, then `play` again on the same socket -> frames again;
 //   4. `play` of `--missing` (a stream that is not live) -> the error `no_stream_exist`.
 //
+// With `--wait-height H`, step 1 also waits until the decoded picture is H lines high (a
+// B-frame source replaced by a rendition). With `--force ASK:EXPECT,...`, after step 1 each
+// `forceStreamQuality(streamId, ASK)` must make the decoded frameHeight EXPECT (`steps.force`:
+// the time each took); then `--force-bad H` (no such rendition) must answer an error.
+//
 //   node antmedia_play.mjs WS_URL STREAM_ID [--frames N] [--timeout S] [--token JWT]
-//                          [--missing STREAM_ID]
+//                          [--missing STREAM_ID] [--wait-height H] [--force 240:240,0:360]
+//                          [--force-bad H]
 //
 // The page is served from a local HTTP server on port 0 (another origin than the server).
 import http from 'node:http';
@@ -29,6 +35,9 @@ const frames = Number(opt('--frames', '30'));
 const timeoutS = Number(opt('--timeout', '60'));
 const token = opt('--token', '');
 const missing = opt('--missing', null);
+const waitHeight = opt('--wait-height', null);
+const force = (opt('--force', '') || '').split(',').filter((x) => x).map((x) => x.split(':').map(Number));
+const forceBad = opt('--force-bad', null);
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const files = {
@@ -111,6 +120,7 @@ try {
       if (r.type === 'inbound-rtp' && r.kind === 'audio') a = r;
     });
     return { framesDecoded: v ? (v.framesDecoded || 0) : 0, width: v ? v.frameWidth : null,
+      height: v ? v.frameHeight : null,
       ice: pc.iceConnectionState, codec: v && v.codecId ? (stats.get(v.codecId) || {}).mimeType : null,
       // Chrome reports audio energy only for an element that is not muted (the browser runs
       // with --mute-audio instead).
@@ -149,6 +159,40 @@ try {
     out.steps.first.audioEnergy = s.audioEnergy;
     if (s.audioEnergy > 0 || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 50));
+  }
+
+  // Waits until the decoded picture is `h` lines high; returns the ms it took.
+  const untilHeight = async (h) => {
+    const t = Date.now();
+    for (;;) {
+      const s = await decoded();
+      if (s.height === h) return Date.now() - t;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for frameHeight ${h}: ${JSON.stringify(s)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  if (waitHeight !== null) out.steps.first.heightAfterMs = await untilHeight(Number(waitHeight));
+  if (force.length) {
+    out.steps.force = [];
+    for (const [ask, expect] of force) {
+      const t = performance.now();
+      await tab.evaluate(({ id, ask }) => window.adaptor.forceStreamQuality(id, ask), { id: streamId, ask });
+      const ms = await untilHeight(expect);
+      const before = (await decoded()).framesDecoded;
+      // Still playing at the new height.
+      for (;;) {
+        const s = await decoded();
+        if (s.framesDecoded >= before + 15 && s.height === expect) break;
+        if (Date.now() > deadline) throw new Error(`frames stopped after forcing ${ask}: ${JSON.stringify(s)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      out.steps.force.push({ ask, height: expect, ms, errors: await tab.evaluate((t) => window.errors.filter((e) => e.at >= t), t) });
+    }
+  }
+  if (forceBad !== null) {
+    const t = await tab.evaluate(({ id, h }) => { const t = performance.now(); window.adaptor.forceStreamQuality(id, h); return t; }, { id: streamId, h: Number(forceBad) });
+    const e = await waitFor('an error for a height the stream has not', (t) => window.errors.find((e) => e.at >= t), t);
+    out.steps.forceBad = e.error;
   }
 
   await tab.evaluate((id) => window.adaptor.getStreamInfo(id), streamId);

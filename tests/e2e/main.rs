@@ -34,3 +34,4 @@ mod store;
 mod transcode;
 mod webhooks;
 mod webrtc;
+mod webrtc_quality;

@@ -159,9 +159,9 @@ async fn route(ctx: &Arc<HttpContext>, req: Request<Incoming>, peer: SocketAddr)
         _ => None,
     };
     let mut response = if let Some((app, stream_id, session)) = whep {
-        whep::serve(ctx, req, app, stream_id, session).await
+        whep::serve(ctx, req, app, stream_id, session, peer).await
     } else if let [app, "websocket"] = segments.as_slice() {
-        websocket::serve(ctx, req, app)
+        websocket::serve(ctx, req, app, peer)
     } else if req.method() == Method::OPTIONS {
         preflight("GET, HEAD, OPTIONS", "*")
     } else if req.method() != Method::GET && req.method() != Method::HEAD {

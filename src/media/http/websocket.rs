@@ -11,6 +11,7 @@
 //! `error` and the socket stays usable; the node draining sends `server_will_stop` and closes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -33,7 +34,7 @@ use crate::media::access;
 use crate::media::hub::HubKey;
 use crate::media::webrtc::signal::{self, Definition, RenditionInfo, Reply, Request as Msg};
 use crate::media::webrtc::{
-    CONNECT_TIMEOUT, Notifier, PendingOffer, SessionEvent, WebRtc, WebRtcError,
+    CONNECT_TIMEOUT, Control, Notifier, PendingOffer, SessionEvent, WebRtc, WebRtcError,
 };
 
 /// Largest message (and frame) read: SDP answers are 3-10 KiB.
@@ -48,7 +49,12 @@ const EVENTS: usize = 4 * MAX_SESSIONS_PER_SOCKET;
 type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Answers `GET /{app}/websocket` with `101 Switching Protocols` and runs the socket's task.
-pub fn serve(ctx: &Arc<HttpContext>, req: Request<Incoming>, app: &str) -> Response<Body> {
+pub fn serve(
+    ctx: &Arc<HttpContext>,
+    req: Request<Incoming>,
+    app: &str,
+    peer: std::net::SocketAddr,
+) -> Response<Body> {
     let Some(webrtc) = ctx.webrtc.clone() else {
         return error(
             StatusCode::NOT_FOUND,
@@ -80,6 +86,15 @@ pub fn serve(ctx: &Arc<HttpContext>, req: Request<Incoming>, app: &str) -> Respo
             return r;
         }
     };
+    // Sessions count against `webrtc.max_sessions_per_address` of the client behind the LB.
+    let client = match super::guard::client_address(
+        &ctx.config.rest.trusted_proxies,
+        peer.ip(),
+        req.headers(),
+    ) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+    };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let Ok(accept) = HeaderValue::from_str(&accept) else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "bad accept key");
@@ -101,7 +116,7 @@ pub fn serve(ctx: &Arc<HttpContext>, req: Request<Incoming>, app: &str) -> Respo
                     Some(config),
                 )
                 .await;
-                Signalling::new(task_ctx, webrtc, app).run(ws).await;
+                Signalling::new(task_ctx, webrtc, app, client).run(ws).await;
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -178,6 +193,8 @@ struct Signalling {
     webrtc: Arc<WebRtc>,
     /// The app of the socket's path: every stream played is in it.
     app: String,
+    /// The client's address (sessions per address are limited).
+    client: IpAddr,
     /// By stream id.
     plays: HashMap<String, Play>,
     /// Given to sessions and stream watchers, to report to this socket.
@@ -188,12 +205,13 @@ struct Signalling {
 
 impl Signalling {
     /// A socket of `app` with no session yet.
-    fn new(ctx: Arc<HttpContext>, webrtc: Arc<WebRtc>, app: String) -> Self {
+    fn new(ctx: Arc<HttpContext>, webrtc: Arc<WebRtc>, app: String, client: IpAddr) -> Self {
         let (events_tx, events) = mpsc::channel(EVENTS);
         Signalling {
             ctx,
             webrtc,
             app,
+            client,
             plays: HashMap::new(),
             events_tx,
             events,
@@ -311,6 +329,7 @@ impl Signalling {
                 Vec::new()
             }
             Msg::GetStreamInfo { stream_id } => vec![self.stream_info(&stream_id).await],
+            Msg::ForceStreamQuality { stream_id, height } => self.force(&stream_id, height),
             Msg::Unsupported { command } => vec![Reply::error(
                 Definition::UnsupportedCommand,
                 None,
@@ -359,7 +378,7 @@ impl Signalling {
                 format!("stream {}/{stream_id} is not live", self.app),
             );
         };
-        match self.webrtc.offer(&hub) {
+        match self.webrtc.offer(&hub, self.client) {
             Ok(offer) => {
                 let mid = offer.id_mapping.first().map(|(mid, _)| mid.clone());
                 let replies = vec![
@@ -442,6 +461,36 @@ impl Signalling {
                 err(definition(&e), super::whep::error_text(&e))
             }
         }
+    }
+
+    /// `forceStreamQuality`: the stream's session sends the rendition of that height from its
+    /// next keyframe (0: the server chooses again). Nothing is answered when it is done (Ant
+    /// Media answers nothing either); an `error` when there is no such rendition or session.
+    fn force(&mut self, stream_id: &str, height: u32) -> Vec<Reply> {
+        let err = |d: Definition, m: String| vec![Reply::error(d, Some(stream_id), Some(m))];
+        let Some(Play::Started { id, .. }) = self.plays.get(stream_id) else {
+            return err(
+                Definition::NoSession,
+                "this socket does not play the stream (yet)".into(),
+            );
+        };
+        let key = HubKey::source(&self.app, stream_id);
+        let rendition = match self.webrtc.rendition_by_height(&key.stream, height) {
+            Ok(r) => r,
+            Err(heights) => {
+                return err(
+                    Definition::NoSuchRendition,
+                    format!(
+                        "no rendition of height {height}; the stream has {heights:?} (0 = auto)"
+                    ),
+                );
+            }
+        };
+        if !self.webrtc.control(&key, id, Control::Force(rendition)) {
+            return err(Definition::NoSession, "the session is not running".into());
+        }
+        tracing::debug!(stream = %key, height, "forceStreamQuality");
+        Vec::new()
     }
 
     /// `stop`: ends the stream's session (or pending offer) and says `play_finished`.
@@ -572,7 +621,7 @@ fn codec_name(rfc6381: &str) -> String {
 fn definition(e: &WebRtcError) -> Definition {
     match e {
         WebRtcError::NoVideo => Definition::NoStreamExist,
-        WebRtcError::Full(_) => Definition::ViewerLimitReached,
+        WebRtcError::Full(_) | WebRtcError::AddressFull(..) => Definition::ViewerLimitReached,
         WebRtcError::MalformedOffer(_)
         | WebRtcError::NoH264(_)
         | WebRtcError::Answer(_)

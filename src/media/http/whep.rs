@@ -28,6 +28,7 @@ pub async fn serve(
     app: &str,
     stream_id: &str,
     session: Option<&str>,
+    peer: std::net::SocketAddr,
 ) -> Response<Body> {
     let mut response = match (req.method().clone(), session) {
         (Method::OPTIONS, None) => preflight("POST, OPTIONS", "authorization, content-type"),
@@ -35,7 +36,7 @@ pub async fn serve(
             "PATCH, DELETE, OPTIONS",
             "authorization, content-type, if-match",
         ),
-        (Method::POST, None) => offer(ctx, req, app, stream_id).await,
+        (Method::POST, None) => offer(ctx, req, app, stream_id, peer).await,
         (Method::PATCH, Some(id)) => patch(ctx, req, app, stream_id, id).await,
         (Method::DELETE, Some(id)) => delete(ctx, req.headers(), app, stream_id, id),
         (_, None) => not_allowed("POST, OPTIONS"),
@@ -156,6 +157,7 @@ async fn offer(
     req: Request<Incoming>,
     app: &str,
     stream_id: &str,
+    peer: std::net::SocketAddr,
 ) -> Response<Body> {
     let Some(webrtc) = ctx.webrtc.clone() else {
         return error(
@@ -172,6 +174,14 @@ async fn offer(
             "a WHEP offer is sent as Content-Type: application/sdp",
         );
     }
+    let client = match super::guard::client_address(
+        &ctx.config.rest.trusted_proxies,
+        peer.ip(),
+        req.headers(),
+    ) {
+        Ok(c) => c,
+        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+    };
     let bytes = match body(req).await {
         Ok(b) => b,
         Err(r) => return r.response(),
@@ -198,7 +208,7 @@ async fn offer(
             &format!("stream {app}/{stream_id} is not live"),
         );
     };
-    match webrtc.open(sdp, &hub) {
+    match webrtc.open(sdp, &hub, client) {
         Ok(answer) => {
             let location = format!("/{app}/whep/{stream_id}/{}", answer.id);
             let mut r = super::text(StatusCode::CREATED, SDP, answer.sdp);
@@ -218,7 +228,9 @@ async fn offer(
                 WebRtcError::MalformedOffer(_) => StatusCode::BAD_REQUEST,
                 WebRtcError::NoH264(_) => StatusCode::NOT_ACCEPTABLE,
                 WebRtcError::NoVideo => StatusCode::NOT_FOUND,
-                WebRtcError::Full(_) => StatusCode::SERVICE_UNAVAILABLE,
+                WebRtcError::Full(_) | WebRtcError::AddressFull(..) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 WebRtcError::Answer(_) => StatusCode::NOT_ACCEPTABLE,
                 WebRtcError::Candidate(_) | WebRtcError::NoOffer => {
                     StatusCode::INTERNAL_SERVER_ERROR

@@ -89,6 +89,14 @@ impl Subscription {
         std::mem::replace(&mut self.skips_seen, self.skips) != self.skips
     }
 
+    /// The frames taken but not yet returned: at first, the start cache.
+    pub fn cached(&self) -> impl Iterator<Item = &Frame> {
+        self.taken.iter().filter_map(|e| match e {
+            HubEvent::Frame(f) => Some(f),
+            _ => None,
+        })
+    }
+
     /// The hub subscribed to.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use streamfleet_proto::avc::{DecoderConfig, write_annexb};
 use streamfleet_proto::flv::{AvcPacket, VideoBody, VideoTag};
 
-use crate::media::frame::VideoTrack;
+use crate::media::frame::{Frame, VideoTrack};
 
 /// The `profile-level-id` (RFC 6184 8.1) of a track: profile_idc, constraint flags and
 /// level_idc of its SPS, as the decoder configuration record carries them.
@@ -74,6 +74,47 @@ pub fn access_unit(
     }
     let pts = i64::try_from(dts).ok()? + i64::from(composition_time);
     Some(AccessUnit { annexb, pts })
+}
+
+/// The presentation time (ms: DTS plus composition time) of a video frame; `None` for
+/// sequence headers and what is not an AVC frame.
+pub fn pts(f: &Frame) -> Option<i64> {
+    match VideoTag::parse(&f.body) {
+        Ok(VideoTag {
+            body:
+                VideoBody::Avc(AvcPacket::Nalu {
+                    composition_time, ..
+                }),
+            ..
+        }) => Some(i64::try_from(f.dts).ok()? + i64::from(composition_time)),
+        _ => None,
+    }
+}
+
+/// Whether the source shows frames in another order than it sends them (B-frames): a video
+/// frame presented before one sent earlier. Fed with the frames in decode order.
+#[derive(Debug, Default)]
+pub struct Reordering {
+    /// The latest presentation time seen.
+    latest: Option<i64>,
+    /// A frame came before one sent earlier.
+    pub seen: bool,
+}
+
+impl Reordering {
+    /// Looks at one video frame; true when it is the first found out of order.
+    pub fn push(&mut self, f: &Frame) -> bool {
+        let Some(pts) = pts(f) else { return false };
+        if f.keyframe {
+            // Closed GOPs: nothing after a keyframe is shown before it.
+            self.latest = None;
+        }
+        let out_of_order = self.latest.is_some_and(|l| pts < l);
+        self.latest = Some(self.latest.map_or(pts, |l| l.max(pts)));
+        let first = out_of_order && !self.seen;
+        self.seen |= out_of_order;
+        first
+    }
 }
 
 /// Maps a stream's presentation times (ms) to one viewer's RTP clock (90 kHz), continuous across
@@ -211,6 +252,34 @@ mod tests {
         assert_eq!(t.rtp_48khz(5120 * 48), Some(88 * 48));
         t.rebase();
         assert_eq!(t.rtp_48khz(0), None, "a new session waits for its video");
+    }
+
+    #[test]
+    fn b_frames_are_found_by_their_presentation_order() {
+        let f = |dts: u64, cts: u32, key: bool| {
+            let mut body = vec![if key { 0x17 } else { 0x27 }, 1];
+            body.extend_from_slice(&cts.to_be_bytes()[1..]);
+            body.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+            Frame::new(
+                crate::media::frame::TrackKind::Video,
+                dts,
+                key,
+                Bytes::from(body),
+            )
+        };
+        // Without B-frames (a constant composition offset, as renditions of such a source have).
+        let mut r = Reordering::default();
+        for (i, dts) in [0u64, 33, 66, 100].into_iter().enumerate() {
+            assert!(!r.push(&f(dts, 66, i == 0)));
+        }
+        assert!(!r.seen);
+        // x264 with -bf 2: I (shown at 66), P (166), B (100), B (133).
+        let mut r = Reordering::default();
+        assert!(!r.push(&f(0, 66, true)));
+        assert!(!r.push(&f(33, 133, false)));
+        assert!(r.push(&f(66, 34, false)), "shown before the P sent earlier");
+        assert!(!r.push(&f(100, 33, false)), "reported once");
+        assert!(r.seen);
     }
 
     #[test]

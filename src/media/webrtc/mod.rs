@@ -16,15 +16,25 @@
 //!
 //! - `stun`: the ufrag of a STUN request; `h264`: hub frames to Annex-B and RTP time;
 //! - `session`: one viewer's task; `signal`: Ant Media's signalling messages (sans-IO);
-//! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions.
+//! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions;
+//! - `metrics`: the node's WebRTC counters;
+//! - `ladder`: the renditions a viewer may get; `switch`: changing rendition at a keyframe;
+//!   `abr`: the bandwidth-driven choice (sans-IO).
+//!
+//! Limits: `webrtc.max_sessions` per node and `webrtc.max_sessions_per_address` per client
+//! address, both counted from the offer until the session ends.
 
+mod abr;
 mod audio;
 mod h264;
+mod ladder;
+mod metrics;
 mod opus;
 mod sdp;
 mod session;
 pub mod signal;
 mod stun;
+mod switch;
 #[cfg(test)]
 mod tests;
 
@@ -35,9 +45,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
 use str0m::media::Mid;
@@ -46,15 +53,21 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hub::{Hub, HubKey, SubscriberKind, Subscription};
+use super::hub::{Hub, HubKey, Hubs, SubscriberKind, Subscription};
+use crate::cluster::model::StreamKey;
 use crate::config::WebRtcConfig;
 use crate::runtime::Shutdown;
+pub use metrics::WebRtcMetrics;
 use sdp::{answer, answers_video, offers_h264, server_offer};
+use streamfleet_proto::names::RenditionId;
 
 /// A session that has not finished ICE and DTLS this long after its offer is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Datagrams waiting for one session's task.
 const INBOX: usize = 256;
+/// Control messages waiting for one session's task (a viewer forcing qualities in a loop
+/// loses the extra ones).
+const CONTROLS: usize = 4;
 /// Largest datagram read (larger ones are truncated and then fail to parse).
 const MAX_DATAGRAM: usize = 2048;
 
@@ -84,6 +97,11 @@ pub enum WebRtcError {
     /// The node holds `webrtc.max_sessions` sessions.
     #[error("this node serves its maximum of {0} WebRTC sessions")]
     Full(usize),
+    /// The client's address holds `webrtc.max_sessions_per_address` sessions.
+    #[error(
+        "{1} already holds {0} WebRTC sessions on this node, its maximum (webrtc.max_sessions_per_address)"
+    )]
+    AddressFull(usize, IpAddr),
     /// str0m refused the offer.
     #[error("cannot answer the offer: {0}")]
     Answer(#[source] str0m::RtcError),
@@ -151,57 +169,12 @@ impl Notifier {
     }
 }
 
-/// WebRTC counters of a node.
-#[derive(Debug, Clone, Default)]
-pub struct WebRtcMetrics {
-    /// Sessions open now (connecting or playing).
-    pub sessions: Gauge,
-    /// Sessions that reached ICE + DTLS connected.
-    pub connected: Counter,
-    /// Sessions dropped because they never connected.
-    pub timeouts: Counter,
-    /// Datagrams that matched no session.
-    pub unmatched: Counter,
-    /// Opus packets written to sessions.
-    pub audio_packets: Counter,
-    /// AAC frames the Opus transcoders could not take.
-    pub audio_errors: Counter,
-}
-
-impl WebRtcMetrics {
-    /// Registers the counters.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "webrtc_sessions",
-            "WebRTC sessions open",
-            self.sessions.clone(),
-        );
-        registry.register(
-            "webrtc_connected",
-            "WebRTC sessions that connected (ICE and DTLS)",
-            self.connected.clone(),
-        );
-        registry.register(
-            "webrtc_connect_timeouts",
-            "WebRTC sessions dropped for not connecting in time",
-            self.timeouts.clone(),
-        );
-        registry.register(
-            "webrtc_unmatched_datagrams",
-            "UDP datagrams on the WebRTC port that belonged to no session",
-            self.unmatched.clone(),
-        );
-        registry.register(
-            "webrtc_audio_packets",
-            "Opus packets written to WebRTC sessions",
-            self.audio_packets.clone(),
-        );
-        registry.register(
-            "webrtc_audio_errors",
-            "AAC frames the Opus transcoders of WebRTC audio could not take",
-            self.audio_errors.clone(),
-        );
-    }
+/// What the signalling asks of a running session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Send this rendition from its next keyframe (`forceStreamQuality`); `None`: let the
+    /// server choose again (auto).
+    Force(Option<RenditionId>),
 }
 
 /// One received datagram, on its way to a session.
@@ -226,6 +199,8 @@ struct Entry {
     inbox: mpsc::Sender<Datagram>,
     /// Cancelled by `DELETE`.
     cancel: CancellationToken,
+    /// `forceStreamQuality` and the like.
+    control: mpsc::Sender<Control>,
 }
 
 /// Open sessions by id, and session ids by ufrag.
@@ -245,6 +220,16 @@ pub struct WebRtc {
     candidate: SocketAddr,
     /// `webrtc.max_sessions`.
     max_sessions: usize,
+    /// `webrtc.max_sessions_per_address`.
+    max_per_address: usize,
+    /// Sessions by client address (entries at 0 are removed).
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// `webrtc.abr`.
+    abr: bool,
+    /// The node's hubs (a stream's renditions).
+    hubs: Arc<Hubs>,
+    /// The one B-frame warning per stream.
+    warnings: Arc<ladder::BFrameWarnings>,
     /// DTLS and SRTP (aws-lc-rs), shared by every session.
     crypto: Arc<CryptoProvider>,
     /// Open sessions: `DELETE` and the UDP task find them here.
@@ -275,6 +260,7 @@ impl WebRtc {
         socket: std::net::UdpSocket,
         config: WebRtcConfig,
         advertise: IpAddr,
+        hubs: Arc<Hubs>,
         metrics: WebRtcMetrics,
         shutdown: Shutdown,
     ) -> std::io::Result<Arc<Self>> {
@@ -286,6 +272,11 @@ impl WebRtc {
             local,
             candidate: SocketAddr::new(advertise, local.port()),
             max_sessions: config.max_sessions,
+            max_per_address: config.max_sessions_per_address,
+            per_address: Mutex::default(),
+            abr: config.abr,
+            hubs,
+            warnings: Arc::default(),
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             sessions: Mutex::default(),
             open: AtomicUsize::new(0),
@@ -307,8 +298,13 @@ impl WebRtc {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Answers a WHEP offer for `hub` and starts the session.
-    pub fn open(self: &Arc<Self>, offer: &str, hub: &Arc<Hub>) -> Result<Answer, WebRtcError> {
+    /// Answers a WHEP offer of `client` for `hub` and starts the session.
+    pub fn open(
+        self: &Arc<Self>,
+        offer: &str,
+        hub: &Arc<Hub>,
+        client: IpAddr,
+    ) -> Result<Answer, WebRtcError> {
         let offer = SdpOffer::from_sdp_string(offer).map_err(WebRtcError::MalformedOffer)?;
         let info = hub.info();
         let profile = stream_profile(&info)?;
@@ -316,17 +312,19 @@ impl WebRtc {
         if !offers_h264(&offer_sdp) {
             return Err(WebRtcError::NoH264(format!("{profile:06x}")));
         }
-        let slot = self.reserve()?;
+        let slot = self.reserve(client)?;
         let ufrag = random_token(8);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
             pass: random_token(24),
         };
         let opus = info.audio.is_some();
+        let abr = self.abr_for(hub);
         let (rtc, sdp) = answer(
             offer,
             profile,
             opus,
+            abr,
             creds,
             self.candidate,
             self.crypto.clone(),
@@ -347,6 +345,7 @@ impl WebRtc {
                 offered_video: None,
                 offered_audio: None,
                 audio,
+                abr,
             },
         );
         Ok(Answer { id, sdp })
@@ -354,10 +353,10 @@ impl WebRtc {
 
     /// Makes an offer for `hub` (Ant Media's signalling: the server offers) and registers the
     /// session, whose datagrams wait in its inbox until [`WebRtc::accept_answer`] starts it.
-    pub fn offer(self: &Arc<Self>, hub: &Arc<Hub>) -> Result<Offer, WebRtcError> {
+    pub fn offer(self: &Arc<Self>, hub: &Arc<Hub>, client: IpAddr) -> Result<Offer, WebRtcError> {
         let info = hub.info();
         let profile = stream_profile(&info)?;
-        let slot = self.reserve()?;
+        let slot = self.reserve(client)?;
         let ufrag = random_token(8);
         let creds = IceCreds {
             ufrag: ufrag.clone(),
@@ -365,9 +364,11 @@ impl WebRtc {
         };
         let track = format!("{}", hub.key().stream);
         let opus = info.audio.is_some();
+        let abr = self.abr_for(hub);
         let made = server_offer(
             profile,
             opus,
+            abr,
             creds,
             self.candidate,
             self.crypto.clone(),
@@ -388,6 +389,7 @@ impl WebRtc {
                 stream: hub.key().clone(),
                 subscription: hub.subscribe(SubscriberKind::WebRtc),
                 registered,
+                abr,
             },
         })
     }
@@ -408,6 +410,7 @@ impl WebRtc {
             stream,
             subscription,
             registered,
+            abr,
         } = offer;
         let answer_sdp = signal::normalized_fmtp(answer);
         if !answers_video(&answer_sdp) {
@@ -433,18 +436,73 @@ impl WebRtc {
                 offered_video: Some(video),
                 offered_audio: audio,
                 audio: feed,
+                abr,
             },
         );
         Ok(id)
     }
 
-    /// One of `max_sessions` places, or [`WebRtcError::Full`].
-    fn reserve(self: &Arc<Self>) -> Result<OpenSlot, WebRtcError> {
+    /// Whether a session of `hub` estimates its bandwidth: `webrtc.abr` and the stream has a
+    /// ladder. Without one there is nothing to switch to, and str0m paces media at the
+    /// estimate, which would only add delay.
+    fn abr_for(&self, hub: &Arc<Hub>) -> bool {
+        self.abr && self.hubs.family(&hub.key().stream).len() > 1
+    }
+
+    /// One of `max_sessions` places, and one of `max_sessions_per_address` for `client`.
+    fn reserve(self: &Arc<Self>, client: IpAddr) -> Result<OpenSlot, WebRtcError> {
+        let client = client.to_canonical();
         if self.open.fetch_add(1, Ordering::AcqRel) >= self.max_sessions {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(WebRtcError::Full(self.max_sessions));
         }
-        Ok(OpenSlot(self.clone()))
+        let mut per = self.addresses();
+        let n = per.entry(client).or_insert(0);
+        if *n >= self.max_per_address {
+            drop(per);
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(WebRtcError::AddressFull(self.max_per_address, client));
+        }
+        *n += 1;
+        drop(per);
+        Ok(OpenSlot {
+            webrtc: self.clone(),
+            client,
+        })
+    }
+
+    fn addresses(&self) -> MutexGuard<'_, HashMap<IpAddr, usize>> {
+        // Plain counters: a panic while holding the lock leaves them usable.
+        self.per_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The rendition of `stream` that `forceStreamQuality` names by `height` (0 = auto: `None`
+    /// inside), or `Err` when the stream has none of that height.
+    pub fn rendition_by_height(
+        &self,
+        stream: &StreamKey,
+        height: u32,
+    ) -> Result<Option<RenditionId>, Vec<u32>> {
+        if height == 0 {
+            return Ok(None);
+        }
+        let rungs = ladder::rungs(&self.hubs, stream, false);
+        ladder::by_height(&rungs, height)
+            .map(Some)
+            .ok_or_else(|| rungs.iter().map(|r| r.height).collect())
+    }
+
+    /// Tells a session of `stream` what the signalling asks; false when it is not running.
+    pub fn control(&self, stream: &HubKey, id: &str, control: Control) -> bool {
+        let tx = self
+            .registry()
+            .by_id
+            .get(id)
+            .filter(|e| &e.stream == stream)
+            .map(|e| e.control.clone());
+        tx.is_some_and(|tx| tx.try_send(control).is_ok())
     }
 
     /// Puts a session in the registry (the UDP task routes its ufrag's checks to its inbox
@@ -452,6 +510,7 @@ impl WebRtc {
     fn register(self: &Arc<Self>, hub: &Arc<Hub>, ufrag: String, slot: OpenSlot) -> Registered {
         let id = random_token(16);
         let (tx, rx) = mpsc::channel(INBOX);
+        let (control_tx, control) = mpsc::channel(CONTROLS);
         let cancel = CancellationToken::new();
         let mut reg = self.registry();
         reg.by_ufrag.insert(ufrag.clone(), id.clone());
@@ -462,6 +521,7 @@ impl WebRtc {
                 ufrag,
                 inbox: tx,
                 cancel: cancel.clone(),
+                control: control_tx,
             },
         );
         drop(reg);
@@ -469,6 +529,7 @@ impl WebRtc {
         Registered {
             id: id.clone(),
             inbox: rx,
+            control,
             cancel,
             guard: SessionGuard {
                 webrtc: self.clone(),
@@ -493,10 +554,12 @@ impl WebRtc {
             offered_video,
             offered_audio,
             audio,
+            abr,
         } = media;
         let Registered {
             id,
             inbox,
+            control,
             cancel,
             guard,
         } = registered;
@@ -515,6 +578,10 @@ impl WebRtc {
             notifier: notifier.clone(),
             offered_video,
             offered_audio,
+            hubs: self.hubs.clone(),
+            control,
+            warnings: self.warnings.clone(),
+            abr,
         };
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
@@ -603,6 +670,8 @@ impl WebRtc {
 pub struct PendingOffer {
     /// The session's state machine, waiting for the answer.
     rtc: Rtc,
+    /// Its bandwidth estimation is on.
+    abr: bool,
     /// What str0m needs to accept the answer.
     pending: SdpPendingOffer,
     /// The offered video m-line (str0m announces no `MediaAdded` for it).
@@ -653,6 +722,8 @@ struct Registered {
     id: String,
     /// Datagrams the UDP task routes to the session.
     inbox: mpsc::Receiver<Datagram>,
+    /// What the signalling asks of the session.
+    control: mpsc::Receiver<Control>,
     /// Cancelled by `DELETE` / `stop`.
     cancel: CancellationToken,
     /// Takes the session out of the registry when dropped.
@@ -665,6 +736,8 @@ struct SessionMedia {
     offered_video: Option<Mid>,
     offered_audio: Option<Mid>,
     audio: Option<Arc<audio::AudioFeed>>,
+    /// Bandwidth estimation is on for the session.
+    abr: bool,
 }
 
 /// The `profile-level-id` of a stream's H.264 (from its SPS), or [`WebRtcError::NoVideo`].
@@ -677,12 +750,22 @@ fn stream_profile(info: &crate::media::frame::StreamInfo) -> Result<u32, WebRtcE
     Ok(h264::profile_level_id(&config))
 }
 
-/// Holds one of `max_sessions` places until dropped.
-struct OpenSlot(Arc<WebRtc>);
+/// Holds one of `max_sessions` places, and one of its client's, until dropped.
+struct OpenSlot {
+    webrtc: Arc<WebRtc>,
+    client: IpAddr,
+}
 
 impl Drop for OpenSlot {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        self.webrtc.open.fetch_sub(1, Ordering::AcqRel);
+        let mut per = self.webrtc.addresses();
+        if let Some(n) = per.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per.remove(&self.client);
+            }
+        }
     }
 }
 

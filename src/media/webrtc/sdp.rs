@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::crypto::CryptoProvider;
 use str0m::format::CodecConfig;
@@ -23,12 +24,21 @@ const FALLBACK_PROFILES: [(u8, u8, u32); 4] = [
     (112, 113, 0x64001f),
 ];
 
-/// A session's `Rtc` (ICE-lite, one host candidate, H.264, and Opus when `opus`) and its SDP
-/// answer to `offer`, for a stream of H.264 `profile` (a `profile-level-id`).
+/// How often a session's counters (NACKs, PLIs) are read.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+/// The bandwidth estimate a session starts from (ABR): high, because str0m paces media at the
+/// estimate and the start cache goes out at once; the estimate falls fast when the path is
+/// slower.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::mbps(10);
+
+/// A session's `Rtc` (ICE-lite, one host candidate, H.264, and Opus when `opus`; bandwidth
+/// estimation when `abr`) and its SDP answer to `offer`, for a stream of H.264 `profile` (a
+/// `profile-level-id`).
 pub(super) fn answer(
     offer: SdpOffer,
     profile: u32,
     opus: bool,
+    abr: bool,
     creds: IceCreds,
     candidate: SocketAddr,
     crypto: Arc<CryptoProvider>,
@@ -41,6 +51,8 @@ pub(super) fn answer(
         // Sender reports map RTP to wall-clock time; browsers synchronise audio with video
         // only once they have them for both (str0m's default for audio is every 5 s).
         .set_rtcp_report_interval_audio(Duration::from_secs(1))
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .enable_bwe(abr.then_some(INITIAL_ESTIMATE))
         .clear_codecs();
     // (Debian's Chromium offers no High profile, yet decodes it.)
     let codecs = rtc_config.codec_config();
@@ -87,6 +99,7 @@ pub(super) struct MadeOffer {
 pub(super) fn server_offer(
     profile: u32,
     opus: bool,
+    abr: bool,
     creds: IceCreds,
     candidate: SocketAddr,
     crypto: Arc<CryptoProvider>,
@@ -97,6 +110,8 @@ pub(super) fn server_offer(
         .set_crypto_provider(crypto)
         .set_local_ice_credentials(creds)
         .set_rtcp_report_interval_audio(Duration::from_secs(1))
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .enable_bwe(abr.then_some(INITIAL_ESTIMATE))
         .clear_codecs();
     video_codecs(rtc_config.codec_config(), profile);
     rtc_config.codec_config().enable_opus(opus, false);

@@ -57,6 +57,13 @@ pub enum Request {
     },
     /// The STUN/TURN servers to use (`getIceServerConfig`).
     GetIceServerConfig,
+    /// Play this rendition of `stream_id` from the next keyframe (`forceStreamQuality`).
+    ForceStreamQuality {
+        /// The stream.
+        stream_id: String,
+        /// `streamHeight`: the rendition's height in lines; 0 lets the server choose (auto).
+        height: u32,
+    },
     /// A command this server does not answer (publishing, conferences, data channels...).
     Unsupported {
         /// The `command` as sent (cut to 64 characters).
@@ -135,6 +142,10 @@ pub fn parse(text: &str) -> Result<Request, SignalError> {
             stream_id: stream_id(&obj, "getStreamInfo")?,
         },
         "getIceServerConfig" => Request::GetIceServerConfig,
+        "forceStreamQuality" => Request::ForceStreamQuality {
+            stream_id: stream_id(&obj, "forceStreamQuality")?,
+            height: height(&obj)?,
+        },
         other => Request::Unsupported {
             command: other.chars().take(64).collect(),
         },
@@ -202,6 +213,20 @@ fn label(obj: &Map<String, Value>) -> Result<Option<u32>, SignalError> {
     }
 }
 
+/// `streamHeight`: lines (a number, or a numeric string as some pages send it), 0 = auto.
+fn height(obj: &Map<String, Value>) -> Result<u32, SignalError> {
+    let bad = SignalError::Field {
+        command: "forceStreamQuality",
+        field: "streamHeight",
+        want: "a height in lines (0 = auto)",
+    };
+    match obj.get("streamHeight") {
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or(bad),
+        Some(Value::String(s)) => s.parse().map_err(|_| bad),
+        _ => Err(bad),
+    }
+}
+
 /// The `definition` of a `notification` or an `error` (Ant Media's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Definition {
@@ -235,6 +260,8 @@ pub enum Definition {
     NotServed,
     /// Something failed on the server (its log says what).
     ServerError,
+    /// `forceStreamQuality` named a height the stream has no rendition of.
+    NoSuchRendition,
 }
 
 impl Definition {
@@ -256,6 +283,7 @@ impl Definition {
             Definition::NoSession => "no_session",
             Definition::NotServed => "not_served",
             Definition::ServerError => "server_error_check_logs",
+            Definition::NoSuchRendition => "no_such_rendition",
         }
     }
 }
@@ -506,6 +534,24 @@ mod tests {
             parse(r#"{"command":"getIceServerConfig"}"#),
             Ok(Request::GetIceServerConfig)
         );
+        // webrtc_adaptor.js `forceStreamQuality(streamId, resolution)`.
+        assert_eq!(
+            parse(r#"{"command":"forceStreamQuality","streamId":"s","streamHeight":240}"#),
+            Ok(Request::ForceStreamQuality {
+                stream_id: "s".into(),
+                height: 240
+            })
+        );
+        assert_eq!(
+            parse(r#"{"command":"forceStreamQuality","streamId":"s","streamHeight":"0"}"#),
+            Ok(Request::ForceStreamQuality {
+                stream_id: "s".into(),
+                height: 0
+            })
+        );
+        let e = parse(r#"{"command":"forceStreamQuality","streamId":"s","streamHeight":-5}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("streamHeight"), "{e}");
         assert_eq!(
             parse(r#"{"command":"publish","streamId":"s"}"#),
             Ok(Request::Unsupported {

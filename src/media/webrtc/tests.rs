@@ -71,6 +71,7 @@ fn a_browser_like_client_receives_the_streams_h264() {
         offer,
         h264::profile_level_id(&config),
         false,
+        true,
         creds,
         SERVER.parse().unwrap(),
         crypto,
@@ -166,6 +167,7 @@ fn a_client_answering_the_servers_offer_receives_h264() {
     let made = super::sdp::server_offer(
         h264::profile_level_id(&config),
         false,
+        true,
         creds,
         SERVER.parse().unwrap(),
         crypto.clone(),

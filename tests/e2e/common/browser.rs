@@ -82,6 +82,17 @@ pub fn play_whep(url: &str, frames: u32, extra: &[&str]) -> BrowserResult {
 /// video frames were decoded, then stops and plays again (extra args are passed on, e.g.
 /// `--missing ID`, `--token JWT`).
 pub fn play_antmedia(ws_url: &str, stream_id: &str, frames: u32, extra: &[&str]) -> BrowserResult {
+    play_antmedia_in(None, ws_url, stream_id, frames, extra)
+}
+
+/// [`play_antmedia`] with the browser in network namespace `netns` (`ip netns exec`), when given.
+pub fn play_antmedia_in(
+    netns: Option<&str>,
+    ws_url: &str,
+    stream_id: &str,
+    frames: u32,
+    extra: &[&str],
+) -> BrowserResult {
     assert!(
         dir().join("node_modules/@antmedia/webrtc_adaptor").exists()
             && dir()
@@ -89,7 +100,15 @@ pub fn play_antmedia(ws_url: &str, stream_id: &str, frames: u32, extra: &[&str])
                 .exists(),
         "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
     );
-    let mut cmd = node(120, "antmedia_play.mjs");
+    let mut cmd = match netns {
+        None => node(120, "antmedia_play.mjs"),
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns, "timeout", "-k", "5", "120", "node"])
+                .arg(dir().join("antmedia_play.mjs"));
+            cmd
+        }
+    };
     cmd.args([ws_url, stream_id])
         .args(["--frames", &frames.to_string(), "--timeout", "90"])
         .args(extra);

@@ -22,6 +22,8 @@ pub struct Source {
     pub gop: u32,
     /// Seconds.
     pub seconds: u32,
+    /// x264 with 2 B-frames (the default is none: `-tune zerolatency`).
+    pub bframes: bool,
 }
 
 impl Default for Source {
@@ -32,6 +34,7 @@ impl Default for Source {
             fps: 30,
             gop: 30,
             seconds: 10,
+            bframes: false,
         }
     }
 }
@@ -57,15 +60,13 @@ impl Publisher {
         let child = cmd
             .args(["-t", &source.seconds.to_string()])
             .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-                "-pix_fmt",
-                "yuv420p",
+                "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
             ])
+            .args(if source.bframes {
+                ["-bf", "2"]
+            } else {
+                ["-tune", "zerolatency"]
+            })
             .args([
                 "-g",
                 &source.gop.to_string(),
