@@ -36,7 +36,8 @@ impl Host {
     }
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip ARGS`; fails the test with its error (and what the test needs) otherwise.
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .output()
