@@ -328,6 +328,7 @@ impl AudioSender {
     pub(super) fn write(
         &mut self,
         rtc: &mut Rtc,
+        clock: &mut Instant,
         p: &SharedPacket,
         timeline: &Timeline,
         catching_up: bool,
@@ -350,12 +351,14 @@ impl AudioSender {
         if self.last.is_some_and(|last| rtp <= last) {
             return false;
         }
+        let time = MediaTime::new(rtp, str0m::media::Frequency::FORTY_EIGHT_KHZ);
+        // Never in the future, nor past str0m's own clock: its sender reports would then
+        // carry RTP time 0.
+        let wallclock = p.live_at.min(now);
+        super::session::clock_to(rtc, clock, wallclock);
         let Some(writer) = rtc.writer(self.mid) else {
             return false;
         };
-        let time = MediaTime::new(rtp, str0m::media::Frequency::FORTY_EIGHT_KHZ);
-        // Never in the future: str0m would then report RTP time 0 in its sender reports.
-        let wallclock = p.live_at.min(now);
         if let Err(e) = writer.write(self.pt, wallclock, time, p.packet.data.to_vec()) {
             tracing::debug!(error = %e, "webrtc audio write failed");
             return false;

@@ -100,6 +100,8 @@ struct Video {
     /// Still reading what waited in the subscription when the session connected (the start
     /// cache): its frames are squeezed in time.
     catching_up: bool,
+    /// The session's str0m clock: the latest instant it was given ([`clock_to`]).
+    clock: Instant,
 }
 
 /// Which rendition the session sends and why.
@@ -131,6 +133,8 @@ struct Renditions {
 /// Runs a session until it ends; errors are logged here, once.
 pub(super) async fn run(mut p: Parts) {
     let started = Instant::now();
+    // The latest instant given to str0m (its clock); the Rtc was made before `started`.
+    let mut clock = started;
     let deadline = tokio::time::Instant::from_std(started + CONNECT_TIMEOUT);
     let mut connected = false;
     let mut video: Option<Video> = None;
@@ -213,7 +217,7 @@ pub(super) async fn run(mut p: Parts) {
         if video.is_none()
             && let Some(mid) = pending_mid
         {
-            video = video_sender(&mut p.rtc, mid, p.profile);
+            video = video_sender(&mut p.rtc, mid, p.profile, clock);
             if video.is_none() {
                 break "no H.264 payload type negotiated";
             }
@@ -244,6 +248,10 @@ pub(super) async fn run(mut p: Parts) {
                 };
                 if let Err(e) = p.rtc.handle_input(Input::Receive(d.at, rcv)) {
                     tracing::debug!(error = %e, "webrtc input refused");
+                }
+                clock = d.at;
+                if let Some(v) = video.as_mut() {
+                    v.clock = clock;
                 }
             }
             Some(c) = p.control.recv() => match c {
@@ -297,7 +305,7 @@ pub(super) async fn run(mut p: Parts) {
             }
             packet = next_audio(&mut audio), if sending && audio.is_some() => {
                 match packet {
-                    Some(packet) => write_audio(&mut p, audio.as_mut(), video.as_ref(), &packet),
+                    Some(packet) => write_audio(&mut p, audio.as_mut(), video.as_mut(), &packet),
                     None => {
                         tracing::debug!("the stream's Opus feed stopped; video only from now");
                         audio = None;
@@ -305,7 +313,11 @@ pub(super) async fn run(mut p: Parts) {
                 }
             }
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(Instant::now())) {
+                clock = Instant::now();
+                if let Some(v) = video.as_mut() {
+                    v.clock = clock;
+                }
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(clock)) {
                     tracing::debug!(error = %e, "webrtc timeout handling failed");
                     break "str0m error";
                 }
@@ -323,7 +335,7 @@ pub(super) async fn run(mut p: Parts) {
 }
 
 /// The sender of the negotiated video m-line: its H.264 payload type.
-fn video_sender(rtc: &mut Rtc, mid: Mid, profile: u32) -> Option<Video> {
+fn video_sender(rtc: &mut Rtc, mid: Mid, profile: u32, clock: Instant) -> Option<Video> {
     let writer = rtc.writer(mid)?;
     let h264: Vec<_> = writer
         .payload_params()
@@ -352,6 +364,7 @@ fn video_sender(rtc: &mut Rtc, mid: Mid, profile: u32) -> Option<Video> {
         first_written: None,
         written: None,
         catching_up: true,
+        clock,
     })
 }
 
@@ -589,9 +602,6 @@ fn write_video(rtc: &mut Rtc, v: &mut Video, f: &Frame) {
     };
     v.need_keyframe = false;
     let rtp = v.timeline.rtp_90khz(au.pts, v.catching_up);
-    let Some(writer) = rtc.writer(v.mid) else {
-        return;
-    };
     let now = Instant::now();
     // The sender reports map RTP time to when the frame was published (as the audio's do), not
     // to when this session got to it: a session running late must not shift video against
@@ -601,12 +611,30 @@ fn write_video(rtc: &mut Rtc, v: &mut Video, f: &Frame) {
     } else {
         super::published_at(f.published_us, now)
     };
+    clock_to(rtc, &mut v.clock, wallclock);
+    let Some(writer) = rtc.writer(v.mid) else {
+        return;
+    };
     if let Err(e) = writer.write(v.pt, wallclock, MediaTime::from_90khz(rtp), au.annexb) {
         tracing::debug!(error = %e, "webrtc video write failed");
         return;
     }
     v.written = Some(v.written.map_or(au.pts, |w| w.max(au.pts)));
     v.first_written.get_or_insert(now);
+}
+
+/// Moves the session's str0m clock up to `at` when it is behind. str0m's sender reports map
+/// RTP time through the wall clock of the latest write, measured from its own clock: a write
+/// dated after that clock makes them carry RTP time 0, a wrong lip-sync mapping in the
+/// browser for up to a second.
+pub(super) fn clock_to(rtc: &mut Rtc, clock: &mut Instant, at: Instant) {
+    if at <= *clock {
+        return;
+    }
+    *clock = at;
+    if let Err(e) = rtc.handle_input(Input::Timeout(at)) {
+        tracing::debug!(error = %e, "webrtc clock update failed");
+    }
 }
 
 /// The next event of a switch's target (pending forever without one); `None` when the target
@@ -638,7 +666,7 @@ async fn next_audio(audio: &mut Option<AudioSender>) -> Option<SharedPacket> {
 fn write_audio(
     p: &mut Parts,
     audio: Option<&mut AudioSender>,
-    video: Option<&Video>,
+    video: Option<&mut Video>,
     packet: &SharedPacket,
 ) {
     let (Some(a), Some(v)) = (audio, video) else {
@@ -646,6 +674,7 @@ fn write_audio(
     };
     if a.write(
         &mut p.rtc,
+        &mut v.clock,
         packet,
         &v.timeline,
         v.catching_up,
