@@ -71,7 +71,7 @@ pub enum Opening {
 pub enum OpeningError {
     /// The frame head is invalid (a reserved opcode, a bad length).
     #[error("invalid frame head")]
-    Head(#[source] tungstenite::Error),
+    Head(#[source] Box<tungstenite::Error>),
     /// A client frame without a mask (RFC 6455 section 5.1).
     #[error("a client frame is not masked")]
     Unmasked,
@@ -142,7 +142,8 @@ impl OpeningReader {
     pub fn feed(&mut self, input: &mut BytesMut) -> Result<Option<Opening>, OpeningError> {
         loop {
             let mut cursor = Cursor::new(&input[..]);
-            let Some((head, len)) = FrameHeader::parse(&mut cursor).map_err(OpeningError::Head)?
+            let Some((head, len)) =
+                FrameHeader::parse(&mut cursor).map_err(|e| OpeningError::Head(Box::new(e)))?
             else {
                 return Ok(None);
             };
