@@ -83,6 +83,9 @@ pub struct HlsPackager {
     open: Option<OpenSegment>,
     /// The muxer state after the last closed segment (where the next one continues).
     muxer: Option<TsMuxer>,
+    /// The last segment's working buffer, emptied, for the next one (a closed segment is
+    /// published as an exact-size copy).
+    spare: Option<BytesMut>,
     view: watch::Sender<Arc<HlsView>>,
     /// Typical frame interval, to give the last segment of a session a duration.
     frame_interval: u64,
@@ -111,6 +114,7 @@ impl HlsPackager {
             codecs: None,
             open: None,
             muxer: None,
+            spare: None,
             view: watch::Sender::new(Arc::new(HlsView::default())),
             frame_interval: 33,
             last_video: None,
@@ -330,7 +334,10 @@ impl HlsPackager {
 
     fn open_segment(&mut self, start: SegmentStart, dts: u64) {
         let mut muxer = start.muxer;
-        let mut buf = BytesMut::with_capacity(256 * 1024);
+        let mut buf = self
+            .spare
+            .take()
+            .unwrap_or_else(|| BytesMut::with_capacity(256 * 1024));
         muxer.write_psi(&mut buf);
         self.open = Some(OpenSegment {
             start,
@@ -371,7 +378,14 @@ impl HlsPackager {
         }
         let mut view = (*self.view.borrow().clone()).clone();
         let listed: Vec<u64> = self.playlist.segments().map(|s| s.sequence).collect();
-        view.segments.push_back((start.sequence, open.buf.freeze()));
+        // The segment is held for the whole window (and EXTRA_SEGMENTS more): an exact-size
+        // copy, so it does not keep the open segment's 256 KiB working buffer (about 4x a
+        // 2 s segment at 200 kbit/s); the buffer is kept for the next segment.
+        view.segments
+            .push_back((start.sequence, Bytes::copy_from_slice(&open.buf)));
+        let mut spare = open.buf;
+        spare.clear();
+        self.spare = Some(spare);
         // Served: what is listed, and a few older ones for players holding an older playlist
         // (not older ones of a window that restarted).
         let oldest = listed.first().copied().unwrap_or(start.sequence);
