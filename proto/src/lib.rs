@@ -12,6 +12,7 @@
 //!   [`hls`]: media, LL-HLS and master playlists.
 //! - [`http`]: HTTP/1 heads and bodies, cookies, the LB's request rewriting.
 //! - [`relay`]: the origin -> edge relay messages; [`names`]: stream and rendition names.
+//! - [`websocket`]: the opening of a signalling WebSocket the LB places by stream.
 
 pub mod aac;
 pub mod avc;
@@ -23,3 +24,4 @@ pub mod names;
 pub mod relay;
 pub mod rtmp;
 pub mod ts;
+pub mod websocket;

@@ -54,8 +54,9 @@ pub fn stream_point(app: &str, stream: &str) -> u64 {
 /// The stream a viewer's HTTP request is for: HLS (`/{app}/streams/{id}.m3u8`,
 /// `{id}_{h}p.m3u8`, `{id}_adaptive.m3u8`, `{id}_{h}p-{seq}.ts`), LL-HLS
 /// (`/{app}/streams/ll-hls/{id}/...`, the alias `/{app}/ll/{id}.m3u8`) and WHEP
-/// (`/{app}/whep/{id}`). Anything else (REST, console, WebSocket signalling, whose stream is
-/// in a message) has none and is balanced round robin.
+/// (`/{app}/whep/{id}`). Anything else (REST, console) has none and is balanced round robin;
+/// WebSocket signalling, whose stream is in a message, is placed by [`websocket_stream`] once
+/// that message is read.
 pub fn http_stream(path_and_query: &str) -> Option<u64> {
     let path = path_and_query.split(['?', '#']).next().unwrap_or_default();
     let mut parts = path.strip_prefix('/')?.split('/');
@@ -69,6 +70,20 @@ pub fn http_stream(path_and_query: &str) -> Option<u64> {
         _ => return None,
     };
     point_of(app, hls_file_name(file)?)
+}
+
+/// The application of an Ant Media WebSocket signalling request (`/{app}/websocket`, any
+/// query), whose stream is named in its first messages (`l7::ws_place`).
+pub fn websocket_app(path_and_query: &str) -> Option<&str> {
+    let path = path_and_query.split(['?', '#']).next().unwrap_or_default();
+    let (app, rest) = path.strip_prefix('/')?.split_once('/')?;
+    (!app.is_empty() && rest == "websocket").then_some(app)
+}
+
+/// The stream point of a WebSocket signalling message's `streamId` in application `app`; a
+/// rendition name hashes like its stream.
+pub fn websocket_stream(app: &str, stream_id: &str) -> Option<u64> {
+    point_of(app, stream_id)
 }
 
 /// The stream an RTMP `play` (or `publish`) is for: the app from `connect` and the name, each
@@ -439,6 +454,20 @@ mod tests {
         }
         assert_eq!(rtmp_stream("", "demo"), None);
         assert_eq!(rtmp_stream("live", ""), None);
+        // WebSocket signalling: the app from the path, the stream from a message; it hashes
+        // like the stream's HLS and RTMP viewers.
+        assert_eq!(websocket_app("/live/websocket?target=edge"), Some("live"));
+        assert_eq!(websocket_app("/LiveApp/websocket"), Some("LiveApp"));
+        for path in [
+            "/live/websocket/x",
+            "//websocket",
+            "/live/streams/websocket",
+            "/websocket",
+        ] {
+            assert_eq!(websocket_app(path), None, "{path}");
+        }
+        assert_eq!(websocket_stream("live", "demo_240p"), Some(demo));
+        assert_eq!(websocket_stream("live", ""), None);
     }
 
     #[test]

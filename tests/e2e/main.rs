@@ -25,6 +25,7 @@ mod lb_stats;
 mod lb_sticky;
 mod lb_tcp;
 mod lb_tls;
+mod lb_ws_place;
 mod llhls;
 mod machines;
 mod media;

@@ -46,7 +46,7 @@ pub use response_head::{ResponseHead, ResponseParser};
 pub use scan::MAX_LEADING_EMPTY_LINE_BYTES;
 pub use write::{
     ForwardedProto, RequestEdits, ResponseEdits, is_hop_by_hop, write_request_head,
-    write_response_head,
+    write_response_head, write_websocket_request_head,
 };
 
 /// Which peer produced the bytes that failed to parse.

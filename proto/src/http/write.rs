@@ -109,7 +109,14 @@ pub(crate) fn is_connection_specific<'a>(
 
 /// Writes the request head to send upstream.
 pub fn write_request_head(head: &RequestHead, edits: &RequestEdits, dst: &mut BytesMut) {
-    write_measured(dst, |out| emit_request(head, edits, out));
+    write_measured(dst, |out| emit_request(head, edits, false, out));
+}
+
+/// Writes a WebSocket upgrade whose opening the LB answered itself: as
+/// [`write_request_head`], without `Sec-WebSocket-Extensions` (the client was told no extension,
+/// so the server must not choose one).
+pub fn write_websocket_request_head(head: &RequestHead, edits: &RequestEdits, dst: &mut BytesMut) {
+    write_measured(dst, |out| emit_request(head, edits, true, out));
 }
 
 /// Writes the response head to send to the client.
@@ -152,7 +159,12 @@ pub(crate) fn write_measured(dst: &mut BytesMut, mut emit: impl FnMut(&mut Out<'
     emit(&mut Out::Write(dst));
 }
 
-fn emit_request(head: &RequestHead, edits: &RequestEdits, out: &mut Out<'_>) {
+fn emit_request(
+    head: &RequestHead,
+    edits: &RequestEdits,
+    without_extensions: bool,
+    out: &mut Out<'_>,
+) {
     out.put(head.method());
     out.put(b" ");
     out.put(if head.is_absolute_form() {
@@ -176,6 +188,7 @@ fn emit_request(head: &RequestHead, edits: &RequestEdits, out: &mut Out<'_>) {
         let connection_names = head.connection_names_headers();
         if is_connection_specific(header, head.headers(), connection_names)
             || (edits.forwarded_proto.is_some() && header.is(b"x-forwarded-proto"))
+            || (without_extensions && header.is(b"sec-websocket-extensions"))
         {
             continue;
         }
@@ -398,6 +411,35 @@ mod tests {
             written_request(&head, &edits),
             concat!(
                 "GET /LiveApp/websocket HTTP/1.1\r\n",
+                "Host: h\r\n",
+                "Upgrade: websocket\r\n",
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+                "X-Forwarded-For: 203.0.113.7\r\n",
+                "Connection: Upgrade\r\n",
+                "\r\n"
+            )
+        );
+    }
+
+    #[test]
+    fn an_upgrade_the_lb_answered_goes_without_extensions() {
+        let head = request(concat!(
+            "GET /live/websocket HTTP/1.1\r\n",
+            "Host: h\r\n",
+            "Connection: Upgrade\r\n",
+            "Upgrade: websocket\r\n",
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            "\r\n"
+        ));
+        let mut edits = edits();
+        edits.forwarded_proto = None;
+        let mut out = BytesMut::new();
+        write_websocket_request_head(&head, &edits, &mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            concat!(
+                "GET /live/websocket HTTP/1.1\r\n",
                 "Host: h\r\n",
                 "Upgrade: websocket\r\n",
                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",

@@ -9,7 +9,8 @@
 //! response) -> response head (504 on `timeouts.server`) rewritten with the Set-Cookie prefix
 //! -> body relayed verbatim, small pieces coalesced into one write -> upstream connection
 //! back to its pool when reusable. A `101` to a WebSocket upgrade turns the connection into a
-//! tunnel. Buffers live as long as the connection and are reused by every request. Each
+//! tunnel; on `balance: stream`, Ant Media's signalling socket is answered and placed by the LB
+//! itself (`ws_place`). Buffers live as long as the connection and are reused by every request. Each
 //! exchange leaves one `httplog` line, filled in as it goes through the phases
 //! ([`super::Exchange`]).
 
@@ -28,6 +29,7 @@ use super::super::error::ProxyError;
 use super::super::log::{Cause, Phase, Termination};
 use super::super::pipe::{self, PipeTimeouts};
 use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
+use super::ws_place::{Placement, placed_by_message};
 use super::{
     Exchange, READ_CHUNK, count_error, count_server_error, count_viewer, read_response_head,
     read_upstream, read_upstream_up_to, route, sticky, stream_point, write_downstream,
@@ -253,6 +255,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             self.x.cookie_request =
                 super::cookie_request_state(&set, found.map(|f| f.server), preferred);
         }
+        let edits = RequestEdits {
+            forwarded_for: Some(self.peer.ip()),
+            forwarded_proto: Some(self.proto),
+            keep_alive: !backend.http_server_close,
+            cookie: found.map(|f| f.strip),
+        };
+        if let Some(app) = placed_by_message(&backend, head, preferred) {
+            let placement = Placement {
+                fe,
+                io: &mut self.io,
+                buf: &mut self.buf,
+                peer: self.peer,
+                backend: &backend,
+                set: &set,
+                x: &mut self.x,
+            };
+            let result = placement.run(head, app, &edits, responded).await;
+            let server = self.x.server.clone();
+            self.x.snapshot_conns(fe, Some(&backend), server.as_deref());
+            return result
+                .map(|()| Next::Close)
+                .map_err(|e| (e, Some(backend.clone())));
+        }
         let stream = stream_point(&backend, head.path_and_query());
         let plan = ConnectPlan {
             preferred,
@@ -260,12 +285,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
             stream,
             timeout: fe.timeouts.connect,
             pooled: !backend.http_server_close,
-        };
-        let edits = RequestEdits {
-            forwarded_for: Some(self.peer.ip()),
-            forwarded_proto: Some(self.proto),
-            keep_alive: !backend.http_server_close,
-            cookie: found.map(|f| f.strip),
         };
         self.x.phase = Phase::Connect;
         let connect_started = Instant::now();

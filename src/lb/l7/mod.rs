@@ -6,11 +6,13 @@
 //! frontend's backend) -> sticky cookie ([`sticky`]) -> pick upstream (`upstream::connect`)
 //! -> forward (head rewritten, body verbatim) -> rewrite response (Set-Cookie prefix) ->
 //! count -> log (one `httplog` line from the [`Exchange`] record the phases filled in). The
-//! helpers shared by both protocols live here.
+//! helpers shared by both protocols live here. `ws_place`: WebSocket signalling placed by the
+//! stream its first messages name (`balance: stream`).
 
 pub mod h1;
 pub mod h2;
 pub mod pool;
+pub mod ws_place;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -400,11 +400,12 @@ impl LlPackager {
             end.saturating_sub(segment.start_dts).max(1),
         ));
         let _ = self.playlist.set_preload_hint(None);
-        let whole: Vec<u8> = segment
-            .parts
-            .iter()
-            .flat_map(|p| p.iter().copied())
-            .collect();
+        // Exactly the parts' size: the segment is held for the whole window (a collected
+        // iterator of bytes would grow by doubling and keep up to twice that).
+        let mut whole = Vec::with_capacity(segment.parts.iter().map(|p| p.len()).sum());
+        for p in &segment.parts {
+            whole.extend_from_slice(p);
+        }
         let mut view = (*self.view.borrow().clone()).clone();
         view.segments
             .push_back((segment.start.sequence, Bytes::from(whole)));

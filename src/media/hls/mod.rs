@@ -144,6 +144,9 @@ pub struct HlsPackager {
     open: Option<OpenSegment>,
     /// The muxer state after the last closed segment (where the next one continues).
     muxer: Option<TsMuxer>,
+    /// The last segment's working buffer, emptied, for the next one (a closed segment is
+    /// published as an exact-size copy).
+    spare: Option<BytesMut>,
     view: watch::Sender<Arc<HlsView>>,
     /// Typical frame interval, to give the last segment of a session a duration.
     frame_interval: u64,
@@ -172,6 +175,7 @@ impl HlsPackager {
             codecs: None,
             open: None,
             muxer: None,
+            spare: None,
             view: watch::Sender::new(Arc::new(HlsView::default())),
             frame_interval: 33,
             last_video: None,
@@ -392,7 +396,10 @@ impl HlsPackager {
 
     fn open_segment(&mut self, start: SegmentStart, dts: u64) {
         let mut muxer = start.muxer;
-        let mut buf = BytesMut::with_capacity(256 * 1024);
+        let mut buf = self
+            .spare
+            .take()
+            .unwrap_or_else(|| BytesMut::with_capacity(256 * 1024));
         muxer.write_psi(&mut buf);
         self.open = Some(OpenSegment {
             start,
@@ -420,7 +427,14 @@ impl HlsPackager {
             program_date_time: Some(start.program_date_time),
             discontinuity: start.discontinuity,
         };
-        self.list(vec![(segment, start.target_duration, open.buf.freeze())]);
+        // The segment is held for the whole window (and EXTRA_SEGMENTS more): an exact-size
+        // copy, so it does not keep the open segment's 256 KiB working buffer (about 4x a
+        // 2 s segment at 200 kbit/s); the buffer is kept for the next segment.
+        let data = Bytes::copy_from_slice(&open.buf);
+        let mut spare = open.buf;
+        spare.clear();
+        self.spare = Some(spare);
+        self.list(vec![(segment, start.target_duration, data)]);
     }
 
     /// Lists finished segments that the deciding node made (a new edge starts with the
