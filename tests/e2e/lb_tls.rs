@@ -407,12 +407,17 @@ fn reset_streams_stop_their_upstream_requests() {
         || (sessions() == Some(0)).then_some(()),
     );
 
+    // 200 streams opened and reset at once: the client gets through them all, or the LB ends
+    // the flood (GOAWAY and a close) first; either way no request is left at the server.
     let mut rapid = probe("200", false);
     let mut line = String::new();
     std::io::BufReader::new(rapid.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert_eq!(line.trim(), "reset-done 200");
+    assert!(
+        line.trim() == "reset-done 200" || line.starts_with("closed-by-server "),
+        "{line}"
+    );
     wait_for(
         "no session left by the rapid resets",
         Duration::from_secs(10),

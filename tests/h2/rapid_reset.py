@@ -42,7 +42,13 @@ def main() -> None:
         streams.append(stream)
         if not wait:
             conn.reset_stream(stream, error_code=h2.errors.ErrorCodes.CANCEL)
-        sock.sendall(conn.data_to_send())
+        try:
+            sock.sendall(conn.data_to_send())
+        except (ssl.SSLError, OSError):
+            # The server ended the connection (a rapid-reset flood may get GOAWAY and a close
+            # before the client is done): what it did with the streams is the caller's check.
+            print(f"closed-by-server {len(streams)}", flush=True)
+            return
     if wait:
         print(f"opened {len(streams)}", flush=True)
         sys.stdin.readline()
