@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn samples() -> Vec<Message> {

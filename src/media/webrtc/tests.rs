@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
 
@@ -44,10 +44,67 @@ fn deliver(rtc: &mut Rtc, wire: &mut Wire, now: Instant) {
     }
 }
 
+/// Runs the two peers on a virtual clock until the client receives media: once connected, the
+/// server writes `annexb` on its H.264 payload type, on `mid` (else the video m-line it saw).
+fn exchange_until_media(
+    server: &mut Rtc,
+    client: &mut Rtc,
+    mut now: Instant,
+    mut mid: Option<Mid>,
+    annexb: &[u8],
+) -> MediaData {
+    let (mut to_server, mut to_client) = (Wire::new(), Wire::new());
+    let (mut connected, mut written) = (false, false);
+    let deadline = now + Duration::from_secs(30);
+    loop {
+        assert!(now < deadline, "no media within 30 s of virtual time");
+        let (t_server, events) = drain(server, &mut to_client);
+        for e in events {
+            match e {
+                Event::MediaAdded(m) if m.kind == MediaKind::Video => {
+                    mid.get_or_insert(m.mid);
+                }
+                Event::Connected => connected = true,
+                _ => {}
+            }
+        }
+        if connected && !written {
+            let mid = mid.expect("the server saw the video m-line");
+            let writer = server.writer(mid).unwrap();
+            let pt = writer
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::H264)
+                .unwrap()
+                .pt();
+            writer
+                .write(pt, now, MediaTime::from_90khz(90_000), annexb.to_vec())
+                .unwrap();
+            written = true;
+            continue;
+        }
+        let (t_client, events) = drain(client, &mut to_server);
+        if let Some(data) = events.into_iter().find_map(|e| match e {
+            Event::MediaData(d) => Some(d),
+            _ => None,
+        }) {
+            return data;
+        }
+        if to_server.is_empty() && to_client.is_empty() {
+            now = now.max(t_server.min(t_client));
+            server.handle_input(Input::Timeout(now)).unwrap();
+            client.handle_input(Input::Timeout(now)).unwrap();
+        } else {
+            now += Duration::from_millis(1);
+            deliver(server, &mut to_server, now);
+            deliver(client, &mut to_client, now);
+        }
+    }
+}
+
 #[test]
 fn a_browser_like_client_receives_the_streams_h264() {
     let crypto = Arc::new(str0m::crypto::from_feature_flags());
-    let mut now = Instant::now();
+    let now = Instant::now();
     // The client: recvonly video with str0m's default codecs (H.264 profiles and others).
     let mut client = Rtc::builder()
         .set_crypto_provider(crypto.clone())
@@ -91,52 +148,7 @@ fn a_browser_like_client_receives_the_streams_h264() {
     body.extend_from_slice(&idr);
     let au = h264::access_unit(&Bytes::from(body), 1000, true, &config).unwrap();
 
-    let (mut to_server, mut to_client) = (Wire::new(), Wire::new());
-    let mut server_mid: Option<Mid> = None;
-    let mut written = false;
-    let deadline = now + Duration::from_secs(30);
-    let received = loop {
-        assert!(now < deadline, "no media within 30 s of virtual time");
-        let (t_server, events) = drain(&mut server, &mut to_client);
-        let mut connected = false;
-        for e in events {
-            match e {
-                Event::MediaAdded(m) if m.kind == MediaKind::Video => server_mid = Some(m.mid),
-                Event::Connected => connected = true,
-                _ => {}
-            }
-        }
-        if connected && !written {
-            let mid = server_mid.expect("the server saw the video m-line");
-            let writer = server.writer(mid).unwrap();
-            let pt = writer
-                .payload_params()
-                .find(|p| p.spec().codec == Codec::H264)
-                .unwrap()
-                .pt();
-            writer
-                .write(pt, now, MediaTime::from_90khz(90_000), au.annexb.clone())
-                .unwrap();
-            written = true;
-            continue;
-        }
-        let (t_client, events) = drain(&mut client, &mut to_server);
-        if let Some(data) = events.into_iter().find_map(|e| match e {
-            Event::MediaData(d) => Some(d),
-            _ => None,
-        }) {
-            break data;
-        }
-        if to_server.is_empty() && to_client.is_empty() {
-            now = now.max(t_server.min(t_client));
-            server.handle_input(Input::Timeout(now)).unwrap();
-            client.handle_input(Input::Timeout(now)).unwrap();
-        } else {
-            now += Duration::from_millis(1);
-            deliver(&mut server, &mut to_server, now);
-            deliver(&mut client, &mut to_client, now);
-        }
-    };
+    let received = exchange_until_media(&mut server, &mut client, now, None, &au.annexb);
     assert_eq!(received.params.spec().codec, Codec::H264);
     assert_eq!(received.params.spec().format.packetization_mode, Some(1));
     // The client got the IDR with the parameter sets before it (start codes may differ).
@@ -154,7 +166,7 @@ fn a_browser_like_client_receives_the_streams_h264() {
 #[test]
 fn a_client_answering_the_servers_offer_receives_h264() {
     let crypto = Arc::new(str0m::crypto::from_feature_flags());
-    let mut now = Instant::now();
+    let now = Instant::now();
     let config = DecoderConfig::from_parameter_sets(
         Bytes::from_static(SPS_640X360),
         Bytes::from_static(PPS_X264),
@@ -211,45 +223,8 @@ fn a_client_answering_the_servers_offer_receives_h264() {
     body.extend_from_slice(&idr);
     let au = h264::access_unit(&Bytes::from(body), 1000, true, &config).unwrap();
 
-    let (mut to_server, mut to_client) = (Wire::new(), Wire::new());
-    let mut connected = false;
-    let mut written = false;
-    let deadline = now + Duration::from_secs(30);
-    let received = loop {
-        assert!(now < deadline, "no media within 30 s of virtual time");
-        let (t_server, events) = drain(&mut server, &mut to_client);
-        connected |= events.iter().any(|e| matches!(e, Event::Connected));
-        if connected && !written {
-            let mid = server_mid;
-            let writer = server.writer(mid).unwrap();
-            let pt = writer
-                .payload_params()
-                .find(|p| p.spec().codec == Codec::H264)
-                .unwrap()
-                .pt();
-            writer
-                .write(pt, now, MediaTime::from_90khz(90_000), au.annexb.clone())
-                .unwrap();
-            written = true;
-            continue;
-        }
-        let (t_client, events) = drain(&mut client, &mut to_server);
-        if let Some(data) = events.into_iter().find_map(|e| match e {
-            Event::MediaData(d) => Some(d),
-            _ => None,
-        }) {
-            break data;
-        }
-        if to_server.is_empty() && to_client.is_empty() {
-            now = now.max(t_server.min(t_client));
-            server.handle_input(Input::Timeout(now)).unwrap();
-            client.handle_input(Input::Timeout(now)).unwrap();
-        } else {
-            now += Duration::from_millis(1);
-            deliver(&mut server, &mut to_server, now);
-            deliver(&mut client, &mut to_client, now);
-        }
-    };
+    let received =
+        exchange_until_media(&mut server, &mut client, now, Some(server_mid), &au.annexb);
     assert_eq!(received.params.spec().codec, Codec::H264);
     let data = &received.data[..];
     assert!(data.windows(idr.len()).any(|w| w == idr), "{data:02x?}");
