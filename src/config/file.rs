@@ -239,6 +239,8 @@ pub struct HlsFile {
     pub window: Option<Spanned<u64>>,
     /// How long a playlist request on an edge waits for the first segment.
     pub wait: Option<Raw>,
+    /// Bytes of HLS and LL-HLS segments the node holds for all its streams at most.
+    pub max_memory: Option<Raw>,
 }
 
 /// `llhls:`.

@@ -28,6 +28,10 @@ pub const DEFAULT_LLHLS_PART: Duration = Duration::from_millis(333);
 pub const DEFAULT_LLHLS_MAX_WAITING: usize = 10_000;
 /// Default `hls.wait`.
 pub const DEFAULT_HLS_WAIT: Duration = Duration::from_secs(10);
+/// Default `hls.max_memory`: 2 GiB of segments (about 100 streams of a 5 Mbit/s ladder).
+pub const DEFAULT_HLS_MAX_MEMORY: usize = 2 << 30;
+/// Smallest `hls.max_memory`.
+pub const MIN_HLS_MAX_MEMORY: u64 = 64 << 10;
 /// Applications a node serves when `apps` is absent.
 pub const DEFAULT_APPS: &[&str] = &["live", "LiveApp"];
 
@@ -225,6 +229,9 @@ pub struct HlsConfig {
     pub part: Option<Duration>,
     /// Blocking LL-HLS requests waiting on one rendition at once (`llhls.max_waiting`).
     pub max_waiting: usize,
+    /// Bytes of segments (HLS and LL-HLS) the node holds at most (`hls.max_memory`): past
+    /// it, streams keep only what their playlists list and new streams are refused.
+    pub max_memory: usize,
 }
 
 /// ABR transcoding.
@@ -471,6 +478,20 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
         h.and_then(|h| h.wait.as_ref()),
         DEFAULT_HLS_WAIT,
     );
+    let max_memory = match h.and_then(|h| h.max_memory.as_ref()) {
+        None => DEFAULT_HLS_MAX_MEMORY,
+        Some(raw) => match parse_size(&raw.value) {
+            Ok(v) if v >= MIN_HLS_MAX_MEMORY => usize::try_from(v).unwrap_or(usize::MAX),
+            Ok(_) => {
+                d.at(raw, format!("{at}.hls.max_memory: at least 64Ki"));
+                DEFAULT_HLS_MAX_MEMORY
+            }
+            Err(e) => {
+                d.at(raw, format!("{at}.hls.max_memory: {e}"));
+                DEFAULT_HLS_MAX_MEMORY
+            }
+        },
+    };
     let ll = n.llhls.as_ref();
     let part = d.duration(
         &format!("{at}.llhls.part"),
@@ -612,6 +633,7 @@ pub(super) fn convert_media(n: &NodeFile, at: &str, d: &mut Diag) -> Option<Medi
             wait,
             part,
             max_waiting,
+            max_memory,
         },
         transcode,
         maxconn: usize::try_from(maxconn).unwrap_or(usize::MAX),

@@ -626,3 +626,68 @@ fn a_newline_in_an_rtmp_name_cannot_forge_a_log_line() {
     );
     assert!(!p.stderr().contains('\x1b'), "no raw escape sequence");
 }
+
+/// `hls.max_memory` bounds the segment bytes a node holds for all its streams: past it, the
+/// node refuses a new publisher with the reason and goes on serving the streams it carries.
+#[test]
+fn past_hls_max_memory_a_new_publisher_is_refused_and_the_live_stream_plays_on() {
+    require_ffmpeg();
+    let p = Proc::start(
+        r#"
+cluster: {heartbeat: 300ms, node_timeout: 2s}
+shutdown_grace: 1s
+nodes:
+  - role: standalone
+    name: s1
+    rtmp: "127.0.0.1:0"
+    http: "127.0.0.1:0"
+    apps: [{name: live, security: {publish: open}}]
+    hls: {segment: 1s, window: 6, wait: 15s, max_memory: 256Ki}
+"#,
+    );
+    let rtmp = |id: &str| format!("rtmp://{}/live/{id}", p.addr("s1", "rtmp"));
+    let _first = Publisher::start(
+        &rtmp("first"),
+        Source {
+            seconds: 60,
+            ..Source::default()
+        },
+    );
+    let metric = |name: &str| -> u64 {
+        get(&format!("{}/metrics", p.http("s1")))
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    // A 640x360 stream fills 256 KiB within a few 1 s segments.
+    let held = wait_for(
+        "the HLS bytes over the budget",
+        Duration::from_secs(30),
+        || Some(metric("streamfleet_hls_bytes")).filter(|b| *b > 256 * 1024),
+    );
+    let (ok, _) = Publisher::start(
+        &rtmp("second"),
+        Source {
+            seconds: 3,
+            ..Source::default()
+        },
+    )
+    .wait();
+    assert!(!ok, "a new stream is refused while {held} bytes are held");
+    assert!(
+        p.stderr()
+            .contains("publish refused: the node's HLS segments use its whole hls.max_memory"),
+        "{}",
+        p.stderr()
+    );
+    // What the node carries plays on, and holds no more than its window past the budget.
+    let url = format!("{}/live/streams/first.m3u8", p.http("s1"));
+    assert_plays_default(&url, 2, "the stream the node carries");
+    let held = metric("streamfleet_hls_bytes");
+    assert!(
+        held < 4 << 20,
+        "one stream's window past the budget at most: {held}"
+    );
+}

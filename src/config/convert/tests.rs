@@ -126,6 +126,31 @@ fn max_streams_has_a_default_a_floor_and_belongs_to_media_nodes() {
 }
 
 #[test]
+fn hls_max_memory_has_a_default_a_floor_and_takes_sizes() {
+    let media = |yaml: &str| match convert(yaml, Path::new("t.yaml")).unwrap().nodes.remove(0) {
+        NodeConfig::Media(m) => m,
+        _ => panic!("media node"),
+    };
+    assert_eq!(
+        media(EDGE).hls.max_memory,
+        crate::config::DEFAULT_HLS_MAX_MEMORY
+    );
+    assert_eq!(
+        media(&format!("{EDGE}    hls: {{max_memory: 512Mi}}\n"))
+            .hls
+            .max_memory,
+        512 << 20
+    );
+    let e = one_error(&format!("{EDGE}    hls: {{max_memory: 1000}}\n"));
+    assert!(e.contains("nodes[0].hls.max_memory: at least 64Ki"), "{e}");
+    let e = one_error(&format!("{EDGE}    hls: {{max_memory: 2TB}}\n"));
+    assert!(
+        e.contains("nodes[0].hls.max_memory: invalid size `2TB`"),
+        "{e}"
+    );
+}
+
+#[test]
 fn webrtc_udp_is_a_listener_and_its_errors_name_the_key() {
     let c = convert(
         &format!("{EDGE}    webrtc: {{udp: \"127.0.0.1:5000\"}}\n"),

@@ -47,6 +47,13 @@ pub struct LlView {
 }
 
 impl LlView {
+    /// Bytes of segments and parts held.
+    pub fn bytes(&self) -> usize {
+        self.segments.iter().map(|(_, b)| b.len()).sum::<usize>()
+            + self.parts.iter().map(|(.., b)| b.len()).sum::<usize>()
+            + self.init.as_ref().map_or(0, |(_, b)| b.len())
+    }
+
     /// The newest segment and part: the live edge.
     pub fn last(&self) -> Option<(u64, u64)> {
         self.playlist.as_ref()?.last()
@@ -89,6 +96,9 @@ pub struct LlPackager {
     /// Typical video frame interval, ms.
     frame_interval: u64,
     last_video: Option<u64>,
+    /// Whole segments kept past the window ([`EXTRA_SEGMENTS`], none while the node is over
+    /// its `hls.max_memory`).
+    extra_segments: usize,
 }
 
 impl LlPackager {
@@ -111,7 +121,18 @@ impl LlPackager {
             part: None,
             frame_interval: 33,
             last_video: None,
+            extra_segments: EXTRA_SEGMENTS,
         }
+    }
+
+    /// The current view.
+    pub fn view(&self) -> Arc<LlView> {
+        self.view.borrow().clone()
+    }
+
+    /// How many whole segments to keep past the window.
+    pub fn set_extra_segments(&mut self, extra: usize) {
+        self.extra_segments = extra;
     }
 
     /// Watches what is served.
@@ -429,8 +450,9 @@ impl LlPackager {
         let listed: Vec<u64> = self.playlist.segments().map(|s| s.sequence).collect();
         let oldest = listed.first().copied().unwrap_or(0);
         let newest = listed.last().copied().unwrap_or(0);
+        let extra = self.extra_segments as u64;
         view.segments
-            .retain(|(s, _)| s.saturating_add(EXTRA_SEGMENTS as u64) >= oldest && *s <= newest);
+            .retain(|(s, _)| s.saturating_add(extra) >= oldest && *s <= newest);
         view.parts
             .retain(|(s, ..)| s.saturating_add(PART_SEGMENTS as u64) > newest && *s <= newest);
         self.view.send_replace(Arc::new(view));

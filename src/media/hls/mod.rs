@@ -13,6 +13,7 @@
 
 pub mod decide;
 pub mod ll;
+pub mod memory;
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
@@ -28,6 +29,7 @@ use streamfleet_proto::ts::{Tracks, TsMuxer};
 use tokio::sync::watch;
 
 use self::decide::{Candidate, Decider, Packaging};
+use self::memory::{HlsMemory, Holding};
 use super::frame::{Frame, StreamInfo, TrackKind};
 use crate::cluster::model::HlsProgress;
 use crate::config::HlsConfig;
@@ -36,6 +38,11 @@ use crate::config::HlsConfig;
 const EXTRA_SEGMENTS: usize = 3;
 /// A segment that grows past this without a keyframe is cut anyway (bounded memory).
 const MAX_SEGMENT_BYTES: usize = 64 << 20;
+/// Once the stream's bit rate is known (segments listed), a segment is cut past this many
+/// target durations' worth of its highest listed bit rate ...
+const SEGMENT_RATE_FACTOR: u64 = 4;
+/// ... or past this, whichever is larger.
+const MIN_SEGMENT_LIMIT: usize = 1 << 20;
 /// Timestamps are shifted so that a negative composition offset cannot make a PTS negative.
 const TS_OFFSET_MS: u64 = 1_000;
 
@@ -53,6 +60,8 @@ struct OpenSegment {
     /// Output timestamps (ms) of its first and latest frames.
     start_dts: u64,
     last_dts: u64,
+    /// Cut for its size, not on a keyframe: its bit rate does not raise the size bound.
+    size_cut: bool,
 }
 
 /// What the HTTP handlers read.
@@ -156,6 +165,15 @@ pub struct HlsPackager {
     decider: Decider,
     /// The same segments as fMP4 parts, for Low-Latency HLS (`llhls`).
     ll: Option<ll::LlPackager>,
+    /// What the views hold, counted in the node's `hls.max_memory`.
+    memory: Holding,
+    /// The views last counted.
+    accounted: (Option<Arc<HlsView>>, Option<Arc<ll::LlView>>),
+    /// The open segment is cut past this size, keyframe or not: relative to the stream's
+    /// bit rate once segments are listed ([`SEGMENT_RATE_FACTOR`]).
+    segment_limit: usize,
+    /// Recent segments that were cut for their size (a burst cannot raise its own bound).
+    size_cut: VecDeque<u64>,
 }
 
 impl HlsPackager {
@@ -183,6 +201,51 @@ impl HlsPackager {
             ll: config
                 .part
                 .map(|part| ll::LlPackager::new(name, part, config.segment, config.window)),
+            memory: Holding::new(HlsMemory::unlimited()),
+            accounted: (None, None),
+            segment_limit: MAX_SEGMENT_BYTES,
+            size_cut: VecDeque::new(),
+        }
+    }
+
+    /// Counts what this packager holds in `memory` (the node's `hls.max_memory`).
+    pub fn with_memory(mut self, memory: Arc<HlsMemory>) -> Self {
+        self.memory = Holding::new(memory);
+        self.accounted = (None, None);
+        self.account();
+        self
+    }
+
+    /// Counts what the views hold now, when they changed.
+    fn account(&mut self) {
+        let ts = self.view.borrow().clone();
+        let ll = self.ll.as_ref().map(ll::LlPackager::view);
+        let same = self
+            .accounted
+            .0
+            .as_ref()
+            .is_some_and(|a| Arc::ptr_eq(a, &ts))
+            && match (&self.accounted.1, &ll) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+        if same {
+            return;
+        }
+        let bytes = ts.segments.iter().map(|(_, b)| b.len()).sum::<usize>()
+            + ll.as_deref().map_or(0, ll::LlView::bytes);
+        self.memory.set(bytes);
+        self.accounted = (Some(ts), ll);
+    }
+
+    /// Segments kept past the window for players holding an older playlist: none while the
+    /// node is over its `hls.max_memory`.
+    fn extra_segments(&self) -> usize {
+        if self.memory.memory().is_full() {
+            0
+        } else {
+            EXTRA_SEGMENTS
         }
     }
 
@@ -217,6 +280,8 @@ impl HlsPackager {
     pub fn start(&mut self, info: &StreamInfo, generation: u64) {
         self.decider.start_session(generation);
         self.codecs = Some(codecs(info));
+        // New codecs, perhaps a new bit rate: the size bound waits for its segments.
+        self.segment_limit = MAX_SEGMENT_BYTES;
         if let Some(ll) = &mut self.ll {
             ll.describe(info);
         }
@@ -239,7 +304,7 @@ impl HlsPackager {
             oversized: self
                 .open
                 .as_ref()
-                .is_some_and(|o| o.buf.len() > MAX_SEGMENT_BYTES),
+                .is_some_and(|o| o.buf.len() > self.segment_limit),
             muxer: self.open.as_ref().map(|o| o.muxer).or(self.muxer),
             tracks: self.codecs.as_ref().map(|c| c.tracks),
             target_ms: (self.segment_target.as_millis() as u64).max(1),
@@ -247,14 +312,21 @@ impl HlsPackager {
             frame_interval: self.frame_interval,
             part_ms: self.part_target.map(|d| d.as_millis() as u64),
         };
-        self.decider.decide(
+        let decision = self.decider.decide(
             Candidate {
                 dts: frame.dts,
                 video: frame.kind == TrackKind::Video,
                 keyframe: frame.keyframe,
             },
             &packaging,
-        )
+        );
+        if packaging.oversized
+            && decision.segment.is_some()
+            && let Some(open) = &mut self.open
+        {
+            open.size_cut = true;
+        }
+        decision
     }
 
     /// The publisher left: the open segment ends at `end` (output ms, as the deciding node
@@ -286,6 +358,15 @@ impl HlsPackager {
     /// copy, and a number at or below what is listed (a new origin that could not continue
     /// the numbering exactly) replaces the segments listed from that number on.
     pub fn push(&mut self, frame: &Frame) {
+        let extra = self.extra_segments();
+        if let Some(ll) = &mut self.ll {
+            ll.set_extra_segments(extra);
+        }
+        self.package(frame);
+        self.account();
+    }
+
+    fn package(&mut self, frame: &Frame) {
         if let Some(start) = frame.segment.as_deref() {
             let dts = output_ms(frame.dts, start.timestamp_offset);
             match &self.open {
@@ -407,6 +488,7 @@ impl HlsPackager {
             buf,
             start_dts: dts,
             last_dts: dts,
+            size_cut: false,
         });
     }
 
@@ -418,6 +500,13 @@ impl HlsPackager {
         let Some(open) = self.open.take() else { return };
         self.muxer = Some(open.muxer);
         let start = open.start;
+        if open.size_cut {
+            tracing::info!(stream = %self.name, sequence = start.sequence, bytes = open.buf.len(), limit = self.segment_limit, "segment cut for its size, between keyframes");
+            self.size_cut.push_back(start.sequence);
+            if self.size_cut.len() > self.window + EXTRA_SEGMENTS {
+                self.size_cut.pop_front();
+            }
+        }
         let duration = Duration::from_millis(end.saturating_sub(open.start_dts).max(1));
         let segment = Segment {
             uri: format!("{}-{}.ts", self.name, start.sequence),
@@ -472,6 +561,7 @@ impl HlsPackager {
             listing.push((segment, copy.target_duration, copy.data));
         }
         self.list(listing);
+        self.account();
     }
 
     /// Lists finished segments `(segment, deciding node's target duration, bytes)`, oldest
@@ -501,10 +591,11 @@ impl HlsPackager {
         // Served: what is listed, and a few older ones for players holding an older playlist
         // (not older ones of a window that restarted).
         let oldest = view.listed.first().map_or(newest, |s| s.sequence);
+        let extra = self.extra_segments() as u64;
         view.segments
-            .retain(|(s, _)| s.saturating_add(EXTRA_SEGMENTS as u64) >= oldest && *s <= newest);
+            .retain(|(s, _)| s.saturating_add(extra) >= oldest && *s <= newest);
         view.playlist = Some(Bytes::from(self.playlist.render()));
-        let (mut bits, mut ms, mut peak) = (0u64, 0u64, 0u64);
+        let (mut bits, mut ms, mut peak, mut natural_peak) = (0u64, 0u64, 0u64, 0u64);
         for listed in self.playlist.segments() {
             let size = view
                 .segments
@@ -513,11 +604,28 @@ impl HlsPackager {
                 .map_or(0, |(_, b)| b.len() as u64 * 8);
             let d = (listed.duration.as_millis() as u64).max(1);
             peak = peak.max(size * 1000 / d);
+            if !self.size_cut.contains(&listed.sequence) {
+                natural_peak = natural_peak.max(size * 1000 / d);
+            }
             bits += size;
             ms += d;
         }
         view.peak_bps = peak;
         view.average_bps = bits * 1000 / ms.max(1);
+        if natural_peak > 0 {
+            let peak = natural_peak;
+            let seconds = self
+                .playlist
+                .target_duration()
+                .max(self.segment_target.as_secs())
+                .max(1);
+            let bytes = (peak / 8)
+                .saturating_mul(seconds)
+                .saturating_mul(SEGMENT_RATE_FACTOR);
+            self.segment_limit = usize::try_from(bytes)
+                .unwrap_or(usize::MAX)
+                .clamp(MIN_SEGMENT_LIMIT, MAX_SEGMENT_BYTES);
+        }
         self.view.send_replace(Arc::new(view));
     }
 }

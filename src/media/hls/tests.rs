@@ -58,6 +58,7 @@ fn config() -> HlsConfig {
         wait: Duration::from_secs(1),
         part: Some(Duration::from_millis(333)),
         max_waiting: 16,
+        max_memory: 1 << 30,
     }
 }
 
@@ -542,4 +543,96 @@ fn a_copy_replaces_a_partial_open_segment_and_older_copies_are_ignored() {
         let want = &theirs.segments.iter().find(|(o, _)| o == s).unwrap().1;
         assert!(bytes == want, "segment {s}: the same bytes");
     }
+}
+
+/// A 30 fps frame of `size` bytes of slice data, a keyframe every `gop` frames.
+fn sized_frame(n: u64, size: usize, gop: u64) -> Frame {
+    let keyframe = n.is_multiple_of(gop);
+    let mut nal = vec![0u8; size.max(4)];
+    nal[0] = if keyframe { 0x65 } else { 0x41 };
+    let mut au = (nal.len() as u32).to_be_bytes().to_vec();
+    au.extend_from_slice(&nal);
+    Frame::new(
+        TrackKind::Video,
+        n * 1000 / 30,
+        keyframe,
+        encode_video(VideoTag::avc_frame(keyframe, 0, Bytes::from(au))),
+    )
+}
+
+#[test]
+fn a_segment_is_bounded_by_the_streams_own_bit_rate_but_long_gops_are_not_cut() {
+    let mut p = source("demo", &config(), 0);
+    p.start(&info(), 1);
+    // 10 s GOPs (5 target durations) of 4 KB frames, about 1 Mbit/s: cut on keyframes only.
+    let mut n = 0;
+    while n < 3 * 300 {
+        publish(&mut p, sized_frame(n, 4_000, 300));
+        n += 1;
+    }
+    let pl = playlist(&p);
+    assert_eq!(pl.segments.len(), 2, "two 10 s segments listed");
+    assert!(pl.segments.iter().all(|s| (s.duration - 10.0).abs() < 0.01));
+    let listed_max = p
+        .view()
+        .segments
+        .iter()
+        .map(|(_, b)| b.len())
+        .max()
+        .unwrap();
+
+    // Then a burst of 256 KB frames without a keyframe: cut once the open segment passes 4
+    // target durations (10 s now) of the highest listed rate, not at 64 MiB.
+    let bound = 4 * 10 * 1_000_000 / 8;
+    for _ in 0..200 {
+        publish(&mut p, sized_frame(n, 256_000, 1_000_000));
+        n += 1;
+    }
+    let view = p.view();
+    let biggest = view.segments.iter().map(|(_, b)| b.len()).max().unwrap();
+    assert!(
+        biggest > listed_max && biggest < bound * 12 / 10 + 300_000,
+        "the burst's segments are cut near {bound} bytes: biggest {biggest}"
+    );
+    assert!(
+        playlist(&p).segments.len() >= 3,
+        "the burst was cut into listed segments"
+    );
+}
+
+#[test]
+fn over_the_nodes_budget_packagers_drop_extra_segments_and_the_node_is_full() {
+    use super::memory::HlsMemory;
+    let metrics = prometheus_client::metrics::gauge::Gauge::default();
+    let memory = HlsMemory::new(200_000, metrics.clone());
+    let mut a = source("a", &config(), 0).with_memory(memory.clone());
+    a.start(&info(), 1);
+    // 3 KB frames, 2 s segments of about 180 KB (TS) plus the LL-HLS copy.
+    for n in 0..(7 * 30) {
+        publish(&mut a, sized_frame(n, 3_000, 30));
+    }
+    let view = a.view();
+    let listed: Vec<u64> = view.listed.iter().map(|s| s.sequence).collect();
+    let served: Vec<u64> = view.segments.iter().map(|(s, _)| *s).collect();
+    assert!(memory.is_full(), "over the budget: {}", memory.used());
+    assert_eq!(
+        served, listed,
+        "no extra segments kept while over the budget"
+    );
+    assert_eq!(metrics.get() as usize, memory.used());
+    let ll = a.ll.as_ref().unwrap().view();
+    let ll_listed = ll
+        .playlist
+        .as_ref()
+        .unwrap()
+        .segments()
+        .next()
+        .unwrap()
+        .sequence;
+    assert!(ll.segments.iter().all(|(s, _)| *s >= ll_listed));
+
+    // The stream goes away: its bytes are no longer counted.
+    drop(a);
+    assert_eq!(memory.used(), 0);
+    assert!(!memory.is_full());
 }

@@ -205,7 +205,7 @@ pub(super) async fn pull_if_missing(ctx: &HttpContext, key: &HubKey) -> Option<R
         .await
     {
         Ok(_) => None,
-        Err(e @ (PullError::Busy | PullError::Full(_))) => {
+        Err(e @ (PullError::Busy | PullError::Full(_) | PullError::MemoryFull(_))) => {
             let mut r = error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

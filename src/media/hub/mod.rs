@@ -41,6 +41,7 @@ use streamfleet_proto::names::{PlayerName, RenditionId};
 use super::frame::{Frame, StreamInfo, TrackKind};
 use super::hls::decide::{Role as HlsRole, SegmentBook};
 use super::hls::ll::LlView;
+use super::hls::memory::HlsMemory;
 use super::hls::{HlsPackager, HlsView};
 use crate::cluster::model::StreamKey;
 use crate::config::HlsConfig;
@@ -110,6 +111,8 @@ pub struct HubMetrics {
     pub publishers: Gauge,
     /// Subscribers, all hubs.
     pub subscribers: Gauge,
+    /// Bytes of HLS and LL-HLS segments held, all hubs (`hls.max_memory` bounds it).
+    pub hls_bytes: Gauge,
 }
 
 impl HubMetrics {
@@ -134,6 +137,11 @@ impl HubMetrics {
             "hub_subscribers",
             "Subscribers of all streams",
             self.subscribers.clone(),
+        );
+        registry.register(
+            "hls_bytes",
+            "Bytes of HLS and LL-HLS segments held for all streams (bounded by hls.max_memory)",
+            self.hls_bytes.clone(),
         );
     }
 }
@@ -308,10 +316,10 @@ impl Hub {
     fn new(
         key: HubKey,
         metrics: HubMetrics,
-        hls: Option<&HlsConfig>,
+        hls: Option<(&HlsConfig, &Arc<HlsMemory>)>,
         book: &Arc<SegmentBook>,
     ) -> Self {
-        let hls = hls.map(|c| {
+        let hls = hls.map(|(c, memory)| {
             let role = match key.rendition {
                 RenditionId::Source => HlsRole::Source(book.clone()),
                 RenditionId::Height(_) => HlsRole::Rendition(book.clone()),
@@ -322,6 +330,7 @@ impl Hub {
                 role,
                 unix_time().as_secs(),
             )
+            .with_memory(memory.clone())
         });
         Hub {
             hls_view: hls.as_ref().map(HlsPackager::subscribe),

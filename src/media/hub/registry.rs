@@ -10,6 +10,7 @@ use super::{Hub, HubKey, HubMetrics};
 use crate::cluster::model::StreamKey;
 use crate::config::HlsConfig;
 use crate::media::hls::decide::SegmentBook;
+use crate::media::hls::memory::HlsMemory;
 
 /// The hubs of one stream.
 #[derive(Debug, Default)]
@@ -27,16 +28,28 @@ pub struct Hubs {
     metrics: HubMetrics,
     /// HLS packaging settings for new hubs (none: no packaging).
     hls: Option<HlsConfig>,
+    /// The node's budget for HLS segment bytes (`hls.max_memory`).
+    hls_memory: Arc<HlsMemory>,
 }
 
 impl Hubs {
     /// An empty registry whose hubs count into `metrics`.
     pub fn new(metrics: HubMetrics, hls: Option<HlsConfig>) -> Self {
+        let hls_memory = match &hls {
+            Some(c) => HlsMemory::new(c.max_memory, metrics.hls_bytes.clone()),
+            None => HlsMemory::unlimited(),
+        };
         Hubs {
             map: Mutex::default(),
             metrics,
             hls,
+            hls_memory,
         }
+    }
+
+    /// The node's HLS segment bytes, when they are over `hls.max_memory`: no new stream then.
+    pub fn hls_memory_full(&self) -> Option<&HlsMemory> {
+        Some(&*self.hls_memory).filter(|m| m.is_full())
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<StreamKey, Family>> {
@@ -64,7 +77,7 @@ impl Hubs {
                 Arc::new(Hub::new(
                     key.clone(),
                     self.metrics.clone(),
-                    self.hls.as_ref(),
+                    self.hls.as_ref().map(|c| (c, &self.hls_memory)),
                     &book,
                 ))
             })

@@ -366,6 +366,15 @@ impl Connection {
                 &format!("this node carries its maximum of {max_streams} streams (max_streams)"),
             );
         }
+        if let Some(memory) = self.ctx.hubs.hls_memory_full() {
+            let limit = memory.limit();
+            tracing::warn!(peer = %self.peer, stream = %format!("{app}/{name}"), used = memory.used(), limit, "publish refused: the node's HLS segments use its whole hls.max_memory");
+            return self.refuse_publish(
+                stream_id,
+                "NetStream.Publish.Denied",
+                &format!("this node's HLS segments use its whole hls.max_memory ({limit} bytes)"),
+            );
+        }
         let hub = self.ctx.hubs.get_or_create(&HubKey::source(&app, name));
         let Ok(publisher) = hub.publish() else {
             return self.refuse_publish(

@@ -222,6 +222,9 @@ pub enum PullError {
     /// The edge pulls its `max_streams` already.
     #[error("this edge carries its maximum of {0} streams")]
     Full(usize),
+    /// The edge's HLS segments use its whole `hls.max_memory` (bytes).
+    #[error("this edge's HLS segments use its whole hls.max_memory ({0} bytes)")]
+    MemoryFull(usize),
 }
 
 /// The QUIC client endpoint of an edge's puller, on an ephemeral port of `bind_ip`; made while
@@ -327,6 +330,10 @@ impl Puller {
                     if pulls.len() >= self.max_streams {
                         tracing::warn!(stream = %stream_key, max_streams = self.max_streams, "not pulled: the edge carries its maximum of streams");
                         return Err(PullError::Full(self.max_streams));
+                    }
+                    if let Some(memory) = self.hubs.hls_memory_full() {
+                        tracing::warn!(stream = %stream_key, used = memory.used(), limit = memory.limit(), "not pulled: the edge's HLS segments use its whole hls.max_memory");
+                        return Err(PullError::MemoryFull(memory.limit()));
                     }
                     match self.lookups.gate(&stream_key, Instant::now()) {
                         Gate::Go => {}
