@@ -16,9 +16,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use super::backend::{Backend, Server, ServerSet};
+use super::carriers::Carried;
 use super::counters::inc;
 use super::error::ProxyError;
 use super::select::pick;
+use crate::config::Balance;
 
 /// A connection to a server.
 #[derive(Debug)]
@@ -29,6 +31,9 @@ pub struct Upstream {
     pub stream: TcpStream,
     /// Taken from the pool (the server may have closed it meanwhile).
     pub reused: bool,
+    /// `balance: stream` on mode tcp and rtmp: the connection counts as a viewer of its
+    /// stream on the server while it lasts (mode http counts viewers by session instead).
+    pub carried: Option<Carried>,
 }
 
 /// How to choose and reach the server.
@@ -97,6 +102,7 @@ pub async fn connect(
                 server: server.clone(),
                 stream,
                 reused: true,
+                carried: carried(backend, plan.stream, server),
             });
         }
         inc(&backend.counters.connects);
@@ -109,6 +115,7 @@ pub async fn connect(
                     server: server.clone(),
                     stream,
                     reused: false,
+                    carried: carried(backend, plan.stream, server),
                 });
             }
             Err(e) => {
@@ -121,6 +128,16 @@ pub async fn connect(
         }
     }
     Err(last_error.unwrap_or(ProxyError::NoServer))
+}
+
+/// The viewer a mode tcp or rtmp connection of a stream-balanced backend is.
+fn carried(backend: &Backend, stream: Option<u64>, server: &Server) -> Option<Carried> {
+    match backend.balance {
+        Balance::Stream { .. } if backend.sessions.is_none() => {
+            stream.map(|point| Carried::new(point, &server.name))
+        }
+        _ => None,
+    }
 }
 
 /// Connects to one server, bounded by `timeout`, with TCP_NODELAY.
