@@ -272,6 +272,11 @@ impl Ingest {
         }
     }
 
+    /// The stream's source hub.
+    pub fn hub(&self) -> &Arc<super::hub::Hub> {
+        self.publisher.hub()
+    }
+
     /// The hub's name, for logs.
     pub fn name(&self) -> String {
         self.publisher.hub().key().to_string()

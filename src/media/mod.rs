@@ -354,6 +354,7 @@ impl BoundMediaNode {
             hls_viewers: hls_viewers.clone(),
             puller: puller.clone(),
             webrtc,
+            publishing: publishing.clone(),
         });
         let (http_listener, _) = self.http;
         ctx.shutdown.spawn_service(accept_loop(
