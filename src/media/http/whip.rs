@@ -92,15 +92,16 @@ async fn offer(
     stream_id: &str,
     peer: std::net::SocketAddr,
 ) -> Response<Body> {
+    // Edges refuse publishers whether or not they serve WebRTC viewers.
+    if ctx.config.role == crate::config::Role::Edge {
+        return refused(&PublishRefused::Edge);
+    }
     let Some(webrtc) = ctx.webrtc.clone() else {
         return error(
             StatusCode::NOT_FOUND,
             "WebRTC is not enabled on this node (`webrtc:` in its config)",
         );
     };
-    if ctx.config.role == crate::config::Role::Edge {
-        return refused(&PublishRefused::Edge);
-    }
     if ctx.config.app(app).is_none() {
         return refused(&PublishRefused::NoApp(app.to_owned()));
     }
