@@ -176,23 +176,26 @@ fn publisher_session(
     app: &str,
     stream_id: &str,
     id: &str,
-) -> Result<std::sync::Arc<crate::media::webrtc::WebRtc>, Response<Body>> {
+) -> Result<std::sync::Arc<crate::media::webrtc::WebRtc>, Box<Response<Body>>> {
     let Some(a) = ctx.config.app(app) else {
-        return Err(refused(&PublishRefused::NoApp(app.to_owned())));
+        return Err(Box::new(refused(&PublishRefused::NoApp(app.to_owned()))));
     };
     if let Err(why) = access::may_publish(
         &a.security.publish,
         stream_id,
         token(req.headers(), req.uri().query()),
     ) {
-        return Err(refused(&PublishRefused::Forbidden {
+        return Err(Box::new(refused(&PublishRefused::Forbidden {
             stream: format!("{app}/{stream_id}"),
             why,
-        }));
+        })));
     }
     match &ctx.webrtc {
         Some(w) if w.exists(&HubKey::source(app, stream_id), id, true) => Ok(w.clone()),
-        _ => Err(error(StatusCode::NOT_FOUND, "no such WHIP session")),
+        _ => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "no such WHIP session",
+        ))),
     }
 }
 
@@ -206,7 +209,7 @@ async fn patch(
     id: &str,
 ) -> Response<Body> {
     if let Err(r) = publisher_session(ctx, &req, app, stream_id, id) {
-        return r;
+        return *r;
     }
     if !content_type_is(req.headers(), TRICKLE) {
         return error(
@@ -265,6 +268,6 @@ fn delete(
             r
         }
         Ok(_) => error(StatusCode::NOT_FOUND, "no such WHIP session"),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
