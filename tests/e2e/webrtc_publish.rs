@@ -1,5 +1,5 @@
 //! WebRTC publishing over WHIP: headless Chromium with a fake camera and microphone publishes
-//! H.264 and Opus to an origin; an edge serves the stream as HLS, which ffprobe reads (video
+//! H.264 and Opus through the LB (its `path: /*/whip/` route) to an origin; an edge serves the stream as HLS, which ffprobe reads (video
 //! frames and AAC audio frames counted); when the browser DELETEs its session the stream ends. curl checks the refusals: malformed offer, no H.264, stream id in use, an edge,
 //! a token the app's security refuses.
 
@@ -49,13 +49,44 @@ fn origin(db: &Secantus) -> Proc {
     ))
 }
 
+/// An LB whose HTTP frontend sends WHIP (`/*/whip/`) and `?target=origin` to the origins,
+/// the rest to the edges.
+fn lb(db: &Secantus) -> Proc {
+    Proc::start(&format!(
+        r#"{}  - role: lb
+    name: lb1
+    timeouts: {{connect: 1s, client: 30s, server: 30s}}
+    frontends:
+      - name: http_lb
+        mode: http
+        bind: ["127.0.0.1:0"]
+        backend: edges_http
+        routes: [{{path: "/*/whip/", backend: origins_http}}, {{query: target=origin, backend: origins_http}}]
+    backends:
+      - {{name: edges_http, mode: http, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: edge, listener: http}}}}
+      - {{name: origins_http, mode: http, health: {{kind: http, path: /healthz, interval: 500ms}}, servers_from: {{role: origin, listener: http}}}}
+"#,
+        cluster(&db.uri(), "test-secret-0123456")
+    ))
+}
+
 #[test]
-fn chromium_publishes_over_whip_and_an_edge_serves_hls_with_aac() {
+fn chromium_publishes_over_whip_through_the_lb_and_an_edge_serves_hls_with_aac() {
     require_ffmpeg();
     let db = Secantus::start();
     let o = origin(&db);
     let e = edge(&db, "e1");
-    let whip = format!("{}/live/whip/cam", o.http("o1"));
+    let balancer = lb(&db);
+    let whip = format!(
+        "http://{}/live/whip/cam",
+        balancer.addr("lb1", "frontend:http_lb")
+    );
+    // The LB found the origin and routes WHIP to it (the origin's WHIP handler answers a GET
+    // with 405; an edge, or no server yet, would not).
+    wait_for("WHIP routed to the origin", Duration::from_secs(20), || {
+        let r = get(&whip);
+        (r.status == 405 && r.text().contains("WHIP")).then_some(())
+    });
 
     let browser = publish_whip(&whip, 14, &[]);
     let playlist = format!("{}/live/streams/cam.m3u8", e.http("e1"));
