@@ -241,4 +241,21 @@ fn whip_follows_the_apps_publish_security() {
     let resource = format!("{}{location}", p.http("s1"));
     assert_eq!(curl("DELETE", &resource, &[], b"").status, 401);
     assert_eq!(curl("DELETE", &resource, &[&bearer], b"").status, 200);
+
+    // A publisher that never connects (curl sends no ICE) is dropped after 10 s and frees the
+    // stream id: a new publisher of it is answered.
+    let r = curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
+    let resource = format!("{}{}", p.http("s1"), r.header("location").unwrap());
+    assert_eq!(
+        curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes()).status,
+        409
+    );
+    wait_for(
+        "the silent publisher dropped",
+        Duration::from_secs(25),
+        || (curl("DELETE", &resource, &[&bearer], b"").status == 404).then_some(()),
+    );
+    let r = curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes());
+    assert_eq!(r.status, 201, "{}", r.text());
 }

@@ -203,6 +203,8 @@ pub struct WebRtc {
     audio: audio::AudioFeeds,
     /// Sessions run as connections: the node's drain ends them.
     shutdown: Shutdown,
+    /// The WebRTC publishers, asked for a keyframe when a viewer joins.
+    publishers: publish::Publishers,
 }
 
 /// A session the WHEP handler answered.
@@ -244,6 +246,7 @@ impl WebRtc {
             metrics,
             audio: audio::AudioFeeds::default(),
             shutdown,
+            publishers: publish::Publishers::default(),
         }))
     }
 
@@ -537,6 +540,8 @@ impl WebRtc {
             guard,
         } = registered;
         let notifier = notifier.with_id(&id);
+        self.publishers
+            .want_keyframe(&subscription.hub().key().stream);
         let parts = session::Parts {
             rtc,
             subscription,

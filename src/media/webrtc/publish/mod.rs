@@ -26,19 +26,57 @@ mod audio;
 mod session;
 mod video;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use str0m::IceCreds;
 use str0m::change::SdpOffer;
 
 use super::sdp::{offers_h264, publisher_answer};
 use super::{Answer, WebRtc, WebRtcError, random_token};
+use crate::cluster::model::StreamKey;
 use crate::media::ingest::Ingest;
 
 /// A publisher that connected and then sends no media for this long is gone: its stream ends.
 pub const PUBLISHER_IDLE: Duration = Duration::from_secs(10);
+
+/// The WebRTC publishers of the node by stream: a WebRTC viewer joining one of their streams
+/// asks its publisher for a keyframe (the hub's start cache shows the last GOP at once; a fresh
+/// keyframe shortens the GOP the viewer then waits through after a rendition switch or a skip).
+#[derive(Debug, Default)]
+pub(super) struct Publishers(Mutex<HashMap<StreamKey, Arc<Notify>>>);
+
+impl Publishers {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Arc<Notify>>> {
+        // A plain map: a panic while holding it leaves it usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A viewer of `stream` started: its WebRTC publisher (if any) is asked for a keyframe.
+    pub(super) fn want_keyframe(&self, stream: &StreamKey) {
+        if let Some(n) = self.map().get(stream) {
+            n.notify_one();
+        }
+    }
+}
+
+/// A publisher's entry in [`Publishers`], removed when dropped.
+struct PublisherEntry {
+    webrtc: Arc<WebRtc>,
+    stream: StreamKey,
+}
+
+impl Drop for PublisherEntry {
+    fn drop(&mut self) {
+        self.webrtc.publishers.map().remove(&self.stream);
+    }
+}
 
 /// A publisher's offer, read and checked before the stream is claimed.
 pub struct PublishOffer(SdpOffer);
@@ -77,7 +115,17 @@ impl WebRtc {
         let registered = self.register_as(&hub, ufrag, slot, true);
         let id = registered.id.clone();
         tracing::info!(stream = %hub.key(), session = %id, "WebRTC publisher answered");
+        let keyframe = Arc::new(Notify::new());
+        let stream = hub.key().stream.clone();
+        self.publishers
+            .map()
+            .insert(stream.clone(), keyframe.clone());
+        let entry = PublisherEntry {
+            webrtc: self.clone(),
+            stream,
+        };
         let parts = session::Parts {
+            keyframe,
             rtc,
             ingest,
             inbox: registered.inbox,
@@ -90,6 +138,7 @@ impl WebRtc {
         let guard = registered.guard;
         self.shutdown.spawn_connection(async move {
             session::run(parts).await;
+            drop(entry);
             drop(guard);
         });
         Ok(Answer { id, sdp })

@@ -2,7 +2,8 @@
 //!
 //! Loop: drain the `Rtc`'s outputs (datagrams onto the shared socket, events: depacketized
 //! media) until it names its next timeout, then wait for whichever comes first: a datagram
-//! from the UDP task, an AAC frame from the audio thread, the timeout, the connect deadline,
+//! from the UDP task, an AAC frame from the audio thread, a WebRTC viewer joining (a keyframe
+//! is asked for), the timeout, the connect deadline,
 //! the idle deadline, the lease lost to another origin, `DELETE` or the node draining. When the
 //! task ends the `Ingest` is dropped: the hub ends the stream (HLS `#EXT-X-ENDLIST`, players and
 //! edges told), the lease is released.
@@ -46,6 +47,8 @@ pub(super) struct Parts {
     pub shutdown: Shutdown,
     /// `hls.segment`: a keyframe is asked for when this long passed since the last one.
     pub segment: Duration,
+    /// Notified when a WebRTC viewer of the stream starts: a keyframe is asked for.
+    pub keyframe: Arc<tokio::sync::Notify>,
 }
 
 /// One track's mapping from RTP time to the session clock.
@@ -184,6 +187,9 @@ pub(super) async fn run(mut p: Parts) {
                 }
             }
             Some(frame) = next_aac(&mut m.audio) => aac(&mut p, &mut m, frame),
+            () = p.keyframe.notified(), if connected => {
+                request_keyframe(&mut p, &mut m, Instant::now());
+            }
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(timeout)) => {
                 if let Err(e) = p.rtc.handle_input(Input::Timeout(Instant::now())) {
                     tracing::debug!(error = %e, "webrtc timeout handling failed");
