@@ -222,7 +222,7 @@ impl RouteMatch {
                     }
                 }
                 // `/*/whip/` wants something after `whip/`; `/*/whip` also matches `/live/whip`.
-                !*open || parts.next().is_some()
+                !*open || parts.next().is_some_and(|rest| !rest.is_empty())
             }
             RouteMatch::Query(param) => query.split(|&b| b == b'&').any(|p| p == param.as_bytes()),
         }
