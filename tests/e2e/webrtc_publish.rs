@@ -1,13 +1,15 @@
 //! WebRTC publishing over WHIP: headless Chromium with a fake camera and microphone publishes
-//! H.264 and Opus through the LB (its `path: /*/whip/` route) to an origin; an edge serves the stream as HLS, which ffprobe reads (video
-//! frames and AAC audio frames counted); when the browser DELETEs its session the stream ends. curl checks the refusals: malformed offer, no H.264, stream id in use, an edge,
-//! a token the app's security refuses.
+//! H.264 and Opus through the LB (its `path: /*/whip/` route) to an origin; from an edge,
+//! ffprobe reads the stream as HLS (video frames and AAC frames counted) and over RTMP, and a
+//! second Chromium plays it over WHEP (video frames, Opus with energy); when the browser DELETEs
+//! its session the stream ends. curl checks the refusals (malformed offer, no H.264, stream id
+//! in use, an edge, a token the app's security refuses) and a publisher that never connects.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::browser::publish_whip;
+use crate::common::browser::{play_whep, publish_whip};
 use crate::common::cluster::{cluster, edge};
 use crate::common::media::{Publisher, Source, probe, require_ffmpeg};
 use crate::common::secantus::Secantus;
@@ -49,6 +51,14 @@ fn origin(db: &Secantus) -> Proc {
     ))
 }
 
+/// An edge with WebRTC playback.
+fn webrtc_edge(db: &Secantus) -> Proc {
+    Proc::start(&format!(
+        "{}  - {{role: edge, name: e1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", webrtc: {{udp: \"127.0.0.1:0\"}}, hls: {{segment: 1s, window: 6, wait: 15s}}}}\n",
+        cluster(&db.uri(), "test-secret-0123456")
+    ))
+}
+
 /// An LB whose HTTP frontend sends WHIP (`/*/whip/`) and `?target=origin` to the origins,
 /// the rest to the edges.
 fn lb(db: &Secantus) -> Proc {
@@ -71,11 +81,11 @@ fn lb(db: &Secantus) -> Proc {
 }
 
 #[test]
-fn chromium_publishes_over_whip_through_the_lb_and_an_edge_serves_hls_with_aac() {
+fn chromium_publishes_over_whip_through_the_lb_and_an_edge_serves_hls_rtmp_and_webrtc() {
     require_ffmpeg();
     let db = Secantus::start();
     let o = origin(&db);
-    let e = edge(&db, "e1");
+    let e = webrtc_edge(&db);
     let balancer = lb(&db);
     let whip = format!(
         "http://{}/live/whip/cam",
@@ -88,7 +98,7 @@ fn chromium_publishes_over_whip_through_the_lb_and_an_edge_serves_hls_with_aac()
         (r.status == 405 && r.text().contains("WHIP")).then_some(())
     });
 
-    let browser = publish_whip(&whip, 14, &[]);
+    let browser = publish_whip(&whip, 30, &[]);
     let playlist = format!("{}/live/streams/cam.m3u8", e.http("e1"));
     wait_for(
         "the stream live on the edge",
@@ -131,6 +141,20 @@ fn chromium_publishes_over_whip_through_the_lb_and_an_edge_serves_hls_with_aac()
         "{} AAC frames in 4 s",
         audio.frames
     );
+
+    // RTMP play from the edge: H.264 and AAC.
+    let rtmp = probe(&format!("rtmp://{}/live/cam", e.addr("e1", "rtmp")), 3);
+    assert!(
+        rtmp.iter()
+            .any(|s| s.kind == "video" && s.codec == "h264" && s.frames > 0)
+            && rtmp
+                .iter()
+                .any(|s| s.kind == "audio" && s.codec == "aac" && s.frames > 0),
+        "RTMP play: {rtmp:?}"
+    );
+    // A second Chromium plays it over WHEP from the edge: video frames and Opus with energy.
+    let viewer = play_whep(&format!("{}/live/whep/cam", e.http("e1")), 30, &["--audio"]);
+    assert!(viewer.ok, "{}", viewer.json);
 
     let result = browser.finish();
     assert!(result.ok, "{}", result.json);
