@@ -267,18 +267,30 @@ fn whip_follows_the_apps_publish_security() {
     assert_eq!(curl("DELETE", &resource, &[&bearer], b"").status, 200);
 
     // A publisher that never connects (curl sends no ICE) is dropped after 10 s and frees the
-    // stream id: a new publisher of it is answered.
-    let r = curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes());
-    assert_eq!(r.status, 201, "{}", r.text());
+    // stream id: a new publisher of it is answered. (The DELETEd session above ends at once but
+    // asynchronously: the new POST may have to wait for it.)
+    let r = wait_for("the deleted publisher gone", Duration::from_secs(5), || {
+        let r = curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes());
+        (r.status == 201).then_some(r)
+    });
     let resource = format!("{}{}", p.http("s1"), r.header("location").unwrap());
     assert_eq!(
         curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes()).status,
         409
     );
+    let trickle = "content-type: application/trickle-ice-sdpfrag";
+    let patch = || curl("PATCH", &resource, &[&bearer, trickle], b"a=mid:0\r\n").status;
+    assert_eq!(patch(), 204, "the session exists until it times out");
+    let started = std::time::Instant::now();
     wait_for(
         "the silent publisher dropped",
         Duration::from_secs(25),
-        || (curl("DELETE", &resource, &[&bearer], b"").status == 404).then_some(()),
+        || (patch() == 404).then_some(()),
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "dropped by the connect timeout, not at once ({:?})",
+        started.elapsed()
     );
     let r = curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
