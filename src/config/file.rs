@@ -396,7 +396,11 @@ pub struct TlsFile {
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
     /// Request path prefix.
-    pub path_prefix: Raw,
+    pub path_prefix: Option<Raw>,
+    /// Path pattern, a prefix where `*` is any one segment (`/*/whip/`: WHIP of every app).
+    pub path: Option<Raw>,
+    /// A query parameter, `name=value` (`target=origin`: Ant Media's publishing WebSocket).
+    pub query: Option<Raw>,
     /// Backend for matching requests.
     pub backend: Raw,
 }

@@ -160,13 +160,73 @@ pub struct TlsConfig {
     pub self_signed: bool,
 }
 
-/// A path route.
+/// A route: requests it matches go to its backend.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    /// Path prefix.
-    pub path_prefix: String,
+    /// What it matches.
+    pub matcher: RouteMatch,
     /// Backend index.
     pub backend: usize,
+}
+
+/// What a route matches in a request target (`path?query`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// The path starts with this.
+    PathPrefix(String),
+    /// The path starts with these segments, `None` = any one segment (`/*/whip/`); a pattern
+    /// ending in `/` wants more after it.
+    Path(Vec<Option<String>>, bool),
+    /// The query has this `name=value` parameter.
+    Query(String),
+}
+
+impl RouteMatch {
+    /// Parses `path:` (`/*/whip/`).
+    pub fn path(pattern: &str) -> Self {
+        let open = pattern.ends_with('/');
+        let segments = pattern
+            .trim_matches('/')
+            .split('/')
+            .map(|s| (s != "*").then(|| s.to_owned()))
+            .collect();
+        RouteMatch::Path(segments, open)
+    }
+
+    /// Whether the request target (`path?query`) matches.
+    pub fn matches(&self, target: &[u8]) -> bool {
+        let (path, query) = match target.iter().position(|&b| b == b'?') {
+            Some(i) => (
+                target.get(..i).unwrap_or_default(),
+                target.get(i + 1..).unwrap_or_default(),
+            ),
+            None => (target, &[][..]),
+        };
+        match self {
+            RouteMatch::PathPrefix(prefix) => target.starts_with(prefix.as_bytes()),
+            RouteMatch::Path(segments, open) => {
+                let mut parts = path
+                    .strip_prefix(b"/")
+                    .unwrap_or(path)
+                    .split(|&b| b == b'/');
+                for want in segments {
+                    let Some(got) = parts.next() else {
+                        return false;
+                    };
+                    let ok = match want {
+                        Some(w) => got == w.as_bytes(),
+                        None => !got.is_empty(),
+                    };
+                    if !ok {
+                        return false;
+                    }
+                }
+                // `/*/whip/` wants something after `whip/`; `/*/whip` also matches `/live/whip`.
+                !*open || parts.next().is_some_and(|rest| !rest.is_empty())
+            }
+            RouteMatch::Query(param) => query.split(|&b| b == b'&').any(|p| p == param.as_bytes()),
+        }
+    }
 }
 
 /// Load-balancing algorithm.
@@ -277,3 +337,28 @@ pub struct ServersFrom {
 
 /// Status codes an errorfile may replace.
 pub const ERRORFILE_CODES: &[u16] = &[400, 401, 403, 408, 431, 500, 502, 503, 504];
+
+#[cfg(test)]
+mod route_tests {
+    use super::RouteMatch;
+
+    #[test]
+    fn routes_match_a_path_pattern_or_a_query_parameter() {
+        let whip = RouteMatch::path("/*/whip/");
+        assert!(whip.matches(b"/live/whip/cam"));
+        assert!(whip.matches(b"/LiveApp/whip/cam/abc?token=x"));
+        assert!(!whip.matches(b"/live/whep/cam"));
+        assert!(!whip.matches(b"/live/whip/"));
+        assert!(!whip.matches(b"//whip/cam"));
+        assert!(!whip.matches(b"/whip/cam"));
+        let origin = RouteMatch::Query("target=origin".into());
+        assert!(origin.matches(b"/live/websocket?target=origin"));
+        assert!(origin.matches(b"/live/websocket?a=1&target=origin"));
+        assert!(!origin.matches(b"/live/websocket?target=edge"));
+        assert!(!origin.matches(b"/live/websocket?target=originx"));
+        assert!(!origin.matches(b"/target=origin"));
+        let prefix = RouteMatch::PathPrefix("/rest/".into());
+        assert!(prefix.matches(b"/rest/v2"));
+        assert!(!prefix.matches(b"/live/rest/v2"));
+    }
+}

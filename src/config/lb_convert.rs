@@ -329,17 +329,51 @@ fn convert_frontend(
     for (i, r) in f.routes.iter().flatten().enumerate() {
         if mode != ProxyMode::Http {
             d.at(
-                &r.path_prefix,
-                format!("{at}.routes: only frontends with mode http route by path"),
+                &r.backend,
+                format!("{at}.routes: only frontends with mode http route requests"),
             );
             break;
         }
-        if !r.path_prefix.value.starts_with('/') {
+        let given = [&r.path_prefix, &r.path, &r.query]
+            .iter()
+            .filter(|m| m.is_some())
+            .count();
+        if given != 1 {
             d.at(
-                &r.path_prefix,
-                format!("{at}.routes[{i}].path_prefix: must start with `/`"),
+                &r.backend,
+                format!("{at}.routes[{i}]: give exactly one of path_prefix, path, query"),
             );
+            continue;
         }
+        let matcher = if let Some(p) = &r.path_prefix {
+            if !p.value.starts_with('/') {
+                d.at(
+                    p,
+                    format!("{at}.routes[{i}].path_prefix: must start with `/`"),
+                );
+            }
+            RouteMatch::PathPrefix(p.value.clone())
+        } else if let Some(p) = &r.path {
+            if !p.value.starts_with('/') || p.value.contains("**") || p.value.contains('?') {
+                d.at(
+                    p,
+                    format!("{at}.routes[{i}].path: a path like `/*/whip/` (`*` = one segment)"),
+                );
+            }
+            RouteMatch::path(&p.value)
+        } else if let Some(q) = &r.query {
+            if !q.value.contains('=') || q.value.contains('&') || q.value.contains('?') {
+                d.at(
+                    q,
+                    format!(
+                        "{at}.routes[{i}].query: one parameter as `name=value` (`target=origin`)"
+                    ),
+                );
+            }
+            RouteMatch::Query(q.value.clone())
+        } else {
+            continue;
+        };
         let backend = backend_ref(
             d,
             &format!("{at}.routes[{i}].backend"),
@@ -347,10 +381,7 @@ fn convert_frontend(
             backends,
             ModeFile::Http,
         );
-        routes.push(RouteConfig {
-            path_prefix: r.path_prefix.value.clone(),
-            backend,
-        });
+        routes.push(RouteConfig { matcher, backend });
     }
     let tls = f.tls.as_ref().map(|t| {
         if mode != ProxyMode::Http {

@@ -10,6 +10,7 @@
 //!
 //! - `frame`: what flows through a hub; `hub`: the fan-out point and the registry of hubs.
 //! - `rtmp`: RTMP connections (publish, play); `leases`: stream ownership in the store.
+//! - `ingest`: who may publish (every protocol) and an admitted publisher's media into the hub.
 //! - `hls`: segment decisions and packaging; `http`: HLS, REST, health, metrics, console.
 //! - `transcode`: decode -> scale -> x264 on a rayon pool; `relay`: origin -> edge over QUIC.
 //! - `stats`: node-wide counters for the heartbeat and `/metrics`.
@@ -21,6 +22,7 @@ pub mod frame;
 pub mod hls;
 pub mod http;
 pub mod hub;
+pub mod ingest;
 pub mod leases;
 pub mod relay;
 pub mod rtmp;
@@ -304,6 +306,13 @@ impl BoundMediaNode {
                 shutdown: ctx.shutdown.clone(),
             })
         });
+        let publishing = Arc::new(ingest::Publishing {
+            config: config.clone(),
+            hubs: hubs.clone(),
+            leases: leases.clone(),
+            transcoder,
+            stats: stats.clone(),
+        });
         let webrtc = match (self.webrtc, config.webrtc) {
             (Some((socket, addr)), Some(webrtc_config)) => {
                 let webrtc_error = |source| MediaStartError::WebRtc {
@@ -345,6 +354,7 @@ impl BoundMediaNode {
             hls_viewers: hls_viewers.clone(),
             puller: puller.clone(),
             webrtc,
+            publishing: publishing.clone(),
         });
         let (http_listener, _) = self.http;
         ctx.shutdown.spawn_service(accept_loop(
@@ -361,11 +371,10 @@ impl BoundMediaNode {
             let rtmp_ctx = Arc::new(rtmp::RtmpContext {
                 config: config.clone(),
                 hubs: hubs.clone(),
-                leases: leases.clone(),
+                publishing: publishing.clone(),
                 stats: stats.clone(),
                 shutdown: ctx.shutdown.clone(),
                 puller: puller.clone(),
-                transcoder,
             });
             ctx.shutdown.spawn_service(accept_loop(
                 rtmp_listener,

@@ -35,4 +35,5 @@ mod store;
 mod transcode;
 mod webhooks;
 mod webrtc;
+mod webrtc_publish;
 mod webrtc_quality;

@@ -302,13 +302,13 @@ pub fn cookie_response_state(
     }
 }
 
-/// The route phase: the backend of the first route whose prefix starts the path, else the
-/// frontend's backend.
+/// The route phase: the backend of the first route that matches the target (`path?query`),
+/// else the frontend's backend.
 pub fn route<'a>(fe: &'a Frontend, path: &[u8]) -> Option<&'a Arc<Backend>> {
     fe.config
         .routes
         .iter()
-        .find(|r| path.starts_with(r.path_prefix.as_bytes()))
+        .find(|r| r.matcher.matches(path))
         .map(|r| r.backend)
         .or(fe.config.backend)
         .and_then(|i| fe.backend(i))

@@ -13,6 +13,7 @@ pub mod hls;
 mod llhls;
 pub mod websocket;
 pub mod whep;
+pub mod whip;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,8 +64,10 @@ pub struct HttpContext {
     pub hls_viewers: Arc<HlsViewers>,
     /// Pulls streams from origins (edges and standalone nodes).
     pub puller: Option<Arc<super::relay::client::Puller>>,
-    /// WebRTC playback (WHEP), when `webrtc:` is configured.
+    /// WebRTC playback (WHEP) and publishing (WHIP), when `webrtc:` is configured.
     pub webrtc: Option<Arc<super::webrtc::WebRtc>>,
+    /// Who may publish (WHIP), the same rules as RTMP publishers.
+    pub publishing: Arc<super::ingest::Publishing>,
 }
 
 /// The connection's maxconn permit, held by each of its requests too, so that what outlives
@@ -158,8 +161,15 @@ async fn route(ctx: &Arc<HttpContext>, req: Request<Incoming>, peer: SocketAddr)
         [app, "whep", stream_id, session] => Some((*app, *stream_id, Some(*session))),
         _ => None,
     };
+    let whip = match segments.as_slice() {
+        [app, "whip", stream_id] => Some((*app, *stream_id, None)),
+        [app, "whip", stream_id, session] => Some((*app, *stream_id, Some(*session))),
+        _ => None,
+    };
     let mut response = if let Some((app, stream_id, session)) = whep {
         whep::serve(ctx, req, app, stream_id, session, peer).await
+    } else if let Some((app, stream_id, session)) = whip {
+        whip::serve(ctx, req, app, stream_id, session, peer).await
     } else if let [app, "websocket"] = segments.as_slice() {
         websocket::serve(ctx, req, app, peer)
     } else if req.method() == Method::OPTIONS {

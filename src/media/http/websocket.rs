@@ -289,7 +289,7 @@ impl Signalling {
         for (stream_id, play) in self.plays.drain() {
             if let Play::Started { id, .. } = play {
                 self.webrtc
-                    .close(&HubKey::source(&self.app, &stream_id), &id);
+                    .close(&HubKey::source(&self.app, &stream_id), &id, false);
             }
         }
     }
@@ -499,7 +499,7 @@ impl Signalling {
             Some(play) => {
                 if let Play::Started { id, .. } = play {
                     self.webrtc
-                        .close(&HubKey::source(&self.app, stream_id), &id);
+                        .close(&HubKey::source(&self.app, stream_id), &id, false);
                 }
                 vec![Reply::notification(
                     Definition::PlayFinished,
@@ -528,7 +528,7 @@ impl Signalling {
             SessionEvent::Ended => {
                 self.plays.remove(&stream_id);
                 self.webrtc
-                    .close(&HubKey::source(&self.app, &stream_id), id);
+                    .close(&HubKey::source(&self.app, &stream_id), id, false);
                 vec![Reply::notification(
                     Definition::PlayFinished,
                     Some(&stream_id),
@@ -624,6 +624,7 @@ fn definition(e: &WebRtcError) -> Definition {
         WebRtcError::Full(_) | WebRtcError::AddressFull(..) => Definition::ViewerLimitReached,
         WebRtcError::MalformedOffer(_)
         | WebRtcError::NoH264(_)
+        | WebRtcError::PublishNoH264
         | WebRtcError::Answer(_)
         | WebRtcError::MalformedAnswer(_)
         | WebRtcError::Negotiate(_)

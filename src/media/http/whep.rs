@@ -18,8 +18,8 @@ use crate::media::webrtc::WebRtcError;
 
 /// Largest SDP offer or trickle fragment read (browsers' offers are 3-10 KiB).
 pub const MAX_BODY: usize = 64 * 1024;
-const SDP: &str = "application/sdp";
-const TRICKLE: &str = "application/trickle-ice-sdpfrag";
+pub(super) const SDP: &str = "application/sdp";
+pub(super) const TRICKLE: &str = "application/trickle-ice-sdpfrag";
 
 /// Answers a request on `/{app}/whep/{streamId}[/{session}]`.
 pub async fn serve(
@@ -60,7 +60,7 @@ fn not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 /// The viewer's play token: `Authorization: Bearer <jwt>`, else `?token=`.
-fn token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+pub(super) fn token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -74,7 +74,7 @@ fn token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> 
 
 /// Why a WHEP request is refused before it reaches a session.
 #[derive(Debug)]
-enum Refused {
+pub(super) enum Refused {
     /// The node does not serve the app.
     NoApp(String),
     /// `security.play` refused the viewer (the message says why).
@@ -89,7 +89,7 @@ enum Refused {
 
 impl Refused {
     /// The HTTP answer.
-    fn response(self) -> Response<Body> {
+    pub(super) fn response(self) -> Response<Body> {
         match self {
             Refused::NoApp(app) => error(
                 StatusCode::NOT_FOUND,
@@ -126,7 +126,7 @@ fn admitted(
     })
 }
 
-fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+pub(super) fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -135,7 +135,7 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
 }
 
 /// The request body, refused beyond [`MAX_BODY`].
-async fn body(req: Request<Incoming>) -> Result<Bytes, Refused> {
+pub(super) async fn body(req: Request<Incoming>) -> Result<Bytes, Refused> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -226,7 +226,7 @@ async fn offer(
             tracing::debug!(stream = %key, error = %e, "WHEP offer refused");
             let status = match &e {
                 WebRtcError::MalformedOffer(_) => StatusCode::BAD_REQUEST,
-                WebRtcError::NoH264(_) => StatusCode::NOT_ACCEPTABLE,
+                WebRtcError::NoH264(_) | WebRtcError::PublishNoH264 => StatusCode::NOT_ACCEPTABLE,
                 WebRtcError::NoVideo => StatusCode::NOT_FOUND,
                 WebRtcError::Full(_) | WebRtcError::AddressFull(..) => {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -255,7 +255,7 @@ pub(super) fn error_text(e: &WebRtcError) -> String {
 }
 
 /// The session resource's entity tag (the ICE session does not change: no restarts).
-fn etag(id: &str) -> String {
+pub(super) fn etag(id: &str) -> String {
     format!("\"{id}\"")
 }
 
@@ -267,7 +267,7 @@ fn session(
     id: &str,
 ) -> Result<Arc<crate::media::webrtc::WebRtc>, Refused> {
     match &ctx.webrtc {
-        Some(w) if w.exists(&HubKey::source(app, stream_id), id) => Ok(w.clone()),
+        Some(w) if w.exists(&HubKey::source(app, stream_id), id, false) => Ok(w.clone()),
         _ => Err(Refused::NoSession),
     }
 }
@@ -338,7 +338,7 @@ fn delete(
         return r.response();
     }
     match session(ctx, app, stream_id, id) {
-        Ok(w) if w.close(&HubKey::source(app, stream_id), id) => {
+        Ok(w) if w.close(&HubKey::source(app, stream_id), id, false) => {
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::OK;
             r

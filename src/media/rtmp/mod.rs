@@ -8,7 +8,6 @@
 //! disconnect).
 
 mod play;
-mod publish;
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -22,17 +21,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use self::play::Playback;
-use self::publish::Ingest;
 use super::access;
 use super::hub::{HubEvent, HubKey, Hubs, SubscriberKind, TryRecvError};
-use super::leases::{ClaimError, Leases};
+use super::ingest::{Ingest, PublishRefused, Publishing};
 use super::stats::MediaStats;
-use super::transcode::Transcoder;
-use crate::cluster::model::StreamKey;
-use crate::config::{MediaConfig, Role};
+use crate::config::MediaConfig;
 use crate::runtime::entropy::rtmp_handshake_seed;
 use crate::runtime::{ConnPermit, Shutdown};
-use streamfleet_proto::names::{PlayerName, RenditionId};
 use streamfleet_proto::rtmp::session::{ServerConfig, ServerEvent, ServerSession, SessionError};
 
 /// Time to complete the handshake and `connect`.
@@ -52,8 +47,6 @@ const READ_BUF_MIN: usize = 4 * 1024;
 const READ_BUF_MAX: usize = 64 * 1024;
 /// Pieces of output handed to one vectored write (IOV_MAX is 1024 on Linux).
 const WRITE_IOVECS: usize = 64;
-/// Longest stream id accepted.
-const MAX_STREAM_ID: usize = 128;
 
 /// What RTMP connections of one node share.
 pub struct RtmpContext {
@@ -61,16 +54,14 @@ pub struct RtmpContext {
     pub config: Arc<MediaConfig>,
     /// Its hubs.
     pub hubs: Arc<Hubs>,
-    /// Stream ownership (origins and standalone nodes).
-    pub leases: Option<Arc<Leases>>,
+    /// Who may publish, shared with WebRTC ingest (stream ownership, the ladder).
+    pub publishing: Arc<Publishing>,
     /// Counters.
     pub stats: Arc<MediaStats>,
     /// Drain and stop.
     pub shutdown: Shutdown,
     /// Pulls streams from origins (edges and standalone nodes).
     pub puller: Option<Arc<super::relay::client::Puller>>,
-    /// ABR ladder (origins and standalone nodes with `transcode`).
-    pub transcoder: Option<Arc<Transcoder>>,
 }
 
 /// Why a connection ended early.
@@ -329,16 +320,6 @@ impl Connection {
             return Ok(());
         };
         let (name, query) = split_name(raw_name);
-        if self.ctx.config.role == Role::Edge {
-            return self.refuse_publish(
-                stream_id,
-                "NetStream.Publish.Denied",
-                "this node is an edge: publish to an origin",
-            );
-        }
-        if let Err(why) = check_stream_id(name) {
-            return self.refuse_publish(stream_id, "NetStream.Publish.BadName", &why);
-        }
         if self.ingest.is_some() {
             return self.refuse_publish(
                 stream_id,
@@ -346,68 +327,30 @@ impl Connection {
                 "this connection already publishes a stream",
             );
         }
-        if let Some(a) = self.ctx.config.app(&app)
-            && let Err(why) =
-                access::may_publish(&a.security.publish, name, access::token_in(query))
+        // The same rules (and the same stream record and lease) as every other ingest protocol.
+        let admitted = match self
+            .ctx
+            .publishing
+            .admit(&app, name, access::token_in(query))
+            .await
         {
-            tracing::info!(peer = %self.peer, %app, stream = %name, reason = %why, "publish refused");
-            return self.refuse_publish(
-                stream_id,
-                "NetStream.Publish.BadName",
-                &format!("not allowed to publish {app}/{name}: {why}"),
-            );
-        }
-        let max_streams = self.ctx.config.max_streams;
-        if self.ctx.hubs.live_streams() >= max_streams {
-            tracing::warn!(peer = %self.peer, stream = %format!("{app}/{name}"), max_streams, "publish refused: the node carries its maximum of streams");
-            return self.refuse_publish(
-                stream_id,
-                "NetStream.Publish.Denied",
-                &format!("this node carries its maximum of {max_streams} streams (max_streams)"),
-            );
-        }
-        if let Some(memory) = self.ctx.hubs.hls_memory_full() {
-            let limit = memory.limit();
-            tracing::warn!(peer = %self.peer, stream = %format!("{app}/{name}"), used = memory.used(), limit, "publish refused: the node's HLS segments use its whole hls.max_memory");
-            return self.refuse_publish(
-                stream_id,
-                "NetStream.Publish.Denied",
-                &format!("this node's HLS segments use its whole hls.max_memory ({limit} bytes)"),
-            );
-        }
-        let hub = self.ctx.hubs.get_or_create(&HubKey::source(&app, name));
-        let Ok(publisher) = hub.publish() else {
-            return self.refuse_publish(
-                stream_id,
-                "NetStream.Publish.BadName",
-                &format!("stream {app}/{name} is already being published"),
-            );
-        };
-        let lease = match &self.ctx.leases {
-            Some(leases) => match leases
-                .claim(&StreamKey::new(app.clone(), name), leases.takeover_hold())
-                .await
-            {
-                Ok(guard) => Some(guard),
-                Err(ClaimError::Owned { origin }) => {
-                    drop(publisher);
-                    return self.refuse_publish(
-                        stream_id,
-                        "NetStream.Publish.BadName",
-                        &format!("stream {app}/{name} is live on node {origin}"),
-                    );
-                }
-            },
-            None => None,
+            Ok(a) => a,
+            Err(refused) => {
+                let code = match refused {
+                    PublishRefused::Edge
+                    | PublishRefused::Full(_)
+                    | PublishRefused::MemoryFull(_) => "NetStream.Publish.Denied",
+                    _ => "NetStream.Publish.BadName",
+                };
+                tracing::info!(peer = %self.peer, code, "publish refused: {refused}");
+                self.session
+                    .reject_publish(stream_id, code, &refused.to_string())?;
+                return Ok(());
+            }
         };
         self.session.accept_publish(stream_id)?;
         tracing::info!(peer = %self.peer, stream = %format!("{app}/{name}"), "publishing");
-        let transcode = self
-            .ctx
-            .transcoder
-            .as_ref()
-            .map(|t| t.session(publisher.hub().key().clone()));
-        self.ingest = Some(Ingest::new(stream_id, publisher, lease, transcode));
+        self.ingest = Some(Ingest::new(stream_id, admitted));
         Ok(())
     }
 
@@ -520,46 +463,4 @@ async fn lease_lost(ingest: &mut Option<Ingest>) {
 /// `name?query` -> (`name`, `query`).
 fn split_name(raw: &str) -> (&str, &str) {
     raw.split_once('?').unwrap_or((raw, ""))
-}
-
-/// Stream ids appear in URLs, file names and store keys: letters, digits, `_`, `-` and `.`.
-/// Names a rendition or the master playlist would use are reserved.
-pub fn check_stream_id(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > MAX_STREAM_ID {
-        return Err(format!(
-            "stream id must have 1 to {MAX_STREAM_ID} characters"
-        ));
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
-        || name.starts_with('.')
-    {
-        return Err(format!(
-            "stream id `{name}` may only hold letters, digits, _, - and ."
-        ));
-    }
-    if name.ends_with("_adaptive") || PlayerName::parse(name).rendition != RenditionId::Source {
-        return Err(format!(
-            "stream id `{name}` ends like a rendition name (_adaptive, _<height>p)"
-        ));
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids() {
-        assert!(check_stream_id("demo").is_ok());
-        assert!(check_stream_id("cam-1.main_2").is_ok());
-        assert!(check_stream_id("").is_err());
-        assert!(check_stream_id("a/b").is_err());
-        assert!(check_stream_id("../x").is_err());
-        assert!(check_stream_id("demo_480p").is_err());
-        assert!(check_stream_id("demo_adaptive").is_err());
-        assert!(check_stream_id("demo_p").is_ok());
-    }
 }

@@ -18,6 +18,7 @@
 //! - `session`: one viewer's task; `signal`: Ant Media's signalling messages (sans-IO);
 //! - `opus`: AAC to Opus; `audio`: one Opus feed per stream shared by its sessions;
 //! - `metrics`: the node's WebRTC counters;
+//! - `publish`: WebRTC publishers (WHIP): RTP in, H.264 and AAC (from the Opus) into the hub;
 //! - `ladder`: the renditions a viewer may get; `switch`: changing rendition at a keyframe;
 //!   `abr`: the bandwidth-driven choice (sans-IO).
 //!
@@ -31,6 +32,7 @@ mod ladder;
 mod metrics;
 mod notify;
 mod opus;
+pub mod publish;
 mod sdp;
 mod session;
 pub mod signal;
@@ -126,6 +128,11 @@ pub enum WebRtcError {
     /// A trickled candidate str0m cannot read.
     #[error("malformed ICE candidate")]
     MalformedCandidate,
+    /// A publisher's offer sends no H.264 video.
+    #[error(
+        "the offer sends no H.264 video with packetization-mode=1 (streamfleet ingests H.264 and Opus)"
+    )]
+    PublishNoH264,
 }
 
 /// One received datagram, on its way to a session.
@@ -152,6 +159,9 @@ struct Entry {
     cancel: CancellationToken,
     /// `forceStreamQuality` and the like.
     control: mpsc::Sender<Control>,
+    /// A publisher's session (WHIP, Ant Media `publish`), not a viewer's: the WHEP resource
+    /// of the same stream does not reach it, nor the WHIP resource a viewer's.
+    publisher: bool,
 }
 
 /// Open sessions by id, and session ids by ufrag.
@@ -193,6 +203,8 @@ pub struct WebRtc {
     audio: audio::AudioFeeds,
     /// Sessions run as connections: the node's drain ends them.
     shutdown: Shutdown,
+    /// The WebRTC publishers, asked for a keyframe when a viewer joins.
+    publishers: publish::Publishers,
 }
 
 /// A session the WHEP handler answered.
@@ -234,6 +246,7 @@ impl WebRtc {
             metrics,
             audio: audio::AudioFeeds::default(),
             shutdown,
+            publishers: publish::Publishers::default(),
         }))
     }
 
@@ -459,6 +472,17 @@ impl WebRtc {
     /// Puts a session in the registry (the UDP task routes its ufrag's checks to its inbox
     /// from now on); dropping the result takes it out again.
     fn register(self: &Arc<Self>, hub: &Arc<Hub>, ufrag: String, slot: OpenSlot) -> Registered {
+        self.register_as(hub, ufrag, slot, false)
+    }
+
+    /// [`WebRtc::register`] for a viewer (`publisher` false) or a publisher.
+    fn register_as(
+        self: &Arc<Self>,
+        hub: &Arc<Hub>,
+        ufrag: String,
+        slot: OpenSlot,
+        publisher: bool,
+    ) -> Registered {
         let id = random_token(16);
         let (tx, rx) = mpsc::channel(INBOX);
         let (control_tx, control) = mpsc::channel(CONTROLS);
@@ -473,6 +497,7 @@ impl WebRtc {
                 inbox: tx,
                 cancel: cancel.clone(),
                 control: control_tx,
+                publisher,
             },
         );
         drop(reg);
@@ -515,6 +540,8 @@ impl WebRtc {
             guard,
         } = registered;
         let notifier = notifier.with_id(&id);
+        self.publishers
+            .want_keyframe(&subscription.hub().key().stream);
         let parts = session::Parts {
             rtc,
             subscription,
@@ -541,10 +568,15 @@ impl WebRtc {
         });
     }
 
-    /// Ends a session of `stream` (WHEP `DELETE`); false if there is none with this id.
-    pub fn close(&self, stream: &HubKey, id: &str) -> bool {
+    /// Ends a viewer's (`publisher` false, WHEP `DELETE`) or a publisher's session (WHIP
+    /// `DELETE`) of `stream`; false if there is none with this id.
+    pub fn close(&self, stream: &HubKey, id: &str, publisher: bool) -> bool {
         let mut reg = self.registry();
-        if reg.by_id.get(id).is_none_or(|e| &e.stream != stream) {
+        if reg
+            .by_id
+            .get(id)
+            .is_none_or(|e| &e.stream != stream || e.publisher != publisher)
+        {
             return false;
         }
         match reg.by_id.remove(id) {
@@ -557,12 +589,13 @@ impl WebRtc {
         }
     }
 
-    /// Whether a session of `stream` with this id is open.
-    pub fn exists(&self, stream: &HubKey, id: &str) -> bool {
+    /// Whether a viewer's (`publisher` false) or a publisher's session of `stream` with this
+    /// id is open.
+    pub fn exists(&self, stream: &HubKey, id: &str, publisher: bool) -> bool {
         self.registry()
             .by_id
             .get(id)
-            .is_some_and(|e| &e.stream == stream)
+            .is_some_and(|e| &e.stream == stream && e.publisher == publisher)
     }
 
     /// The UDP task: reads every datagram and hands it to its session, until the node stops.

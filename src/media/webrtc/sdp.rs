@@ -75,6 +75,39 @@ pub(super) fn answer(
     Ok((rtc, sdp))
 }
 
+/// A publisher's `Rtc` (ICE-lite, one host candidate, receiving H.264 and Opus, NACK and PLI
+/// feedback on the video) and its SDP answer to the publisher's offer.
+pub(super) fn publisher_answer(
+    offer: SdpOffer,
+    creds: IceCreds,
+    candidate: SocketAddr,
+    crypto: Arc<CryptoProvider>,
+) -> Result<(Rtc, String), WebRtcError> {
+    let offer_sdp = offer.to_sdp_string();
+    let mut rtc_config = RtcConfig::new()
+        .set_ice_lite(true)
+        .set_crypto_provider(crypto)
+        .set_local_ice_credentials(creds)
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .clear_codecs();
+    let codecs = rtc_config.codec_config();
+    // Constrained baseline first: what browsers encode in hardware and software alike.
+    video_codecs(codecs, 0x42e01f);
+    codecs.enable_opus(true, false);
+    let mut rtc = rtc_config.build(Instant::now());
+    let host = Candidate::host(candidate, "udp").map_err(|_| WebRtcError::Candidate(candidate))?;
+    rtc.add_local_candidate(host);
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(WebRtcError::Answer)?;
+    let sdp = with_rejected_formats(&offer_sdp, &answer.to_sdp_string());
+    if !answers_video(&sdp) {
+        return Err(WebRtcError::PublishNoH264);
+    }
+    Ok((rtc, sdp))
+}
+
 /// What [`server_offer`] made.
 pub(super) struct MadeOffer {
     /// The session's state machine, waiting for the answer.

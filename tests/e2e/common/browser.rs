@@ -114,3 +114,49 @@ pub fn play_antmedia_in(
         .args(extra);
     run_node(cmd, "antmedia_play.mjs")
 }
+
+/// A browser script running in the background.
+pub struct BrowserRun {
+    child: std::process::Child,
+    script: &'static str,
+}
+
+impl BrowserRun {
+    /// Waits for it to end and reads the JSON line it printed last.
+    pub fn finish(self) -> BrowserResult {
+        let out = self.child.wait_with_output().expect("node ran");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or_default();
+        let json = serde_json::from_str(line).unwrap_or_else(|e| {
+            panic!(
+                "{} printed no JSON ({e}): {stdout}\n{}",
+                self.script,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        BrowserResult {
+            json,
+            ok: out.status.success(),
+        }
+    }
+}
+
+/// Starts publishing Chromium's fake camera and microphone to a WHIP URL with a plain
+/// RTCPeerConnection (tests/browser/whip.mjs) for `seconds` once connected, then DELETE (extra
+/// args are passed on, e.g. `--token`, `--no-delete`).
+pub fn publish_whip(url: &str, seconds: u32, extra: &[&str]) -> BrowserRun {
+    assert!(
+        dir().join("node_modules/playwright-core").exists(),
+        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
+    );
+    let mut cmd = node(seconds + 120, "whip.mjs");
+    cmd.arg(url)
+        .args(["--seconds", &seconds.to_string(), "--timeout", "90"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    BrowserRun {
+        child: cmd.spawn().expect("node (apt install nodejs)"),
+        script: "whip.mjs",
+    }
+}

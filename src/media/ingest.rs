@@ -1,4 +1,8 @@
-//! One accepted publisher: FLV tag bodies in, hub frames and stream description out.
+//! Publishers of every protocol (RTMP, WebRTC/WHIP): who may publish ([`Publishing::admit`]:
+//! the node's role, the stream id, the app's `security.publish`, `max_streams`, one publisher per
+//! stream in the hub and in the cluster store), then one accepted publisher ([`Ingest`]): FLV tag
+//! bodies in (the hub's frame format; WebRTC ingest builds them from RTP), hub frames and stream
+//! description out.
 //!
 //! Sequence headers (AVC decoder configuration, AAC AudioSpecificConfig) and metadata update the
 //! hub's [`StreamInfo`]; coded frames become [`Frame`]s with extended timestamps. Codecs other
@@ -7,11 +11,19 @@
 //! transcode ladder, the source's frames and descriptions also go to its [`TranscodeSession`],
 //! and the transcoded renditions join `source` in the stream record.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::access;
+use super::hub::{HubKey, Hubs};
+use super::leases::{ClaimError, Leases};
+use super::stats::MediaStats;
+use super::transcode::Transcoder;
+use crate::cluster::model::StreamKey;
 use crate::cluster::model::{HlsProgress, Rendition};
+use crate::config::{MediaConfig, Role};
 use crate::media::frame::{
     Frame, StreamInfo, TimestampExtender, TrackKind, audio_track, video_track,
 };
@@ -20,7 +32,188 @@ use crate::media::leases::LeaseGuard;
 use crate::media::transcode::TranscodeSession;
 use streamfleet_proto::flv::{AacPacket, AudioBody, AudioTag, AvcPacket, VideoBody, VideoTag};
 use streamfleet_proto::hls::SegmentStart;
-use streamfleet_proto::names::RenditionId;
+use streamfleet_proto::names::{PlayerName, RenditionId};
+
+/// Longest stream id accepted.
+const MAX_STREAM_ID: usize = 128;
+
+/// What admitting a publisher needs, shared by every ingest protocol of a node.
+pub struct Publishing {
+    /// The node.
+    pub config: Arc<MediaConfig>,
+    /// Its hubs.
+    pub hubs: Arc<Hubs>,
+    /// Stream ownership (origins and standalone nodes).
+    pub leases: Option<Arc<Leases>>,
+    /// ABR ladder (origins and standalone nodes with `transcode`).
+    pub transcoder: Option<Arc<Transcoder>>,
+    /// Counters (`publish_refused`).
+    pub stats: Arc<MediaStats>,
+}
+
+/// Why a publisher was refused; each protocol maps it to its own answer (RTMP status codes,
+/// Ant Media's error names, HTTP statuses).
+#[derive(Debug, thiserror::Error)]
+pub enum PublishRefused {
+    /// Edges only play: publishers go to an origin.
+    #[error("this node is an edge: publish to an origin")]
+    Edge,
+    /// The node does not serve the app.
+    #[error("unknown application `{0}`")]
+    NoApp(String),
+    /// The stream id is not one streamfleet accepts.
+    #[error("{0}")]
+    BadName(String),
+    /// The app's `security.publish` refused the token.
+    #[error("not allowed to publish {stream}: {why}")]
+    Forbidden {
+        /// `app/stream`.
+        stream: String,
+        /// The token's fault.
+        why: access::Refusal,
+    },
+    /// The node carries `max_streams` live streams.
+    #[error("this node carries its maximum of {0} streams (max_streams)")]
+    Full(usize),
+    /// The node's HLS segments use its whole `hls.max_memory` (bytes).
+    #[error("this node's HLS segments use its whole hls.max_memory ({0} bytes)")]
+    MemoryFull(usize),
+    /// Someone publishes the stream on this node already.
+    #[error("stream {0} is already being published")]
+    InUse(String),
+    /// Another origin owns the stream in the cluster store.
+    #[error("stream {stream} is live on node {origin}")]
+    Elsewhere {
+        /// `app/stream`.
+        stream: String,
+        /// The owner.
+        origin: String,
+    },
+}
+
+impl PublishRefused {
+    /// The stream is live already (here or on another origin): Ant Media's `streamIdInUse`.
+    pub fn in_use(&self) -> bool {
+        matches!(
+            self,
+            PublishRefused::InUse(_) | PublishRefused::Elsewhere { .. }
+        )
+    }
+}
+
+/// A publisher admitted: the stream is this node's, in the hub and in the store.
+pub struct Admitted {
+    /// The stream's source hub, published into.
+    pub publisher: Publisher,
+    /// Ownership in the cluster store.
+    pub lease: Option<LeaseGuard>,
+    /// The ladder, when the node transcodes.
+    pub transcode: Option<TranscodeSession>,
+}
+
+impl Publishing {
+    /// Admits a publisher of `app/name` with `token` (RTMP's `?token=`, WHIP's bearer token,
+    /// Ant Media's `token` field): the same rules whatever the protocol. Claims the stream in
+    /// the cluster store (waiting out a dead owner's lease, as a takeover does).
+    pub async fn admit(
+        &self,
+        app: &str,
+        name: &str,
+        token: Option<&str>,
+    ) -> Result<Admitted, PublishRefused> {
+        let admitted = self.admit_inner(app, name, token).await;
+        if let Err(e) = &admitted {
+            self.stats.publish_refused.inc();
+            tracing::info!(%app, reason = %e, "publish refused");
+        }
+        admitted
+    }
+
+    async fn admit_inner(
+        &self,
+        app: &str,
+        name: &str,
+        token: Option<&str>,
+    ) -> Result<Admitted, PublishRefused> {
+        if self.config.role == Role::Edge {
+            return Err(PublishRefused::Edge);
+        }
+        check_stream_id(name).map_err(PublishRefused::BadName)?;
+        let Some(a) = self.config.app(app) else {
+            return Err(PublishRefused::NoApp(app.to_owned()));
+        };
+        let stream = format!("{app}/{name}");
+        access::may_publish(&a.security.publish, name, token).map_err(|why| {
+            PublishRefused::Forbidden {
+                stream: stream.clone(),
+                why,
+            }
+        })?;
+        let max_streams = self.config.max_streams;
+        if self.hubs.live_streams() >= max_streams {
+            tracing::warn!(stream = %stream, max_streams, "publish refused: the node carries its maximum of streams");
+            return Err(PublishRefused::Full(max_streams));
+        }
+        if let Some(memory) = self.hubs.hls_memory_full() {
+            let limit = memory.limit();
+            tracing::warn!(stream = %stream, used = memory.used(), limit, "publish refused: the node's HLS segments use its whole hls.max_memory");
+            return Err(PublishRefused::MemoryFull(limit));
+        }
+        let hub = self.hubs.get_or_create(&HubKey::source(app, name));
+        let Ok(publisher) = hub.publish() else {
+            return Err(PublishRefused::InUse(stream));
+        };
+        let lease = match &self.leases {
+            Some(leases) => match leases
+                .claim(
+                    &StreamKey::new(app.to_owned(), name),
+                    leases.takeover_hold(),
+                )
+                .await
+            {
+                Ok(guard) => Some(guard),
+                Err(ClaimError::Owned { origin }) => {
+                    return Err(PublishRefused::Elsewhere { stream, origin });
+                }
+            },
+            None => None,
+        };
+        let transcode = self
+            .transcoder
+            .as_ref()
+            .map(|t| t.session(publisher.hub().key().clone()));
+        Ok(Admitted {
+            publisher,
+            lease,
+            transcode,
+        })
+    }
+}
+
+/// Stream ids appear in URLs, file names and store keys: letters, digits, `_`, `-` and `.`.
+/// Names a rendition or the master playlist would use are reserved.
+pub fn check_stream_id(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_STREAM_ID {
+        return Err(format!(
+            "stream id must have 1 to {MAX_STREAM_ID} characters"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "stream id `{name}` may only hold letters, digits, _, - and ."
+        ));
+    }
+    if name.ends_with("_adaptive") || PlayerName::parse(name).rendition != RenditionId::Source {
+        return Err(format!(
+            "stream id `{name}` ends like a rendition name (_adaptive, _<height>p)"
+        ));
+    }
+    Ok(())
+}
 
 /// How often the measured bit rates are written to the stream record.
 const RENDITION_REFRESH: Duration = Duration::from_secs(5);
@@ -45,9 +238,9 @@ impl Default for Meter {
     }
 }
 
-/// A publishing message stream of an RTMP connection.
+/// An admitted publisher's media on its way into the hub.
 pub struct Ingest {
-    /// RTMP message stream id the publisher sends on.
+    /// RTMP message stream id the publisher sends on (0 for other protocols).
     pub stream_id: u32,
     publisher: Publisher,
     /// Ownership in the cluster store; `None` on edges of a test harness without leases.
@@ -62,13 +255,13 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Starts ingesting into `publisher` (and into `transcode`, when the node has a ladder).
-    pub fn new(
-        stream_id: u32,
-        publisher: Publisher,
-        lease: Option<LeaseGuard>,
-        transcode: Option<TranscodeSession>,
-    ) -> Self {
+    /// Starts ingesting into the admitted stream (and into its ladder, when the node has one).
+    pub fn new(stream_id: u32, admitted: Admitted) -> Self {
+        let Admitted {
+            publisher,
+            lease,
+            transcode,
+        } = admitted;
         // An earlier life of the stream (here or on another origin) numbered segments: go on.
         if let Some(progress) = lease.as_ref().and_then(LeaseGuard::resume_hls)
             && let Some(mut hls) = publisher.hub().hls()
@@ -86,6 +279,11 @@ impl Ingest {
             rendition: None,
             transcode,
         }
+    }
+
+    /// The stream's source hub.
+    pub fn hub(&self) -> &Arc<super::hub::Hub> {
+        self.publisher.hub()
     }
 
     /// The hub's name, for logs.
@@ -280,5 +478,22 @@ impl Ingest {
             lease.set_renditions(all);
         }
         self.rendition = Some(r);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids() {
+        assert!(check_stream_id("demo").is_ok());
+        assert!(check_stream_id("cam-1.main_2").is_ok());
+        assert!(check_stream_id("").is_err());
+        assert!(check_stream_id("a/b").is_err());
+        assert!(check_stream_id("../x").is_err());
+        assert!(check_stream_id("demo_480p").is_err());
+        assert!(check_stream_id("demo_adaptive").is_err());
+        assert!(check_stream_id("demo_p").is_ok());
     }
 }
