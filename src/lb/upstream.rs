@@ -11,7 +11,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 
@@ -19,6 +19,7 @@ use super::backend::{Backend, Server, ServerSet};
 use super::carriers::Carried;
 use super::counters::inc;
 use super::error::ProxyError;
+use super::l7::pool::MAX_IDLE_TIME;
 use super::select::pick;
 use crate::config::Balance;
 
@@ -138,6 +139,92 @@ fn carried(backend: &Backend, stream: Option<u64>, server: &Server) -> Option<Ca
         }
         _ => None,
     }
+}
+
+/// An upstream connection an HTTP/1 client connection keeps between its requests: its next
+/// request to the same server uses it without going through the server's pool (no lock, no
+/// probe, no move between threads). At most one per client connection, so `maxconn` bounds
+/// them; given back to the pool when the next request goes elsewhere or the client leaves.
+#[derive(Debug)]
+pub struct Held {
+    /// The server.
+    pub server: Arc<Server>,
+    /// The idle connection.
+    pub stream: TcpStream,
+    /// When its last response ended.
+    pub since: Instant,
+}
+
+impl Held {
+    /// Whether it may still carry a request ([`MAX_IDLE_TIME`], like pooled connections).
+    fn fresh(&self) -> bool {
+        self.since.elapsed() <= MAX_IDLE_TIME
+    }
+
+    /// Whether the server has neither closed it nor written to it (one `recv` call).
+    fn quiet(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Gives the connection back to its server's pool, if it is still worth keeping.
+    pub fn release(self) {
+        if self.fresh() && self.server.is_up() {
+            self.server.pool.put(self.stream);
+        }
+    }
+}
+
+/// [`connect`], trying `held` first: when the server this request goes to is the held
+/// connection's, it is used as a pooled one would be (`reuses` counted); else it goes back to
+/// its pool and the request connects as usual to the server already picked (the pick is not
+/// repeated, so round-robin and load counts see one pick). Without `probe` a held connection
+/// is used without checking that the server kept it open: the caller must be able to replay
+/// the request on a new connection (a bodiless one).
+pub async fn connect_held(
+    backend: &Backend,
+    set: &ServerSet,
+    plan: ConnectPlan,
+    trace: &mut ConnectTrace,
+    held: &mut Option<Held>,
+    probe: bool,
+) -> Result<Upstream, ProxyError> {
+    let Some(h) = held.take() else {
+        return connect(backend, set, plan, trace).await;
+    };
+    if !(plan.pooled && h.fresh()) {
+        return connect(backend, set, plan, trace).await;
+    }
+    let index = match plan.preferred {
+        Some(i) => Some(i),
+        None => pick(backend, set, plan.client, plan.stream, &[]),
+    };
+    let Some((index, server)) = index.and_then(|i| Some((i, set.servers.get(i)?))) else {
+        h.release();
+        return connect(backend, set, plan, trace).await;
+    };
+    if Arc::ptr_eq(server, &h.server) && (!probe || h.quiet()) {
+        inc(&backend.counters.reuses);
+        inc(&server.counters.reuses);
+        trace.server = Some(server.clone());
+        return Ok(Upstream {
+            carried: carried(backend, plan.stream, server),
+            server: h.server,
+            stream: h.stream,
+            reused: true,
+        });
+    }
+    if Arc::ptr_eq(server, &h.server) {
+        // The server closed it (or broke the protocol on it): not worth pooling.
+        drop(h);
+    } else {
+        h.release();
+    }
+    let plan = ConnectPlan {
+        preferred: Some(index),
+        ..plan
+    };
+    connect(backend, set, plan, trace).await
 }
 
 /// Connects to one server, bounded by `timeout`, with TCP_NODELAY.

@@ -28,12 +28,12 @@ use super::super::counters::{add, inc};
 use super::super::error::ProxyError;
 use super::super::log::{Cause, Phase, Termination};
 use super::super::pipe::{self, PipeTimeouts};
-use super::super::upstream::{ConnectPlan, Upstream, connect, connect_addr};
+use super::super::upstream::{ConnectPlan, Held, Upstream, connect_addr, connect_held};
 use super::ws_place::{Placement, placed_by_message};
 use super::{
-    Exchange, READ_CHUNK, count_error, count_server_error, count_viewer, read_response_head,
-    read_upstream, read_upstream_up_to, route, sticky, stream_point, write_downstream,
-    write_downstream_pair, write_upstream,
+    BODY_READ, Exchange, READ_CHUNK, count_error, count_server_error, count_viewer,
+    read_response_head, read_upstream, read_upstream_up_to, route, sticky, stream_point,
+    write_downstream, write_downstream_pair, write_upstream,
 };
 use streamfleet_proto::http::response::write_https_redirect;
 use streamfleet_proto::http::{
@@ -44,11 +44,6 @@ use streamfleet_proto::http::{
 
 /// Bytes of response body gathered before a write to the client.
 const COALESCE: usize = 32 * 1024;
-/// Room for one read of a response body: large bodies then take a few big reads and writes
-/// instead of many 16 KiB ones (each write to a local socket also pays for the receiver's
-/// TCP processing and wake-up). Buffers grown past [`KEEP_BUFFER`] are released after the
-/// response, so idle keep-alive connections do not hold them.
-const BODY_READ: usize = 64 * 1024;
 /// Largest buffer capacity a connection keeps between exchanges.
 const KEEP_BUFFER: usize = 2 * READ_CHUNK;
 
@@ -78,6 +73,8 @@ struct Conn<'a, S> {
     first: bool,
     /// The access-log facts of the current exchange.
     x: Exchange,
+    /// The upstream connection of the last exchange, for the next one.
+    held: Option<Held>,
 }
 
 /// Serves HTTP/1.x on a (possibly TLS) client connection until it closes.
@@ -101,6 +98,7 @@ pub async fn serve<S>(
         parser: RequestParser::new(HeadLimits::default()),
         first: true,
         x: Exchange::new(accepted, proto == ForwardedProto::Https),
+        held: None,
     };
     loop {
         let head = match c.read_head().await {
@@ -141,6 +139,9 @@ pub async fn serve<S>(
             break;
         }
         c.x.reset(Instant::now());
+    }
+    if let Some(h) = c.held.take() {
+        h.release();
     }
     // Best effort: sends FIN (and TLS close_notify); the client may already be gone.
     let _ = tokio::time::timeout(fe.timeouts.client, c.io.shutdown()).await;
@@ -288,7 +289,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         };
         self.x.phase = Phase::Connect;
         let connect_started = Instant::now();
-        let connected = connect(&backend, &set, plan, &mut self.x.trace).await;
+        // A held connection is used unchecked only when a failure can be replayed (see
+        // `forward`).
+        let probe = head.framing() != BodyFraming::None;
+        let connected = connect_held(
+            &backend,
+            &set,
+            plan,
+            &mut self.x.trace,
+            &mut self.held,
+            probe,
+        )
+        .await;
         self.x.server = self.x.trace.server.clone();
         let up = connected.map_err(|e| (e, Some(backend.clone())))?;
         self.x.connected(connect_started, up.reused);
@@ -417,15 +429,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<'_, S> {
         *responded = true;
         self.x.phase = Phase::Data;
         let (mut sent, last) = self.relay_response_body(&mut up.stream, framing).await?;
-        // The upstream connection goes back to the pool before the response's last bytes go
-        // to the client: a client's next request, maybe on another connection served by
-        // another thread, can then reuse it.
+        // The upstream connection is kept for this client's next request (on close it goes
+        // back to the pool, to other clients).
         if edits.keep_alive
             && resp.keep_alive(head.is_head_request())
             && !body_unread
             && self.ubuf.len() == last
         {
-            server.pool.put(up.stream);
+            let held = Held {
+                server: server.clone(),
+                stream: up.stream,
+                since: Instant::now(),
+            };
+            if close {
+                held.release();
+            } else {
+                self.held = Some(held);
+            }
         }
         sent += self.flush_with(last).await?;
         if self.out.capacity() > KEEP_BUFFER {

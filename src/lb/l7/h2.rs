@@ -27,8 +27,8 @@ use super::super::l4::conns;
 use super::super::log::{Phase, RequestLine};
 use super::super::upstream::{ConnectPlan, connect};
 use super::{
-    Exchange, count_abort, count_error, count_server_error, count_viewer, read_response_head,
-    read_upstream, route, sticky, stream_point, write_upstream,
+    BODY_READ, Exchange, count_abort, count_error, count_server_error, count_viewer,
+    read_response_head, read_upstream_up_to, route, sticky, stream_point, write_upstream,
 };
 use crate::runtime::ConnPermit;
 use streamfleet_proto::http::cookie::prefix_set_cookie;
@@ -467,6 +467,10 @@ async fn proxy(
         let mut reader = BodyReader::new(response_framing);
         let mut ranges = Vec::new();
         let mut delivered: u64 = 0;
+        let reusable = resp.keep_alive(head_request) && edits.keep_alive;
+        let mut up_stream = Some(up.stream);
+        // Whether the last DATA frame carried END_STREAM.
+        let mut ended = false;
         loop {
             if !ubuf.is_empty() {
                 ranges.clear();
@@ -477,32 +481,53 @@ async fn proxy(
                         source: HttpError::Body(e),
                     })?;
                 let consumed = ubuf.split_to(p.consumed).freeze();
-                for r in ranges.drain(..) {
+                let complete = reader.is_complete();
+                if complete {
+                    // The upstream has sent the whole response: its connection can serve
+                    // another stream while this one's last bytes go to the client.
+                    if let Some(s) = up_stream.take().filter(|_| reusable && ubuf.is_empty()) {
+                        server.pool.put(s);
+                    }
+                }
+                let last = ranges.len();
+                for (i, r) in ranges.drain(..).enumerate() {
                     let data = consumed.slice(r);
                     delivered += data.len() as u64;
                     x.bytes_out += data.len() as u64;
-                    send_all(&mut send, data, client_timeout).await?;
+                    // The last piece ends the stream: no separate empty DATA frame.
+                    let end = complete && i + 1 == last && !data.is_empty();
+                    send_all(&mut send, data, end, client_timeout).await?;
+                    ended |= end;
+                }
+                if complete {
+                    break;
                 }
             }
             if reader.is_complete() {
                 break;
             }
-            match read_upstream(&mut up.stream, &mut ubuf, server_timeout).await {
+            let Some(stream) = up_stream.as_mut() else {
+                break;
+            };
+            match read_upstream_up_to(stream, &mut ubuf, BODY_READ, server_timeout).await {
                 Ok(_) => {}
                 Err(ProxyError::UpstreamIo(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     reader.finish().map_err(|e| ProxyError::Http {
                         side: Side::Upstream,
                         source: HttpError::Body(e),
                     })?;
+                    up_stream = None;
                     break;
                 }
                 Err(e) => return Err(e),
             }
         }
-        send.send_data(Bytes::new(), true).map_err(ProxyError::H2)?;
+        if !ended {
+            send.send_data(Bytes::new(), true).map_err(ProxyError::H2)?;
+        }
         counters.iter().for_each(|c| add(&c.bytes_out, delivered));
-        if resp.keep_alive(head_request) && edits.keep_alive && ubuf.is_empty() {
-            server.pool.put(up.stream);
+        if let Some(s) = up_stream.filter(|_| reusable && ubuf.is_empty()) {
+            server.pool.put(s);
         }
         Ok(())
     }
@@ -514,10 +539,11 @@ async fn proxy(
     result.map_err(fail)
 }
 
-/// Sends `data` as the flow-control window allows.
+/// Sends `data` as the flow-control window allows; `end` sets END_STREAM on its last frame.
 async fn send_all(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
+    end: bool,
     client_timeout: Duration,
 ) -> Result<(), ProxyError> {
     while data.has_remaining() {
@@ -534,7 +560,8 @@ async fn send_all(
             continue;
         }
         let piece = data.split_to(granted.min(data.len()));
-        send.send_data(piece, false).map_err(ProxyError::H2)?;
+        let last = end && data.is_empty();
+        send.send_data(piece, last).map_err(ProxyError::H2)?;
     }
     Ok(())
 }

@@ -39,6 +39,13 @@ use streamfleet_proto::http::{
 
 /// Read buffers grow by this much at a time.
 pub(crate) const READ_CHUNK: usize = 16 * 1024;
+/// Room for one read of a response body: large bodies then take a few big reads and writes
+/// instead of many 16 KiB ones (each write to a local socket also pays for the receiver's
+/// TCP processing and wake-up). HTTP/1 connections release buffers grown past twice
+/// [`READ_CHUNK`] after the response, so idle keep-alive connections do not hold them; an
+/// HTTP/2 stream hands its buffer to the client connection's send queue, bounded by
+/// `MAX_SEND_BUFFER` per stream.
+pub(crate) const BODY_READ: usize = 64 * 1024;
 
 /// Serves one connection of an HTTP frontend.
 pub async fn serve(fe: Arc<Frontend>, stream: TcpStream, peer: SocketAddr, permit: ConnPermit) {
