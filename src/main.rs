@@ -94,12 +94,6 @@ enum ModeCommand {
     },
 }
 
-/// mimalloc instead of glibc's malloc: the LB's HTTP/2 and TLS paths allocate and free many
-/// small buffers per request (frames, header maps, records), and glibc's malloc/free took about
-/// 14 % of the LB's CPU under `h2load` (bench/lb/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
