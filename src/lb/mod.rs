@@ -19,7 +19,6 @@
 //! - `source_limit`: open connections per client address (`maxconn_per_source`).
 
 pub mod backend;
-pub mod carriers;
 pub mod counters;
 pub mod discovery;
 pub mod error;

@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use streamfleet_proto::names::{PlayerName, hls_file_name};
 
 use super::backend::{Server, ServerSet};
-use super::carriers::carriers;
 
 /// Points per unit of weight on the ring (at the backend's highest weight).
 const POINTS: u64 = 160;
@@ -184,16 +183,14 @@ pub fn under_bound(
         <= u128::from(total_load) * u128::from(factor_percent) * u128::from(weight)
 }
 
-/// Picks the server for the stream at `point`: among the eligible ones under the bound, the
-/// first on the ring that `carries` the stream already (its viewers are there: it pulls the
-/// stream), else the first on the ring; when every one is full (which the bound makes
-/// impossible unless loads changed meanwhile), the first eligible one.
+/// Picks the server for the stream at `point`: the first eligible one on the ring that is under
+/// the bound, else (every one full, which the bound makes impossible unless loads changed
+/// meanwhile) the first eligible one.
 pub fn pick(
     set: &ServerSet,
     point: u64,
     factor_percent: u32,
     load: impl Fn(&Server) -> u64,
-    carries: impl Fn(&Server) -> bool,
     eligible: impl Fn(usize) -> bool,
 ) -> Option<usize> {
     let (total_load, total_weight) = set
@@ -207,18 +204,15 @@ pub fn pick(
     if total_weight == 0 {
         return None;
     }
-    let (mut first, mut first_under) = (None, None);
+    let mut first = None;
     for i in set.ring().walk(point).filter(|&i| eligible(i)) {
         let s = &set.servers[i];
         if under_bound(load(s), s.weight, total_load, total_weight, factor_percent) {
-            if carries(s) {
-                return Some(i);
-            }
-            first_under.get_or_insert(i);
+            return Some(i);
         }
         first.get_or_insert(i);
     }
-    first_under.or(first)
+    first
 }
 
 /// A server's viewer load for `balance: stream` on mode http: the viewers [`Sessions`] counts
@@ -238,31 +232,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A viewer: where it is, what it watches (counted in the server's load and in [`carriers`]).
 struct Entry {
     server: Arc<Server>,
-    stream: u64,
     seen: Instant,
 }
 
 impl Entry {
-    fn new(server: &Arc<Server>, stream: u64, seen: Instant) -> Entry {
+    fn new(server: &Arc<Server>, seen: Instant) -> Entry {
         server.viewers.0.fetch_add(1, Ordering::Relaxed);
-        carriers().add(stream, &server.name);
         Entry {
             server: server.clone(),
-            stream,
             seen,
         }
     }
 
-    fn moved_to(&mut self, server: &Arc<Server>, stream: u64, now: Instant) {
+    fn moved_to(&mut self, server: &Arc<Server>, now: Instant) {
         self.seen = now;
-        if !Arc::ptr_eq(&self.server, server) || self.stream != stream {
-            carriers().add(stream, &server.name);
-            carriers().remove(self.stream, &self.server.name);
-            self.stream = stream;
-        }
         if !Arc::ptr_eq(&self.server, server) {
             server.viewers.0.fetch_add(1, Ordering::Relaxed);
             self.server.viewers.0.fetch_sub(1, Ordering::Relaxed);
@@ -274,7 +259,6 @@ impl Entry {
 impl Drop for Entry {
     fn drop(&mut self) {
         self.server.viewers.0.fetch_sub(1, Ordering::Relaxed);
-        carriers().remove(self.stream, &self.server.name);
     }
 }
 
@@ -367,15 +351,13 @@ impl Sessions {
         let mut shard = self.shard(key);
         self.sweep(&mut shard, now, false);
         if let Some(e) = shard.map.get_mut(&key) {
-            e.moved_to(server, viewer.stream, now);
+            e.moved_to(server, now);
             return;
         }
         if shard.map.len() >= MAX_SESSIONS / SHARDS {
             return;
         }
-        shard
-            .map
-            .insert(key, Entry::new(server, viewer.stream, now));
+        shard.map.insert(key, Entry::new(server, now));
         drop(shard);
         if viewer.session.is_some() {
             // A new session: the same client's cookieless requests for this stream were most
@@ -547,53 +529,31 @@ mod tests {
             x ^= x << 17;
             viewers.swap(i, (x % (i as u64 + 1)) as usize);
         }
-        // Joins one by one, each placed with the loads so far; with `prefer`, a server that
-        // carries the stream (has its viewers) is preferred under the bound.
-        let simulate = |prefer: bool| {
-            let mut load = [0u64; 8];
-            let mut pulls = std::collections::HashSet::new();
-            for &k in &viewers {
-                let point = stream_point("live", &format!("s{k}"));
-                let (loads, carrying) = (load, &pulls);
-                let i = pick(
-                    &set,
-                    point,
-                    125,
-                    |s| loads[s_index(&set, s)],
-                    |s| prefer && carrying.contains(&(k, s_index(&set, s))),
-                    |_| true,
-                )
-                .unwrap();
-                load[i] += 1;
-                pulls.insert((k, i));
-            }
-            (load, pulls.len())
-        };
-        let (plain_load, plain_pulls) = simulate(false);
-        let (load, pulls) = simulate(true);
-        for load in [plain_load, load] {
-            let total: u64 = load.iter().sum();
-            let avg = total as f64 / 8.0;
-            let max = *load.iter().max().unwrap() as f64;
-            assert!(max <= avg * 1.25, "loads {load:?}");
+        let mut load = [0u64; 8];
+        let mut pulls = std::collections::HashSet::new();
+        for &k in &viewers {
+            let point = stream_point("live", &format!("s{k}"));
+            let loads = load;
+            let i = pick(&set, point, 125, |s| loads[s_index(&set, s)], |_| true).unwrap();
+            load[i] += 1;
+            pulls.insert((k, i));
         }
-        // Round robin would put almost every stream on every server: 50 x 8 = 400 pulls; a
-        // stream needs about 1 (60 for all). Preferring carriers keeps spilled streams on the
-        // servers they reached.
+        let total: u64 = load.iter().sum();
+        let avg = total as f64 / 8.0;
+        let max = *load.iter().max().unwrap() as f64;
+        assert!(max <= avg * 1.25, "loads {load:?}");
+        // Round robin would put almost every stream on every server: 50 x 8 = 400 pulls.
         assert!(
-            plain_pulls <= 400 / 3,
-            "{plain_pulls} (stream, server) pulls"
-        );
-        assert!(
-            pulls < plain_pulls && pulls <= 80,
-            "{pulls} pulls preferring carriers, {plain_pulls} without"
+            pulls.len() <= 400 / 3,
+            "{} (stream, server) pulls",
+            pulls.len()
         );
         // And a server that is DOWN (not eligible) takes nothing.
         let point = stream_point("live", "s0");
-        let i = pick(&set, point, 125, |_| 0, |_| false, |_| true).unwrap();
-        let j = pick(&set, point, 125, |_| 0, |_| false, |k| k != i).unwrap();
+        let i = pick(&set, point, 125, |_| 0, |_| true).unwrap();
+        let j = pick(&set, point, 125, |_| 0, |k| k != i).unwrap();
         assert_ne!(i, j);
-        assert_eq!(pick(&set, point, 125, |_| 0, |_| false, |_| false), None);
+        assert_eq!(pick(&set, point, 125, |_| 0, |_| false), None);
     }
 
     fn s_index(set: &ServerSet, s: &Server) -> usize {

@@ -11,7 +11,6 @@ use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 
 use super::backend::{Backend, ServerSet};
-use super::carriers::carriers;
 use super::placement;
 use crate::config::Balance;
 
@@ -46,15 +45,7 @@ pub fn pick(
         Balance::RoundRobin => round_robin(),
         Balance::Stream { factor_percent, .. } => match stream {
             Some(point) => {
-                let carrying = carriers().of(point);
-                placement::pick(
-                    set,
-                    point,
-                    factor_percent,
-                    |s| backend.load(s),
-                    |s| carrying.contains(&s.name),
-                    eligible,
-                )
+                placement::pick(set, point, factor_percent, |s| backend.load(s), eligible)
             }
             None => round_robin(),
         },

@@ -16,12 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 use super::backend::{Backend, Server, ServerSet};
-use super::carriers::Carried;
 use super::counters::inc;
 use super::error::ProxyError;
 use super::l7::pool::MAX_IDLE_TIME;
 use super::select::pick;
-use crate::config::Balance;
 
 /// A connection to a server.
 #[derive(Debug)]
@@ -32,9 +30,6 @@ pub struct Upstream {
     pub stream: TcpStream,
     /// Taken from the pool (the server may have closed it meanwhile).
     pub reused: bool,
-    /// `balance: stream` on mode tcp and rtmp: the connection counts as a viewer of its
-    /// stream on the server while it lasts (mode http counts viewers by session instead).
-    pub carried: Option<Carried>,
 }
 
 /// How to choose and reach the server.
@@ -103,7 +98,6 @@ pub async fn connect(
                 server: server.clone(),
                 stream,
                 reused: true,
-                carried: carried(backend, plan.stream, server),
             });
         }
         inc(&backend.counters.connects);
@@ -116,7 +110,6 @@ pub async fn connect(
                     server: server.clone(),
                     stream,
                     reused: false,
-                    carried: carried(backend, plan.stream, server),
                 });
             }
             Err(e) => {
@@ -129,16 +122,6 @@ pub async fn connect(
         }
     }
     Err(last_error.unwrap_or(ProxyError::NoServer))
-}
-
-/// The viewer a mode tcp or rtmp connection of a stream-balanced backend is.
-fn carried(backend: &Backend, stream: Option<u64>, server: &Server) -> Option<Carried> {
-    match backend.balance {
-        Balance::Stream { .. } if backend.sessions.is_none() => {
-            stream.map(|point| Carried::new(point, &server.name))
-        }
-        _ => None,
-    }
 }
 
 /// An upstream connection an HTTP/1 client connection keeps between its requests: its next
@@ -208,7 +191,6 @@ pub async fn connect_held(
         inc(&server.counters.reuses);
         trace.server = Some(server.clone());
         return Ok(Upstream {
-            carried: carried(backend, plan.stream, server),
             server: h.server,
             stream: h.stream,
             reused: true,
