@@ -413,7 +413,10 @@ fn websocket_publish_refusals_as_ant_media_names_them() {
     assert_eq!(error_of(&recv(&mut ws)), "invalidStreamName");
     // The socket stays usable: a free id is admitted.
     send(&mut ws, publish("free"));
-    assert_eq!(recv(&mut ws), json!({"command": "start", "streamId": "free"}));
+    assert_eq!(
+        recv(&mut ws),
+        json!({"command": "start", "streamId": "free"})
+    );
     // A second `publish` of the same id on this socket.
     send(&mut ws, publish("free"));
     assert_eq!(error_of(&recv(&mut ws)), "streamIdInUse");
@@ -434,7 +437,10 @@ fn websocket_publish_refusals_as_ant_media_names_them() {
         &mut ws,
         json!({"command": "publish", "streamId": "cam", "token": token}),
     );
-    assert_eq!(recv(&mut ws), json!({"command": "start", "streamId": "cam"}));
+    assert_eq!(
+        recv(&mut ws),
+        json!({"command": "start", "streamId": "cam"})
+    );
     send(&mut ws, json!({"command": "stop", "streamId": "cam"}));
     assert_eq!(recv(&mut ws)["definition"], "publish_finished");
 }

@@ -326,7 +326,10 @@ impl Signalling {
                 None => self.stop(&stream_id),
             },
             Msg::TakeConfiguration {
-                stream_id, kind, sdp, ..
+                stream_id,
+                kind,
+                sdp,
+                ..
             } if kind == "offer" => self.publish_offer(&stream_id, &sdp),
             Msg::TakeConfiguration {
                 stream_id,

@@ -169,10 +169,7 @@ impl Signalling {
             Err(e) => {
                 // The claim went with the ingest: the client publishes again.
                 tracing::debug!(error = %e, "websocket publish offer refused");
-                let mut r = err(
-                    super::definition(&e),
-                    super::super::whep::error_text(&e),
-                );
+                let mut r = err(super::definition(&e), super::super::whep::error_text(&e));
                 r.push(Reply::notification(
                     Definition::PublishFinished,
                     Some(stream_id),
@@ -276,7 +273,10 @@ mod tests {
             .as_str(),
             "streamIdInUse"
         );
-        assert_eq!(refusal(&PublishRefused::Edge), Definition::PublishNotAllowed);
+        assert_eq!(
+            refusal(&PublishRefused::Edge),
+            Definition::PublishNotAllowed
+        );
         assert_eq!(
             refusal(&PublishRefused::BadName("x".into())),
             Definition::InvalidStreamName
