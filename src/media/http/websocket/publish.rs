@@ -103,7 +103,9 @@ impl Signalling {
                 vec![Reply::Start { stream_id }]
             }
             Err(r) => {
-                tracing::debug!(app = %self.app, reason = %r, "websocket publish refused");
+                // The reason may quote the id as sent: only its definition is logged.
+                let definition = refusal(&r).as_str();
+                tracing::debug!(app = %self.app, definition, "websocket publish refused");
                 err(refusal(&r), r.to_string())
             }
         }
@@ -125,7 +127,8 @@ impl Signalling {
         let offer = match PublishOffer::parse(sdp) {
             Ok(o) => o,
             Err(e) => {
-                tracing::debug!(error = %e, "websocket publish offer refused");
+                // A parse error may quote the offer: not logged.
+                tracing::debug!(app = %self.app, "websocket publish offer refused (malformed)");
                 return err(
                     Definition::NotSetRemoteDescription,
                     super::super::whep::error_text(&e),
