@@ -4,6 +4,8 @@
 //! second Chromium plays it over WHEP (video frames, Opus with energy); when the browser DELETEs
 //! its session the stream ends. curl checks the refusals (malformed offer, no H.264, stream id
 //! in use, an edge, a token the app's security refuses) and a publisher that never connects.
+//! The same with Ant Media's WebSocket publish flow: Chromium with `@antmedia/webrtc_adaptor`
+//! through the LB (`?target=origin`), and its refusals with a raw WebSocket client.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -384,7 +386,8 @@ fn chromium_publishes_with_the_antmedia_adaptor_through_the_lb() {
 }
 
 /// The WebSocket publish refusals: a stream id an RTMP publisher holds (`streamIdInUse`), an
-/// edge, a token the app's security refuses (`unauthorized_access`), a bad stream id.
+/// edge, a token the app's security refuses (`unauthorized_access`), a bad stream id; and the
+/// claim of a `publish` released by the socket closing and by the offer never coming.
 #[test]
 fn websocket_publish_refusals_as_ant_media_names_them() {
     require_ffmpeg();
@@ -420,6 +423,20 @@ fn websocket_publish_refusals_as_ant_media_names_them() {
     // A second `publish` of the same id on this socket.
     send(&mut ws, publish("free"));
     assert_eq!(error_of(&recv(&mut ws)), "streamIdInUse");
+    // Closing the socket releases the claim: another socket may publish the id (the socket's
+    // task ends asynchronously).
+    ws.close(None).unwrap();
+    drop(ws);
+    let ws_url = o.http("o1").replace("http://", "ws://") + "/live/websocket";
+    wait_for(
+        "the closed socket's claim released",
+        Duration::from_secs(10),
+        || {
+            let mut ws = connect(&ws_url);
+            send(&mut ws, publish("free"));
+            (recv(&mut ws)["command"] == "start").then_some(())
+        },
+    );
 
     let mut edge_ws = connect(&(e.http("e1").replace("http://", "ws://") + "/live/websocket"));
     send(&mut edge_ws, publish("cam"));
@@ -443,4 +460,23 @@ fn websocket_publish_refusals_as_ant_media_names_them() {
     );
     send(&mut ws, json!({"command": "stop", "streamId": "cam"}));
     assert_eq!(recv(&mut ws)["definition"], "publish_finished");
+    // A `publish` whose offer never comes ends by itself (10 s) and frees the id.
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "cam", "token": token}),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(recv(&mut ws)["command"], "start");
+    let v = recv(&mut ws);
+    assert_eq!(v["definition"], "publish_finished", "{v}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "cam", "token": token}),
+    );
+    assert_eq!(recv(&mut ws)["command"], "start");
 }
