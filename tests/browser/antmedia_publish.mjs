@@ -64,7 +64,7 @@ const deadline = Date.now() + timeoutS * 1000;
 try {
   const tab = await browser.newPage();
   tab.on('console', (m) => { if (m.type() === 'error') (out.console ||= []).push(m.text()); });
-  tab.on('pageerror', (e) => (out.pageErrors ||= []).push(String(e)));
+  tab.on('pageerror', (e) => (out.pageErrors ||= []).push(String((e && e.stack) || e).slice(0, 600)));
   await tab.goto(origin);
   await tab.evaluate(({ wsUrl }) => {
     window.events = [];

@@ -370,9 +370,12 @@ fn chromium_publishes_with_the_antmedia_adaptor_through_the_lb() {
 
     // The adaptor saw publish_started, sent H.264, and its `stop` was answered publish_finished.
     let result = browser.finish();
+    eprintln!("antmedia_publish.mjs: {}", result.json);
     assert!(result.ok, "{}", result.json);
     assert_eq!(result.json["codec"], "video/H264", "{}", result.json);
     assert_eq!(result.json["steps"]["finished"], true, "{}", result.json);
+    // The adaptor's own code ran without an exception (e.g. on a remote track it did not expect).
+    assert!(result.json["pageErrors"].is_null(), "{}", result.json);
     let events = result.json["events"].to_string();
     assert!(
         events.contains("publish_started") && events.contains("publish_finished"),

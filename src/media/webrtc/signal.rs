@@ -430,8 +430,9 @@ impl Reply {
             }
             Reply::Start { stream_id } => json!({"command": "start", "streamId": stream_id}),
             Reply::Answer { stream_id, sdp } => {
+                // The adaptor reads `idMapping[streamId][mid]` on every remote track.
                 json!({"command": "takeConfiguration", "streamId": stream_id, "type": "answer",
-                       "sdp": sdp})
+                       "sdp": sdp, "idMapping": {}})
             }
             Reply::Candidate {
                 stream_id,
@@ -715,7 +716,7 @@ mod tests {
                 sdp: "v=0\r\n".into()
             }),
             json!({"command": "takeConfiguration", "streamId": "cam", "type": "answer",
-                   "sdp": "v=0\r\n"})
+                   "sdp": "v=0\r\n", "idMapping": {}})
         );
         assert_eq!(
             value(&Reply::error(Definition::StreamIdInUse, Some("cam"), None)),
