@@ -110,10 +110,10 @@ fn the_antmedia_adaptor_plays_through_the_lb_from_an_edge() {
 }
 
 /// A raw WebSocket client.
-type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocket<MaybeTlsStream<TcpStream>>;
 
 /// Connects (101 expected) with a 20 s read timeout.
-fn connect(url: &str) -> Ws {
+pub(crate) fn connect(url: &str) -> Ws {
     let (ws, response) = tungstenite::connect(url).unwrap_or_else(|e| panic!("{url}: {e}"));
     assert_eq!(response.status(), 101);
     if let MaybeTlsStream::Plain(s) = ws.get_ref() {
@@ -123,12 +123,12 @@ fn connect(url: &str) -> Ws {
 }
 
 /// Sends a JSON text message.
-fn send(ws: &mut Ws, value: Value) {
+pub(crate) fn send(ws: &mut Ws, value: Value) {
     ws.send(Message::text(value.to_string())).unwrap();
 }
 
 /// The next JSON message (pings and pongs of the WebSocket layer skipped).
-fn recv(ws: &mut Ws) -> Value {
+pub(crate) fn recv(ws: &mut Ws) -> Value {
     loop {
         match ws.read().expect("a message within 20 s") {
             Message::Text(t) => return serde_json::from_str(t.as_str()).unwrap(),
@@ -139,7 +139,7 @@ fn recv(ws: &mut Ws) -> Value {
 }
 
 /// The `definition` of an `error` message.
-fn error_of(v: &Value) -> &str {
+pub(crate) fn error_of(v: &Value) -> &str {
     assert_eq!(v["command"], "error", "{v}");
     v["definition"].as_str().unwrap()
 }
@@ -173,8 +173,20 @@ fn the_websocket_signalling_answers_every_message() {
     let v = recv(&mut ws);
     assert_eq!(error_of(&v), "unsupported_command");
     assert!(v["message"].as_str().unwrap().contains("fly"), "{v}");
-    send(&mut ws, json!({"command": "publish", "streamId": "x"}));
-    assert_eq!(error_of(&recv(&mut ws)), "unsupported_command");
+    // `publish` claims the stream and says `start`; a malformed offer gets an error (the
+    // socket stays usable), `stop` releases the stream.
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "x", "token": "", "video": true, "audio": true}),
+    );
+    assert_eq!(recv(&mut ws), json!({"command": "start", "streamId": "x"}));
+    send(
+        &mut ws,
+        json!({"command": "takeConfiguration", "streamId": "x", "type": "offer", "sdp": "nonsense"}),
+    );
+    assert_eq!(error_of(&recv(&mut ws)), "notSetRemoteDescription");
+    send(&mut ws, json!({"command": "stop", "streamId": "x"}));
+    assert_eq!(recv(&mut ws)["definition"], "publish_finished");
     send(&mut ws, json!({"command": "play"}));
     assert_eq!(error_of(&recv(&mut ws)), "noStreamNameSpecified");
     send(

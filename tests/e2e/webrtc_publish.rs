@@ -4,12 +4,17 @@
 //! second Chromium plays it over WHEP (video frames, Opus with energy); when the browser DELETEs
 //! its session the stream ends. curl checks the refusals (malformed offer, no H.264, stream id
 //! in use, an edge, a token the app's security refuses) and a publisher that never connects.
+//! The same with Ant Media's WebSocket publish flow: Chromium with `@antmedia/webrtc_adaptor`
+//! through the LB (`?target=origin`), and its refusals with a raw WebSocket client.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::browser::{play_whep, publish_whip};
+use serde_json::json;
+
+use crate::antmedia_ws::{connect, error_of, recv, send};
+use crate::common::browser::{play_whep, publish_antmedia, publish_whip};
 use crate::common::cluster::{cluster, edge};
 use crate::common::media::{Publisher, Source, probe, require_ffmpeg};
 use crate::common::secantus::Secantus;
@@ -294,4 +299,187 @@ fn whip_follows_the_apps_publish_security() {
     );
     let r = curl("POST", &whip, &[SDP, &bearer], OFFER.as_bytes());
     assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// Ant Media's WebSocket publish flow: Chromium with `@antmedia/webrtc_adaptor` publishes its
+/// fake camera and microphone through the LB (`?target=origin`) to the origin; from the edge,
+/// ffprobe reads HLS (H.264 frames and AAC frames counted); a second publisher of the same id
+/// over the WebSocket gets `streamIdInUse`; the adaptor's `stop` ends the stream.
+#[test]
+fn chromium_publishes_with_the_antmedia_adaptor_through_the_lb() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let o = origin(&db);
+    let e = webrtc_edge(&db);
+    let balancer = lb(&db);
+    let lb_addr = balancer.addr("lb1", "frontend:http_lb");
+    // The LB found the origin: its WHIP route (the same backend as `?target=origin`) reaches
+    // the origin's WHIP handler (a GET is 405 there).
+    let whip = format!("http://{lb_addr}/live/whip/cam");
+    wait_for("the origins' backend up", Duration::from_secs(20), || {
+        let r = get(&whip);
+        (r.status == 405 && r.text().contains("WHIP")).then_some(())
+    });
+    let ws_url = format!("ws://{lb_addr}/live/websocket?target=origin");
+
+    let browser = publish_antmedia(&ws_url, "cam", 20, &[]);
+    let playlist = format!("{}/live/streams/cam.m3u8", e.http("e1"));
+    wait_for(
+        "the stream live on the edge",
+        Duration::from_secs(60),
+        || {
+            let r = get(&playlist);
+            (r.status == 200 && r.text().matches("#EXTINF").count() >= 4).then_some(())
+        },
+    );
+    let b = get(&format!("{}/live/rest/v2/broadcasts/cam", o.http("o1"))).json();
+    assert_eq!(b["status"], "broadcasting", "{b}");
+
+    // Another WebSocket publisher of the id: `streamIdInUse`, and its socket stays usable.
+    let mut ws = connect(&ws_url);
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "cam", "token": "", "video": true, "audio": true}),
+    );
+    assert_eq!(error_of(&recv(&mut ws)), "streamIdInUse");
+    send(&mut ws, json!({"command": "ping"}));
+    assert_eq!(recv(&mut ws), json!({"command": "pong"}));
+
+    let streams = probe(&playlist, 4);
+    let video = streams
+        .iter()
+        .find(|s| s.kind == "video")
+        .unwrap_or_else(|| panic!("no video in {streams:?}"));
+    let audio = streams
+        .iter()
+        .find(|s| s.kind == "audio")
+        .unwrap_or_else(|| panic!("no audio in {streams:?}"));
+    assert_eq!(video.codec, "h264", "{streams:?}");
+    assert!(video.width > 0 && video.height > 0, "{streams:?}");
+    assert!(
+        video.frames >= 4 * 10,
+        "{} video frames in 4 s",
+        video.frames
+    );
+    assert_eq!(audio.codec, "aac", "{streams:?}");
+    assert!(
+        (4 * 40..=4 * 50).contains(&audio.frames),
+        "{} AAC frames in 4 s",
+        audio.frames
+    );
+
+    // The adaptor saw publish_started, sent H.264, and its `stop` was answered publish_finished.
+    let result = browser.finish();
+    eprintln!("antmedia_publish.mjs: {}", result.json);
+    assert!(result.ok, "{}", result.json);
+    assert_eq!(result.json["codec"], "video/H264", "{}", result.json);
+    assert_eq!(result.json["steps"]["finished"], true, "{}", result.json);
+    // The adaptor's own code ran without an exception (e.g. on a remote track it did not expect).
+    assert!(result.json["pageErrors"].is_null(), "{}", result.json);
+    let events = result.json["events"].to_string();
+    assert!(
+        events.contains("publish_started") && events.contains("publish_finished"),
+        "{events}"
+    );
+    // `stop` ended the stream, as when an RTMP publisher leaves.
+    wait_for("the stream finished", Duration::from_secs(20), || {
+        let b = get(&format!("{}/live/rest/v2/broadcasts/cam", o.http("o1"))).json();
+        (b["status"] == "finished").then_some(())
+    });
+}
+
+/// The WebSocket publish refusals: a stream id an RTMP publisher holds (`streamIdInUse`), an
+/// edge, a token the app's security refuses (`unauthorized_access`), a bad stream id; and the
+/// claim of a `publish` released by the socket closing and by the offer never coming.
+#[test]
+fn websocket_publish_refusals_as_ant_media_names_them() {
+    require_ffmpeg();
+    let db = Secantus::start();
+    let o = origin(&db);
+    let e = webrtc_edge(&db);
+    let publish = |id: &str| json!({"command": "publish", "streamId": id, "token": ""});
+
+    let _rtmp = Publisher::start(
+        &format!("rtmp://{}/live/busy", o.addr("o1", "rtmp")),
+        Source {
+            seconds: 60,
+            ..Source::default()
+        },
+    );
+    let playlist = format!("{}/live/streams/busy.m3u8", o.http("o1"));
+    wait_for("the RTMP stream live", Duration::from_secs(20), || {
+        (get(&playlist).status == 200).then_some(())
+    });
+    let mut ws = connect(&(o.http("o1").replace("http://", "ws://") + "/live/websocket"));
+    send(&mut ws, publish("busy"));
+    let v = recv(&mut ws);
+    assert_eq!(error_of(&v), "streamIdInUse", "{v}");
+    assert_eq!(v["streamId"], "busy", "{v}");
+    send(&mut ws, publish("cam_240p"));
+    assert_eq!(error_of(&recv(&mut ws)), "invalidStreamName");
+    // The socket stays usable: a free id is admitted.
+    send(&mut ws, publish("free"));
+    assert_eq!(
+        recv(&mut ws),
+        json!({"command": "start", "streamId": "free"})
+    );
+    // A second `publish` of the same id on this socket.
+    send(&mut ws, publish("free"));
+    assert_eq!(error_of(&recv(&mut ws)), "streamIdInUse");
+    // Closing the socket releases the claim: another socket may publish the id (the socket's
+    // task ends asynchronously).
+    ws.close(None).unwrap();
+    drop(ws);
+    let ws_url = o.http("o1").replace("http://", "ws://") + "/live/websocket";
+    wait_for(
+        "the closed socket's claim released",
+        Duration::from_secs(10),
+        || {
+            let mut ws = connect(&ws_url);
+            send(&mut ws, publish("free"));
+            (recv(&mut ws)["command"] == "start").then_some(())
+        },
+    );
+
+    let mut edge_ws = connect(&(e.http("e1").replace("http://", "ws://") + "/live/websocket"));
+    send(&mut edge_ws, publish("cam"));
+    let v = recv(&mut edge_ws);
+    assert_eq!(error_of(&v), "publish_not_allowed_on_edge", "{v}");
+
+    let s = Proc::start(
+        "nodes:\n  - {role: standalone, name: s1, rtmp: \"127.0.0.1:0\", http: \"127.0.0.1:0\", webrtc: {udp: \"127.0.0.1:0\"}, apps: [{name: live, security: {publish: jwt, jwt_secret: \"publish-secret-0123456789\"}}]}\n",
+    );
+    let mut ws = connect(&(s.http("s1").replace("http://", "ws://") + "/live/websocket"));
+    send(&mut ws, publish("cam"));
+    assert_eq!(error_of(&recv(&mut ws)), "unauthorized_access");
+    let token = crate::common::stream_token("publish-secret-0123456789", "cam", "publish", 600);
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "cam", "token": token}),
+    );
+    assert_eq!(
+        recv(&mut ws),
+        json!({"command": "start", "streamId": "cam"})
+    );
+    send(&mut ws, json!({"command": "stop", "streamId": "cam"}));
+    assert_eq!(recv(&mut ws)["definition"], "publish_finished");
+    // A `publish` whose offer never comes ends by itself (10 s) and frees the id.
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "cam", "token": token}),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(recv(&mut ws)["command"], "start");
+    let v = recv(&mut ws);
+    assert_eq!(v["definition"], "publish_finished", "{v}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    send(
+        &mut ws,
+        json!({"command": "publish", "streamId": "cam", "token": token}),
+    );
+    assert_eq!(recv(&mut ws)["command"], "start");
 }

@@ -1,4 +1,4 @@
-//! Ant Media Server's WebSocket signalling for playing, at `/{app}/websocket` (any query, e.g.
+//! Ant Media Server's WebSocket signalling for playing (and publishing: `publish`), at `/{app}/websocket` (any query, e.g.
 //! `?target=edge`), so Ant Media's own browser client (`@antmedia/webrtc_adaptor`) plays from
 //! this node unchanged.
 //!
@@ -9,6 +9,8 @@
 //! the session's first frame becomes `play_started` and its end `play_finished`, as does the
 //! publisher going away. A socket holds a few sessions (one per stream); bad messages get an
 //! `error` and the socket stays usable; the node draining sends `server_will_stop` and closes.
+
+mod publish;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -197,6 +199,8 @@ struct Signalling {
     client: IpAddr,
     /// By stream id.
     plays: HashMap<String, Play>,
+    /// Published streams, by stream id.
+    publishes: HashMap<String, publish::Publish>,
     /// Given to sessions and stream watchers, to report to this socket.
     events_tx: mpsc::Sender<(String, SessionEvent)>,
     /// Sessions' events (and their streams' ends), tagged with the session id.
@@ -213,6 +217,7 @@ impl Signalling {
             app,
             client,
             plays: HashMap::new(),
+            publishes: HashMap::new(),
             events_tx,
             events,
         }
@@ -228,6 +233,9 @@ impl Signalling {
                     Play::Offered { deadline, .. } => Some(*deadline),
                     Play::Started { .. } => None,
                 })
+                .min()
+                .into_iter()
+                .chain(self.publish_deadline())
                 .min();
             let wake = tokio::select! {
                 m = ws.next() => Wake::Message(m),
@@ -262,7 +270,11 @@ impl Signalling {
                     Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Vec::new(),
                 },
                 Wake::Event(id, ev) => self.session_event(&id, ev),
-                Wake::OfferExpired => self.expire_offers(),
+                Wake::OfferExpired => {
+                    let mut r = self.expire_offers();
+                    r.extend(self.expire_publishes());
+                    r
+                }
                 Wake::Draining => {
                     let bye = Reply::notification(Definition::ServerWillStop, None);
                     if let Err(e) = ws.send(Message::text(bye.to_json())).await {
@@ -286,6 +298,7 @@ impl Signalling {
             }
         };
         tracing::debug!(app = %self.app, reason = why, "websocket signalling ended");
+        self.end_publishes();
         for (stream_id, play) in self.plays.drain() {
             if let Play::Started { id, .. } = play {
                 self.webrtc
@@ -307,7 +320,17 @@ impl Signalling {
             Msg::Ping => vec![Reply::Pong],
             Msg::GetIceServerConfig => vec![Reply::IceServerConfig],
             Msg::Play { stream_id, token } => self.play(stream_id, token.as_deref()).await,
-            Msg::Stop { stream_id } => self.stop(&stream_id),
+            Msg::Publish { stream_id, token } => self.publish(stream_id, token.as_deref()).await,
+            Msg::Stop { stream_id } => match self.stop_publish(&stream_id) {
+                Some(r) => r,
+                None => self.stop(&stream_id),
+            },
+            Msg::TakeConfiguration {
+                stream_id,
+                kind,
+                sdp,
+                ..
+            } if kind == "offer" => self.publish_offer(&stream_id, &sdp),
             Msg::TakeConfiguration {
                 stream_id,
                 kind,
@@ -334,7 +357,7 @@ impl Signalling {
                 Definition::UnsupportedCommand,
                 None,
                 Some(format!(
-                    "`{command}` is not supported: this server only plays"
+                    "`{command}` is not supported: this server plays and publishes"
                 )),
             )],
         }
@@ -416,7 +439,7 @@ impl Signalling {
         if kind != "answer" {
             return err(
                 Definition::UnsupportedCommand,
-                format!("a `{kind}` configuration: this server only plays (it offers, you answer)"),
+                format!("a `{kind}` configuration: players answer, publishers offer"),
             );
         }
         let Some(Play::Offered { .. }) = self.plays.get(stream_id) else {
@@ -513,6 +536,9 @@ impl Signalling {
 
     /// A session's event: `play_started`, or `play_finished` (the session or its stream ended).
     fn session_event(&mut self, id: &str, ev: SessionEvent) -> Vec<Reply> {
+        if let Some(r) = self.publish_event(id, ev) {
+            return r;
+        }
         let Some(stream_id) = self.plays.iter().find_map(|(s, p)| match p {
             Play::Started { id: i, .. } if i == id => Some(s.clone()),
             _ => None,

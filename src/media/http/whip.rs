@@ -146,7 +146,13 @@ async fn offer(
         Err(r) => return refused(&r),
     };
     let ingest = Ingest::new(0, admitted);
-    match webrtc.publish(offer, ingest, client, ctx.config.hls.segment) {
+    match webrtc.publish(
+        offer,
+        ingest,
+        client,
+        ctx.config.hls.segment,
+        crate::media::webrtc::Notifier::default(),
+    ) {
         Ok(answer) => {
             tracing::info!(%peer, stream = %format!("{app}/{stream_id}"), "publishing over WHIP");
             let location = format!("/{app}/whip/{stream_id}/{}", answer.id);

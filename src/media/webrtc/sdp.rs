@@ -101,7 +101,7 @@ pub(super) fn publisher_answer(
         .sdp_api()
         .accept_offer(offer)
         .map_err(WebRtcError::Answer)?;
-    let sdp = with_rejected_formats(&offer_sdp, &answer.to_sdp_string());
+    let sdp = receive_only(&with_rejected_formats(&offer_sdp, &answer.to_sdp_string()));
     if !answers_video(&sdp) {
         return Err(WebRtcError::PublishNoH264);
     }
@@ -214,6 +214,21 @@ pub(super) fn offers_h264(sdp: &str) -> bool {
     false
 }
 
+/// A publisher's answer receives only: a `sendrecv` offer (a browser's `addTrack`, as Ant Media's
+/// adaptor makes it) is answered `recvonly` (RFC 3264 6.1), so the browser expects no media
+/// back (no remote track appears on its side). The node never sends on a publisher's session.
+fn receive_only(answer: &str) -> String {
+    let mut out = String::with_capacity(answer.len());
+    for line in answer.split_inclusive('\n') {
+        if line.trim_end() == "a=sendrecv" {
+            out.push_str(&line.replacen("a=sendrecv", "a=recvonly", 1));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// The answer with the offer's first format on each rejected m-line that has none (str0m
 /// answers a refused audio section `m=audio 0 UDP/TLS/RTP/SAVPF` with an empty format list,
 /// which browsers refuse to parse; RFC 3264 6 wants at least one format there).
@@ -288,5 +303,16 @@ mod tests {
         let a = random_token(16);
         assert_eq!(a.len(), 32);
         assert_ne!(a, random_token(16));
+    }
+
+    #[test]
+    fn a_publishers_answer_receives_only() {
+        let answer = "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendrecv\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\na=x:a=sendrecv\r\n";
+        assert_eq!(
+            receive_only(answer),
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n\
+             m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\na=x:a=sendrecv\r\n"
+        );
     }
 }

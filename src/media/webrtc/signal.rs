@@ -1,4 +1,4 @@
-//! Ant Media Server's WebSocket JSON signalling for playing, as its browser client
+//! Ant Media Server's WebSocket JSON signalling for playing and publishing, as its browser client
 //! `@antmedia/webrtc_adaptor` speaks it: the messages only (no sockets, no clock).
 //!
 //! Every message is a JSON object with a `command`. A viewer sends `play` {streamId, token};
@@ -21,6 +21,14 @@ pub enum Request {
         /// The stream.
         stream_id: String,
         /// The play token (`token`); the adaptor sends `""` when there is none.
+        token: Option<String>,
+    },
+    /// Publish `stream_id` from this socket (`publish`): the server answers `start`, the
+    /// client then offers in `takeConfiguration` (type `offer`).
+    Publish {
+        /// The stream.
+        stream_id: String,
+        /// The publish token (`token`); the adaptor sends `""` when there is none.
         token: Option<String>,
     },
     /// End the session of `stream_id` (`stop`).
@@ -64,7 +72,7 @@ pub enum Request {
         /// `streamHeight`: the rendition's height in lines; 0 lets the server choose (auto).
         height: u32,
     },
-    /// A command this server does not answer (publishing, conferences, data channels...).
+    /// A command this server does not answer (conferences, data channels...).
     Unsupported {
         /// The `command` as sent (cut to 64 characters).
         command: String,
@@ -122,6 +130,10 @@ pub fn parse(text: &str) -> Result<Request, SignalError> {
         "play" => Request::Play {
             stream_id: stream_id(&obj, "play")?,
             token: optional_string(&obj, "play", "token")?.filter(|t| !t.is_empty()),
+        },
+        "publish" => Request::Publish {
+            stream_id: stream_id(&obj, "publish")?,
+            token: optional_string(&obj, "publish", "token")?.filter(|t| !t.is_empty()),
         },
         "stop" => Request::Stop {
             stream_id: stream_id(&obj, "stop")?,
@@ -262,6 +274,16 @@ pub enum Definition {
     ServerError,
     /// `forceStreamQuality` named a height the stream has no rendition of.
     NoSuchRendition,
+    /// A published stream's media reached the server.
+    PublishStarted,
+    /// A publication ended (by `stop`, the socket closing, silence or a takeover).
+    PublishFinished,
+    /// The stream is live already (published here or on another origin).
+    StreamIdInUse,
+    /// This node takes no publishers (an edge): publish through an origin.
+    PublishNotAllowed,
+    /// The node carries its maximum of streams, or of HLS memory.
+    HighResourceUsage,
 }
 
 impl Definition {
@@ -284,6 +306,11 @@ impl Definition {
             Definition::NotServed => "not_served",
             Definition::ServerError => "server_error_check_logs",
             Definition::NoSuchRendition => "no_such_rendition",
+            Definition::PublishStarted => "publish_started",
+            Definition::PublishFinished => "publish_finished",
+            Definition::StreamIdInUse => "streamIdInUse",
+            Definition::PublishNotAllowed => "publish_not_allowed_on_edge",
+            Definition::HighResourceUsage => "highResourceUsage",
         }
     }
 }
@@ -314,6 +341,18 @@ pub enum Reply {
         sdp: String,
         /// mid -> track id.
         id_mapping: Vec<(String, String)>,
+    },
+    /// A publisher may send its offer now (`start`).
+    Start {
+        /// The stream.
+        stream_id: String,
+    },
+    /// The server's SDP answer to a publisher's offer (`takeConfiguration` type `answer`).
+    Answer {
+        /// The stream.
+        stream_id: String,
+        /// The SDP.
+        sdp: String,
     },
     /// A server ICE candidate (`takeCandidate`).
     Candidate {
@@ -388,6 +427,12 @@ impl Reply {
                     .collect();
                 json!({"command": "takeConfiguration", "streamId": stream_id, "type": "offer",
                        "sdp": sdp, "idMapping": mapping})
+            }
+            Reply::Start { stream_id } => json!({"command": "start", "streamId": stream_id}),
+            Reply::Answer { stream_id, sdp } => {
+                // The adaptor reads `idMapping[streamId][mid]` on every remote track.
+                json!({"command": "takeConfiguration", "streamId": stream_id, "type": "answer",
+                       "sdp": sdp, "idMapping": {}})
             }
             Reply::Candidate {
                 stream_id,
@@ -552,10 +597,28 @@ mod tests {
         let e = parse(r#"{"command":"forceStreamQuality","streamId":"s","streamHeight":-5}"#)
             .unwrap_err();
         assert!(e.to_string().contains("streamHeight"), "{e}");
+        // webrtc_adaptor.js `sendPublishCommand`.
         assert_eq!(
-            parse(r#"{"command":"publish","streamId":"s"}"#),
+            parse(
+                r#"{"command":"publish","streamId":"s","token":"","subscriberId":"","subscriberCode":"",
+                    "streamName":"","mainTrack":"","video":true,"audio":true,"metaData":"","role":""}"#
+            ),
+            Ok(Request::Publish {
+                stream_id: "s".into(),
+                token: None
+            })
+        );
+        assert_eq!(
+            parse(r#"{"command":"publish","streamId":"s","token":"t"}"#),
+            Ok(Request::Publish {
+                stream_id: "s".into(),
+                token: Some("t".into())
+            })
+        );
+        assert_eq!(
+            parse(r#"{"command":"joinRoom","room":"r"}"#),
             Ok(Request::Unsupported {
-                command: "publish".into()
+                command: "joinRoom".into()
             })
         );
     }
@@ -640,6 +703,25 @@ mod tests {
             json!({"command": "error", "definition": "unauthorized_access", "message": "bad token"})
         );
         assert_eq!(value(&Reply::Pong), json!({"command": "pong"}));
+        // websocket_adaptor.js: `start` -> startPublishing(obj.streamId).
+        assert_eq!(
+            value(&Reply::Start {
+                stream_id: "cam".into()
+            }),
+            json!({"command": "start", "streamId": "cam"})
+        );
+        assert_eq!(
+            value(&Reply::Answer {
+                stream_id: "cam".into(),
+                sdp: "v=0\r\n".into()
+            }),
+            json!({"command": "takeConfiguration", "streamId": "cam", "type": "answer",
+                   "sdp": "v=0\r\n", "idMapping": {}})
+        );
+        assert_eq!(
+            value(&Reply::error(Definition::StreamIdInUse, Some("cam"), None)),
+            json!({"command": "error", "definition": "streamIdInUse", "streamId": "cam"})
+        );
         assert_eq!(
             value(&Reply::IceServerConfig),
             json!({"command": "iceServerConfig"})

@@ -160,3 +160,26 @@ pub fn publish_whip(url: &str, seconds: u32, extra: &[&str]) -> BrowserRun {
         script: "whip.mjs",
     }
 }
+
+/// Starts publishing Chromium's fake camera and microphone as `stream_id` with Ant Media's
+/// `@antmedia/webrtc_adaptor` over its WebSocket signalling (tests/browser/antmedia_publish.mjs)
+/// for `seconds` once `publish_started`, then `stop` (extra args are passed on, e.g. `--token`).
+pub fn publish_antmedia(ws_url: &str, stream_id: &str, seconds: u32, extra: &[&str]) -> BrowserRun {
+    assert!(
+        dir().join("node_modules/@antmedia/webrtc_adaptor").exists()
+            && dir()
+                .join("node_modules/@mediapipe/selfie_segmentation")
+                .exists(),
+        "browser test dependencies missing: run `.ci/deps test` (npm install in tests/browser)"
+    );
+    let mut cmd = node(seconds + 120, "antmedia_publish.mjs");
+    cmd.args([ws_url, stream_id])
+        .args(["--seconds", &seconds.to_string(), "--timeout", "90"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    BrowserRun {
+        child: cmd.spawn().expect("node (apt install nodejs)"),
+        script: "antmedia_publish.mjs",
+    }
+}

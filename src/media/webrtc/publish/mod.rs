@@ -37,7 +37,7 @@ use str0m::IceCreds;
 use str0m::change::SdpOffer;
 
 use super::sdp::{offers_h264, publisher_answer};
-use super::{Answer, WebRtc, WebRtcError, random_token};
+use super::{Answer, Notifier, WebRtc, WebRtcError, random_token};
 use crate::cluster::model::StreamKey;
 use crate::media::ingest::Ingest;
 
@@ -96,13 +96,15 @@ impl WebRtc {
     /// Answers a publisher's offer from `client` and starts its session, which feeds `ingest`
     /// (an admitted publisher) until the publisher leaves, goes silent, `DELETE`s it or the
     /// stream is taken over. `segment` is the HLS segment length (the keyframe interval asked
-    /// of the publisher).
+    /// of the publisher). `notifier` hears when video first flows and when the session ends
+    /// (WHIP listens to none; Ant Media's WebSocket signalling tells its client).
     pub fn publish(
         self: &Arc<Self>,
         offer: PublishOffer,
         ingest: Ingest,
         client: IpAddr,
         segment: Duration,
+        notifier: Notifier,
     ) -> Result<Answer, WebRtcError> {
         let slot = self.reserve(client)?;
         let ufrag = random_token(8);
@@ -134,6 +136,7 @@ impl WebRtc {
             cancel: registered.cancel,
             shutdown: self.shutdown.clone(),
             segment,
+            notifier: notifier.with_id(&id),
         };
         let guard = registered.guard;
         self.shutdown.spawn_connection(async move {

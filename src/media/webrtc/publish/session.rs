@@ -23,7 +23,7 @@ use super::PUBLISHER_IDLE;
 use super::audio::{self, ASC, AacFrame, AudioThread, MAX_OPUS_PACKET};
 use super::video::{H264Ingest, VideoDropped};
 use crate::media::ingest::Ingest;
-use crate::media::webrtc::{CONNECT_TIMEOUT, Datagram};
+use crate::media::webrtc::{CONNECT_TIMEOUT, Datagram, Notifier, SessionEvent};
 use crate::runtime::Shutdown;
 
 /// Keyframe requests are at least this far apart (a lost PLI is sent again after it).
@@ -49,6 +49,9 @@ pub(super) struct Parts {
     pub segment: Duration,
     /// Notified when a WebRTC viewer of the stream starts: a keyframe is asked for.
     pub keyframe: Arc<tokio::sync::Notify>,
+    /// Told when the first video frame reached the stream (`Playing`) and when the session
+    /// ended (Ant Media's signalling says `publish_started` / `publish_finished`).
+    pub notifier: Notifier,
 }
 
 /// One track's mapping from RTP time to the session clock.
@@ -101,6 +104,8 @@ struct Media {
     last_pli: Option<Instant>,
     /// When media last arrived.
     last_media: Option<Instant>,
+    /// A video frame reached the stream (the notifier was told).
+    flowing: bool,
 }
 
 /// Runs a publisher until it ends; why is logged here, once.
@@ -126,6 +131,7 @@ pub(super) async fn run(mut p: Parts) {
         last_keyframe: None,
         last_pli: None,
         last_media: None,
+        flowing: false,
     };
     let why = loop {
         let timeout = loop {
@@ -199,6 +205,7 @@ pub(super) async fn run(mut p: Parts) {
         }
     };
     tracing::info!(%stream, reason = why, "WebRTC publisher ended");
+    p.notifier.send(SessionEvent::Ended);
     p.rtc.disconnect();
     while let Ok(Output::Transmit(t)) = p.rtc.poll_output() {
         if p.socket.send_to(&t.contents, t.destination).await.is_err() {
@@ -232,6 +239,10 @@ fn media(p: &mut Parts, m: &mut Media, data: MediaData, started: Instant) {
                         m.last_keyframe = Some(now);
                     }
                     p.ingest.video(ms as u32, body);
+                    if !m.flowing {
+                        m.flowing = true;
+                        p.notifier.send(SessionEvent::Playing);
+                    }
                 }
             }
             Err(VideoDropped::NeedKeyframe) => request_keyframe(p, m, now),
