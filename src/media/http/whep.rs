@@ -288,6 +288,12 @@ async fn patch(
     if let Err(r) = session(ctx, app, stream_id, id) {
         return r.response();
     }
+    trickle(req, id).await
+}
+
+/// A trickle ICE `PATCH` on session `id` (WHEP and WHIP): the fragment is checked (content
+/// type, `If-Match`, size) and accepted; one with new credentials (an ICE restart) is refused.
+pub(super) async fn trickle(req: Request<Incoming>, id: &str) -> Response<Body> {
     if !content_type_is(req.headers(), TRICKLE) {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::whep::{SDP, TRICKLE, body, content_type_is, error_text, etag, token};
+use super::whep::{SDP, body, content_type_is, error_text, etag, token};
 use super::{Body, HttpContext, error, preflight};
 use crate::media::access;
 use crate::media::hub::HubKey;
@@ -217,46 +217,7 @@ async fn patch(
     if let Err(r) = publisher_session(ctx, &req, app, stream_id, id) {
         return *r;
     }
-    if !content_type_is(req.headers(), TRICKLE) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "trickle ICE is sent as Content-Type: application/trickle-ice-sdpfrag",
-        );
-    }
-    if let Some(m) = req.headers().get(header::IF_MATCH)
-        && m.as_bytes() != b"*"
-        && m.as_bytes() != etag(id).as_bytes()
-    {
-        return error(
-            StatusCode::PRECONDITION_FAILED,
-            "If-Match does not name this session's ETag",
-        );
-    }
-    let bytes = match body(req).await {
-        Ok(b) => b,
-        Err(r) => return r.response(),
-    };
-    let restart = std::str::from_utf8(&bytes)
-        .map(|f| f.lines().any(|l| l.starts_with("a=ice-pwd:")))
-        .unwrap_or(false);
-    if restart {
-        return not_allowed_restart();
-    }
-    let mut r = Response::new(Full::new(Bytes::new()));
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    r
-}
-
-fn not_allowed_restart() -> Response<Body> {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "ICE restarts are not supported; start a new session",
-    );
-    r.headers_mut().insert(
-        header::ALLOW,
-        HeaderValue::from_static("PATCH, DELETE, OPTIONS"),
-    );
-    r
+    super::whep::trickle(req, id).await
 }
 
 /// `DELETE`: ends the publication (the stream ends as when an RTMP publisher leaves).
