@@ -151,6 +151,40 @@ pub(super) async fn body(req: Request<Incoming>) -> Result<Bytes, Refused> {
     }
 }
 
+/// The SDP offer of a WHEP or WHIP `POST` (`what` names the protocol in errors) and the
+/// client's address (through `rest.trusted_proxies`): content type, size, UTF-8 and `v=0`
+/// checked, each refusal with its reason.
+pub(super) async fn read_offer(
+    ctx: &HttpContext,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    what: &str,
+) -> Result<(std::net::IpAddr, String), Response<Body>> {
+    if !content_type_is(req.headers(), SDP) {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("a {what} offer is sent as Content-Type: application/sdp"),
+        ));
+    }
+    let client =
+        super::guard::client_address(&ctx.config.rest.trusted_proxies, peer.ip(), req.headers())
+            .map_err(|why| error(StatusCode::BAD_REQUEST, &why))?;
+    let bytes = body(req).await.map_err(|r| r.response())?;
+    let Ok(sdp) = String::from_utf8(bytes.to_vec()) else {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed SDP offer: not UTF-8",
+        ));
+    };
+    if !sdp.trim_start().starts_with("v=0") {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "malformed SDP offer: it does not start with v=0",
+        ));
+    }
+    Ok((client, sdp))
+}
+
 /// `POST`: an SDP offer -> `201` with the answer.
 async fn offer(
     ctx: &HttpContext,
@@ -168,33 +202,11 @@ async fn offer(
     if let Err(r) = admitted(ctx, req.headers(), req.uri().query(), app, stream_id) {
         return r.response();
     }
-    if !content_type_is(req.headers(), SDP) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a WHEP offer is sent as Content-Type: application/sdp",
-        );
-    }
-    let client = match super::guard::client_address(
-        &ctx.config.rest.trusted_proxies,
-        peer.ip(),
-        req.headers(),
-    ) {
-        Ok(c) => c,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+    let (client, sdp) = match read_offer(ctx, req, peer, "WHEP").await {
+        Ok(o) => o,
+        Err(r) => return r,
     };
-    let bytes = match body(req).await {
-        Ok(b) => b,
-        Err(r) => return r.response(),
-    };
-    let Ok(sdp) = std::str::from_utf8(&bytes) else {
-        return error(StatusCode::BAD_REQUEST, "malformed SDP offer: not UTF-8");
-    };
-    if !sdp.trim_start().starts_with("v=0") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "malformed SDP offer: it does not start with v=0",
-        );
-    }
+    let sdp = sdp.as_str();
     let key = HubKey::source(app, stream_id);
     if let Some(puller) = &ctx.puller
         && !ctx.hubs.get(&key).is_some_and(|h| h.is_live())

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::whep::{SDP, body, content_type_is, error_text, etag, token};
+use super::whep::{SDP, error_text, etag, token};
 use super::{Body, HttpContext, error, preflight};
 use crate::media::access;
 use crate::media::hub::HubKey;
@@ -105,34 +105,12 @@ async fn offer(
     if ctx.config.app(app).is_none() {
         return refused(&PublishRefused::NoApp(app.to_owned()));
     }
-    if !content_type_is(req.headers(), SDP) {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a WHIP offer is sent as Content-Type: application/sdp",
-        );
-    }
     let bearer = token(req.headers(), req.uri().query()).map(str::to_owned);
-    let client = match super::guard::client_address(
-        &ctx.config.rest.trusted_proxies,
-        peer.ip(),
-        req.headers(),
-    ) {
-        Ok(c) => c,
-        Err(why) => return error(StatusCode::BAD_REQUEST, &why),
+    let (client, sdp) = match super::whep::read_offer(ctx, req, peer, "WHIP").await {
+        Ok(o) => o,
+        Err(r) => return r,
     };
-    let bytes = match body(req).await {
-        Ok(b) => b,
-        Err(r) => return r.response(),
-    };
-    let Ok(sdp) = std::str::from_utf8(&bytes) else {
-        return error(StatusCode::BAD_REQUEST, "malformed SDP offer: not UTF-8");
-    };
-    if !sdp.trim_start().starts_with("v=0") {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "malformed SDP offer: it does not start with v=0",
-        );
-    }
+    let sdp = sdp.as_str();
     let offer = match PublishOffer::parse(sdp) {
         Ok(o) => o,
         Err(e) => return error(offer_status(&e), &error_text(&e)),
